@@ -1,0 +1,497 @@
+"""One app's supervision: spawn, watch, stop, restart, back off, record history.
+
+The runner is event-driven: a keepalive method reports the app alive or dead (through
+the :class:`patrol.keepalive.AppControl` methods implemented here) and the runner reacts
+at once: a dead app is restarted immediately, or after a backoff when it keeps crashing.
+The supervisor's tick only reconciles (``check`` and the ``running``/``disabled`` events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable
+
+import structlog
+
+from .config.model import AppConfig
+from .keepalive import Cancellable, ExitStatus, KeepAlive
+from .logfiles import open_logs
+from .process import (
+    getpgid,
+    group_alive,
+    pid_alive,
+    signal_group,
+    signal_pid,
+    spawn,
+    watch_pid,
+)
+from .state import DISABLE, HistoryRecord, State, new_instance_id
+
+if TYPE_CHECKING:
+    from .supervisor import Supervisor
+
+log = structlog.get_logger("patrol.apps")
+
+#: The environment a child gets when ``env-parent`` is false. The original gave it
+#: nothing at all (no PATH: spec 10.21); this is what systemd gives a service.
+BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+PASSED_ENV = ("LANG", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME")
+
+
+class AppRunner:
+    """Supervises one app; implements :class:`patrol.keepalive.AppControl`."""
+
+    group = "app"
+
+    def __init__(self, sup: "Supervisor", config: AppConfig, keepalive: type[KeepAlive]) -> None:
+        self.sup = sup
+        self.config = config
+        self.patrol_config = sup.config
+        self.id = config.id
+        self.state = State(history_limit=sup.config.history, disabled=config.disabled)
+        with self.state.session() as s:
+            s.replace_keyvalue(dict(config.keyvalue))
+        self.keepalive = keepalive(self)
+        self.log = log.bind(app=self.id)
+        self.launcher_pid = 0
+        self.launching = False
+        self.given_up = False
+        self.starts = 0
+        self.failures = 0  # consecutive quick failures (backoff)
+        self.backoff_delay = 0.0
+        self.last_exit: ExitStatus | None = None
+        self.last_reason = ""
+        self._tentative = False
+        self._trusted_pid = False
+        self._started_mono = 0.0
+        self._exits: dict[int, ExitStatus] = {}
+        self._groups: set[int] = set()  # process groups Patrol created for the instance
+        self._timers: list[Cancellable] = []  # owned by the current instance
+        self._retry: asyncio.TimerHandle | None = None
+        self._grace: asyncio.TimerHandle | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._stop_reason = ""
+        self._restarting = False
+
+    # -- AppControl ------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        return self.state.pid
+
+    @property
+    def running(self) -> bool:
+        return self.state.running
+
+    def now(self) -> float:
+        return self.sup.now()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
+        handle = self.sup.loop.call_later(delay, callback)
+        self._timers.append(handle)
+        return handle
+
+    def watch_pid(self, pid: int, callback: Callable[[], None]) -> Cancellable | None:
+        watch = watch_pid(self.sup.loop, pid, callback)
+        if watch is not None:
+            self._timers.append(watch)
+        return watch
+
+    def alive(self, pid: int, *, tentative: bool = False, trusted: bool = False, pinged: bool = False) -> None:
+        st = self.state
+        if st.running and pid and st.pid and pid != st.pid and not self._tentative:
+            self._close("pid changed", None)
+        if not st.running:
+            self._new_instance(pid, tentative, trusted, "app.started_pinged" if pinged else "app.started")
+            return
+        with st.session() as s:
+            if pid and pid != st.pid:  # the launcher's pid is replaced by the real one
+                s.set(pid=pid)
+                self._tentative = tentative
+                self._trusted_pid = trusted
+                self._track(pid)
+            s.set(lastseen=self.sup.wall())
+        if pinged:
+            self.emit("app.pinged")
+
+    def dead(self, reason: str, status: ExitStatus | None = None) -> None:
+        self.sup.reaper.reap()  # collect exit statuses that are already there
+        self.launching = False
+        st = self.state
+        if status is None and st.pid:
+            status = self._exits.get(st.pid)
+        uptime = self.now() - self._started_mono if st.running else 0.0
+        if self._stop_reason:
+            reason = self._stop_reason
+        if st.running:
+            self._close(reason, status)
+        else:  # the launch failed before the app was ever seen running
+            self._forget_instance()
+            self.last_exit, self.last_reason = status, reason
+            self.log.warning("did not come up", reason=reason, status=str(status) if status else None)
+        self._after_death(uptime)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Called once when the supervisor starts: adopt what runs, start what should."""
+        self.keepalive.adopt()
+        self.reconcile()
+
+    def tick(self) -> None:
+        self.keepalive.check()
+        if self.state.running:
+            self.emit("app.running")
+        elif self.state.disabled:
+            self.emit("app.disabled")
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """Bring the app towards what its flags ask for. Idempotent; cheap."""
+        if self.sup.shutting_down:
+            return
+        st = self.state
+        if st.running or self.launching:
+            if self._stop_task is None:
+                if st.restart:
+                    self._begin_stop("restart", self.config.restart_signal)
+                elif st.disabled:
+                    self._begin_stop("disabled", self.config.stop_signal)
+            return
+        if st.disabled or self.given_up or self._retry is not None or self._stop_task is not None:
+            return
+        grace_left = self.sup.started_mono + self.keepalive.startup_grace() - self.now()
+        if grace_left > 0:
+            if self._grace is None:
+                self._grace = self.sup.loop.call_later(grace_left, self._grace_over)
+            return
+        self.spawn()
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        self.reconcile()
+
+    def toggled(self) -> None:
+        """A toggle changed the flags (API or GUI): act on it now, not at the next tick."""
+        if not self.state.disabled and (self.given_up or self._retry is not None):
+            self.given_up = False
+            self.failures = 0
+            if self._retry is not None:
+                self._retry.cancel()
+                self._retry = None
+        self.sup.loop.call_soon(self.reconcile)
+
+    # -- spawning --------------------------------------------------------------------
+
+    def spawn(self) -> None:
+        self.emit("app.start")
+        if self.state.disabled:  # an observer may have disabled it
+            return
+        with self.state.session() as s:
+            s.set(restart=False)
+            if self.state.run_once:
+                s.set(run_once_consumed=True)
+        now_ns = time.time_ns()
+        try:
+            logs = open_logs(self.config.log_root, self.config.std_merge, now_ns)
+        except OSError as exc:
+            return self._start_failed(f"cannot open log files in {self.config.log_root}: {exc.strerror or exc}")
+        try:
+            proc = spawn(
+                self.argv(),
+                env=self.environment(),
+                cwd=self.config.working_directory,
+                stdout=logs.stdout_fd,
+                stderr=logs.stderr_fd,
+            )
+        except OSError as exc:
+            return self._start_failed(f"cannot execute {self.config.program}: {exc.strerror or exc}")
+        finally:
+            logs.close()
+        self.launcher_pid = proc.pid
+        self.launching = True
+        self._stop_reason = ""
+        self._groups = {proc.pid}
+        self._exits = {}
+        self.sup.reaper.watch(proc.pid, partial(self._on_exit, proc.pid, proc))
+        with self.state.session() as s:
+            s.set(started_log=logs.files)
+        self.log.info("spawned", pid=proc.pid, program=self.config.program)
+        self.keepalive.spawned(proc.pid)
+        if self.config.execute_timeout > 0 and (self.state.running or self.launching):
+            self.call_later(self.config.execute_timeout, self._execute_timeout)
+
+    def argv(self) -> list[str]:
+        return [self.config.program, *self.config.args]
+
+    def environment(self) -> dict[str, str]:
+        """The child's environment, in the original's order (later entries win)."""
+        cfg, pcfg = self.config, self.patrol_config
+        if cfg.env_parent:
+            env = dict(os.environ)
+        else:
+            env = dict(BASE_ENV)
+            env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
+        for entry in cfg.env:
+            key, _, value = entry.partition("=")
+            env[key] = value
+        env["PATROL_ID"] = self.id
+        env["PATROL_KEEPALIVE"] = str(self._keepalive_number())
+        if cfg.pid_path:
+            env["PATROL_PID"] = cfg.pid_file
+        if pcfg.listen_http:
+            env["PATROL_HTTP"] = json.dumps(list(pcfg.listen_http), separators=(",", ":"))
+        if pcfg.listen_udp:
+            env["PATROL_UDP"] = json.dumps(list(pcfg.listen_udp), separators=(",", ":"))
+        return env
+
+    def _keepalive_number(self) -> int | str:
+        numbers = [a for a in self.keepalive.aliases if isinstance(a, int)]
+        return numbers[0] if numbers else self.keepalive.name
+
+    def _start_failed(self, error: str) -> None:
+        self.launching = False
+        self.last_reason = error
+        self.log.error("start failed", error=error)
+        self.emit("app.start_failed", error=error)
+        self._after_death(0.0)
+
+    def _on_exit(self, pid: int, proc: Any, status: ExitStatus) -> None:
+        if proc is not None:
+            proc.returncode = status.code if status.code is not None else -(status.signal or 0)
+        self._exits[pid] = status
+        try:
+            self.keepalive.child_exited(pid, status)
+        finally:
+            if pid == self.launcher_pid:
+                self.launcher_pid = 0
+
+    def _track(self, pid: int) -> None:
+        """Watch an instance pid's exit status and remember its group if Patrol made it."""
+        if pid not in self._exits and pid != self.launcher_pid:
+            self.sup.reaper.watch(pid, partial(self._on_exit, pid, None))
+        pgid = getpgid(pid)
+        if pgid and (pgid in self._groups or _parent(pid) == os.getpid()):
+            self._groups.add(pgid)
+
+    def _new_instance(self, pid: int, tentative: bool, trusted: bool, event: str) -> None:
+        self.launching = False
+        self._tentative = tentative
+        self._trusted_pid = trusted
+        self._started_mono = self.now()
+        with self.state.session() as s:
+            s.set(instance_id=new_instance_id(), started=self.sup.wall(), pid=pid, lastseen=None, exit_code=0)
+        if pid:
+            self._track(pid)
+        self.starts += 1
+        self.log.info("running", pid=pid or None, instance=self.state.instance_id)
+        self.emit(event)
+
+    # -- closing and restarting ------------------------------------------------------
+
+    def _close(self, reason: str, status: ExitStatus | None) -> None:
+        st = self.state
+        wall = self.sup.wall()
+        lastseen = st.lastseen
+        if lastseen is None and self.keepalive.ping_transport is None:
+            lastseen = wall  # the original reports "now" for a never-refreshed instance
+        record = HistoryRecord(
+            instance_id=st.instance_id,
+            started=st.started,
+            stopped=wall,
+            lastseen=lastseen,
+            pid=st.pid,
+            disabled=st.disabled,
+            restart=st.restart or self._restarting,
+            run_once=st.run_once_consumed,
+            shutdown=self.sup.shutting_down,
+            exit_code=status.compat_code if status else 0,
+            exit_signal=status.signal if status else None,
+            reason=reason,
+            keyvalue=dict(st.keyvalue),
+        )
+        with st.session() as s:
+            s.append_history(record)
+            s.set(instance_id="", started=None, lastseen=None, pid=0, exit_code=0)
+            if st.run_once_consumed:
+                s.toggle(DISABLE)
+            if self.config.keyvalue_clear:
+                s.replace_keyvalue({})
+        self._forget_instance()
+        self.last_exit, self.last_reason = status, reason
+        self.log.info("closed", reason=reason, status=str(status) if status else None)
+        self.emit("app.closed", record=record)
+
+    def _forget_instance(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self._tentative = self._trusted_pid = False
+        self.keepalive.closed()
+
+    def _after_death(self, uptime: float) -> None:
+        self._cleanup_groups()
+        restarting, self._restarting = self._restarting, False
+        self._stop_reason = ""
+        if self.sup.shutting_down or self.state.disabled:
+            return
+        if restarting:
+            self.failures = 0
+            self.backoff_delay = 0.0
+            self.sup.loop.call_soon(self.reconcile)
+            return
+        delay = self._next_delay(uptime)
+        if delay is None:
+            self.given_up = True
+            error = f"gave up after {self.failures} quick failures in a row"
+            self.log.error("gave up", failures=self.failures)
+            self.emit("app.gave_up", error=error)
+            return
+        self.backoff_delay = delay
+        if delay == 0:
+            self.sup.loop.call_soon(self.reconcile)
+        else:
+            self._retry = self.sup.loop.call_later(delay, self._retry_due)
+
+    def _retry_due(self) -> None:
+        self._retry = None
+        self.reconcile()
+
+    def _next_delay(self, uptime: float) -> float | None:
+        """Seconds before the next start, or None to give up (see Backoff)."""
+        b = self.config.backoff
+        if uptime >= b.reset:
+            self.failures = 0
+            return 0.0
+        self.failures += 1
+        if b.limit and self.failures >= b.limit:
+            return None
+        if self.failures == 1:
+            return 0.0  # one crash is restarted at once; a crash *loop* backs off
+        return min(b.base * b.factor ** (self.failures - 2), b.max)
+
+    def _execute_timeout(self) -> None:
+        self.log.warning("execute-timeout reached, killing", seconds=self.config.execute_timeout)
+        self._stop_reason = "execute-timeout"
+        self._kill_all(signal.SIGKILL)
+
+    def _begin_stop(self, reason: str, sig: int) -> None:
+        if reason == "restart":
+            with self.state.session() as s:
+                s.set(restart=False)  # as the original: cleared when the signal is sent
+            self._restarting = True
+        self._stop_reason = reason
+        self._stop_task = self.sup.loop.create_task(self._terminate(sig))
+        self._stop_task.add_done_callback(self._stop_done)
+
+    def _stop_done(self, task: asyncio.Task[None]) -> None:
+        self._stop_task = None
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("stop failed", error=repr(task.exception()))
+        self.reconcile()
+
+    async def stop(self, reason: str = "stopped") -> None:
+        """Stop the app and wait until none of its processes is left (shutdown path)."""
+        for handle in (self._retry, self._grace):
+            if handle is not None:
+                handle.cancel()
+        self._retry = self._grace = None
+        if self._stop_task is None and (self.state.running or self.launching or self._groups_alive()):
+            self._stop_reason = reason
+            self._stop_task = self.sup.loop.create_task(self._terminate(self.config.stop_signal))
+            self._stop_task.add_done_callback(self._stop_done)
+        if self._stop_task is not None:
+            await asyncio.shield(self._stop_task)
+
+    async def _terminate(self, sig: int) -> None:
+        """Signal, wait up to stop-timeout, then SIGKILL every group Patrol made for it."""
+        deadline = self.now() + self.config.stop_timeout
+        pid = self.state.pid or self.launcher_pid
+        if pid and self._may_signal(pid):
+            signal_pid(pid, sig)
+        if await self._wait(lambda: not pid_alive(pid), deadline):
+            for pgid in self._groups:  # leftovers of a clean exit get a polite signal first
+                signal_group(pgid, signal.SIGTERM)
+            if await self._wait(lambda: not self._groups_alive(), deadline):
+                return
+        self.log.warning("did not stop in time, killing", timeout=self.config.stop_timeout)
+        self._kill_all(signal.SIGKILL)
+        await self._wait(lambda: not self._groups_alive() and not pid_alive(pid), self.now() + 5)
+
+    def _kill_all(self, sig: int) -> None:
+        pid = self.state.pid or self.launcher_pid
+        for pgid in self._groups:
+            signal_group(pgid, sig)
+        if pid and self._may_signal(pid):
+            signal_pid(pid, sig)
+
+    async def _wait(self, done: Callable[[], bool], deadline: float) -> bool:
+        """Wait for ``done()`` until ``deadline``: a bounded wait used only while stopping."""
+        delay = 0.002
+        while True:
+            self.sup.reaper.reap()
+            if done():
+                return True
+            if self.now() >= deadline:
+                return False
+            await asyncio.sleep(min(delay, max(0.0, deadline - self.now())))
+            delay = min(delay * 2, 0.05)
+
+    def _groups_alive(self) -> bool:
+        return any(group_alive(g) for g in self._groups)
+
+    def _cleanup_groups(self) -> None:
+        """After an instance ended, processes left in its groups get stopped too."""
+        if self._stop_task is not None or not self._groups_alive():
+            return
+        self.log.info("stopping leftover processes", groups=sorted(self._groups))
+        self._stop_task = self.sup.loop.create_task(self._terminate(signal.SIGTERM))
+        self._stop_task.add_done_callback(self._stop_done)
+
+    def _may_signal(self, pid: int) -> bool:
+        """Only signal processes Patrol started or was told about by a trusted source.
+
+        A pid from a ping is not proof of anything (spec 10.17): anyone who can reach
+        the API could otherwise make Patrol signal an arbitrary process.
+        """
+        if pid == self.launcher_pid or self._trusted_pid:
+            return True
+        return getpgid(pid) in self._groups or _parent(pid) == os.getpid()
+
+    # -- reporting -------------------------------------------------------------------
+
+    @property
+    def phase(self) -> str:
+        """The state name operators see (new in the API, beside the original's flags)."""
+        if self.state.running:
+            return "stopping" if self._stop_task is not None else "running"
+        if self.launching:
+            return "starting"
+        if self.state.disabled:
+            return "disabled"
+        if self.given_up:
+            return "given-up"
+        if self._retry is not None:
+            return "backoff"
+        return "stopped"
+
+    @property
+    def restarts(self) -> int:
+        return max(0, self.starts - 1)
+
+    def emit(self, name: str, **extra: Any) -> None:
+        self.sup.emit(name, self, **extra)
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rfind(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0

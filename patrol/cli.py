@@ -1,0 +1,162 @@
+"""The ``patrol`` command.
+
+Daemon commands (``run``, ``check``, ``plugins``) load plugins; client commands talk to a
+running Patrol over its API and never load plugins, so a broken plugin can never break
+``patrol --help`` or ``patrol status``.
+
+Exit codes: 0 ok; 1 the config is invalid (or a request was refused); 2 usage error or
+unreadable config; 3 Patrol unreachable (client commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import sys
+from typing import Sequence
+
+from . import __version__
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+UNITTEST_VALUE = "I KNOW WHAT I AM DOING"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="patrol",
+        description="Keep apps and services alive; watch and steer them over HTTP, UDP and a web GUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"patrol {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="supervise the apps and services of a config file")
+    run.add_argument("config", help="config file (.json in the original format, or .toml)")
+    run.add_argument("--log-format", choices=["auto", "console", "json"], default="auto",
+                     help="console on a terminal, JSON lines otherwise (default: auto)")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    check = sub.add_parser("check", help="validate a config file; print every problem at once")
+    check.add_argument("config")
+
+    plugins = sub.add_parser("plugins", help="list installed plugins, what they register, and failures")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from . import client
+
+    client.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    handler = COMMANDS.get(args.command)
+    if handler is None:
+        from . import client
+
+        return client.run(args)
+    return handler(args)
+
+
+# -- daemon commands -------------------------------------------------------------------
+
+
+def _load(path: str):  # type: ignore[no-untyped-def]
+    """Load plugins and config; returns (plugins, config, warnings) or an exit code."""
+    from .config import ConfigError, Methods, load_config
+    from .plugins import PluginLoadError, Plugins
+
+    try:
+        plugins = Plugins()
+    except PluginLoadError as exc:
+        print(f"patrol: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        config, warnings = load_config(path, Methods(keepalives=plugins.keepalives, services=plugins.services))
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        for failed in plugins.failed:
+            print(f"note: plugin {failed.name} failed to load: {failed.error}", file=sys.stderr)
+        return EXIT_USAGE if exc.unreadable else EXIT_INVALID
+    return plugins, config, warnings
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if isinstance(loaded, int):
+        return loaded
+    _, config, warnings = loaded
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"{args.config}: ok ({len(config.apps)} apps, {len(config.services)} services)")
+    return EXIT_OK
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import PluginLoadError, Plugins
+
+    try:
+        plugins = Plugins()
+    except PluginLoadError as exc:
+        print(f"patrol: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    info = plugins.describe()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    for p in info["loaded"]:
+        origin = f"{p['dist']} {p['version']}" if p["dist"] else "built-in"
+        print(f"{p['name']:<20} {origin:<32} {', '.join(p['registers']) or '-'}")
+    for f in info["failed"]:
+        print(f"{f['name']:<20} FAILED: {f['error']}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import log
+
+    log.setup(args.log_format, args.log_level)
+    loaded = _load(args.config)
+    if isinstance(loaded, int):
+        return loaded
+    plugins, config, warnings = loaded
+    import structlog
+
+    logger = structlog.get_logger("patrol")
+    for line in warnings:
+        logger.warning("config", problem=line)
+    if os.environ.get("PATROL_UNITTEST") == UNITTEST_VALUE:
+        # The original's unit-test mode: short tick and ping timeout.
+        config = dataclasses.replace(config, tick_every=2, ping_timeout=3)
+    try:
+        return asyncio.run(_serve(config, plugins))
+    except OSError as exc:
+        logger.error("cannot start", error=str(exc))
+        return EXIT_INVALID
+
+
+async def _serve(config, plugins) -> int:  # type: ignore[no-untyped-def]
+    import structlog
+
+    from .supervisor import Supervisor
+
+    logger = structlog.get_logger("patrol")
+    sup = Supervisor(config, plugins)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        loop.add_signal_handler(sig, sup.request_shutdown)
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        loop.add_signal_handler(sig, lambda s=sig: logger.info("signal ignored", signal=signal.Signals(s).name))
+    await sup.run()
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "plugins": cmd_plugins}

@@ -1,0 +1,15 @@
+"""Patrol's configuration: the original JSON format (or the same in TOML), checked once.
+
+``load_config`` returns a frozen :class:`PatrolConfig` and warnings, or raises
+:class:`ConfigError` listing every problem of the file. The supervisor never
+re-validates what this package returns.
+"""
+
+from .load import ConfigError, Methods, load_config, parse_config
+from .model import AppConfig, Backoff, Listen, Option, PatrolConfig, ServiceConfig
+from .rules import is_app_service_id, is_path_clean
+
+__all__ = [
+    "AppConfig", "Backoff", "ConfigError", "Listen", "Methods", "Option", "PatrolConfig",
+    "ServiceConfig", "is_app_service_id", "is_path_clean", "load_config", "parse_config",
+]

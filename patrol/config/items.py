@@ -1,0 +1,315 @@
+"""One app or one service of the config: every key checked (spec §1.3-§1.6), all errors kept.
+
+The keepalive or service backend named by an item is looked up in the registry the
+plugins filled; its ``options`` become extra keys of that item and its ``validate``
+gets the finished item, so plugins check their own settings with the same messages.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..registry import Registry
+from .model import ACTIONS, AppConfig, Backoff, Option, ServiceConfig
+from .reader import (ANY, BOOL, INT, MAPPING, NAME_OR_INT, NUMBER, STRING, Kind, Section, child,
+                     got, is_int, kind_of, show)
+from .rules import (NAME_MAX, SECRET_MAX, SERVICE_MAX, byte_length, expand_home, path_problem,
+                    service_problem, signal_number)
+
+if TYPE_CHECKING:
+    from ..keepalive import KeepAlive
+    from ..service import ServiceBackend
+
+_EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
+_UNSET = object()
+
+
+def read_app(sec: Section, app_id: str, keepalives: Registry[type[KeepAlive]]) -> AppConfig | None:
+    """The app in ``sec``, or None when it has errors (they are in ``sec.report``)."""
+    errors = len(sec.report.errors)
+    method = _keepalive(sec, keepalives)
+    cls = keepalives.get(method) if method else None
+    needs_pid = cls is not None and cls.requires_pid_path
+    values = dict(
+        id=app_id,
+        keepalive=method or "",
+        name=_text(sec, "name", NAME_MAX, required=True),
+        working_directory=_working_directory(sec),
+        binary=_path(sec, "binary", required=True),
+        log_directory=_path(sec, "log-directory", required=True),
+        pid_path=_path(sec, "pid-path", required=True) if needs_pid else sec.get("pid-path", STRING, ""),
+        **_common(sec),
+        execute_timeout=_number(sec, "execute-timeout", 0.0),
+        pid_verify=sec.get("pid-verify", BOOL, False),
+        args=sec.strings("args", _no_nul),
+        env=sec.strings("env", _env_problem),
+        env_parent=sec.get("env-parent", BOOL, False),
+        std_merge=sec.get("std-merge", BOOL, False),
+        stop_signal=_signal(sec, "stop-signal", AppConfig.stop_signal),
+        restart_signal=_signal(sec, "restart-signal", AppConfig.restart_signal),
+        stop_timeout=_number(sec, "stop-timeout", AppConfig.stop_timeout),
+        backoff=_backoff(sec),
+        options=_options(sec, cls.options if cls else ()),
+    )
+    sec.warn_unread()
+    if len(sec.report.errors) > errors:
+        return None
+    app = AppConfig(**values)
+    _plugin_checks(sec, [cls] if cls else [], app)
+    return app
+
+
+def read_service(sec: Section, service_id: str,
+                 backends: Registry[type[ServiceBackend]]) -> ServiceConfig | None:
+    """The service in ``sec``, or None when it has errors (they are in ``sec.report``)."""
+    errors = len(sec.report.errors)
+    management = _management(sec, backends)
+    classes = [backends.get(name) for name in dict.fromkeys(management.values())]
+    options: dict[str, Option] = {}
+    for cls in classes:  # the union of the backends' options; the first of a key wins
+        for option in cls.options:
+            options.setdefault(option.key, option)
+    values = dict(
+        id=service_id,
+        service=_service_name(sec),
+        name=_text(sec, "name", NAME_MAX, required=True),
+        **_common(sec),
+        management=MappingProxyType(management),
+        parameters=MappingProxyType(
+            {a: sec.get(f"management-{a}-parameter", STRING, "") or a for a in ACTIONS}),
+        ignore_exit_codes=MappingProxyType(
+            {a: _exit_codes(sec, f"ignore-exit-codes-{a}") for a in ACTIONS}),
+        status_timeout=_number(sec, "status-timeout", ServiceConfig.status_timeout, above=True),
+        command_timeout=_number(sec, "command-timeout", ServiceConfig.command_timeout, above=True),
+        stop_on_shutdown=sec.get("stop-on-shutdown", BOOL, False),
+        options=_options(sec, options.values()),
+    )
+    if sec.has("ignore-exit-codes"):
+        sec.raw("ignore-exit-codes")
+        sec.report.warn(sec.at("ignore-exit-codes"), "does nothing (the original Patrol never read "
+                        'it either); use "ignore-exit-codes-start", "-status", "-stop" or "-restart"')
+    sec.warn_unread()
+    if len(sec.report.errors) > errors:
+        return None
+    service = ServiceConfig(**values)
+    _plugin_checks(sec, classes, service)
+    return service
+
+
+def _common(sec: Section) -> dict[str, Any]:
+    """The keys apps and services share."""
+    return dict(
+        disabled=sec.get("disabled", BOOL, False),
+        keyvalue=sec.get("keyvalue", MAPPING, _EMPTY),
+        keyvalue_clear=sec.get("keyvalue-clear", BOOL, False),
+        secret=_text(sec, "secret", SECRET_MAX),
+        x=sec.get("x", ANY),
+    )
+
+
+# -- methods ---------------------------------------------------------------------------
+
+def _method_value(sec: Section, key: str) -> int | str | None:
+    """The method named at ``key``; 0 and "" mean "not chosen", as in the original."""
+    value = sec.get(key, NAME_OR_INT)
+    return None if value in (0, "") else value
+
+
+def _resolve(sec: Section, key: str, value: int | str, registry: Registry[Any]) -> str | None:
+    name = registry.resolve(value)
+    if name is None and isinstance(value, str):
+        name = registry.resolve(value.lower())
+    if name is None:
+        sec.report.error(sec.at(key), registry.missing_hint(value))
+    return name
+
+
+def _choices(registry: Registry[Any]) -> str:
+    """``installed: pid-patrol (1), http (3)``: what a user may write."""
+    aliases: dict[str, list[str]] = {}
+    for alias, name in registry.aliases.items():
+        aliases.setdefault(name, []).append(str(alias))
+    names = [f"{n} ({', '.join(aliases[n])})" if n in aliases else n for n in registry.names()]
+    return "installed: " + (", ".join(names) or "none")
+
+
+def _keepalive(sec: Section, keepalives: Registry[Any]) -> str | None:
+    value = _method_value(sec, "keepalive")
+    if value is None:
+        if not sec.failed("keepalive"):
+            sec.report.error(sec.at("keepalive"),
+                             f"is required: choose a keepalive method ({_choices(keepalives)})")
+        return None
+    return _resolve(sec, "keepalive", value, keepalives)
+
+
+def _management(sec: Section, backends: Registry[Any]) -> dict[str, str]:
+    """action -> backend: ``management`` for all four, else all four ``management-ACTION``.
+
+    As the original: per-action keys count only when one of start/status/stop is set
+    (then all four are required); otherwise ``management`` itself is missing.
+    """
+    general = _method_value(sec, "management")
+    per_action = {a: _method_value(sec, f"management-{a}") for a in ACTIONS}
+    if general is not None:
+        for action, value in per_action.items():
+            if value is not None:
+                sec.report.warn(sec.at(f"management-{action}"),
+                                'is ignored: "management" is set and applies to all four actions')
+        name = _resolve(sec, "management", general, backends)
+        return dict.fromkeys(ACTIONS, name) if name else {}
+    if all(per_action[a] is None for a in ("start", "status", "stop")):
+        if sec.failed("management"):
+            return {}
+        sec.report.error(sec.at("management"), "is required: choose a service backend "
+                         f"({_choices(backends)}), or set management-start, -status, -stop and -restart")
+        return {}
+    chosen = {}
+    for action, value in per_action.items():
+        key = f"management-{action}"
+        if value is None:
+            if not sec.failed(key):
+                sec.report.error(sec.at(key), "is required once any management-ACTION key is set "
+                                 '(or use "management" for all four actions)')
+        elif name := _resolve(sec, key, value, backends):
+            chosen[action] = name
+    return chosen if len(chosen) == len(ACTIONS) else {}
+
+
+def _options(sec: Section, options: Iterable[Option]) -> MappingProxyType[str, Any]:
+    """A plugin's own keys: type-checked, defaulted, and checked by the plugin's rule."""
+    values = {}
+    for option in options:
+        value = sec.get(option.key, kind_of(option.type), _UNSET)
+        if value is _UNSET:
+            values[option.key] = option.default
+            continue
+        try:
+            problem = option.check(value) if option.check else None
+        except Exception as exc:  # a plugin's bug must not become a traceback here
+            problem = f"could not be checked by the plugin ({type(exc).__name__}: {exc})"
+        if problem:
+            sec.report.error(sec.at(option.key), problem)
+        values[option.key] = value
+    return MappingProxyType(values)
+
+
+def _plugin_checks(sec: Section, classes: list[Any], item: Any) -> None:
+    for cls in classes:
+        try:
+            problems = cls.validate(item)
+        except Exception as exc:
+            problems = [("", f"{cls.name} could not check it ({type(exc).__name__}: {exc})")]
+        for key, message in problems:
+            sec.report.error(sec.at(key) if key else sec.path, message)
+
+
+# -- values ----------------------------------------------------------------------------
+
+def _text(sec: Section, key: str, limit: int, *, required: bool = False) -> str:
+    value = sec.get(key, STRING, "")
+    if required and value == "" and not sec.failed(key):
+        sec.report.error(sec.at(key), "is required and must not be empty")
+    elif byte_length(value) > limit:
+        sec.report.error(sec.at(key), f"must be at most {limit} bytes (got {byte_length(value)})")
+        return ""
+    return value
+
+
+def _path(sec: Section, key: str, *, required: bool) -> str:
+    value = sec.get(key, STRING, "")
+    if value == "":
+        if required and not sec.failed(key):
+            sec.report.error(sec.at(key), "is required and must not be empty")
+    elif problem := path_problem(value):
+        sec.report.error(sec.at(key), problem)
+    return value
+
+
+def _working_directory(sec: Section) -> str:
+    written = sec.get("working-directory", STRING, "")
+    value = expand_home(written)
+    if not written:
+        if not sec.failed("working-directory"):
+            sec.report.error(sec.at("working-directory"), "is required and must not be empty")
+    elif not value.startswith("/"):
+        hint = " (no home directory to expand ~ with)" if written.startswith("~/") else ""
+        sec.report.error(sec.at("working-directory"), f"must be an absolute path (got {show(written)}){hint}")
+    elif problem := path_problem(value):
+        sec.report.error(sec.at("working-directory"), problem)
+    return value
+
+
+def _service_name(sec: Section) -> str:
+    name = _text(sec, "service", SERVICE_MAX, required=True)
+    if name and (problem := service_problem(name)):
+        sec.report.error(sec.at("service"), problem)
+    return name
+
+
+def _no_nul(value: str) -> str | None:
+    return "must not contain a NUL character" if "\0" in value else None
+
+
+def _env_problem(entry: str) -> str | None:
+    key, equals, _ = entry.partition("=")
+    if not key or not equals:
+        return f"must be KEY=VALUE (got {show(entry)})"
+    return _no_nul(entry)
+
+
+def _number(sec: Section, key: str, default: float, *, low: float = 0, above: bool = False,
+            kind: Kind = NUMBER) -> Any:
+    value = sec.get(key, kind, default)
+    if value < low or (above and value == low):
+        bound = f"greater than {low:g}" if above else f"at least {low:g}"
+        sec.report.error(sec.at(key), f"must be {bound} (got {value:g})")
+        return default
+    return value
+
+
+def _signal(sec: Section, key: str, default: int) -> int:
+    value = sec.get(key, NAME_OR_INT)
+    if value is None:
+        return default
+    number = signal_number(value)
+    if number is None:
+        sec.report.error(sec.at(key), f'must be a signal name such as "SIGTERM" or a number {got(value)}')
+        return default
+    return number
+
+
+def _backoff(sec: Section) -> Backoff:
+    d = Backoff()
+    backoff = Backoff(
+        base=_number(sec, "backoff-base", d.base),
+        factor=_number(sec, "backoff-factor", d.factor, low=1),
+        max=_number(sec, "backoff-max", d.max),
+        reset=_number(sec, "backoff-reset", d.reset),
+        limit=_number(sec, "start-limit", d.limit, kind=INT),
+    )
+    if backoff.max < backoff.base:
+        sec.report.error(sec.at("backoff-max"),
+                         f"must be at least backoff-base ({backoff.max:g} < {backoff.base:g})")
+    return backoff
+
+
+def _exit_codes(sec: Section, key: str) -> frozenset[int]:
+    value = sec.raw(key)
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list):
+        sec.report.error(sec.at(key), f"must be an array of exit codes 1..255 {got(value)}")
+        return frozenset()
+    codes: set[int] = set()
+    for index, code in enumerate(value):
+        path = child(sec.at(key), index)
+        if not is_int(code) or not 1 <= code <= 255:
+            sec.report.error(path, f"must be an exit code 1..255 {got(code)}")
+        elif code in codes:
+            sec.report.error(path, f"duplicate exit code {code}")
+        else:
+            codes.add(code)
+    return frozenset(codes)
+

@@ -1,0 +1,258 @@
+"""Loading a config file: decode JSON (or TOML), then check everything and build the model.
+
+Configs of the original Patrol load unchanged. Unlike the original, nothing is silently
+dropped or stopped at: every error of the file is reported at once, each naming the key
+and the rule, and unknown keys (likely typos) and clamped values are warned about.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, TypeVar
+
+from ..registry import Registry
+from ..timefmt import validate_layout
+from .items import read_app, read_service
+from .model import (HISTORY, HTTP_LISTEN_DEFAULT, PING_TIMEOUT, TICK_EVERY, UDP_LISTEN_DEFAULT,
+                    AppConfig, Listen, PatrolConfig)
+from .reader import (ANY, INT, NUMBER, OBJECT, STRING, Kind, Report, Section, child, got,
+                     warn_duplicates)
+from .rules import id_problem
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """The config cannot be used. ``errors`` holds every problem, one full line each.
+
+    ``unreadable`` is True when the file could not be read or decoded at all (``patrol
+    check`` exits 2), False when it decoded but broke rules (exit 1). ``warnings`` are
+    those found before giving up, worth showing too: a typo'd key often explains an error.
+    """
+
+    def __init__(self, errors: list[str], *, unreadable: bool = False,
+                 warnings: list[str] | None = None) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
+        self.unreadable = unreadable
+        self.warnings = list(warnings or [])
+
+
+@dataclass(frozen=True)
+class Methods:
+    """What the loader needs from the plugin system: the registries to resolve names in."""
+
+    keepalives: Registry[Any]
+    services: Registry[Any]
+
+
+def load_config(path: str | os.PathLike[str], methods: Methods) -> tuple[PatrolConfig, list[str]]:
+    """Read JSON (or TOML when the suffix is .toml) and validate it: (config, warnings)."""
+    source = os.fspath(path)
+    data, warnings = read_document(Path(path), source)
+    try:
+        config, more = parse_config(data, methods, source=source)
+    except ConfigError as exc:
+        exc.warnings[:0] = warnings
+        raise
+    return replace(config, source=Path(path)), warnings + more
+
+
+def parse_config(data: object, methods: Methods, *,
+                 source: str = "config") -> tuple[PatrolConfig, list[str]]:
+    """Check a decoded document and build the model; raises ConfigError with every error."""
+    report = Report(source)
+    if data is None:  # as Go: a "null" document is an empty config
+        data = {}
+    if not isinstance(data, dict):
+        report.error("", f"must be an object with apps and services {got(data)}")
+        raise ConfigError(report.errors)
+    config = _read_top(Section(data, "", report), methods)
+    if report.errors:
+        raise ConfigError(report.errors, warnings=report.warnings)
+    return config, report.warnings
+
+
+def _read_top(top: Section, methods: Methods) -> PatrolConfig:
+    report = top.report
+    raw_apps = top.get("apps", OBJECT, {})
+    raw_services = top.get("services", OBJECT, {})
+    if not raw_apps and not raw_services:
+        report.error("", 'has no apps and no services: nothing to supervise (add "apps" or "services")')
+    apps = _items(top.at("apps"), raw_apps, "app", report,
+                  lambda sec, item_id: read_app(sec, item_id, methods.keepalives))
+    services = _items(top.at("services"), raw_services, "service", report,
+                      lambda sec, item_id: read_service(sec, item_id, methods.services))
+    http = _listen(top, "http", HTTP_LISTEN_DEFAULT)
+    udp = _listen(top, "udp", UDP_LISTEN_DEFAULT)
+    advertised = {"http": _addresses(top, "listen-http", http.listen),
+                  "udp": _addresses(top, "listen-udp", udp.listen)}
+    _require_listeners(report, apps, methods.keepalives, advertised)
+    json_timestamp = top.get("json-timestamp", STRING, "")
+    if problem := validate_layout(json_timestamp):
+        report.error(top.at("json-timestamp"), problem)
+    config = PatrolConfig(
+        apps=apps,
+        services=services,
+        tick_every=_clamp(top, "tick-every", TICK_EVERY, NUMBER),
+        history=_clamp(top, "history", HISTORY, INT),
+        json_timestamp=json_timestamp,
+        ping_timeout=_clamp(top, "ping-timeout", PING_TIMEOUT, NUMBER),
+        listen_http=advertised["http"],
+        listen_udp=advertised["udp"],
+        http=http,
+        udp=udp,
+        x=top.get("x", ANY),
+        state_file=top.get("state-file", STRING, ""),
+    )
+    top.warn_unread()
+    return config
+
+
+def _items(path: str, raw: Mapping[str, Any], noun: str, report: Report,
+           read: Callable[[Section, str], T | None]) -> Mapping[str, T]:
+    """Apps or services by lower-cased id; ids are unique case-insensitively (spec §1.5)."""
+    items: dict[str, T] = {}
+    seen: dict[str, str] = {}
+    warn_duplicates(report, path, raw)
+    for item_id, body in raw.items():
+        at = child(path, item_id)
+        problem = id_problem(item_id)
+        if problem:
+            report.error(at, f"{noun} id {problem}")
+        elif item_id.lower() in seen:
+            problem = f"duplicate {noun} id"
+            report.error(at, f'{problem} (ids are case-insensitive; also "{seen[item_id.lower()]}")')
+        else:
+            seen[item_id.lower()] = item_id
+        if not isinstance(body, dict):
+            report.error(at, f"must be an object {got(body)}")
+            continue
+        item = read(Section(body, at, report), item_id.lower())
+        if item is not None and problem is None:
+            items[item_id.lower()] = item
+    return MappingProxyType(items)
+
+
+def _listen(top: Section, key: str, default: str) -> Listen:
+    """``http`` / ``udp``: the address the daemon binds (the daemon's default when empty)."""
+    sec = Section(top.get(key, OBJECT, {}), top.at(key), top.report)
+    listen = Listen(sec.get("listen", STRING, "") or default, sec.get("x", ANY))
+    sec.warn_unread()
+    return listen
+
+
+def _addresses(top: Section, key: str, bound: str) -> tuple[str, ...]:
+    """Addresses advertised to apps; by default the one bound (as the daemon did)."""
+    given = top.strings(key, lambda a: "must not be empty" if not a.strip() else None)
+    return tuple(a for a in given if a.strip()) or (bound,)
+
+
+def _require_listeners(report: Report, apps: Mapping[str, AppConfig], keepalives: Registry[Any],
+                       advertised: Mapping[str, tuple[str, ...]]) -> None:
+    """Apps kept alive by pings must be told where to send them (spec §1.6 rule 3)."""
+    for app in apps.values():
+        transport = keepalives.get(app.keepalive).ping_transport
+        if transport in advertised and not advertised[transport]:
+            report.error(f"listen-{transport}", f"must list at least one address: app "
+                         f'"{app.id}" is kept alive by {transport} pings')
+
+
+def _clamp(top: Section, key: str, bounds: tuple[int, int, int], kind: Kind) -> Any:
+    """0 or absent -> default; out of range -> the bound, with a warning (the original was silent)."""
+    low, default, high = bounds
+    value = top.get(key, kind, 0)
+    if value == 0:
+        return kind.convert(default)
+    limited = min(max(value, low), high)
+    if limited != value:
+        top.report.warn(top.at(key), f"{value:g} is outside {low}..{high}; using {limited:g}")
+    return kind.convert(limited)
+
+
+# -- decoding --------------------------------------------------------------------------
+
+class _Object(dict):  # type: ignore[type-arg]
+    """A JSON object that remembers keys given twice (the last value wins, as in Go)."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) < len(pairs):
+        obj.duplicates = tuple(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+    return obj
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_object, parse_float=_finite, parse_constant=_no_constant)
+
+
+def read_document(path: Path, source: str) -> tuple[Any, list[str]]:
+    """The decoded file and decoding warnings; ConfigError(unreadable=True) when impossible."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read the file: {exc.strerror or exc}"], unreadable=True)
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{source}: is not UTF-8 text (bad byte at offset {exc.start})"],
+                          unreadable=True)
+    if path.suffix.lower() == ".toml":
+        return _decode_toml(text, source), []
+    return _decode_json(text, source)
+
+
+def _decode_json(text: str, source: str) -> tuple[Any, list[str]]:
+    """The first JSON value, as Go's streaming decoder; anything after it is only warned about."""
+    start = len(text) - len(text.lstrip(" \t\r\n"))
+    try:
+        value, end = _JSON.raw_decode(text, start)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"{source}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"],
+                          unreadable=True)
+    except ValueError as exc:  # from _finite / _no_constant
+        raise ConfigError([f"{source}: invalid JSON: {exc}"], unreadable=True)
+    except RecursionError:
+        raise ConfigError([f"{source}: invalid JSON: nested too deeply"], unreadable=True)
+    rest = re.search(r"[^ \t\r\n]", text[end:])
+    if rest is None:
+        return value, []
+    line = text.count("\n", 0, end + rest.start()) + 1
+    return value, [f"{source}: line {line}: ignoring text after the JSON document"]
+
+
+def _decode_toml(text: str, source: str) -> Any:
+    try:
+        return _plain(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{source}: invalid TOML: {exc}"], unreadable=True)
+
+
+def _plain(value: Any) -> Any:
+    """TOML dates and times become ISO strings, so TOML carries exactly what JSON can."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return value

@@ -1,0 +1,165 @@
+"""The validated, frozen configuration model.
+
+Produced by :func:`patrol.config.load_config` from the original JSON format (kebab-case
+keys, unchanged) or the same structure in TOML. Everything here is already checked,
+defaulted and clamped: the supervisor never re-validates. Attribute names are the
+JSON keys in snake_case (``working-directory`` -> ``working_directory``).
+
+Keys that Patrol adds to the original format are marked "(new)".
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+# Bounds of the original (spec section 2); the ping-timeout clamp bug is fixed.
+TICK_EVERY = (5, 15, 120)  # min, default, max seconds
+HISTORY = (5, 100, 1000)
+PING_TIMEOUT = (5, 30, 180)
+HTTP_LISTEN_DEFAULT = "127.0.0.1:8421"
+UDP_LISTEN_DEFAULT = "127.0.0.1:1248"
+ACTIONS = ("start", "status", "stop", "restart")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A config key that a plugin adds to the apps or services that use it.
+
+    A keepalive or service backend lists its options in ``options``; the config loader
+    then accepts those keys on items using that method, checks their type, applies the
+    default and stores the value in ``item.options[key]``. Unknown keys elsewhere are
+    warned about as likely typos.
+    """
+
+    key: str
+    type: type | tuple[type, ...]
+    default: Any
+    doc: str = ""
+    #: Optional extra rule: returns an error message (without the key) or None.
+    check: Callable[[Any], str | None] | None = None
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Restart backoff of an app (new keys ``backoff-*`` and ``start-limit``).
+
+    An instance that stayed up at least ``reset`` seconds counts as healthy: the next
+    restart is immediate and the failure count starts again. A first quick failure is
+    restarted at once too; the n-th quick failure in a row (n >= 2) waits
+    ``min(base * factor**(n-2), max)`` seconds. With ``limit`` > 0, the app gives up
+    after that many quick failures in a row (state "given-up", event ``app.gave_up``)
+    until it is toggled; with 0 it keeps retrying every ``max`` seconds.
+    """
+
+    base: float = 0.1
+    factor: float = 2.0
+    max: float = 30.0
+    reset: float = 10.0
+    limit: int = 0
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    id: str
+    keepalive: str  # canonical method name, e.g. "pid-patrol"
+    name: str
+    binary: str
+    working_directory: str
+    log_directory: str
+    pid_path: str = ""
+    pid_verify: bool = False
+    disabled: bool = False
+    keyvalue: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    keyvalue_clear: bool = False
+    secret: str = ""
+    execute_timeout: float = 0.0
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    env_parent: bool = False
+    std_merge: bool = False
+    x: Any = None
+    # (new) stop and restart semantics
+    stop_signal: int = 10  # SIGUSR1, as the original
+    restart_signal: int = 12  # SIGUSR2
+    stop_timeout: float = 10.0
+    backoff: Backoff = field(default_factory=Backoff)
+    #: values of the keepalive plugin's own options
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def program(self) -> str:
+        """Absolute program path: clean(working-directory + "/" + binary), as the original."""
+        return _join(self.working_directory, self.binary)
+
+    @property
+    def log_root(self) -> str:
+        return _join(self.working_directory, self.log_directory)
+
+    @property
+    def pid_file(self) -> str:
+        return _join(self.working_directory, self.pid_path) if self.pid_path else ""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    id: str
+    name: str
+    service: str
+    #: action -> canonical backend name
+    management: Mapping[str, str]
+    #: action -> the word passed to the backend (default: the action itself)
+    parameters: Mapping[str, str]
+    #: action -> exit codes that count as success
+    ignore_exit_codes: Mapping[str, frozenset[int]]
+    disabled: bool = False
+    keyvalue: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    keyvalue_clear: bool = False
+    secret: str = ""
+    x: Any = None
+    # (new)
+    status_timeout: float = 30.0
+    command_timeout: float = 180.0
+    stop_on_shutdown: bool = False
+    #: values of the backends' own options (e.g. ``initd-directory``)
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Listen:
+    listen: str
+    x: Any = None
+
+
+@dataclass(frozen=True)
+class PatrolConfig:
+    apps: Mapping[str, AppConfig]
+    services: Mapping[str, ServiceConfig]
+    tick_every: float = TICK_EVERY[1]
+    history: int = HISTORY[1]
+    json_timestamp: str = ""
+    ping_timeout: float = PING_TIMEOUT[1]
+    listen_http: tuple[str, ...] = (HTTP_LISTEN_DEFAULT,)
+    listen_udp: tuple[str, ...] = (UDP_LISTEN_DEFAULT,)
+    http: Listen = field(default_factory=lambda: Listen(HTTP_LISTEN_DEFAULT))
+    udp: Listen = field(default_factory=lambda: Listen(UDP_LISTEN_DEFAULT))
+    x: Any = None
+    #: (new) where persistent state lives; "" = beside the config file
+    state_file: str = ""
+    #: the file this was loaded from (for messages and relative defaults)
+    source: Path | None = None
+
+
+def clean(path: str) -> str:
+    """Go's ``filepath.Clean``: like normpath, but a leading ``//`` collapses too."""
+    cleaned = posixpath.normpath(path)
+    if cleaned.startswith("//"):
+        cleaned = "/" + cleaned.lstrip("/")
+    return cleaned
+
+
+def _join(base: str, rel: str) -> str:
+    return clean(base + "/" + rel)

@@ -1,0 +1,75 @@
+"""Lifecycle events, delivered to observers through the ``patrol_trigger`` hook.
+
+They mirror the original Patrol's triggers (spec section 9), at the same moments:
+
+=====================  ====================================================================
+``patrol.started``     the supervisor loop started, before the first tick
+``patrol.tick``        top of every reconciliation tick
+``patrol.stopped``     the loop stopped, before apps are stopped
+``patrol.shutdown``    first shutdown request only
+``app.start``          before every start attempt (after grace and disabled checks)
+``app.started``        a spawn succeeded, or a running instance was discovered/adopted
+``app.start_failed``   spawn or log setup failed (``error`` says why)
+``app.started_pinged`` a ping with a pid created a new instance
+``app.pinged``         a ping refreshed the running instance
+``app.running``        every tick while running
+``app.disabled``       every tick while not running and disabled
+``app.closed``         an instance ended; ``record`` is its history record
+``app.gave_up``        (new) the start limit was reached; Patrol stops restarting it
+``app.shutdown``       Patrol is shutting down
+=====================  ====================================================================
+
+Services have the same events under ``service.*``, without the ping events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+PATROL_EVENTS = ("patrol.started", "patrol.tick", "patrol.stopped", "patrol.shutdown")
+APP_EVENTS = (
+    "app.start",
+    "app.started",
+    "app.start_failed",
+    "app.started_pinged",
+    "app.pinged",
+    "app.running",
+    "app.disabled",
+    "app.closed",
+    "app.gave_up",
+    "app.shutdown",
+)
+SERVICE_EVENTS = (
+    "service.start",
+    "service.started",
+    "service.start_failed",
+    "service.running",
+    "service.disabled",
+    "service.closed",
+    "service.gave_up",
+    "service.shutdown",
+)
+ALL_EVENTS = PATROL_EVENTS + APP_EVENTS + SERVICE_EVENTS
+
+
+@dataclass(frozen=True)
+class Event:
+    """One lifecycle event.
+
+    ``group`` is ``"patrol"``, ``"app"`` or ``"service"``; ``id`` the app or service id
+    (empty for Patrol events); ``snapshot`` the item's state as the API reports it
+    (no history, no secret); ``record`` the history record for ``*.closed``;
+    ``error`` the reason for ``*.start_failed`` and ``*.gave_up``.
+    """
+
+    name: str
+    group: str = "patrol"
+    id: str = ""
+    snapshot: Mapping[str, Any] = field(default_factory=dict)
+    record: Mapping[str, Any] | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ALL_EVENTS:
+            raise ValueError(f"unknown event {self.name!r}")

@@ -1,0 +1,100 @@
+"""The hook specifications: Patrol's public plugin contract.
+
+This is the only module that touches pluggy's markers. Plugin authors write::
+
+    from patrol import hookimpl
+
+    @hookimpl
+    def patrol_register_keepalives(register):
+        register(MyKeepAlive)
+
+There are four hooks. Three *registration* hooks hand the kernel classes that carry a
+``name``; the kernel keeps them in registries keyed by that name and chooses an
+implementation by looking the name (or a numeric alias of the original Patrol) up. No
+hook uses ``firstresult``: which plugin answers never depends on registration order.
+The fourth hook, :func:`patrol_trigger`, is an *event* hook: every lifecycle event of
+the original Patrol's triggers is one :class:`patrol.events.Event` delivered through it.
+
+Compatibility promise: arguments are only ever added to these specs, never removed or
+renamed, so a plugin written against an older Patrol keeps loading.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "patrol"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def patrol_register_keepalives(register):  # type: ignore[empty-body]
+    """Register keepalive methods for apps.
+
+    Call ``register(cls)`` once per method, where ``cls`` subclasses
+    :class:`patrol.keepalive.KeepAlive` and sets ``name`` (the string users write in
+    ``"keepalive"``) and optionally ``aliases`` (the original numeric values, such as
+    ``1`` for ``pid-patrol``). A name or alias registered twice is an error that names
+    both plugins; the second registration is refused and the plugin is listed as
+    failed by ``patrol plugins``.
+
+    :param register: a :class:`patrol.registry.Register` bound to the keepalive registry.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def patrol_register_services(register):  # type: ignore[empty-body]
+    """Register service management backends.
+
+    Call ``register(cls)`` once per backend, where ``cls`` subclasses
+    :class:`patrol.service.ServiceBackend` and sets ``name`` (the string users write in
+    ``"management"`` or ``"management-ACTION"``) and optionally ``aliases``
+    (``1`` = ``service``, ``2`` = ``initd`` in the original). A backend turns an action
+    (``start``, ``status``, ``stop``, ``restart``) into a command line that Patrol runs
+    without blocking supervision.
+
+    :param register: a :class:`patrol.registry.Register` bound to the service registry.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def patrol_register_transports(register):  # type: ignore[empty-body]
+    """Register API transports (HTTP, UDP, or your own).
+
+    Call ``register(cls)`` with a subclass of :class:`patrol.transport.Transport`.
+    Every registered transport is started by ``patrol run`` once the supervisor is up
+    and stopped before it shuts down; a transport decides from the config whether it
+    has anything to listen on (and may then do nothing). All transports call the same
+    :meth:`patrol.api.Api.handle`, so they differ only in framing.
+
+    :param register: a :class:`patrol.registry.Register` bound to the transport registry.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def patrol_trigger(patrol, event):  # type: ignore[empty-body]
+    """Observe a lifecycle event (the original Patrol's triggers).
+
+    Called for every :class:`patrol.events.Event`: Patrol started, tick, stopped and
+    shutdown; app and service start, started, start failed, pinged, running, disabled,
+    closed (with the history record) and shutdown. ``event.name`` is a dotted string
+    such as ``"app.closed"``; ``event.snapshot`` is the item's state at that moment as
+    the API would report it (secrets are never included).
+
+    Observers run on Patrol's event loop: return quickly, and hand slow work to a
+    thread or a task. An implementation that raises is logged and skipped; the other
+    implementations and the supervisor carry on. The return value is ignored.
+
+    :param patrol: the running :class:`patrol.supervisor.Supervisor`.
+    :param event: the event.
+
+    .. versionadded:: 0.1
+    """

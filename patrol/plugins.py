@@ -1,0 +1,203 @@
+"""Plugin loading: the one facade over pluggy's PluginManager.
+
+Only this module calls ``pm.hook``. It loads each entry point of the ``patrol`` group in
+its own ``try`` so that one broken plugin never stops Patrol from starting (or
+``patrol --help`` from working): the plugin is unregistered, whatever it registered is
+removed, and it is listed as failed by ``patrol plugins``. Set ``PATROL_STRICT_PLUGINS=1``
+(CI does) to turn any load failure into an error instead.
+
+Environment:
+
+``PATROL_STRICT_PLUGINS``   any non-empty value except ``0``: load failures raise.
+``PATROL_DISABLE_PLUGINS``  comma-separated entry-point names not to load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import traceback
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
+from typing import Any, Iterable
+
+import pluggy
+import structlog
+
+from . import hookspecs
+from .keepalive import KeepAlive
+from .registry import Register, Registry
+from .service import ServiceBackend
+from .transport import Transport
+
+log = structlog.get_logger("patrol.plugins")
+
+ENTRY_POINT_GROUP = "patrol"
+#: Kernel plugins registered before entry points, through the same hooks.
+DEFAULT_PLUGINS = ("patrol.http",)
+#: registration hook -> attribute holding its registry
+REGISTRATION_HOOKS = {
+    "patrol_register_keepalives": "keepalives",
+    "patrol_register_services": "services",
+    "patrol_register_transports": "transports",
+}
+
+
+class PluginLoadError(Exception):
+    """A plugin failed to load while strict loading was asked for."""
+
+
+@dataclass
+class PluginInfo:
+    """A loaded plugin, as ``patrol plugins`` shows it."""
+
+    name: str
+    dist: str = ""
+    version: str = ""
+    hooks: list[str] = field(default_factory=list)
+    registers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FailedPlugin:
+    name: str
+    dist: str
+    version: str
+    error: str
+
+
+def strict_from_env() -> bool:
+    value = os.environ.get("PATROL_STRICT_PLUGINS", "")
+    return value not in ("", "0")
+
+
+class Plugins:
+    """Loaded plugins and what they registered.
+
+    :param entry_points: load installed plugins (tests of the kernel pass False).
+    :param strict: raise :class:`PluginLoadError` on a failure; default from the env.
+    :param plugins: extra plugin objects (modules, instances) to register first, as a
+        program embedding Patrol would.
+    """
+
+    def __init__(
+        self,
+        *,
+        entry_points: bool = True,
+        strict: bool | None = None,
+        plugins: Iterable[object] = (),
+        defaults: Iterable[str] = DEFAULT_PLUGINS,
+    ) -> None:
+        self.strict = strict_from_env() if strict is None else strict
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.keepalives: Registry[KeepAlive] = Registry("keepalive")
+        self.services: Registry[ServiceBackend] = Registry("management")
+        self.transports: Registry[Transport] = Registry("transport")
+        self.loaded: list[PluginInfo] = []
+        self.failed: list[FailedPlugin] = []
+        blocked = {n.strip() for n in os.environ.get("PATROL_DISABLE_PLUGINS", "").split(",") if n.strip()}
+        for name in blocked:
+            self.pm.set_blocked(name)
+        for module in defaults:
+            if module not in blocked:
+                self._load(module, lambda m=module: importlib.import_module(m))
+        for plugin in plugins:
+            self.register(plugin)
+        if entry_points:
+            for ep in _entry_points():
+                if ep.name in blocked:
+                    continue
+                dist = ep.dist.name if ep.dist else ""
+                version = ep.dist.version if ep.dist else ""
+                self._load(ep.name, ep.load, dist=dist, version=version)
+
+    # -- loading ---------------------------------------------------------------------
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin object programmatically (a module or any object with hookimpls)."""
+        name = name or getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin):x}"
+        self._load(name, lambda: plugin)
+        return name
+
+    def _load(self, name: str, load: Any, *, dist: str = "", version: str = "") -> None:
+        try:
+            plugin = load()
+            self.pm.register(plugin, name=name)
+        except Exception as exc:  # noqa: BLE001 - any plugin failure is isolated
+            self._fail(name, dist, version, exc)
+            return
+        try:
+            registers = self._collect(name)
+            self.pm.check_pending()
+        except Exception as exc:  # noqa: BLE001
+            self._forget(name)
+            self._fail(name, dist, version, exc)
+            return
+        hooks = sorted(h.name for h in (self.pm.get_hookcallers(self.pm.get_plugin(name)) or []))
+        self.loaded.append(PluginInfo(name, dist, version, hooks, registers))
+
+    def _collect(self, name: str) -> list[str]:
+        """Run ``name``'s registration hooks, attributing every class to it."""
+        registered: list[str] = []
+        for hook_name, attr in REGISTRATION_HOOKS.items():
+            registry: Registry[Any] = getattr(self, attr)
+            before = set(registry.names())
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                if impl.plugin_name == name:
+                    impl.function(*[Register(registry, name) for _ in impl.argnames])
+            registered += [f"{registry.kind} {n}" for n in registry.names() if n not in before]
+        return registered
+
+    def _forget(self, name: str) -> None:
+        for attr in REGISTRATION_HOOKS.values():
+            getattr(self, attr).remove_plugin(name)
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin, name=name)
+
+    def _fail(self, name: str, dist: str, version: str, exc: BaseException) -> None:
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        if self.strict:
+            raise PluginLoadError(f"plugin {name!r} failed to load: {error}") from exc
+        log.error("plugin failed to load", plugin=name, dist=dist, error=error)
+        self.failed.append(FailedPlugin(name, dist, version, error))
+
+    # -- calling ---------------------------------------------------------------------
+
+    def trigger(self, patrol: object, event: object) -> None:
+        """Deliver an event to every ``patrol_trigger`` implementation, isolating each.
+
+        pluggy stops a hook call at the first exception, so the kernel calls the
+        implementations one by one, in pluggy's own order.
+        """
+        for impl in reversed(self.pm.hook.patrol_trigger.get_hookimpls()):
+            kwargs = {"patrol": patrol, "event": event}
+            try:
+                impl.function(*[kwargs[a] for a in impl.argnames])
+            except Exception as exc:  # noqa: BLE001 - one observer must not stop the others
+                log.error(
+                    "trigger observer failed",
+                    plugin=impl.plugin_name,
+                    trigger=getattr(event, "name", "?"),
+                    error=repr(exc),
+                )
+
+    def has_observers(self) -> bool:
+        return bool(self.pm.hook.patrol_trigger.get_hookimpls())
+
+    def describe(self) -> dict[str, Any]:
+        """What ``patrol plugins`` prints."""
+        return {
+            "loaded": [vars(p) for p in self.loaded],
+            "failed": [vars(f) for f in self.failed],
+        }
+
+
+def _entry_points() -> list[EntryPoint]:
+    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def module_name(plugin: object) -> str:
+    return plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__qualname__

@@ -1,0 +1,121 @@
+"""Registries: where plugins' classes are kept by name, and looked up by name or alias.
+
+The kernel never branches on a method's name; it asks a registry. A registry also knows
+which distribution provides the methods of the original Patrol, so that a config naming
+``"keepalive": 4`` without ``patrol-keepalive-udp`` installed fails with the package to
+install instead of "unknown method".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+#: Where the first-party methods live, so a missing one can be named precisely.
+#: kind -> {name or numeric alias: (canonical name, distribution)}
+KNOWN_PROVIDERS: dict[str, dict[str | int, tuple[str, str]]] = {
+    "keepalive": {
+        1: ("pid-patrol", "patrol-keepalive-pid"),
+        "pid-patrol": ("pid-patrol", "patrol-keepalive-pid"),
+        2: ("pid-app", "patrol-keepalive-pid"),
+        "pid-app": ("pid-app", "patrol-keepalive-pid"),
+        3: ("http", "patrol-keepalive-http"),
+        "http": ("http", "patrol-keepalive-http"),
+        4: ("udp", "patrol-keepalive-udp"),
+        "udp": ("udp", "patrol-keepalive-udp"),
+    },
+    "management": {
+        1: ("service", "patrol-service-service"),
+        "service": ("service", "patrol-service-service"),
+        2: ("initd", "patrol-service-initd"),
+        "initd": ("initd", "patrol-service-initd"),
+        "init.d": ("initd", "patrol-service-initd"),
+    },
+    "transport": {
+        "udp": ("udp", "patrol-keepalive-udp"),
+    },
+}
+
+
+class RegistrationError(Exception):
+    """A plugin registered a class badly (no name, or a name/alias already taken)."""
+
+
+@dataclass
+class Entry(Generic[T]):
+    cls: type[T]
+    plugin: str
+
+
+@dataclass
+class Registry(Generic[T]):
+    """Classes of one kind (keepalives, service backends, transports), keyed by name."""
+
+    kind: str
+    entries: dict[str, Entry[T]] = field(default_factory=dict)
+    aliases: dict[str | int, str] = field(default_factory=dict)
+
+    def add(self, cls: type[T], plugin: str) -> None:
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise RegistrationError(f"{plugin}: {cls.__qualname__} has no 'name' (a non-empty str)")
+        keys: list[str | int] = [name, *getattr(cls, "aliases", ())]
+        for key in keys:
+            taken = self.resolve(key)
+            if taken is not None:
+                raise RegistrationError(
+                    f"{self.kind} {key!r} from {plugin} ({cls.__qualname__}) "
+                    f"is already registered by {self.entries[taken].plugin}"
+                )
+        self.entries[name] = Entry(cls, plugin)
+        for key in keys[1:]:
+            self.aliases[key] = name
+
+    def remove_plugin(self, plugin: str) -> None:
+        """Forget everything ``plugin`` registered (used when a plugin fails half-way)."""
+        gone = {n for n, e in self.entries.items() if e.plugin == plugin}
+        for name in gone:
+            del self.entries[name]
+        for alias in [a for a, n in self.aliases.items() if n in gone]:
+            del self.aliases[alias]
+
+    def resolve(self, key: str | int) -> str | None:
+        """Canonical name for a name or alias, or None when nothing registered it."""
+        if isinstance(key, str) and key in self.entries:
+            return key
+        return self.aliases.get(key)
+
+    def get(self, name: str) -> type[T]:
+        return self.entries[name].cls
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def __iter__(self) -> Iterator[tuple[str, type[T]]]:
+        for name in sorted(self.entries):
+            yield name, self.entries[name].cls
+
+    def missing_hint(self, key: str | int) -> str:
+        """Explain an unknown name: which package provides it, or what is installed."""
+        known = KNOWN_PROVIDERS.get(self.kind, {}).get(key)
+        if known is not None:
+            return f"{self.kind} {key!r} needs: pip install {known[1]}"
+        installed = ", ".join(self.names()) or "none"
+        return f"unknown {self.kind} {key!r} (installed: {installed})"
+
+
+class Register(Generic[T]):
+    """The callable a registration hook receives: ``register(cls)``.
+
+    It remembers which plugin is registering so duplicates name both plugins.
+    """
+
+    def __init__(self, registry: Registry[T], plugin: str) -> None:
+        self._registry = registry
+        self._plugin = plugin
+
+    def __call__(self, cls: type[T]) -> type[T]:
+        self._registry.add(cls, self._plugin)
+        return cls

@@ -1,0 +1,148 @@
+"""Per-app and per-service state, with the original's CAS (change counter) rules.
+
+Every logical change happens in one :meth:`State.session`; the first *effective* change
+in a session increments ``cas`` by one, further changes in the same session do not, and
+setting a field to the value it already has is no change (spec section 3). Key/value
+writes and history appends always count. Unlike the original, one logical operation is
+one session, so it bumps CAS at most once.
+
+Timestamps are wall-clock seconds (``time.time()``); formatting happens in the API.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+#: toggle numbers of the original API (spec section 2)
+ENABLE, DISABLE, RESTART, RUNONCE_ENABLE, RUNONCE_DISABLE = 1, 2, 3, 4, 5
+ENABLE_RUNONCE_ENABLE, ENABLE_RUNONCE_DISABLE = 6, 7
+TOGGLES = range(1, 8)
+
+
+@dataclass
+class LogFiles:
+    """Where an instance's output went (``started_log`` of the original)."""
+
+    stdout: str = ""
+    stderr: str = ""
+    merged: bool = False
+
+
+@dataclass
+class HistoryRecord:
+    """One closed instance (spec section 4.4). Service records have no pid/exit code."""
+
+    instance_id: str
+    started: float | None
+    stopped: float
+    lastseen: float | None = None
+    pid: int = 0
+    disabled: bool = False
+    restart: bool = False
+    run_once: bool = False
+    shutdown: bool = False
+    exit_code: int = 0
+    #: (new) the signal that killed the process, when Patrol saw it die by one
+    exit_signal: int | None = None
+    #: (new) why the instance ended, e.g. "exited", "ping expired", "disabled"
+    reason: str = ""
+    keyvalue: dict[str, Any] = field(default_factory=dict)
+
+
+class Session:
+    """A change session: the first effective change bumps CAS once."""
+
+    def __init__(self, state: "State") -> None:
+        self.state = state
+        self.changed = False
+
+    def touch(self) -> None:
+        if not self.changed:
+            self.changed = True
+            self.state.cas += 1
+
+    def set(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            if getattr(self.state, name) != value:
+                setattr(self.state, name, value)
+                self.touch()
+
+    def merge_keyvalue(self, values: dict[str, Any]) -> None:
+        self.state.keyvalue.update(values)
+        self.touch()
+
+    def replace_keyvalue(self, values: dict[str, Any]) -> None:
+        self.state.keyvalue = dict(values)
+        self.touch()
+
+    def append_history(self, record: HistoryRecord) -> None:
+        self.state.history.append(record)
+        self.touch()
+
+    def toggle(self, toggle: int) -> None:
+        """Apply a toggle number exactly as the table of spec section 4.5."""
+        running = self.state.started is not None
+        if toggle == ENABLE:
+            self.set(disabled=False)
+        elif toggle == DISABLE:
+            self.set(disabled=True, restart=False, run_once=False, run_once_consumed=False)
+        elif toggle == RESTART:
+            self.set(disabled=False, restart=True, run_once=False, run_once_consumed=False)
+        elif toggle in (RUNONCE_ENABLE, ENABLE_RUNONCE_ENABLE):
+            if toggle == ENABLE_RUNONCE_ENABLE:
+                self.set(disabled=False)
+            self.set(run_once=True)
+            if running:
+                self.set(run_once_consumed=True)
+        elif toggle in (RUNONCE_DISABLE, ENABLE_RUNONCE_DISABLE):
+            if toggle == ENABLE_RUNONCE_DISABLE:
+                self.set(disabled=False)
+            self.set(run_once=False, run_once_consumed=False)
+        # other values: no-op, no error (as the original)
+
+
+@dataclass
+class State:
+    """The CAS-managed record of one app or service."""
+
+    history_limit: int = 100
+    cas: int = field(default_factory=lambda: random.randint(1, 100_000))
+    keyvalue: dict[str, Any] = field(default_factory=dict)
+    instance_id: str = ""
+    started: float | None = None
+    lastseen: float | None = None
+    disabled: bool = False
+    restart: bool = False
+    run_once: bool = False
+    run_once_consumed: bool = False
+    pid: int = 0
+    exit_code: int = 0
+    started_log: LogFiles | None = None
+    history: deque[HistoryRecord] = field(default_factory=deque)
+    #: called after every session that changed something (persistence hooks in here)
+    on_change: Callable[["State"], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.history = deque(self.history, maxlen=self.history_limit)
+
+    @property
+    def running(self) -> bool:
+        return self.started is not None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        s = Session(self)
+        try:
+            yield s
+        finally:
+            if s.changed and self.on_change is not None:
+                self.on_change(self)
+
+
+def new_instance_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,272 @@
+"""Test helpers and pytest fixtures for Patrol and its plugins.
+
+Load them in a ``conftest.py`` with ``pytest_plugins = ["patrol.testing"]``. Everything
+here uses real things: real ``patrol run`` processes, real sockets on 127.0.0.1 with
+ports chosen free at test time, real files. Waits are conditions with a deadline
+(:func:`wait_for`), never fixed sleeps. Every process a test starts is found again by a
+marker in its environment and killed by pid at teardown, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+TESTAPP = Path(__file__).with_name("testapp.py")
+UNITTEST_ENV = {"PATROL_UNITTEST": "I KNOW WHAT I AM DOING"}
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, message: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise Timeout(f"timed out after {timeout}s waiting for {message} (last value: {value!r})")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.1)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def pids_with_marker(marker: str) -> list[int]:
+    """Pids of live processes whose environment or command line contains ``marker``."""
+    needle = marker.encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        for name in ("environ", "cmdline"):
+            try:
+                with open(f"/proc/{entry}/{name}", "rb") as f:
+                    if needle in f.read():
+                        if pid_alive(int(entry)):
+                            found.append(int(entry))
+                        break
+            except OSError:
+                break
+    return found
+
+
+def kill_marked(marker: str) -> list[int]:
+    """SIGKILL every process carrying ``marker``; returns the pids that were alive."""
+    pids = pids_with_marker(marker)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return pids
+
+
+def write_testapp(directory: Path, name: str = "testapp") -> Path:
+    """An executable wrapper that execs the test app with this Python (same pid)."""
+    path = directory / name
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TESTAPP}" "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+class PatrolProcess:
+    """A real ``patrol run`` in a subprocess, with helpers to talk to it."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any], marker: str, env: dict[str, str] | None = None,
+                 suffix: str = ".json") -> None:
+        self.workdir = workdir
+        self.marker = marker
+        self.config = config
+        self.config_path = workdir / f"patrol-{marker[:8]}{suffix}"
+        self.log_path = workdir / f"patrol-{marker[:8]}.log"
+        self.http = config.get("http", {}).get("listen", "")
+        self.udp = config.get("udp", {}).get("listen", "")
+        self.env = {**os.environ, "PATROL_TEST_MARKER": marker, "PATROL_STRICT_PLUGINS": "1", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def write_config(self) -> None:
+        if self.config_path.suffix != ".toml":
+            self.config_path.write_text(json.dumps(self.config, indent=2))
+
+    def start(self, wait: bool = True) -> "PatrolProcess":
+        self.write_config()
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "patrol", "run", str(self.config_path), "--log-format", "json",
+             "--log-level", "debug"],
+            cwd=self.workdir, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        if wait and self.http:
+            wait_for(self._up, 15, f"patrol to serve http://{self.http}/status/ (log: {self.log_path})")
+        return self
+
+    def _up(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"patrol exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            self.get("/status/")
+            return True
+        except OSError:
+            return False
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(f"http://{self.http}{path}", data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                status, payload = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, payload = exc.code, exc.read()
+        try:
+            return status, json.loads(payload)
+        except ValueError:
+            return status, payload.decode(errors="replace")
+
+    def get(self, path: str) -> Any:
+        status, body = self.request("GET", path)
+        return body
+
+    def status(self) -> dict[str, Any]:
+        return self.get("/status/")
+
+    def app(self, app_id: str) -> dict[str, Any]:
+        return self.status()["apps"][app_id]
+
+    def api(self, **request: Any) -> tuple[int, dict[str, Any]]:
+        return self.request("POST", "/api/", request)
+
+    def api_get(self, **query: Any) -> tuple[int, dict[str, Any]]:
+        return self.request("GET", "/api/?" + urllib.parse.urlencode(query))
+
+    def udp_request(self, request: Any, raw: bytes | None = None, timeout: float = 1.0) -> dict[str, Any] | None:
+        host, _, port = self.udp.rpartition(":")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(timeout)
+            sock.sendto(raw if raw is not None else json.dumps(request).encode(), (host, int(port)))
+            try:
+                return json.loads(sock.recv(65536))
+            except socket.timeout:
+                return None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def terminate(self, timeout: float = 20) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"patrol did not exit within {timeout}s after SIGTERM:\n{self.log()}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cleanup(self) -> list[int]:
+        """Kill Patrol and every process of this test; returns the leftovers found."""
+        self.kill()
+        if hasattr(self, "_log"):
+            self._log.close()
+        return kill_marked(self.marker)
+
+
+class PatrolFactory:
+    """Builds configs in a temp dir and starts ``patrol run`` on them."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.marker = f"patrol-test-{uuid.uuid4()}"
+        self.processes: list[PatrolProcess] = []
+        self.testapp = write_testapp(tmp_path)
+
+    def app(self, keepalive: int | str = 1, **keys: Any) -> dict[str, Any]:
+        """A test-app config: the marker goes into its env so teardown can find it."""
+        env = [f"PATROL_TEST_MARKER={self.marker}", *keys.pop("env", [])]
+        base = {
+            "keepalive": keepalive,
+            "name": keys.pop("name", "Test App"),
+            "binary": str(self.testapp.name),
+            "working-directory": str(self.tmp_path),
+            "log-directory": "logs",
+            "pid-path": "testapp.pid",
+            "env": env,
+        }
+        base.update(keys)
+        return base
+
+    def config(self, apps: dict[str, Any] | None = None, services: dict[str, Any] | None = None,
+               **top: Any) -> dict[str, Any]:
+        http, udp = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
+        config: dict[str, Any] = {"http": {"listen": http}, "udp": {"listen": udp}}
+        if apps:
+            config["apps"] = apps
+        if services:
+            config["services"] = services
+        config.update(top)
+        return config
+
+    def start(self, config: dict[str, Any], env: dict[str, str] | None = None, wait: bool = True) -> PatrolProcess:
+        process = PatrolProcess(self.tmp_path, config, self.marker, env)
+        self.processes.append(process)
+        return process.start(wait)
+
+    def cleanup(self) -> None:
+        for process in self.processes:
+            process.cleanup()
+        kill_marked(self.marker)
+
+
+@pytest.fixture
+def patrol(tmp_path: Path) -> Iterator[PatrolFactory]:
+    """Start real ``patrol run`` processes; everything they started is killed after."""
+    factory = PatrolFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.cleanup()

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""A managed test program speaking every keepalive protocol (the original's testapp).
+
+Reads ``PATROL_ID`` and ``PATROL_KEEPALIVE`` (exits 1 if missing); writes a line to
+stdout and stderr; keepalive 2 writes its pid to ``PATROL_PID`` (or ``testapp.pid``);
+keepalive 3/4 ping ``PATROL_HTTP`` / ``PATROL_UDP``. Signals: SIGHUP/SIGTERM exit 0,
+SIGINT stops pinging, SIGUSR1 exits 10, SIGUSR2 exits 12.
+
+Knobs for tests (environment):
+
+``TESTAPP_LIFETIME``     seconds before it exits by itself (default 300)
+``TESTAPP_PING_DELAY``   seconds before the first ping (default 2, as the original)
+``TESTAPP_PING_EVERY``   seconds between pings (default 1 for HTTP, 0.5 for UDP)
+``TESTAPP_TOGGLE``       a toggle number sent with every ping
+``TESTAPP_EXIT``         exit at once with this code (a crash loop)
+``TESTAPP_STARTLOG``     append ``<time.time()> <pid>`` to this file at start
+``TESTAPP_DAEMONIZE``    1: double-fork, the daemon writes the pid file, the launcher exits 0
+``TESTAPP_GRANDCHILD``   1: start a grandchild that ignores SIGTERM/SIGUSR1 and sleeps
+``TESTAPP_IGNORE``       comma list of signal names to ignore (e.g. ``SIGUSR1,SIGTERM``)
+``TESTAPP_PRINT_EVERY``  print a numbered line every N seconds
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def main() -> int:
+    app_id = os.environ.get("PATROL_ID")
+    keepalive = os.environ.get("PATROL_KEEPALIVE")
+    if not app_id or not keepalive:
+        print("testapp: PATROL_ID and PATROL_KEEPALIVE are required", file=sys.stderr)
+        return 1
+    if os.environ.get("TESTAPP_STARTLOG"):
+        with open(os.environ["TESTAPP_STARTLOG"], "a") as f:
+            f.write(f"{time.time()} {os.getpid()}\n")
+    if "TESTAPP_EXIT" in os.environ:
+        return int(os.environ["TESTAPP_EXIT"])
+    if os.environ.get("TESTAPP_DAEMONIZE") == "1" and os.fork() > 0:
+        return 0  # the launcher
+    if os.environ.get("TESTAPP_DAEMONIZE") == "1":
+        os.setsid()
+        if os.fork() > 0:
+            os._exit(0)
+    print(f"testapp {app_id} started, pid {os.getpid()}, keepalive {keepalive}", flush=True)
+    print(f"testapp {app_id} stderr line", file=sys.stderr, flush=True)
+
+    stop_pinging = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: os._exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, lambda *_: stop_pinging.set())
+    signal.signal(signal.SIGUSR1, lambda *_: os._exit(10))
+    signal.signal(signal.SIGUSR2, lambda *_: os._exit(12))
+    for name in filter(None, os.environ.get("TESTAPP_IGNORE", "").split(",")):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+    if os.environ.get("TESTAPP_GRANDCHILD") == "1" and os.fork() == 0:
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        time.sleep(env_float("TESTAPP_LIFETIME", 300))
+        os._exit(0)
+
+    if keepalive == "2":
+        path = os.environ.get("PATROL_PID") or "testapp.pid"
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, path)
+    if keepalive in ("3", "4"):
+        threading.Thread(target=ping_loop, args=(app_id, keepalive, stop_pinging), daemon=True).start()
+    every = env_float("TESTAPP_PRINT_EVERY", 0)
+    deadline = time.monotonic() + env_float("TESTAPP_LIFETIME", 300)
+    n = 0
+    while time.monotonic() < deadline:
+        if every:
+            n += 1
+            print(f"line {n}", flush=True)
+            time.sleep(every)
+        else:
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    return 0
+
+
+def ping_loop(app_id: str, keepalive: str, stop: threading.Event) -> None:
+    time.sleep(env_float("TESTAPP_PING_DELAY", 2))
+    body: dict[str, object] = {"id": app_id, "group": "app", "ping": True, "pid": os.getpid()}
+    if os.environ.get("TESTAPP_TOGGLE"):
+        body["toggle"] = int(os.environ["TESTAPP_TOGGLE"])
+    data = json.dumps(body).encode()
+    if keepalive == "3":
+        address = json.loads(os.environ["PATROL_HTTP"])[0]
+        every = env_float("TESTAPP_PING_EVERY", 1)
+        while not stop.is_set():
+            try:
+                req = urllib.request.Request(f"http://{address}/api/", data=data, method="POST")
+                urllib.request.urlopen(req, timeout=5).read()
+            except OSError as exc:
+                print(f"ping failed: {exc}", file=sys.stderr, flush=True)
+            stop.wait(every)
+    else:
+        host, _, port = json.loads(os.environ["PATROL_UDP"])[0].rpartition(":")
+        every = env_float("TESTAPP_PING_EVERY", 0.5)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(2)
+        while not stop.is_set():
+            sock.sendto(data, (host or "127.0.0.1", int(port)))
+            try:
+                sock.recv(4096)
+            except OSError as exc:
+                print(f"no ping reply: {exc}", file=sys.stderr, flush=True)
+            stop.wait(every)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Patrol keepalives ``pid-patrol`` (1) and ``pid-app`` (2).
+
+``pid-patrol``: the process Patrol spawns *is* the app; its exit, seen at once through
+the reaper, ends the instance.
+
+``pid-app``: the app writes its own PID file and may fork away from the launcher Patrol
+spawned. Fixes of the original: PIDs of any size; surrounding whitespace tolerated; a
+freshly spawned app gets ``pid-grace`` seconds to write its file before Patrol would
+spawn another copy; PID reuse is detected (a process younger than its PID file, or
+younger than the launcher that should have made it, is not the app); ``EPERM`` means
+alive; ``pid-verify`` compares the process's executable/command line with the app's
+binary; exit is watched through a pidfd, with the tick as a fallback.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+
+from patrol import hookimpl
+from patrol.config.model import AppConfig, Option
+from patrol.keepalive import Cancellable, ExitStatus, KeepAlive
+
+PID_MAX = 2**31 - 1
+#: Clock slack when comparing process start times with file times (clock ticks, NTP).
+SLACK = 1.0
+
+
+class PidPatrol(KeepAlive):
+    """The spawned child is the app (keepalive 1)."""
+
+    name = "pid-patrol"
+    aliases = (1,)
+    requires_pid_path = True
+
+    def spawned(self, pid: int) -> None:
+        self.app.alive(pid, trusted=True)  # its exit ends the instance (KeepAlive.child_exited)
+
+
+def read_pid(path: str) -> int | None:
+    """The pid in ``path``: decimal, whitespace around it tolerated; None if unusable."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(64).strip()
+    except OSError:
+        return None
+    if not text.isdigit():
+        return None
+    pid = int(text)
+    return pid if 0 < pid <= PID_MAX else None
+
+
+class PidApp(KeepAlive):
+    """The app writes its pid file and may daemonize (keepalive 2)."""
+
+    name = "pid-app"
+    aliases = (2,)
+    requires_pid_path = True
+    options = (
+        Option(
+            "pid-grace",
+            (int, float),
+            10.0,
+            "seconds a freshly spawned app has to write its pid file",
+            lambda v: None if v > 0 else "must be greater than 0",
+        ),
+    )
+
+    def __init__(self, app):  # type: ignore[no-untyped-def]
+        super().__init__(app)
+        self._launcher = 0
+        self._spawned_at = 0.0  # wall time of the last spawn
+        self._deadline = 0.0  # monotonic end of the grace period
+        self._poll: Cancellable | None = None
+        self._watch: Cancellable | None = None
+
+    # -- events ----------------------------------------------------------------------
+
+    def adopt(self) -> None:
+        pid = self._valid_pid()
+        if pid:
+            self._found(pid)
+
+    def spawned(self, pid: int) -> None:
+        import time
+
+        self._launcher = pid
+        self._spawned_at = time.time()
+        self._deadline = self.app.now() + float(self.app.config.options.get("pid-grace", 10.0))
+        self._poll_in(0.01)
+
+    def child_exited(self, pid: int, status: ExitStatus) -> None:
+        if self.app.running and pid == self.app.pid:
+            self.app.dead("exited", status)
+        elif not self.app.running and pid == self._launcher:
+            found = self._valid_pid()
+            if found:
+                self._found(found)
+            elif status.code != 0:
+                self._stop_polling()
+                self.app.dead("launcher failed before writing the pid file", status)
+
+    def check(self) -> None:
+        if self._poll is not None:  # still inside the grace period of a spawn
+            return
+        pid = self._valid_pid()
+        if not self.app.running:
+            if pid:
+                self._found(pid)  # an app started behind Patrol's back: adopt it
+            return
+        if pid is None:
+            self.app.dead("pid file missing, invalid, or its process is gone")
+        elif pid != self.app.pid:
+            self._found(pid)  # the app re-executed or forked: new instance
+        else:
+            self.app.alive(pid, trusted=True)  # refreshes lastseen (the original's per-tick beat)
+
+    def closed(self) -> None:
+        self._stop_polling()
+        self._watch = None
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _poll_in(self, delay: float) -> None:
+        self._poll = self.app.call_later(delay, lambda: self._poll_once(delay))
+
+    def _poll_once(self, delay: float) -> None:
+        """While the app starts: look for its pid file, a little less often each time."""
+        self._poll = None
+        pid = self._valid_pid()
+        if pid:
+            self._found(pid)
+        elif self.app.now() >= self._deadline:
+            self.app.dead("pid file not written within pid-grace")
+        else:
+            self._poll_in(min(delay * 2, 0.5, max(0.001, self._deadline - self.app.now())))
+
+    def _stop_polling(self) -> None:
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
+
+    def _found(self, pid: int) -> None:
+        self._stop_polling()
+        self.app.alive(pid, trusted=True)
+        if self.app.pid == pid:
+            self._watch = self.app.watch_pid(pid, lambda: self._gone(pid))
+
+    def _gone(self, pid: int) -> None:
+        if not (self.app.running and self.app.pid == pid):
+            return
+        new = self._valid_pid()
+        if new and new != pid:
+            self._found(new)  # it handed over to a new process before exiting
+        else:
+            self.app.dead("exited")
+
+    def _valid_pid(self) -> int | None:
+        """The pid from the file, if it is alive and plausibly the app."""
+        path = self.app.config.pid_file
+        pid = read_pid(path)
+        if pid is None:
+            return None
+        try:
+            proc = psutil.Process(pid)
+            created = proc.create_time()
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+        except psutil.NoSuchProcess:
+            return None
+        except psutil.AccessDenied:
+            return pid  # EPERM: it exists; the original wrongly called it dead
+        try:
+            written = os.stat(path).st_mtime
+        except OSError:
+            return None
+        if created > written + SLACK:
+            return None  # the process is younger than the pid file: the pid was reused
+        if self._spawned_at and self._poll is not None and created < self._spawned_at - SLACK:
+            return None  # older than the launcher that should have made it: stale file
+        if self.app.config.pid_verify and not matches_program(proc, self.app.config):
+            return None
+        return pid
+
+
+def matches_program(proc: psutil.Process, config: AppConfig) -> bool:
+    """pid-verify: is ``proc`` running the app's binary (directly or via an interpreter)?"""
+    program = os.path.realpath(config.program)
+    try:
+        exe = proc.exe()
+        cmdline = proc.cmdline()
+    except psutil.AccessDenied:
+        return True  # cannot tell: do not call a live app dead
+    except psutil.NoSuchProcess:
+        return False
+    candidates = [exe, *cmdline[:2]]
+    return any(c and os.path.realpath(os.path.join(config.working_directory, c)) == program for c in candidates)
+
+
+@hookimpl
+def patrol_register_keepalives(register):  # type: ignore[no-untyped-def]
+    register(PidPatrol)
+    register(PidApp)

@@ -1,0 +1,109 @@
+"""Patrol keepalive ``udp`` (4) and the UDP API transport.
+
+The transport lives here, not in the kernel: a kernel-only install opens no UDP port.
+One JSON request per datagram (at most 2048 bytes; larger ones are dropped), answered
+with compact JSON without ``history`` and ``keyvalue``. A request with errors gets no
+reply at all (as the original), and a failed send is logged, never fatal (the original
+shut the whole daemon down on any UDP error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from typing import Any
+
+import structlog
+
+from patrol import hookimpl
+from patrol.http import bind, parse_listen
+from patrol.ping import PingKeepAlive
+from patrol.transport import Transport
+
+MAX_DATAGRAM = 2048
+log = structlog.get_logger("patrol.udp")
+
+
+class UdpKeepAlive(PingKeepAlive):
+    name = "udp"
+    aliases = (4,)
+    ping_transport = "udp"
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, transport: "UdpTransport") -> None:
+        self.owner = transport
+        self.sock: asyncio.DatagramTransport | None = None
+        self.dropped = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.sock = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        reply = self.owner.answer(data)
+        if reply is None or self.sock is None:
+            self.dropped += 1
+            return
+        try:
+            self.sock.sendto(reply, addr)
+        except OSError as exc:  # never fatal
+            log.warning("udp reply failed", peer=addr, error=str(exc))
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("udp socket error", error=str(exc))
+
+
+class UdpTransport(Transport):
+    name = "udp"
+
+    def __init__(self, patrol, api) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(patrol, api)
+        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+
+    async def start(self) -> None:
+        host, port = parse_listen(self.patrol.config.udp.listen, 1248)
+        self._sock = bind(host, port, socket.SOCK_DGRAM)
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=self._sock)
+
+    async def stop(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        self._sock = None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return self._sock.getsockname()[:2] if self._sock is not None else None
+
+    def answer(self, data: bytes) -> bytes | None:
+        """The reply to one datagram, or None for silence (bad input or an error)."""
+        if len(data) > MAX_DATAGRAM:
+            return None
+        try:
+            request = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if request is None:
+            return None
+        try:
+            result = self.api.handle(request, "udp")
+        except Exception:  # noqa: BLE001 - a datagram must never take Patrol down
+            log.exception("udp request failed")
+            return None
+        if not result.ok:
+            return None
+        body = {k: v for k, v in result.body.items() if k not in ("history", "keyvalue")}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+@hookimpl
+def patrol_register_keepalives(register):  # type: ignore[no-untyped-def]
+    register(UdpKeepAlive)
+
+
+@hookimpl
+def patrol_register_transports(register):  # type: ignore[no-untyped-def]
+    register(UdpTransport)

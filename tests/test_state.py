@@ -1,0 +1,94 @@
+"""CAS and toggle rules of the state record (spec sections 3 and 4.5, scenario 11)."""
+
+import pytest
+
+from patrol.state import (
+    DISABLE, ENABLE, ENABLE_RUNONCE_DISABLE, ENABLE_RUNONCE_ENABLE, RESTART,
+    RUNONCE_DISABLE, RUNONCE_ENABLE, HistoryRecord, State,
+)
+
+
+def test_first_effective_change_bumps_cas_once_per_session():
+    st = State()
+    cas = st.cas
+    with st.session() as s:
+        s.set(disabled=True)
+        s.set(restart=True)
+        s.set(pid=42)
+    assert st.cas == cas + 1
+
+
+def test_setting_equal_values_is_no_change():
+    st = State(disabled=True)
+    cas = st.cas
+    with st.session() as s:
+        s.set(disabled=True, pid=0)
+    assert st.cas == cas
+
+
+@pytest.mark.parametrize("op", ["merge", "replace"])
+def test_keyvalue_writes_always_count_even_empty(op):
+    st = State()
+    cas = st.cas
+    with st.session() as s:
+        getattr(s, f"{op}_keyvalue")({})
+    assert st.cas == cas + 1
+
+
+def test_history_append_counts_and_respects_limit():
+    st = State(history_limit=5)
+    for n in range(7):
+        cas = st.cas
+        with st.session() as s:
+            s.append_history(HistoryRecord(instance_id=str(n), started=1.0, stopped=2.0))
+        assert st.cas == cas + 1
+    assert [r.instance_id for r in st.history] == ["2", "3", "4", "5", "6"]
+
+
+def test_initial_cas_is_random_in_original_range():
+    values = {State().cas for _ in range(50)}
+    assert all(1 <= v <= 100_000 for v in values) and len(values) > 1
+
+
+def test_on_change_called_only_when_something_changed():
+    seen = []
+    st = State(on_change=seen.append)
+    with st.session() as s:
+        s.set(disabled=False)
+    assert seen == []
+    with st.session() as s:
+        s.set(disabled=True)
+    assert seen == [st]
+
+
+# (running, toggle) -> expected (disabled, restart, run_once, run_once_consumed), from all-True/False start
+TABLE = [
+    (False, ENABLE, dict(disabled=False)),
+    (False, DISABLE, dict(disabled=True, restart=False, run_once=False, run_once_consumed=False)),
+    (False, RESTART, dict(disabled=False, restart=True, run_once=False, run_once_consumed=False)),
+    (False, RUNONCE_ENABLE, dict(run_once=True, run_once_consumed=False)),
+    (True, RUNONCE_ENABLE, dict(run_once=True, run_once_consumed=True)),
+    (False, RUNONCE_DISABLE, dict(run_once=False, run_once_consumed=False)),
+    (False, ENABLE_RUNONCE_ENABLE, dict(disabled=False, run_once=True, run_once_consumed=False)),
+    (True, ENABLE_RUNONCE_ENABLE, dict(disabled=False, run_once=True, run_once_consumed=True)),
+    (True, ENABLE_RUNONCE_DISABLE, dict(disabled=False, run_once=False, run_once_consumed=False)),
+]
+
+
+@pytest.mark.parametrize("running,toggle,expected", TABLE)
+def test_toggle_table(running, toggle, expected):
+    st = State(disabled=True)
+    st.started = 1.0 if running else None
+    with st.session() as s:
+        s.toggle(toggle)
+    for key, value in expected.items():
+        assert getattr(st, key) == value, key
+
+
+@pytest.mark.parametrize("toggle", [0, 8, 255])
+def test_other_toggles_are_no_ops(toggle):
+    st = State(disabled=True)
+    cas = st.cas
+    with st.session() as s:
+        s.toggle(toggle)
+    assert (st.disabled, st.cas) == (True, cas)
