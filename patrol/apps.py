@@ -349,6 +349,7 @@ class AppRunner:
         if delay is None:
             self.given_up = True
             error = f"gave up after {self.failures} quick failures in a row"
+            self.last_reason = error
             self.log.error("gave up", failures=self.failures)
             self.emit("app.gave_up", error=error)
             return

@@ -11,7 +11,6 @@ unreadable config; 3 Patrol unreachable (client commands).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import os
@@ -83,6 +82,8 @@ def _load(path: str):  # type: ignore[no-untyped-def]
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
+        for line in getattr(exc, "warnings", []):  # a typo'd key often explains an error
+            print(f"warning: {line}", file=sys.stderr)
         for failed in plugins.failed:
             print(f"note: plugin {failed.name} failed to load: {failed.error}", file=sys.stderr)
         return EXIT_USAGE if exc.unreadable else EXIT_INVALID
@@ -136,6 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if os.environ.get("PATROL_UNITTEST") == UNITTEST_VALUE:
         # The original's unit-test mode: short tick and ping timeout.
         config = dataclasses.replace(config, tick_every=2, ping_timeout=3)
+    import asyncio  # here, not at the top: client commands start faster without it
+
     try:
         return asyncio.run(_serve(config, plugins))
     except OSError as exc:
@@ -144,6 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config, plugins) -> int:  # type: ignore[no-untyped-def]
+    import asyncio
+
     import structlog
 
     from .supervisor import Supervisor

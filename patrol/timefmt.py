@@ -279,6 +279,8 @@ def _local_named(moment: datetime, abbreviation: str) -> float | None:
 def _epoch(f: dict[str, Any]) -> float:
     year = f.get("year", 1970)
     if "yday" in f and "month" not in f:
+        if not 1 <= f["yday"] <= 366:
+            raise ValueError(f"day of year {f['yday']} out of range 1..366")
         day = date(year, 1, 1) + timedelta(days=f["yday"] - 1)
         month, mday = day.month, day.day
     else:

@@ -120,6 +120,12 @@ def test_toml_dates_become_iso_strings(tmp_path):
     assert config.apps["app"].x == {"since": "1979-05-27T07:32:00+00:00"}
 
 
+def test_toml_nan_is_not_a_number(tmp_path):
+    path = write(tmp_path, "tick-every = nan\n[apps.app]\nkeepalive = 3\nname = 'A'\n"
+                           "working-directory = '/srv'\nbinary = 'a'\nlog-directory = 'logs'\n", "c.toml")
+    assert load_error(path).errors == [f"{path}: tick-every: must be a number (got number NaN)"]
+
+
 # -- home expansion ------------------------------------------------------------------------------
 
 def test_tilde_slash_expands_to_home(home, tmp_path):
@@ -139,6 +145,17 @@ def test_tilde_without_a_home_stays_relative(tmp_path, monkeypatch):
     error = load_error(write(tmp_path, {"apps": {"app": dict(APP, **{"working-directory": "~/srv"})}}))
     assert error.errors == [f"{tmp_path}/config.json: apps.app.working-directory: must be an absolute "
                             'path (got "~/srv") (no home directory to expand ~ with)']
+
+
+@pytest.mark.parametrize("written,expected", [("${CONFIG_DIR}", ""), ("${CONFIG_DIR}/srv", "/srv")])
+def test_config_dir_expands_to_the_config_files_directory(tmp_path, written, expected):
+    config, _ = load(write(tmp_path, {"apps": {"app": dict(APP, **{"working-directory": written})}}))
+    assert config.apps["app"].working_directory == f"{tmp_path}{expected}"
+
+
+def test_config_dir_must_be_a_whole_path_component(tmp_path):
+    error = load_error(write(tmp_path, {"apps": {"app": dict(APP, **{"working-directory": "${CONFIG_DIR}x"})}}))
+    assert "must be an absolute path" in error.errors[0]
 
 
 # -- unreadable files -----------------------------------------------------------------------------

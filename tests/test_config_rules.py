@@ -409,6 +409,18 @@ def test_keepalive_options_are_typed_defaulted_and_checked():
         "config.json: apps.app.ping-grace: must not exceed stop-timeout")
 
 
+@pytest.mark.parametrize("value,expected", [(None, 10.0), (3, 3), (2.5, 2.5)])
+def test_an_int_or_float_option(value, expected):
+    app = parse(with_app(keepalive=2, pid_grace=value))[0].apps["app"]
+    assert app.options["pid-grace"] == expected
+
+
+@pytest.mark.parametrize("value", ["3", True, [3]])
+def test_an_int_or_float_option_is_a_number(value):
+    assert one_error(with_app(keepalive=2, pid_grace=value)).startswith(
+        "config.json: apps.app.pid-grace: must be a number (got ")
+
+
 def test_an_option_of_another_method_is_an_unknown_key():
     config, warnings = parse(with_app(keepalive=1, ping_grace=5))
     assert "ping-grace" not in config.apps["app"].options

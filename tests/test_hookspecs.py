@@ -27,7 +27,7 @@ def test_hookspec_has_docstring(name):
 @pytest.mark.parametrize("name", SPECS)
 def test_hookspec_has_a_test(name):
     tests = "\n".join(p.read_text() for p in ROOT.glob("tests/**/test_*.py"))
-    assert re.search(rf"def test_hook_{name}\b", tests), f"add a test named test_hook_{name}"
+    assert re.search(rf"def test_hook_{name}(_\w+)?\(", tests), f"add a test named test_hook_{name}..."
 
 
 @pytest.mark.parametrize("name", SPECS)

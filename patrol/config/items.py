@@ -14,8 +14,8 @@ from ..registry import Registry
 from .model import ACTIONS, AppConfig, Backoff, Option, ServiceConfig
 from .reader import (ANY, BOOL, INT, MAPPING, NAME_OR_INT, NUMBER, STRING, Kind, Section, child,
                      got, is_int, kind_of, show)
-from .rules import (NAME_MAX, SECRET_MAX, SERVICE_MAX, byte_length, expand_home, path_problem,
-                    service_problem, signal_number)
+from .rules import (NAME_MAX, SECRET_MAX, SERVICE_MAX, byte_length, expand_config_dir, expand_home,
+                    path_problem, service_problem, signal_number)
 
 if TYPE_CHECKING:
     from ..keepalive import KeepAlive
@@ -229,13 +229,14 @@ def _path(sec: Section, key: str, *, required: bool) -> str:
 
 def _working_directory(sec: Section) -> str:
     written = sec.get("working-directory", STRING, "")
-    value = expand_home(written)
+    value = expand_home(expand_config_dir(written, sec.report.base_dir))
     if not written:
         if not sec.failed("working-directory"):
             sec.report.error(sec.at("working-directory"), "is required and must not be empty")
     elif not value.startswith("/"):
         hint = " (no home directory to expand ~ with)" if written.startswith("~/") else ""
-        sec.report.error(sec.at("working-directory"), f"must be an absolute path (got {show(written)}){hint}")
+        sec.report.error(sec.at("working-directory"),
+                         f"must be an absolute path (got {show(written)}){hint}")
     elif problem := path_problem(value):
         sec.report.error(sec.at("working-directory"), problem)
     return value
@@ -275,7 +276,8 @@ def _signal(sec: Section, key: str, default: int) -> int:
         return default
     number = signal_number(value)
     if number is None:
-        sec.report.error(sec.at(key), f'must be a signal name such as "SIGTERM" or a number {got(value)}')
+        sec.report.error(sec.at(key),
+                         f'must be a signal name such as "SIGTERM" or a number {got(value)}')
         return default
     return number
 

@@ -59,17 +59,20 @@ def load_config(path: str | os.PathLike[str], methods: Methods) -> tuple[PatrolC
     source = os.fspath(path)
     data, warnings = read_document(Path(path), source)
     try:
-        config, more = parse_config(data, methods, source=source)
+        config, more = parse_config(data, methods, source=source, base_dir=str(Path(path).resolve().parent))
     except ConfigError as exc:
         exc.warnings[:0] = warnings
         raise
     return replace(config, source=Path(path)), warnings + more
 
 
-def parse_config(data: object, methods: Methods, *,
-                 source: str = "config") -> tuple[PatrolConfig, list[str]]:
-    """Check a decoded document and build the model; raises ConfigError with every error."""
-    report = Report(source)
+def parse_config(data: object, methods: Methods, *, source: str = "config",
+                 base_dir: str = "") -> tuple[PatrolConfig, list[str]]:
+    """Check a decoded document and build the model; raises ConfigError with every error.
+
+    ``base_dir`` is what a ``working-directory`` starting with ``${CONFIG_DIR}`` expands to.
+    """
+    report = Report(source, base_dir)
     if data is None:  # as Go: a "null" document is an empty config
         data = {}
     if not isinstance(data, dict):

@@ -1,9 +1,9 @@
 """Reading one object of a config document: typed, case-insensitive, nothing lost.
 
 Every problem is recorded in a :class:`Report` and reading goes on, so a user sees all
-mistakes of a file in one run. Keys match as Go's JSON decoder matched them (exact
-spelling, else case-insensitively) so configs of the original keep loading; whatever
-no rule read is reported as a likely typo.
+mistakes of a file in one run. Keys match case-insensitively, as Go's JSON decoder
+matched them, so configs of the original keep loading; whatever no rule read is
+reported as a likely typo.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from typing import Any, Callable, Mapping
 class Report:
     """Errors and warnings, each a full line naming the file and the key's path."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, base_dir: str = "") -> None:
         self.source = source
+        #: the config file's directory, what ``${CONFIG_DIR}`` expands to ("" = unknown)
+        self.base_dir = base_dir
         self.errors: list[str] = []
         self.warnings: list[str] = []
 
@@ -106,12 +108,15 @@ _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float:
 def kind_of(types: type | tuple[type, ...]) -> Kind:
     """The Kind of a plugin option's declared Python type(s)."""
     types = types if isinstance(types, tuple) else (types,)
-    names = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+    names = " or ".join(_TYPE_NAMES.get(t, getattr(t, "__name__", str(t)))
+                        for t in types if not (t is int and float in types))  # ints are numbers
 
     def accepts(value: Any) -> bool:
         if isinstance(value, bool) and bool not in types:
             return False
-        return isinstance(value, types) or float in types and is_number(value)
+        if float in types and isinstance(value, (int, float)):
+            return is_number(value)
+        return isinstance(value, types)
 
     def convert(value: Any) -> Any:
         return float(value) if float in types and is_int(value) and int not in types else value

@@ -86,6 +86,23 @@ def signal_number(value: int | str) -> int | None:
     return int(member) if member is not None else None
 
 
+CONFIG_DIR = "${CONFIG_DIR}"
+
+
+def expand_config_dir(path: str, base_dir: str) -> str:
+    """(new) ``${CONFIG_DIR}/x`` -> the config file's directory + ``/x``.
+
+    Lets a config that travels with its programs (the examples, a repository checkout)
+    name them without knowing where it was cloned. Original configs never contain it.
+    """
+    if not path.startswith(CONFIG_DIR) or not base_dir:
+        return path
+    rest = path[len(CONFIG_DIR):]
+    if rest and not rest.startswith("/"):
+        return path
+    return base_dir.rstrip("/") + rest if rest not in ("", "/") else base_dir
+
+
 def expand_home(path: str) -> str:
     """``~/x`` -> ``$HOME/x``; anything else, or no usable home, stays as written.
 

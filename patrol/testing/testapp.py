@@ -13,6 +13,7 @@ Knobs for tests (environment):
 ``TESTAPP_PING_EVERY``   seconds between pings (default 1 for HTTP, 0.5 for UDP)
 ``TESTAPP_TOGGLE``       a toggle number sent with every ping
 ``TESTAPP_EXIT``         exit at once with this code (a crash loop)
+``TESTAPP_EXIT_IF``      only exit at once while this file exists
 ``TESTAPP_STARTLOG``     append ``<time.time()> <pid>`` to this file at start
 ``TESTAPP_DAEMONIZE``    1: double-fork, the daemon writes the pid file, the launcher exits 0
 ``TESTAPP_GRANDCHILD``   1: start a grandchild that ignores SIGTERM/SIGUSR1 and sleeps
@@ -45,7 +46,8 @@ def main() -> int:
     if os.environ.get("TESTAPP_STARTLOG"):
         with open(os.environ["TESTAPP_STARTLOG"], "a") as f:
             f.write(f"{time.time()} {os.getpid()}\n")
-    if "TESTAPP_EXIT" in os.environ:
+    crash_flag = os.environ.get("TESTAPP_EXIT_IF")
+    if "TESTAPP_EXIT" in os.environ and (not crash_flag or os.path.exists(crash_flag)):
         return int(os.environ["TESTAPP_EXIT"])
     if os.environ.get("TESTAPP_DAEMONIZE") == "1" and os.fork() > 0:
         return 0  # the launcher
@@ -53,9 +55,6 @@ def main() -> int:
         os.setsid()
         if os.fork() > 0:
             os._exit(0)
-    print(f"testapp {app_id} started, pid {os.getpid()}, keepalive {keepalive}", flush=True)
-    print(f"testapp {app_id} stderr line", file=sys.stderr, flush=True)
-
     stop_pinging = threading.Event()
     signal.signal(signal.SIGHUP, lambda *_: os._exit(0))
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -64,6 +63,9 @@ def main() -> int:
     signal.signal(signal.SIGUSR2, lambda *_: os._exit(12))
     for name in filter(None, os.environ.get("TESTAPP_IGNORE", "").split(",")):
         signal.signal(getattr(signal, name), signal.SIG_IGN)
+    # "started" is printed once the signal handlers are in place: tests wait for it
+    print(f"testapp {app_id} started, pid {os.getpid()}, keepalive {keepalive}", flush=True)
+    print(f"testapp {app_id} stderr line", file=sys.stderr, flush=True)
 
     if os.environ.get("TESTAPP_GRANDCHILD") == "1" and os.fork() == 0:
         for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGINT):

@@ -179,9 +179,18 @@ class PidApp(KeepAlive):
             return None  # the process is younger than the pid file: the pid was reused
         if self._spawned_at and self._poll is not None and created < self._spawned_at - SLACK:
             return None  # older than the launcher that should have made it: stale file
-        if self.app.config.pid_verify and not matches_program(proc, self.app.config):
+        if self.app.config.pid_verify and not (self._spawned_by_patrol(proc) or matches_program(proc, self.app.config)):
             return None
         return pid
+
+    def _spawned_by_patrol(self, proc: psutil.Process) -> bool:
+        """Is ``proc`` the launcher's descendant (same session, or re-parented to Patrol)?"""
+        if not self._launcher:
+            return False
+        try:
+            return os.getsid(proc.pid) == self._launcher or proc.ppid() == os.getpid()
+        except (OSError, psutil.Error):
+            return False
 
 
 def matches_program(proc: psutil.Process, config: AppConfig) -> bool:

@@ -22,6 +22,7 @@ class PidApp(KeepAlive):
     name = "pid-app"
     aliases = (2,)
     requires_pid_path = True
+    options = (Option("pid-grace", (int, float), 10.0, "seconds to wait for the pid file"),)
 
 
 class Http(KeepAlive):

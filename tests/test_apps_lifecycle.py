@@ -1,0 +1,183 @@
+"""App supervision beyond the original: backoff, stop escalation, execute-timeout, pid-app,
+bad things apps do. Black-box against a real ``patrol run`` with real processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from patrol.testing import pid_alive, pids_with_marker, wait_for
+
+
+def start_times(path):
+    if not path.exists():
+        return []
+    return [float(line.split()[0]) for line in path.read_text().splitlines() if line.strip()]
+
+
+def running(p, app_id, other_than=0):
+    def pid():
+        entry = p.app(app_id)
+        return entry.get("pid") if entry.get("started") and entry.get("pid") not in (0, other_than) else None
+
+    return wait_for(pid, 10, f"{app_id} running")
+
+
+def started_line(p, pid):
+    return any(f"started, pid {pid}," in f.read_text(errors="replace") for f in (p.workdir / "logs").rglob("*.log"))
+
+
+def test_crash_loop_backs_off_exponentially_up_to_the_cap_and_resets(patrol, tmp_path):
+    crash, starts = tmp_path / "crash", tmp_path / "starts"
+    crash.touch()
+    app = patrol.app(
+        1,
+        env=["TESTAPP_EXIT=3", f"TESTAPP_EXIT_IF={crash}", f"TESTAPP_STARTLOG={starts}"],
+        **{"backoff-base": 0.2, "backoff-factor": 2, "backoff-max": 1.6, "backoff-reset": 1.5},
+    )
+    p = patrol.start(patrol.config(apps={"loop": app}))
+    wait_for(lambda: len(start_times(starts)) >= 7, 20, "seven starts of the crash loop")
+    times = start_times(starts)[:7]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    expected = [0, 0.2, 0.4, 0.8, 1.6, 1.6]  # first crash at once, then base * factor**n, capped
+    for gap, want in zip(gaps, expected):
+        assert want <= gap < want + 0.5, (gaps, expected)
+    entry = p.app("loop")
+    assert entry["restarts"] >= 6 and entry["history"][-1]["exit-code"] == 3
+
+    crash.unlink()  # the next start stays up
+    wait_for(lambda: p.app("loop").get("started"), 10, "a stable instance")
+    stable_since = start_times(starts)[-1]
+    wait_for(lambda: time.time() - stable_since > 1.6, 5, "uptime beyond backoff-reset")
+    count = len(start_times(starts))
+    crash.touch()
+    os.kill(p.app("loop")["pid"], signal.SIGKILL)
+    wait_for(lambda: len(start_times(starts)) >= count + 3, 10, "restarts after the stable run")
+    after = start_times(starts)[count - 1 : count + 3]
+    gaps = [b - a for a, b in zip(after, after[1:])]
+    # the delay is back at the start of the ladder: at once, at once, then the base
+    assert gaps[1] < 0.5 and 0.2 <= gaps[2] < 0.7, gaps
+
+
+def test_start_limit_gives_up_visibly_until_toggled(patrol, tmp_path):
+    starts = tmp_path / "starts"
+    app = patrol.app(1, env=["TESTAPP_EXIT=1", f"TESTAPP_STARTLOG={starts}"],
+                     **{"backoff-base": 0.05, "start-limit": 3})
+    p = patrol.start(patrol.config(apps={"t": app}))
+    wait_for(lambda: p.app("t").get("state") == "given-up", 10, "given-up state")
+    assert len(start_times(starts)) == 3
+    assert "gave up" in p.app("t")["last-reason"]
+    p.api(id="t", group="app", toggle=1)  # enable again: a fresh set of tries
+    wait_for(lambda: len(start_times(starts)) == 6 and p.app("t").get("state") == "given-up", 10)
+
+
+def test_grandchild_ignoring_sigterm_is_killed_after_stop_timeout(patrol):
+    app = patrol.app(1, env=["TESTAPP_GRANDCHILD=1"], **{"stop-timeout": 1})
+    p = patrol.start(patrol.config(apps={"t": app}))
+    pid = running(p, "t")
+    wait_for(lambda: started_line(p, pid), 10)
+    family = wait_for(lambda: len(pids_with_marker(patrol.marker)) >= 3 and pids_with_marker(patrol.marker), 10)
+    grandchild = [x for x in family if x not in (pid, p.pid)]
+    assert grandchild
+    p.api(id="t", group="app", toggle=2)
+    wait_for(lambda: not any(pid_alive(x) for x in [pid, *grandchild]), 5, "the app and its grandchild gone")
+    assert p.app("t")["history"][-1]["exit-code"] == 10  # the app itself obeyed SIGUSR1
+
+
+def test_app_ignoring_every_signal_is_killed_and_shutdown_is_bounded(patrol):
+    app = patrol.app(1, env=["TESTAPP_IGNORE=SIGUSR1,SIGUSR2,SIGTERM,SIGHUP"], **{"stop-timeout": 1})
+    p = patrol.start(patrol.config(apps={"t": app}))
+    pid = running(p, "t")
+    wait_for(lambda: started_line(p, pid), 10)
+    began = time.monotonic()
+    assert p.terminate(timeout=10) == 0
+    assert time.monotonic() - began < 1 + 1.5  # stop-timeout + 1 s, plus process exit slack
+    assert not pid_alive(pid)
+
+
+def test_execute_timeout_kills_the_app_and_history_says_so(patrol):
+    app = patrol.app(1, **{"execute-timeout": 1})
+    p = patrol.start(patrol.config(apps={"t": app}))
+    pid = running(p, "t")
+    record = wait_for(lambda: p.app("t").get("history") and p.app("t")["history"][0], 10)
+    assert record["pid"] == pid and record["reason"] == "execute-timeout"
+    assert record["exit-signal"] == "SIGKILL"
+    from datetime import datetime
+
+    lived = datetime.fromisoformat(record["stopped"]) - datetime.fromisoformat(record["started"])
+    assert 0 <= lived.total_seconds() <= 3
+
+
+def test_pid_app_daemon_that_double_forks_is_adopted_with_its_own_pid(patrol):
+    p = patrol.start(patrol.config(apps={"d": patrol.app(2, env=["TESTAPP_DAEMONIZE=1"])}))
+    pid = running(p, "d")
+    assert int((p.workdir / "testapp.pid").read_text()) == pid
+    assert p.app("d").get("history") is None  # the launcher's exit closed nothing
+    os.kill(pid, signal.SIGKILL)
+    new = running(p, "d", other_than=pid)
+    record = p.app("d")["history"][0]
+    assert record["pid"] == pid and record["exit-signal"] == "SIGKILL"  # reaped as subreaper
+    assert new != pid
+
+
+def test_pid_app_already_running_is_adopted_not_duplicated(patrol):
+    env = {**os.environ, "PATROL_ID": "d", "PATROL_KEEPALIVE": "2", "PATROL_TEST_MARKER": patrol.marker,
+           "PATROL_PID": str(patrol.tmp_path / "testapp.pid")}
+    before = subprocess.Popen([str(patrol.testapp)], cwd=patrol.tmp_path, env=env)
+    try:
+        wait_for(lambda: (patrol.tmp_path / "testapp.pid").exists(), 10)
+        p = patrol.start(patrol.config(apps={"d": patrol.app(2)}))
+        assert running(p, "d") == before.pid
+        assert len(pids_with_marker(patrol.marker)) == 2  # Patrol and the one app
+    finally:
+        before.kill()
+        before.wait()
+
+
+def test_stale_pid_file_of_a_younger_process_is_not_adopted(patrol, tmp_path):
+    pidfile = tmp_path / "testapp.pid"
+    old = time.time() - 60
+    squatter = subprocess.Popen(["sleep", "60"])  # reused the pid after the file was written
+    try:
+        pidfile.write_text(f"{squatter.pid}\n")
+        os.utime(pidfile, (old, old))
+        p = patrol.start(patrol.config(apps={"d": patrol.app(2)}))
+        pid = running(p, "d")
+        assert pid != squatter.pid and pid_alive(squatter.pid)
+    finally:
+        squatter.kill()
+        squatter.wait()
+
+
+def test_pid_verify_refuses_a_process_running_another_program(patrol, tmp_path):
+    squatter = subprocess.Popen(["sleep", "60"])
+    try:
+        wait_for(lambda: pid_alive(squatter.pid), 5)
+        (tmp_path / "testapp.pid").write_text(f" \n\t{squatter.pid}\n")  # whitespace is fine
+        p = patrol.start(patrol.config(apps={"d": patrol.app(2, **{"pid-verify": True})}))
+        assert running(p, "d") != squatter.pid
+    finally:
+        squatter.kill()
+        squatter.wait()
+
+
+def test_missing_binary_is_reported_and_retried_without_blocking_others(patrol):
+    apps = {"ghost": patrol.app(1, binary="no-such-binary", **{"backoff-base": 0.05}), "ok": patrol.app(1)}
+    p = patrol.start(patrol.config(apps=apps))
+    running(p, "ok")
+    entry = wait_for(lambda: p.app("ghost").get("last-reason") and p.app("ghost"), 10)
+    assert "cannot execute" in entry["last-reason"] and "no-such-binary" in entry["last-reason"]
+    assert entry["state"] in ("backoff", "stopped")
+
+
+def test_binary_not_executable_and_log_dir_not_creatable(patrol, tmp_path):
+    (tmp_path / "plain.txt").write_text("not a program")
+    (tmp_path / "afile").write_text("")
+    apps = {
+        "noexec": patrol.app(1, binary="plain.txt"),
+        "nolog": patrol.app(1, **{"log-directory": "afile/logs"}),
+    }
+    p = patrol.start(patrol.config(apps=apps))
+    assert "Permission denied" in wait_for(lambda: p.app("noexec").get("last-reason"), 10)
+    assert "cannot open log files" in wait_for(lambda: p.app("nolog").get("last-reason"), 10)
