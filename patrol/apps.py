@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
 
-from .config.model import AppConfig
+from .config.model import AppConfig, PatrolConfig
 from .keepalive import Cancellable, ExitStatus, KeepAlive
 from .logfiles import open_logs
 from .process import (
@@ -28,6 +28,7 @@ from .process import (
     signal_group,
     signal_pid,
     spawn,
+    start_time,
     watch_pid,
 )
 from .state import DISABLE, HistoryRecord, State, new_instance_id
@@ -51,7 +52,6 @@ class AppRunner:
     def __init__(self, sup: "Supervisor", config: AppConfig, keepalive: type[KeepAlive]) -> None:
         self.sup = sup
         self.config = config
-        self.patrol_config = sup.config
         self.id = config.id
         self.state = State(history_limit=sup.config.history, disabled=config.disabled)
         with self.state.session() as s:
@@ -60,6 +60,7 @@ class AppRunner:
         self.log = log.bind(app=self.id)
         self.launcher_pid = 0
         self.launching = False
+        self.retired = False  # stopped for good (shutdown, or replaced by a reload)
         self.given_up = False
         self.starts = 0
         self.failures = 0  # consecutive quick failures (backoff)
@@ -77,8 +78,13 @@ class AppRunner:
         self._stop_task: asyncio.Task[None] | None = None
         self._stop_reason = ""
         self._restarting = False
+        self._pid_start: int | None = None  # the instance pid's start time (pid reuse guard)
 
     # -- AppControl ------------------------------------------------------------------
+
+    @property
+    def patrol_config(self) -> PatrolConfig:
+        return self.sup.config  # live: a reload may change it
 
     @property
     def pid(self) -> int:
@@ -93,6 +99,8 @@ class AppRunner:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
         handle = self.sup.loop.call_later(delay, callback)
+        # forget cancelled timers: a keepalive re-arming one per period must not grow this list
+        self._timers = [t for t in self._timers if not (isinstance(t, asyncio.TimerHandle) and t.cancelled())]
         self._timers.append(handle)
         return handle
 
@@ -121,6 +129,8 @@ class AppRunner:
 
     def dead(self, reason: str, status: ExitStatus | None = None) -> None:
         self.sup.reaper.reap()  # collect exit statuses that are already there
+        if not self.state.running and not self.launching:
+            return  # already ended (by an exit reaped just above, or an earlier report)
         self.launching = False
         st = self.state
         if status is None and st.pid:
@@ -140,8 +150,38 @@ class AppRunner:
 
     def start(self) -> None:
         """Called once when the supervisor starts: adopt what runs, start what should."""
+        if self.state.running:  # an instance restored from the state file
+            self._adopt_restored()
         self.keepalive.adopt()
         self.reconcile()
+
+    # -- persistence -----------------------------------------------------------------
+
+    def restored(self, row: dict[str, Any]) -> None:
+        """The state file had this app: remember what identifies its live instance."""
+        self._pid_start = row.get("pid-start")
+        self._groups = {int(g) for g in row.get("groups", ())}
+
+    def persist_extra(self) -> dict[str, Any]:
+        """What the state file needs beyond :class:`State` to adopt the instance later."""
+        return {"pid-start": self._pid_start, "groups": sorted(self._groups)}
+
+    def _adopt_restored(self) -> None:
+        """Adopt the instance that ran when Patrol stopped, if it is the very same process.
+
+        Same pid *and* same process start time (a pid alone may have been reused).
+        Otherwise the instance ended while Patrol was away: close it into history.
+        """
+        pid = self.state.pid
+        if pid and pid_alive(pid) and self._pid_start is not None and start_time(pid) == self._pid_start:
+            self._trusted_pid = True
+            self._started_mono = self.now() - max(0.0, self.sup.wall() - (self.state.started or 0))
+            self._groups = {g for g in self._groups if group_alive(g)}
+            self.starts += 1
+            self.log.info("adopted", pid=pid, instance=self.state.instance_id)
+        else:
+            self._groups = set()
+            self._close("gone while Patrol was down", None)
 
     def tick(self) -> None:
         self.keepalive.check()
@@ -153,7 +193,7 @@ class AppRunner:
 
     def reconcile(self) -> None:
         """Bring the app towards what its flags ask for. Idempotent; cheap."""
-        if self.sup.shutting_down:
+        if self.sup.shutting_down or self.retired:
             return
         st = self.state
         if st.running or self.launching:
@@ -273,6 +313,7 @@ class AppRunner:
 
     def _track(self, pid: int) -> None:
         """Watch an instance pid's exit status and remember its group if Patrol made it."""
+        self._pid_start = start_time(pid)
         if pid not in self._exits and pid != self.launcher_pid:
             self.sup.reaper.watch(pid, partial(self._on_exit, pid, None))
         pgid = getpgid(pid)
@@ -284,10 +325,10 @@ class AppRunner:
         self._tentative = tentative
         self._trusted_pid = trusted
         self._started_mono = self.now()
+        if pid:
+            self._track(pid)  # before the session: the state file records its start time
         with self.state.session() as s:
             s.set(instance_id=new_instance_id(), started=self.sup.wall(), pid=pid, lastseen=None, exit_code=0)
-        if pid:
-            self._track(pid)
         self.starts += 1
         self.log.info("running", pid=pid or None, instance=self.state.instance_id)
         self.emit(event)
@@ -338,7 +379,7 @@ class AppRunner:
         self._cleanup_groups()
         restarting, self._restarting = self._restarting, False
         self._stop_reason = ""
-        if self.sup.shutting_down or self.state.disabled:
+        if self.sup.shutting_down or self.retired or self.state.disabled:
             return
         if restarting:
             self.failures = 0
@@ -397,7 +438,12 @@ class AppRunner:
         self.reconcile()
 
     async def stop(self, reason: str = "stopped") -> None:
-        """Stop the app and wait until none of its processes is left (shutdown path)."""
+        """Stop the app for good and wait until none of its processes is left.
+
+        For shutdown and for a reload that removes or replaces this runner: the runner
+        is retired and never starts the app again.
+        """
+        self.retired = True
         for handle in (self._retry, self._grace):
             if handle is not None:
                 handle.cancel()

@@ -169,7 +169,17 @@ class KeepAlive(ABC):
         return 0.0
 
     def adopt(self) -> None:
-        """Look for an instance that is already running (Patrol just started)."""
+        """Look for an instance that is already running (Patrol just started).
+
+        When the state file restored a running instance (its pid and process start time
+        still match), the app is running already; the default watches that pid, so its
+        exit ends the instance. Methods with their own evidence (a pid file, pings)
+        override this.
+        """
+        if self.app.running and self.app.pid:
+            pid = self.app.pid
+            if self.app.watch_pid(pid, lambda: self.app.dead("exited")) is None:
+                self.app.dead("exited")
 
     def spawned(self, pid: int) -> None:
         """Patrol has just spawned the app's program as ``pid``."""

@@ -82,6 +82,7 @@ class Session:
 
     def append_history(self, record: HistoryRecord) -> None:
         self.state.history.append(record)
+        self.state.history_total += 1
         self.touch()
 
     def toggle(self, toggle: int) -> None:
@@ -124,8 +125,11 @@ class State:
     exit_code: int = 0
     started_log: LogFiles | None = None
     history: deque[HistoryRecord] = field(default_factory=deque)
+    #: records ever appended (the persistent store writes only the new ones)
+    history_total: int = 0
     #: called after every session that changed something (persistence hooks in here)
     on_change: Callable[["State"], None] | None = None
+    _open: Session | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.history = deque(self.history, maxlen=self.history_limit)
@@ -136,10 +140,16 @@ class State:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        s = Session(self)
+        """A change session; a nested one joins the open session, so one logical
+        operation (an API request that toggles *and* pings) bumps CAS only once."""
+        if self._open is not None:
+            yield self._open
+            return
+        s = self._open = Session(self)
         try:
             yield s
         finally:
+            self._open = None
             if s.changed and self.on_change is not None:
                 self.on_change(self)
 

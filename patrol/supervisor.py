@@ -8,23 +8,29 @@ pidfds, pings, timers) and reconciled by a tick. Blocking work runs as subproces
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 import uuid
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Callable, TypeVar
 
 import structlog
 
 from .apps import AppRunner
-from .config.model import PatrolConfig
+from .config.model import AppConfig, PatrolConfig, ServiceConfig
 from .events import Event
 from .plugins import Plugins
 from .process import Reaper, become_subreaper
 from .services import ServiceRunner
+from .state import State
+from .store import Store
 
 log = structlog.get_logger("patrol.supervisor")
+UNITTEST_VALUE = "I KNOW WHAT I AM DOING"
 
 Runner = AppRunner | ServiceRunner
+R = TypeVar("R", AppRunner, ServiceRunner)
 
 
 class Supervisor:
@@ -41,11 +47,13 @@ class Supervisor:
         config: PatrolConfig,
         plugins: Plugins,
         *,
+        store: Store | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.plugins = plugins
+        self.store = store
         self.now = clock
         self.wall = wall
         self.instance_id = str(uuid.uuid4())
@@ -54,17 +62,12 @@ class Supervisor:
         self.shutting_down = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by run()
         self.reaper: Reaper = None  # type: ignore[assignment]
-        self.apps: dict[str, AppRunner] = {
-            app_id: AppRunner(self, app, plugins.keepalives.get(app.keepalive))
-            for app_id, app in sorted(config.apps.items())
-        }
+        self.apps: dict[str, AppRunner] = {i: self._app_runner(c) for i, c in sorted(config.apps.items())}
         self.services: dict[str, ServiceRunner] = {
-            sid: ServiceRunner(
-                self, svc, {action: plugins.services.get(name)(svc) for action, name in svc.management.items()}
-            )
-            for sid, svc in sorted(config.services.items())
+            i: self._service_runner(c) for i, c in sorted(config.services.items())
         }
         self.transports: list[Any] = []
+        self._reloading = asyncio.Lock()
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self.api: Any = None
@@ -88,7 +91,10 @@ class Supervisor:
                 await self._start_transports()
             self.emit("patrol.started")
             for runner in self.runners():
-                runner.start()
+                try:
+                    runner.start()
+                except Exception:  # noqa: BLE001 - one runner's bug must not stop the others
+                    log.exception("start failed", id=runner.id, group=runner.group)
             log.info("patrol started", apps=len(self.apps), services=len(self.services), pid=os.getpid())
             while not self._stop.is_set():
                 try:
@@ -135,7 +141,7 @@ class Supervisor:
             except Exception:  # noqa: BLE001
                 log.exception("transport stop failed", transport=transport.name)
         stops = [runner.stop("shutdown") for runner in self.apps.values()]
-        stops += [runner.stop("shutdown") for runner in self.services.values() if runner.config.stop_on_shutdown]
+        stops += [runner.shutdown() for runner in self.services.values()]
         results = await asyncio.gather(*stops, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -144,6 +150,114 @@ class Supervisor:
             runner.emit(f"{runner.group}.shutdown")
         self.started = None
         log.info("patrol stopped")
+
+    # -- reload ----------------------------------------------------------------------
+
+    async def reload(self, new: PatrolConfig) -> dict[str, list[str]]:
+        """Apply a new, already validated config by its difference only.
+
+        New apps and services start; removed ones stop (a removed *service* is only no
+        longer watched: Patrol never stops a system service it stops managing); changed
+        ones are stopped and started again with the new config; unchanged ones are not
+        touched (same pid). State (toggles, history, key/values, CAS) is carried over to
+        a changed item, so runtime toggles survive a reload.
+        """
+        async with self._reloading:
+            old = self.config
+            self.config = new
+            report: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": []}
+            await self._reload_table(self.apps, old.apps, new.apps, self._app_runner, "app", report)
+            await self._reload_table(
+                self.services, old.services, new.services, self._service_runner, "service", report
+            )
+            log.info("reloaded", **{k: v for k, v in report.items() if k != "unchanged"})
+            return report
+
+    async def reload_config(self) -> dict[str, list[str]]:
+        """Re-read the config file (SIGHUP, ``patrol reload``, the API) and apply it.
+
+        An invalid config changes nothing: the result has ``errors`` and the running
+        config stays.
+        """
+        from .config import ConfigError, Methods, load_config
+
+        if self.config.source is None:
+            return {"errors": ["this Patrol was not started from a config file"]}
+        try:
+            config, warnings = load_config(
+                self.config.source, Methods(keepalives=self.plugins.keepalives, services=self.plugins.services)
+            )
+        except ConfigError as exc:
+            log.error("reload refused: the config has errors", errors=exc.errors)
+            return {"errors": list(exc.errors)}
+        for line in warnings:
+            log.warning("config", problem=line)
+        return await self.reload(self.adjust_config(config))
+
+    @staticmethod
+    def adjust_config(config: PatrolConfig) -> PatrolConfig:
+        """Apply run-time overrides (the original's unit-test mode) to a loaded config."""
+        if os.environ.get("PATROL_UNITTEST") == UNITTEST_VALUE:
+            return dataclasses.replace(config, tick_every=2, ping_timeout=3)
+        return config
+
+    async def _reload_table(self, table: dict[str, Any], old: Any, new: Any, make: Callable[..., Any],
+                            group: str, report: dict[str, list[str]]) -> None:
+        for item_id in sorted(old.keys() - new.keys()):
+            runner = table.pop(item_id)
+            if group == "app":
+                await runner.stop("removed from the config")
+            else:
+                runner.detach()
+            if self.store is not None:
+                self.store.forget(group, item_id)
+            report["removed"].append(f"{group} {item_id}")
+        for item_id in sorted(new.keys() & old.keys()):
+            if new[item_id] == old[item_id]:
+                report["unchanged"].append(f"{group} {item_id}")
+                continue
+            runner = table[item_id]
+            if group == "app":
+                await runner.stop("config changed")
+            else:
+                runner.detach()
+            table[item_id] = make(new[item_id], runner.state)
+            table[item_id].start()
+            report["changed"].append(f"{group} {item_id}")
+        for item_id in sorted(new.keys() - old.keys()):
+            table[item_id] = make(new[item_id])
+            table[item_id].start()
+            report["added"].append(f"{group} {item_id}")
+
+    # -- runners ---------------------------------------------------------------------
+
+    def _app_runner(self, config: AppConfig, state: State | None = None) -> AppRunner:
+        runner = AppRunner(self, config, self.plugins.keepalives.get(config.keepalive))
+        return self._attach(runner, state)
+
+    def _service_runner(self, config: ServiceConfig, state: State | None = None) -> ServiceRunner:
+        backends = {action: self.plugins.services.get(name)(config) for action, name in config.management.items()}
+        return self._attach(ServiceRunner(self, config, backends), state)
+
+    def _attach(self, runner: R, state: State | None) -> R:
+        """Give a new runner its state: carried over (reload), restored (store), or fresh."""
+        if state is not None:
+            runner.state = state
+        elif self.store is not None:
+            row = self.store.load(runner.group, runner.id, runner.state)
+            if row is not None:
+                runner.restored(row)
+        if self.store is not None:
+            runner.state.on_change = partial(self._persist, runner)
+        return runner
+
+    def _persist(self, runner: Runner, state: State) -> None:
+        if self.store is None or state is not runner.state:
+            return
+        try:
+            self.store.save(runner.group, runner.id, state, runner.persist_extra())
+        except Exception:  # noqa: BLE001 - a full disk must not stop supervision
+            log.exception("cannot save state", id=runner.id, group=runner.group, file=self.store.path)
 
     # -- helpers ---------------------------------------------------------------------
 

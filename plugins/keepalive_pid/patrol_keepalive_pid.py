@@ -81,6 +81,8 @@ class PidApp(KeepAlive):
         pid = self._valid_pid()
         if pid:
             self._found(pid)
+        elif self.app.running:  # restored from the state file, but the pid file disowns it
+            self.app.dead("pid file missing, invalid, or its process is gone")
 
     def spawned(self, pid: int) -> None:
         import time

@@ -1,0 +1,164 @@
+"""State that survives: the state file, adoption after SIGKILL, live reload."""
+
+import json
+import os
+import signal
+import sqlite3
+import threading
+import urllib.request
+
+from patrol.testing import pid_alive, pids_with_marker, wait_for
+
+
+def running(p, app_id, other_than=0):
+    def pid():
+        entry = p.app(app_id)
+        return entry.get("pid") if entry.get("started") and entry.get("pid") not in (0, other_than) else None
+
+    return wait_for(pid, 15, f"{app_id} running")
+
+
+def restart(patrol, p):
+    """Start a second ``patrol run`` on the same config (and state file)."""
+    return patrol.start(p.config)
+
+
+def test_toggles_keyvalues_cas_and_history_survive_a_graceful_restart(patrol):
+    p = patrol.start(patrol.config(apps={"a": patrol.app(1), "b": patrol.app(1)}))
+    pid = running(p, "a")
+    running(p, "b")
+    p.api(id="b", group="app", toggle=2)
+    p.api(id="a", group="app", keyvalue={"k": "v", "n": 1})
+    wait_for(lambda: p.app("b").get("state") == "disabled", 10)
+    before = p.status()
+    assert p.terminate() == 0
+    assert not pid_alive(pid)
+
+    q = restart(patrol, p)
+    after = q.status()
+    assert after["apps"]["b"]["disabled"] is True and "started" not in after["apps"]["b"]
+    assert after["apps"]["a"]["keyvalue"] == {"k": "v", "n": 1}
+    assert len(after["apps"]["a"]["history"]) == len(before["apps"]["a"].get("history", [])) + 1  # + shutdown
+    assert after["apps"]["a"]["history"][-1]["shutdown"] is True
+    assert after["apps"]["a"]["cas"] > before["apps"]["a"]["cas"]
+    running(q, "a", other_than=pid)  # a is started again (a graceful stop stops apps)
+
+
+def test_sigkill_while_clients_write_loses_no_acknowledged_change(patrol):
+    p = patrol.start(patrol.config(apps={"a": patrol.app(1, disabled=True)}))
+    acknowledged: list[tuple[int, int]] = []  # (n, cas in the response)
+    stop = threading.Event()
+
+    def client():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            body = {"id": "a", "group": "app", "keyvalue": {f"k{n}": n}, "toggle": 4 if n % 2 else 5}
+            req = urllib.request.Request(f"http://{p.http}/api/", json.dumps(body).encode(), method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    acknowledged.append((n, json.loads(resp.read())["cas"]))
+            except OSError:
+                return  # Patrol is gone
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    wait_for(lambda: len(acknowledged) >= 150, 20, "150 acknowledged writes")
+    p.kill()  # SIGKILL in the middle of the stream
+    stop.set()
+    thread.join()
+
+    db = sqlite3.connect(str(p.config_path.with_suffix(".state.db")))
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+    q = restart(patrol, p)
+    entry = q.app("a")
+    for n, _ in acknowledged:
+        assert entry["keyvalue"].get(f"k{n}") == n, f"acknowledged write {n} was lost"
+    last_cas = acknowledged[-1][1]
+    assert entry["cas"] >= last_cas + 1  # CAS continues from where it was, never backwards
+    status, body = q.api(id="a", group="app", cas=entry["cas"], keyvalue={"after": 1})
+    assert status == 200 and not body.get("cas-invalid")
+
+
+def test_running_apps_are_adopted_after_patrol_is_killed(patrol):
+    env = ["TESTAPP_PING_DELAY=0.1", "TESTAPP_PING_EVERY=0.2"]
+    apps = {
+        "pidapp": patrol.app(2, **{"pid-path": "pidapp.pid"}),
+        "web": patrol.app(3, env=env, **{"pid-path": "web.pid"}),
+        "child": patrol.app(1, **{"pid-path": "child.pid"}),
+    }
+    p = patrol.start(patrol.config(apps=apps, **{"ping-timeout": 5}))
+    pids = {a: running(p, a) for a in apps}
+    wait_for(lambda: p.app("web").get("lastseen"), 10, "the http app's first ping")
+    instances = {a: p.app(a)["instance-id"] for a in apps}
+    p.kill()
+    assert all(pid_alive(pid) for pid in pids.values())
+
+    q = restart(patrol, p)
+    for app_id, pid in pids.items():
+        entry = wait_for(lambda: q.app(app_id).get("started") and q.app(app_id), 10)
+        assert entry["pid"] == pid, app_id
+        assert entry["instance-id"] == instances[app_id], app_id  # the same instance continues
+    marked = set(pids_with_marker(patrol.marker))
+    assert marked == set(pids.values()) | {q.pid}, "a second copy was started"
+    os.kill(pids["child"], signal.SIGKILL)  # an adopted pid-patrol app is watched by pidfd
+    running(q, "child", other_than=pids["child"])
+    assert q.app("child")["history"][-1]["pid"] == pids["child"]
+    seen = q.app("web").get("lastseen")
+    wait_for(lambda: q.app("web").get("lastseen") != seen, 10, "a ping to the new Patrol")
+    assert q.app("web")["instance-id"] == instances["web"]  # pings continue the same instance
+
+
+def test_an_instance_gone_while_patrol_was_down_is_closed_and_restarted(patrol):
+    p = patrol.start(patrol.config(apps={"t": patrol.app(1)}))
+    pid = running(p, "t")
+    p.kill()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid), 5)
+    q = restart(patrol, p)
+    new = running(q, "t", other_than=pid)
+    record = q.app("t")["history"][-1]
+    assert record["pid"] == pid and record["reason"] == "gone while Patrol was down" and new != pid
+
+
+def test_a_second_patrol_on_the_same_state_file_refuses_to_start(patrol):
+    p = patrol.start(patrol.config(apps={"t": patrol.app(1)}))
+    running(p, "t")
+    second = patrol.start(dict(p.config, http={"listen": "127.0.0.1:1"}), wait=False)
+    assert second.proc.wait(15) == 1
+    assert "in use by another Patrol" in second.log() and str(p.pid) in second.log()
+
+
+def test_reload_applies_only_the_difference(patrol):
+    apps = {"keep": patrol.app(1), "change": patrol.app(1), "drop": patrol.app(1)}
+    p = patrol.start(patrol.config(apps=apps))
+    pids = {a: running(p, a) for a in apps}
+    p.api(id="keep", group="app", keyvalue={"toggled": True}, toggle=4)  # a runtime change
+    config = dict(p.config)
+    config["apps"] = {
+        "keep": apps["keep"],
+        "change": dict(apps["change"], args=["--changed"]),
+        "new": patrol.app(1),
+    }
+    p.config = config
+    p.write_config()
+    os.kill(p.pid, signal.SIGHUP)
+    wait_for(lambda: set(p.status()["apps"]) == {"keep", "change", "new"}, 10, "the reload")
+    new_pid = running(p, "new")
+    changed = running(p, "change", other_than=pids["change"])
+    assert p.app("keep")["pid"] == pids["keep"] and pid_alive(pids["keep"])  # untouched
+    assert p.app("keep")["run-once"] is True and p.app("keep")["keyvalue"] == {"toggled": True}
+    assert not pid_alive(pids["drop"]) and not pid_alive(pids["change"])
+    assert p.app("change")["history"][-1]["reason"] == "config changed"
+    assert new_pid and changed
+
+
+def test_a_broken_config_on_reload_changes_nothing(patrol):
+    p = patrol.start(patrol.config(apps={"t": patrol.app(1)}))
+    pid = running(p, "t")
+    p.config_path.write_text('{"apps": {"t": {"keepalive": 9}}}')
+    os.kill(p.pid, signal.SIGHUP)
+    wait_for(lambda: "reload refused" in p.log(), 10)
+    assert p.app("t")["pid"] == pid and pid_alive(pid)
+    assert "keepalive" in p.log()
