@@ -20,7 +20,7 @@ import structlog
 
 from .config.model import AppConfig, PatrolConfig
 from .keepalive import Cancellable, ExitStatus, KeepAlive
-from .logfiles import open_logs
+from .logfiles import copytruncate, open_logs, oversized
 from .process import (
     getpgid,
     group_alive,
@@ -61,6 +61,7 @@ class AppRunner:
         self.launcher_pid = 0
         self.launching = False
         self.retired = False  # stopped for good (shutdown, or replaced by a reload)
+        self._rotating: asyncio.Task[None] | None = None
         self.given_up = False
         self.starts = 0
         self.failures = 0  # consecutive quick failures (backoff)
@@ -186,6 +187,7 @@ class AppRunner:
     def tick(self) -> None:
         self.keepalive.check()
         if self.state.running:
+            self._limit_logs()
             self.emit("app.running")
         elif self.state.disabled:
             self.emit("app.disabled")
@@ -225,6 +227,25 @@ class AppRunner:
                 self._retry.cancel()
                 self._retry = None
         self.sup.loop.call_soon(self.reconcile)
+
+    def _limit_logs(self) -> None:
+        """Rotate log files beyond ``log-max-bytes`` (in a thread: copying takes time)."""
+        files, limit = self.state.started_log, self.config.log_max_bytes
+        if not files or not limit or self._rotating is not None:
+            return
+        paths = oversized(files, limit)
+        if paths:
+            self.log.info("rotating log files", files=paths, limit=limit)
+            self._rotating = self.sup.loop.create_task(self._rotate(paths))
+
+    async def _rotate(self, paths: list[str]) -> None:
+        try:
+            for path in paths:
+                await asyncio.to_thread(copytruncate, path)
+        except OSError as exc:
+            self.log.error("log rotation failed", error=str(exc))
+        finally:
+            self._rotating = None
 
     # -- spawning --------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ keeps no descriptor open after the spawn (the original leaked one per start).
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -62,3 +63,26 @@ def open_logs(root: str, merged: bool, when_ns: int | None = None) -> OpenLogs:
         os.close(out_fd)
         raise
     return OpenLogs(LogFiles(out, err), out_fd, err_fd)
+
+
+def oversized(files: LogFiles, limit: int) -> list[str]:
+    """The log files of an instance that have grown beyond ``limit`` bytes."""
+    found = []
+    for path in dict.fromkeys((files.stdout, files.stderr)):
+        try:
+            if path and os.stat(path).st_size > limit:
+                found.append(path)
+        except OSError:
+            pass
+    return found
+
+
+def copytruncate(path: str) -> None:
+    """Keep the file's content as ``path.1`` and empty it in place.
+
+    The app keeps writing to its open descriptor (opened with O_APPEND), so truncating
+    is the only rotation that needs no help from the app; what it writes between the
+    copy and the truncation is lost, as with logrotate's ``copytruncate``.
+    """
+    shutil.copyfile(path, path + ".1")
+    os.truncate(path, 0)

@@ -186,3 +186,28 @@ def test_binary_not_executable_and_log_dir_not_creatable(patrol, tmp_path):
     p = patrol.start(patrol.config(apps=apps))
     assert "Permission denied" in wait_for(lambda: p.app("noexec").get("last-reason"), 10)
     assert "cannot open log files" in wait_for(lambda: p.app("nolog").get("last-reason"), 10)
+
+
+def test_restart_toggle_sends_sigusr2_and_history_says_restart(patrol):
+    p = patrol.start(patrol.config(apps={"t": patrol.app(1)}))
+    pid = running(p, "t")
+    wait_for(lambda: started_line(p, pid), 10)
+    status, pre = p.api(id="t", group="app", toggle=3)
+    assert status == 200 and "restart" not in pre  # the pre-request snapshot
+    new = running(p, "t", other_than=pid)
+    record = p.app("t")["history"][-1]
+    assert record["pid"] == pid and record["exit-code"] == 12 and record["restart"] is True  # spec 10.23 fixed
+    assert new != pid and "restart" not in p.app("t")
+
+
+def test_a_chatty_app_has_its_log_rotated(patrol):
+    from patrol.testing import UNITTEST_ENV
+
+    app = patrol.app(1, env=["TESTAPP_PRINT_EVERY=0.001"], **{"log-max-bytes": 4096})
+    p = patrol.start(patrol.config(apps={"t": app}), env=UNITTEST_ENV)  # tick every 2 s
+    running(p, "t")
+    rotated = wait_for(lambda: list((p.workdir / "logs").rglob("*.stdout.log.1")), 10, "a rotated log")
+    assert rotated[0].stat().st_size > 4096
+    current = rotated[0].with_suffix("")
+    assert current.exists()
+    assert "started" in rotated[0].read_text()  # the first lines are kept in the .1 file

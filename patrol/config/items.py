@@ -50,6 +50,7 @@ def read_app(sec: Section, app_id: str, keepalives: Registry[type[KeepAlive]]) -
         restart_signal=_signal(sec, "restart-signal", AppConfig.restart_signal),
         stop_timeout=_number(sec, "stop-timeout", AppConfig.stop_timeout),
         backoff=_backoff(sec),
+        log_max_bytes=_number(sec, "log-max-bytes", AppConfig.log_max_bytes, kind=INT),
         options=_options(sec, cls.options if cls else ()),
     )
     sec.warn_unread()

@@ -87,6 +87,8 @@ class AppConfig:
     restart_signal: int = 12  # SIGUSR2
     stop_timeout: float = 10.0
     backoff: Backoff = field(default_factory=Backoff)
+    #: (new) a log file larger than this is rotated to ``<file>.1`` (checked each tick); 0 = never
+    log_max_bytes: int = 50 * 1024 * 1024
     #: values of the keepalive plugin's own options
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
