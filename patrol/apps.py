@@ -62,6 +62,8 @@ class AppRunner:
         self.launching = False
         self.retired = False  # stopped for good (shutdown, or replaced by a reload)
         self._rotating: asyncio.Task[None] | None = None
+        self._leftovers: set[asyncio.Task[None]] = set()  # stopping what an instance left behind
+        self._known = False  # the state file had this app
         self.given_up = False
         self.starts = 0
         self.failures = 0  # consecutive quick failures (backoff)
@@ -162,6 +164,7 @@ class AppRunner:
         """The state file had this app: remember what identifies its live instance."""
         self._pid_start = row.get("pid-start")
         self._groups = {int(g) for g in row.get("groups", ())}
+        self._known = True  # no startup grace: the state file says whether it was running
 
     def persist_extra(self) -> dict[str, Any]:
         """What the state file needs beyond :class:`State` to adopt the instance later."""
@@ -207,7 +210,8 @@ class AppRunner:
             return
         if st.disabled or self.given_up or self._retry is not None or self._stop_task is not None:
             return
-        grace_left = self.sup.started_mono + self.keepalive.startup_grace() - self.now()
+        grace = 0.0 if self._known else self.keepalive.startup_grace()
+        grace_left = self.sup.started_mono + grace - self.now()
         if grace_left > 0:
             if self._grace is None:
                 self._grace = self.sup.loop.call_later(grace_left, self._grace_over)
@@ -374,7 +378,7 @@ class AppRunner:
             shutdown=self.sup.shutting_down,
             exit_code=status.compat_code if status else 0,
             exit_signal=status.signal if status else None,
-            reason=reason,
+            reason="" if reason == "exited" else reason,  # the app's own exit needs no reason
             keyvalue=dict(st.keyvalue),
         )
         with st.session() as s:
@@ -475,6 +479,8 @@ class AppRunner:
             self._stop_task.add_done_callback(self._stop_done)
         if self._stop_task is not None:
             await asyncio.shield(self._stop_task)
+        if self._leftovers:
+            await asyncio.gather(*self._leftovers, return_exceptions=True)
 
     async def _terminate(self, sig: int) -> None:
         """Signal, wait up to stop-timeout, then SIGKILL every group Patrol made for it."""
@@ -514,12 +520,29 @@ class AppRunner:
         return any(group_alive(g) for g in self._groups)
 
     def _cleanup_groups(self) -> None:
-        """After an instance ended, processes left in its groups get stopped too."""
-        if self._stop_task is not None or not self._groups_alive():
+        """After an instance ended, processes left in its groups get stopped too.
+
+        In the background: the next instance has groups of its own and need not wait.
+        """
+        groups = {g for g in self._groups if group_alive(g)}
+        if self._stop_task is not None or not groups:
             return
-        self.log.info("stopping leftover processes", groups=sorted(self._groups))
-        self._stop_task = self.sup.loop.create_task(self._terminate(signal.SIGTERM))
-        self._stop_task.add_done_callback(self._stop_done)
+        self._groups = set()
+        self.log.info("stopping leftover processes", groups=sorted(groups))
+        task = self.sup.loop.create_task(self._stop_leftovers(groups))
+        self._leftovers.add(task)
+        task.add_done_callback(self._leftovers.discard)
+
+    async def _stop_leftovers(self, groups: set[int]) -> None:
+        def gone() -> bool:
+            return not any(group_alive(g) for g in groups)
+
+        for pgid in groups:
+            signal_group(pgid, signal.SIGTERM)
+        if not await self._wait(gone, self.now() + self.config.stop_timeout):
+            for pgid in groups:
+                signal_group(pgid, signal.SIGKILL)
+            await self._wait(gone, self.now() + 5)
 
     def _may_signal(self, pid: int) -> bool:
         """Only signal processes Patrol started or was told about by a trusted source.

@@ -169,7 +169,21 @@ def signal_group(pgid: int, sig: int) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    return signal_group(pgid, 0)
+    """Does the group have a member that is not a zombie?
+
+    ``killpg(pgid, 0)`` also succeeds for zombies, and the zombies of processes that are
+    not Patrol's children (adopted after a restart) are reaped by someone else, maybe
+    late; only then is ``/proc`` read to look for a live member.
+    """
+    if not signal_group(pgid, 0):
+        return False
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                fields = _stat_fields(int(entry.name))
+                if fields and len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                    return True
+    return False
 
 
 def pid_alive(pid: int) -> bool:
@@ -300,18 +314,34 @@ async def run_command(
             timed_out = True
             signal_group(proc.pid, signal.SIGKILL)
             await exited
-        # grandchildren may hold the pipe open: give output a moment, then kill the group
+        # What it left behind may hold the pipe open (a daemon that a ``start`` launched
+        # without redirecting its output): that is the service, not a leftover to kill.
         try:
             await asyncio.wait_for(asyncio.shield(eof), 0.5)
         except asyncio.TimeoutError:
-            signal_group(proc.pid, signal.SIGKILL)
+            pass
     finally:
-        if not eof.done():
-            loop.remove_reader(read_fd)
-        os.close(read_fd)
         if not exited.done():  # cancelled: do not leave the command behind
             signal_group(proc.pid, signal.SIGKILL)
+        if eof.done():
+            os.close(read_fd)
+        else:  # keep reading (and dropping) so a later write does not kill it by SIGPIPE
+            loop.remove_reader(read_fd)
+            loop.add_reader(read_fd, _drain, loop, read_fd)
     output = b"".join(chunks).decode(errors="replace")
     if dropped:
         output += f"\n[... {dropped} more bytes dropped]"
     return CommandResult(list(argv), exited.result(), output, timed_out)
+
+
+def _drain(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Discard what arrives on a finished command's pipe; close it at end of file."""
+    try:
+        if os.read(fd, 65536):
+            return
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError:
+        pass
+    loop.remove_reader(fd)
+    os.close(fd)

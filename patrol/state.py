@@ -49,7 +49,8 @@ class HistoryRecord:
     exit_code: int = 0
     #: (new) the signal that killed the process, when Patrol saw it die by one
     exit_signal: int | None = None
-    #: (new) why the instance ended, e.g. "exited", "ping expired", "disabled"
+    #: (new) why the instance ended when it did not simply exit by itself,
+    #: e.g. "ping expired", "disabled", "execute-timeout", "gone while Patrol was down"
     reason: str = ""
     keyvalue: dict[str, Any] = field(default_factory=dict)
 
