@@ -61,6 +61,7 @@ class AppRunner:
         self.launcher_pid = 0
         self.launching = False
         self.retired = False  # stopped for good (shutdown, or replaced by a reload)
+        self.fault_message: str | None = None  # a problem that does not end the instance
         self._rotating: asyncio.Task[None] | None = None
         self._leftovers: set[asyncio.Task[None]] = set()  # stopping what an instance left behind
         self._known = False  # the state file had this app
@@ -129,6 +130,15 @@ class AppRunner:
             s.set(lastseen=self.sup.wall())
         if pinged:
             self.emit("app.pinged")
+
+    def fault(self, message: str | None) -> None:
+        if message == self.fault_message:
+            return
+        if message is None:
+            self.log.info("fault cleared", fault=self.fault_message)
+        else:
+            self.log.warning("fault", fault=message)
+        self.fault_message = message
 
     def dead(self, reason: str, status: ExitStatus | None = None) -> None:
         self.sup.reaper.reap()  # collect exit statuses that are already there
@@ -398,6 +408,7 @@ class AppRunner:
             timer.cancel()
         self._timers.clear()
         self._tentative = self._trusted_pid = False
+        self.fault_message = None
         self.keepalive.closed()
 
     def _after_death(self, uptime: float) -> None:

@@ -11,7 +11,6 @@ unreadable config; 3 Patrol unreachable (client commands).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
@@ -21,7 +20,6 @@ from typing import Sequence
 from . import __version__
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-UNITTEST_VALUE = "I KNOW WHAT I AM DOING"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,19 +132,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     logger = structlog.get_logger("patrol")
     for line in warnings:
         logger.warning("config", problem=line)
-    if os.environ.get("PATROL_UNITTEST") == UNITTEST_VALUE:
-        # The original's unit-test mode: short tick and ping timeout.
-        config = dataclasses.replace(config, tick_every=2, ping_timeout=3)
+    from .supervisor import Supervisor
+
+    config = Supervisor.adjust_config(config)  # the original's unit-test mode, if asked for
     import asyncio  # here, not at the top: client commands start faster without it
 
+    import sqlite3
+
+    from .store import StateFileLocked, Store, default_path
+
+    state_file = config.state_file or default_path(str(config.source) if config.source else None)
     try:
-        return asyncio.run(_serve(config, plugins))
+        store = Store(state_file)
+    except (StateFileLocked, OSError, sqlite3.Error) as exc:
+        logger.error("cannot open the state file", file=state_file, error=str(exc))
+        return EXIT_INVALID
+    try:
+        return asyncio.run(_serve(config, plugins, store))
     except OSError as exc:
         logger.error("cannot start", error=str(exc))
         return EXIT_INVALID
+    finally:
+        store.close()
 
 
-async def _serve(config, plugins) -> int:  # type: ignore[no-untyped-def]
+async def _serve(config, plugins, store) -> int:  # type: ignore[no-untyped-def]
     import asyncio
 
     import structlog
@@ -154,12 +164,13 @@ async def _serve(config, plugins) -> int:  # type: ignore[no-untyped-def]
     from .supervisor import Supervisor
 
     logger = structlog.get_logger("patrol")
-    sup = Supervisor(config, plugins)
+    sup = Supervisor(config, plugins, store=store)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(sig, sup.request_shutdown)
-    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-        loop.add_signal_handler(sig, lambda s=sig: logger.info("signal ignored", signal=signal.Signals(s).name))
+    loop.add_signal_handler(signal.SIGHUP, sup.request_reload)
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):  # the original's app signals: never fatal to Patrol
+        loop.add_signal_handler(sig, lambda s=sig: logger.debug("signal ignored", signal=signal.Signals(s).name))
     await sup.run()
     return EXIT_OK
 

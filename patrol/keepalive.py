@@ -111,6 +111,12 @@ class AppControl(Protocol):
     def dead(self, reason: str, status: ExitStatus | None = None) -> None:
         """Report the instance gone. Closes it into history; Patrol restarts as policy says."""
 
+    def fault(self, message: str | None) -> None:
+        """Report a problem that does not end the instance (None: it went away).
+
+        Shown in the app's status (``fault``) and logged once per occurrence.
+        """
+
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
         """A timer owned by the current instance, cancelled when it closes."""
 

@@ -53,7 +53,8 @@ class Store:
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             self._lock()
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # a short busy timeout: a write waits on the event loop, so never for long
+        self.db = sqlite3.connect(path, timeout=0.1, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)

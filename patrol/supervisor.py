@@ -68,6 +68,11 @@ class Supervisor:
         }
         self.transports: list[Any] = []
         self._reloading = asyncio.Lock()
+        self._reload_task: asyncio.Task[None] | None = None
+        self._dirty: dict[tuple[str, str], Runner] = {}  # changes not yet in the state file
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self.store_error: str | None = None
+        self._reload_pending = False
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self.api: Any = None
@@ -148,6 +153,10 @@ class Supervisor:
                 log.error("stop failed during shutdown", error=repr(result))
         for runner in self.runners():
             runner.emit(f"{runner.group}.shutdown")
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        if self._dirty:
+            self._flush()  # a last try; what fails now is logged
         self.started = None
         log.info("patrol stopped")
 
@@ -172,6 +181,20 @@ class Supervisor:
             )
             log.info("reloaded", **{k: v for k, v in report.items() if k != "unchanged"})
             return report
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload soon. A burst of requests costs at most one more reload."""
+        if self._reload_task is not None and not self._reload_task.done():
+            self._reload_pending = True
+            return
+        self._reload_task = self.loop.create_task(self._reload_while_asked())
+
+    async def _reload_while_asked(self) -> None:
+        while True:
+            self._reload_pending = False
+            await self.reload_config()
+            if not self._reload_pending or self.shutting_down:
+                return
 
     async def reload_config(self) -> dict[str, list[str]]:
         """Re-read the config file (SIGHUP, ``patrol reload``, the API) and apply it.
@@ -210,7 +233,11 @@ class Supervisor:
             else:
                 runner.detach()
             if self.store is not None:
-                self.store.forget(group, item_id)
+                self._dirty.pop((group, item_id), None)
+                try:
+                    self.store.forget(group, item_id)
+                except Exception as exc:  # noqa: BLE001 - a stale row is harmless
+                    log.warning("cannot forget a removed item in the state file", id=item_id, error=str(exc))
             report["removed"].append(f"{group} {item_id}")
         for item_id in sorted(new.keys() & old.keys()):
             if new[item_id] == old[item_id]:
@@ -254,10 +281,33 @@ class Supervisor:
     def _persist(self, runner: Runner, state: State) -> None:
         if self.store is None or state is not runner.state:
             return
-        try:
-            self.store.save(runner.group, runner.id, state, runner.persist_extra())
-        except Exception:  # noqa: BLE001 - a full disk must not stop supervision
-            log.exception("cannot save state", id=runner.id, group=runner.group, file=self.store.path)
+        self._dirty[(runner.group, runner.id)] = runner
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write every changed item; if the state file refuses, keep supervising.
+
+        A locked, read-only or full state file must not stop supervision: the changes
+        stay in memory, the fault is logged and shown in ``/status/``, and the writes
+        are retried every second until the file takes them again.
+        """
+        assert self.store is not None
+        self._flush_timer = None
+        for key, runner in list(self._dirty.items()):
+            try:
+                self.store.save(runner.group, runner.id, runner.state, runner.persist_extra())
+            except Exception as exc:  # noqa: BLE001 - sqlite3.Error, OSError, ...
+                if self.store_error is None:
+                    log.error("cannot write the state file; changes are kept in memory",
+                              file=self.store.path, error=str(exc))
+                self.store_error = f"cannot write {self.store.path}: {exc}"
+                if self._flush_timer is None and self.loop is not None:
+                    self._flush_timer = self.loop.call_later(1.0, self._flush)
+                return
+            del self._dirty[key]
+        if self.store_error is not None:
+            log.info("the state file is writable again", file=self.store.path)
+            self.store_error = None
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ Knobs for tests (environment):
 ``TESTAPP_STARTLOG``     append ``<time.time()> <pid>`` to this file at start
 ``TESTAPP_DAEMONIZE``    1: double-fork, the daemon writes the pid file, the launcher exits 0
 ``TESTAPP_GRANDCHILD``   1: start a grandchild that ignores SIGTERM/SIGUSR1 and sleeps
+``TESTAPP_CHILDREN``     start this many children that ignore SIGTERM/SIGUSR1/2/HUP
 ``TESTAPP_IGNORE``       comma list of signal names to ignore (e.g. ``SIGUSR1,SIGTERM``)
 ``TESTAPP_PRINT_EVERY``  print a numbered line every N seconds
 """
@@ -67,6 +68,12 @@ def main() -> int:
     print(f"testapp {app_id} started, pid {os.getpid()}, keepalive {keepalive}", flush=True)
     print(f"testapp {app_id} stderr line", file=sys.stderr, flush=True)
 
+    for _ in range(int(os.environ.get("TESTAPP_CHILDREN", "0"))):
+        if os.fork() == 0:  # a worker that ignores the polite signals
+            for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
+            time.sleep(env_float("TESTAPP_LIFETIME", 300))
+            os._exit(0)
     if os.environ.get("TESTAPP_GRANDCHILD") == "1" and os.fork() == 0:
         for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)

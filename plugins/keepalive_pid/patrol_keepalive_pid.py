@@ -112,8 +112,16 @@ class PidApp(KeepAlive):
                 self._found(pid)  # an app started behind Patrol's back: adopt it
             return
         if pid is None:
+            if self._still_the_app():
+                # The file went bad but the process we watch lives: keep it, say so, and
+                # never start a second copy (the pidfd tells when it really exits).
+                self.app.fault(f"pid file {self.app.config.pid_file} is missing or invalid; "
+                               f"still watching pid {self.app.pid}")
+                return
             self.app.dead("pid file missing, invalid, or its process is gone")
-        elif pid != self.app.pid:
+            return
+        self.app.fault(None)
+        if pid != self.app.pid:
             self._found(pid)  # the app re-executed or forked: new instance
         else:
             self.app.alive(pid, trusted=True)  # refreshes lastseen (the original's per-tick beat)
@@ -123,6 +131,14 @@ class PidApp(KeepAlive):
         self._watch = None
 
     # -- helpers ---------------------------------------------------------------------
+
+    def _still_the_app(self) -> bool:
+        try:
+            return psutil.Process(self.app.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+        except psutil.AccessDenied:
+            return True
 
     def _poll_in(self, delay: float) -> None:
         self._poll = self.app.call_later(delay, lambda: self._poll_once(delay))
