@@ -19,7 +19,8 @@ They mirror the original Patrol's triggers (spec section 9), at the same moments
 ``app.shutdown``       Patrol is shutting down
 =====================  ====================================================================
 
-Services have the same events under ``service.*``, without the ping events.
+Services have the same events under ``service.*``, without the ping events and without
+``gave_up`` (a failing service start backs off but is never given up).
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ SERVICE_EVENTS = (
     "service.running",
     "service.disabled",
     "service.closed",
-    "service.gave_up",
     "service.shutdown",
 )
 ALL_EVENTS = PATROL_EVENTS + APP_EVENTS + SERVICE_EVENTS
