@@ -1,0 +1,34 @@
+"""The web GUI, served by the HTTP transport at ``/`` beside the JSON API.
+
+Server-rendered pages (Jinja2, autoescaped) with a small stylesheet and two small
+scripts, all served by Patrol itself: no request ever leaves for another host. Pages
+work without JavaScript; with it, the dashboard and detail pages update live by
+polling ``/gui/state.json`` (only while a page is open and visible, so an idle Patrol
+does nothing for the GUI), and log pages follow their file.
+
+The HTTP transport mounts :func:`routes`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from .core import STATIC, Gui
+from .logpages import LogPages
+from .pages import Pages
+from .security import HeaderApp
+
+if TYPE_CHECKING:
+    from ..api import Api
+    from ..supervisor import Supervisor
+
+
+def routes(patrol: "Supervisor", api: "Api") -> list[BaseRoute]:
+    """Every GUI route, for the HTTP transport to mount after its API routes."""
+    gui = Gui(patrol, api)
+    static = HeaderApp(StaticFiles(directory=STATIC), {"X-Content-Type-Options": "nosniff",
+                                                        "Cache-Control": "max-age=3600"})
+    return [*Pages(gui).routes(), *LogPages(gui).routes(), Mount("/static", app=static, name="static")]

@@ -1,0 +1,93 @@
+"""What every GUI page shares: templates, the guard, lookups and the page frame."""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+
+from .. import __version__
+from . import fmt
+from .procstat import ProcStats
+from .security import Guard, secure
+
+if TYPE_CHECKING:
+    from ..api import Api
+    from ..supervisor import Runner, Supervisor
+
+PACKAGE = Path(__file__).resolve().parent.parent
+TEMPLATES = PACKAGE / "templates"
+STATIC = PACKAGE / "static"
+
+
+def template_env() -> jinja2.Environment:
+    """Autoescaping on for every template, whatever its name; undefined names fail loudly."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(duration=fmt.duration, local_time=fmt.local_time, iso_time=fmt.iso_time, size=fmt.size)
+    env.globals["version"] = __version__
+    return env
+
+
+class Gui:
+    """Shared state of the GUI of one Patrol: created once by :func:`patrol.gui.routes`."""
+
+    def __init__(self, patrol: "Supervisor", api: "Api") -> None:
+        self.patrol = patrol
+        self.api = api
+        self.guard = Guard()
+        self.stats = ProcStats()
+        self.templates = Jinja2Templates(env=template_env())
+
+    def find(self, group: str, item_id: str) -> "Runner | None":
+        """Ids are lower-case in Patrol; a URL typed with capitals still finds the item."""
+        if group not in ("app", "service"):
+            return None
+        return self.patrol.find(group, item_id.lower())
+
+    def secret_matches(self, runner: "Runner", given: str) -> bool:
+        secret = runner.config.secret
+        return bool(secret) and bool(given) and hmac.compare_digest(given.encode(), secret.encode())
+
+    def logs_open(self, request: Request, runner: "Runner") -> bool:
+        """Logs of an item with a secret need it: in ``?secret=`` (as the original's
+        links) or through the unlock cookie a correct secret sets."""
+        if not runner.config.secret:
+            return True
+        if self.secret_matches(runner, request.query_params.get("secret", "")):
+            return True
+        return self.guard.unlocked(request, runner.group, runner.id, runner.config.secret)
+
+    def patrol_info(self) -> dict[str, Any]:
+        started = self.patrol.started
+        return {
+            "instance": self.patrol.instance_id,
+            "uptime": fmt.duration(self.patrol.wall() - started) if started is not None else "",
+            "shutdown": self.patrol.shutting_down,
+        }
+
+    def render(self, request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+        """A page in the common frame, with the CSRF token, the action result (once)
+        and the security headers."""
+        response = self.templates.TemplateResponse(request, name, {
+            "csrf": self.guard.csrf_token,
+            "patrol": self.patrol_info(),
+            "flash": self.guard.read_flash(request),
+            **context,
+        }, status_code=status)
+        self.guard.clear_flash(request, response)
+        self.guard.set_csrf_cookie(request, response)
+        return secure(response)
+
+    def error(self, request: Request, status: int, title: str, *messages: str) -> Response:
+        return self.render(request, "error.html", {"title": title, "messages": list(messages)}, status)

@@ -1,0 +1,263 @@
+"""Log pages: the current instance's stdout/stderr, a tail of any log file with live
+follow, the log directory browser, and the original's ``/stdout/``, ``/stderr/`` and
+``/logs/`` URLs (kept for scripts, with ``?last=N`` implemented).
+
+Files are only ever found through :class:`patrol.gui.logs.LogDir`, so no request can
+read outside the app's log directory. Log text is served as ``text/plain`` with
+``nosniff``, or escaped into a page: a log line can never become markup.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Mapping
+from urllib.parse import urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from . import views
+from .logs import MAX_LINES, LogDir, read_from, stream_file, tail
+from .pages import describe, log_url
+from .security import secure
+
+if TYPE_CHECKING:
+    from ..apps import AppRunner
+    from .core import Gui
+
+DEFAULT_LINES = 200
+STREAMS = ("stdout", "stderr", "merged")
+TEXT = "text/plain; charset=utf-8"
+
+
+class LogPages:
+    def __init__(self, gui: "Gui") -> None:
+        self.gui = gui
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/app/{id}/log/{stream}", self.current, methods=["GET", "HEAD"]),
+            Route("/app/{id}/logs", self.to_browser, methods=["GET", "HEAD"]),
+            Route("/app/{id}/logs/{path:path}", self.browse, methods=["GET", "HEAD"]),
+            Route("/app/{id}/follow", self.follow, methods=["GET"]),
+            Route("/stdout/", self.compat_std, methods=["GET", "HEAD"]),
+            Route("/stderr/", self.compat_std, methods=["GET", "HEAD"]),
+            Route("/logs/{path:path}", self.compat_logs, methods=["GET", "HEAD"]),
+        ]
+
+    # -- pages -----------------------------------------------------------------------
+
+    async def current(self, request: Request) -> Response:
+        """The last started instance's log of one stream, as a page with follow."""
+        runner = self._app(request)
+        if isinstance(runner, Response):
+            return runner
+        stream = request.path_params["stream"]
+        files = views.current_logs(runner)
+        if stream not in STREAMS:
+            return self.gui.error(request, 404, "Unknown log", f"stream: must be one of {', '.join(STREAMS)}")
+        path = files.get("merged") or files.get(stream)
+        if path is None:
+            why = ("stdout and stderr of this app are separate files (std-merge is off)" if stream == "merged"
+                   and files else "the app has not been started yet, so it has no log")
+            return self.gui.error(request, 404, "No log", why)
+        relative = LogDir(runner.config.log_root).relative(path)
+        if relative is None or not os.path.isfile(path):
+            return self.gui.error(request, 404, "No log", f"the log file {path} no longer exists")
+        return await self._viewer(request, runner, relative, path, stream)
+
+    async def to_browser(self, request: Request) -> Response:
+        return RedirectResponse(request.url.path + "/", 308)
+
+    async def browse(self, request: Request) -> Response:
+        """A directory listing, or a log file as a page (``?raw=1``: the file itself)."""
+        runner = self._app(request)
+        if isinstance(runner, Response):
+            return runner
+        logdir = LogDir(runner.config.log_root)
+        relative = request.path_params["path"]
+        path = logdir.resolve(relative)
+        if path is None:
+            return self.gui.error(request, 404, "Not found",
+                                  f"{relative[:200]!r} does not exist in the log directory of {describe(runner)}")
+        if os.path.isdir(path):
+            try:
+                entries = await run_in_threadpool(logdir.listing, path)
+            except OSError as exc:
+                return self.gui.error(request, 500, "Cannot read the directory", exc.strerror or str(exc))
+            here = logdir.relative(path) or ""
+            base = log_url(runner.id, here + "/" if here else "")
+            return self._unlocking(request, runner, self.gui.render(request, "browse.html", {
+                "runner": runner, "entries": entries, "base": base, "crumbs": _crumbs(runner.id, here),
+                "parent": log_url(runner.id, os.path.dirname(here) + "/") if here else None,
+                "root": logdir.root,
+            }))
+        if request.query_params.get("raw"):
+            return await self._raw(request, path)
+        return await self._viewer(request, runner, logdir.relative(path) or relative, path, "")
+
+    async def follow(self, request: Request) -> Response:
+        """What a log file got since ``offset`` (JSON), for the viewer's live follow.
+
+        With ``stream``, the answer also names the current file of that stream, so a
+        viewer of "the current log" moves on to the next instance's file after a restart.
+        """
+        runner = self._app(request, page=False)
+        if isinstance(runner, Response):
+            return runner
+        query = request.query_params
+        offset = query.get("offset", "0")
+        if not (offset.isascii() and offset.isdigit()) or len(offset) > 18:
+            return _json_error(400, f"offset: must be a non-negative integer (got {offset[:40]!r})")
+        logdir = LogDir(runner.config.log_root)
+        path = logdir.resolve(query.get("file", ""))
+        if path is None or not os.path.isfile(path):
+            return _json_error(404, f"file: {query.get('file', '')[:200]!r} is not a file in the log directory")
+        try:
+            chunk = await run_in_threadpool(read_from, path, int(offset))
+        except OSError as exc:
+            return _json_error(404, f"file: cannot read it ({exc.strerror or exc})")
+        body: dict[str, Any] = {"text": chunk.text, "offset": chunk.offset, "reset": chunk.reset, "more": chunk.more}
+        stream = query.get("stream", "")
+        if stream:
+            files = views.current_logs(runner)
+            current = files.get("merged") or files.get(stream)
+            body["current"] = logdir.relative(current) if current else None
+        return secure(JSONResponse(body))
+
+    # -- the original's URLs ---------------------------------------------------------
+
+    async def compat_std(self, request: Request) -> Response:
+        """``/stdout/?group=app&id=ID[&secret=S][&last=N]``: the current log as text."""
+        query = request.query_params
+        problems = _unknown(query, {"group", "id", "secret", "last"})
+        if problems:
+            return _text_error(400, *problems)
+        runner, status, message = self._compat_app(request)
+        if runner is None:
+            return _text_error(status, message)
+        stream = request.url.path.strip("/")
+        files = views.current_logs(runner)
+        path = files.get("merged") or files.get(stream)
+        if path is None or not os.path.isfile(path):
+            return _text_error(404, "404 log type doesn't exist: the app has no log yet")
+        return await self._raw(request, path)
+
+    async def compat_logs(self, request: Request) -> Response:
+        """``/logs/<path>?group=app&id=ID``: now the browser at ``/app/ID/logs/<path>``."""
+        problems = _unknown(request.query_params, {"group", "id", "secret"})
+        if problems:
+            return _text_error(400, *problems)
+        runner, status, message = self._compat_app(request, check_secret=False)
+        if runner is None:
+            return _text_error(status, message)
+        target = log_url(runner.id, request.path_params["path"])
+        secret = request.query_params.get("secret")
+        return RedirectResponse(target + (f"?{urlencode({'secret': secret})}" if secret else ""), 308)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _app(self, request: Request, page: bool = True) -> "AppRunner | Response":
+        """The app of the URL if its logs are open to this request, else the refusal
+        (a page, or JSON for the follow requests of a script)."""
+        item_id = request.path_params["id"]
+        runner = self.gui.find("app", item_id)
+        if runner is None:
+            message = f"id: there is no app with the id {item_id[:70]!r}"
+            return self.gui.error(request, 404, "Unknown app", message) if page else _json_error(404, message)
+        if not self.gui.logs_open(request, runner):
+            if not page:
+                return _json_error(403, "secret: this app's logs need its secret")
+            return self.gui.render(request, "locked.html", {"runner": runner, "next": request.url.path}, 403)
+        return runner  # type: ignore[return-value]  # find("app", ...) is an AppRunner
+
+    def _unlocking(self, request: Request, runner: "AppRunner", response: Response) -> Response:
+        """A correct ``?secret=`` also opens the following pages (links carry no secret)."""
+        if self.gui.secret_matches(runner, request.query_params.get("secret", "")):
+            self.gui.guard.unlock(response, "app", runner.id, runner.config.secret)
+        return response
+
+    def _compat_app(self, request: Request, check_secret: bool = True) -> tuple[Any, int, str]:
+        query = request.query_params
+        if query.get("group", "") != "app":
+            return None, 400, f"group: must be app, only apps have logs (got {query.get('group', '')[:40]!r})"
+        runner = self.gui.find("app", query.get("id", ""))
+        if runner is None:
+            return None, 404, f"Unknown App: there is no app with the id {query.get('id', '')[:70]!r}"
+        if check_secret and not self.gui.logs_open(request, runner):
+            return None, 403, "Secret Invalid: this app's logs need its secret (secret=...)"
+        return runner, 200, ""
+
+    async def _viewer(self, request: Request, runner: "AppRunner", relative: str, path: str,
+                      stream: str) -> Response:
+        last = _last(request.query_params, DEFAULT_LINES)
+        if isinstance(last, str):
+            return self.gui.error(request, 400, "Bad line count", last)
+        assert last is not None
+        try:
+            result = await run_in_threadpool(tail, path, last)
+        except OSError as exc:
+            return self.gui.error(request, 404, "Cannot read the log", exc.strerror or str(exc))
+        follow = {"file": relative, **({"stream": stream} if stream else {})}
+        file_url = log_url(runner.id, relative)
+        return self._unlocking(request, runner, self.gui.render(request, "log.html", {
+            "runner": runner,
+            "stream": stream,
+            "relative": relative,
+            "tail": result,
+            "last": last,
+            "max_lines": MAX_LINES,
+            "follow_url": f"/app/{runner.id}/follow?{urlencode(follow)}",
+            "file_url": file_url,
+            "raw_url": f"{file_url}?raw=1",
+            "crumbs": _crumbs(runner.id, relative),
+        }))
+
+    async def _raw(self, request: Request, path: str) -> Response:
+        last = _last(request.query_params, None)
+        if isinstance(last, str):
+            return _text_error(400, last)
+        try:
+            if last is not None:
+                result = await run_in_threadpool(tail, path, last)
+                return secure(PlainTextResponse(result.text, media_type=TEXT))
+            size = os.stat(path).st_size
+        except OSError as exc:
+            return _text_error(404, f"cannot read the log: {exc.strerror or exc}")
+        response = StreamingResponse(stream_file(path, size), media_type=TEXT,
+                                     headers={"Content-Length": str(size)})
+        return secure(response)
+
+
+def _last(query: Mapping[str, str], default: int | None) -> int | None | str:
+    """``?last=N`` as a line count, the default when absent, or the error message."""
+    value = query.get("last")
+    if value is None or value == "":
+        return default
+    if not (value.isascii() and value.isdigit()) or len(value) > 6 or not 1 <= int(value) <= MAX_LINES:
+        return f"last: must be a whole number of lines from 1 to {MAX_LINES} (got {value[:40]!r})"
+    return int(value)
+
+
+def _unknown(query: Mapping[str, str], known: set[str]) -> list[str]:
+    return [f"{key}: unknown query parameter (known: {', '.join(sorted(known))})" for key in query if key not in known]
+
+
+def _crumbs(item_id: str, relative: str) -> list[tuple[str, str]]:
+    """(name, url) of each directory above a path in the log directory."""
+    crumbs = [("logs", log_url(item_id, ""))]
+    parts = [p for p in relative.split("/") if p]
+    for i, part in enumerate(parts[:-1] if parts else []):
+        crumbs.append((part, log_url(item_id, "/".join(parts[: i + 1]) + "/")))
+    return crumbs
+
+
+def _text_error(status: int, *messages: str) -> Response:
+    return secure(PlainTextResponse("\n".join(messages) + "\n", status, media_type=TEXT))
+
+
+def _json_error(status: int, *messages: str) -> Response:
+    return secure(JSONResponse({"errors": list(messages)}, status))
+

@@ -1,0 +1,211 @@
+"""Reading an app's log files safely: containment, tail, follow, listing, runs.
+
+Every path a request names is resolved (symlinks too) and must stay inside the app's
+log directory, so no URL, ``..`` or symlink can make Patrol serve another file. Reads
+are bounded (a tail reads from the end, a follow returns at most one chunk) and are
+meant to run in a worker thread, never on the supervisor's loop.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from typing import Iterator
+from urllib.parse import quote
+
+from ..logfiles import MONTHS
+
+#: the most lines a tail returns, and the most bytes it reads to find them
+MAX_LINES = 10_000
+TAIL_MAX_BYTES = 8 * 1024 * 1024
+#: the most bytes one follow step returns (the browser asks again at once for more)
+FOLLOW_CHUNK = 256 * 1024
+BLOCK = 64 * 1024
+STREAMS = ("stdout", "stderr", "stdmerge")
+_LOG_NAME = re.compile(r"(\d{1,20})\.(stdout|stderr|stdmerge)\.log")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in a directory listing."""
+
+    name: str  # for display (undecodable bytes replaced)
+    href: str  # percent-encoded, relative to the listed directory
+    is_dir: bool
+    size: int
+    mtime: float
+
+
+@dataclass
+class Run:
+    """The log files of one start of the app, named by its start time in nanoseconds."""
+
+    ns: int
+    files: dict[str, str] = field(default_factory=dict)  # stream -> path relative to root
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def started(self) -> float:
+        return self.ns / 1e9
+
+
+@dataclass(frozen=True)
+class Tail:
+    text: str
+    offset: int  # where a follow continues (the file size when read)
+    truncated: bool  # fewer lines than asked because the byte limit was reached
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+    offset: int
+    reset: bool  # the file shrank (truncated or replaced): reading restarted at 0
+    more: bool  # there is more to read right away
+
+
+class LogDir:
+    """An app's log directory, and nothing outside it."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(root)
+
+    def resolve(self, relative: str) -> str | None:
+        """The real path of ``relative`` if it exists inside the directory, else None."""
+        if "\0" in relative:
+            return None
+        path = os.path.realpath(os.path.join(self.root, relative.lstrip("/")))
+        if not self.contains(path) or not os.path.exists(path):
+            return None
+        return path
+
+    def contains(self, path: str) -> bool:
+        return path == self.root or path.startswith(self.root.rstrip("/") + "/")
+
+    def relative(self, path: str) -> str | None:
+        """``path`` (e.g. a current log file) relative to the directory, if inside."""
+        real = os.path.realpath(path)
+        if not self.contains(real) or real == self.root:
+            return None
+        return os.path.relpath(real, self.root)
+
+    def listing(self, directory: str) -> list[Entry]:
+        """Entries of a directory (already resolved), directories first, then by name."""
+        entries = []
+        with os.scandir(directory) as it:
+            for item in it:
+                if item.is_symlink() and not self.contains(os.path.realpath(item.path)):
+                    continue  # it leads out of the directory: never shown, never served
+                try:
+                    st = item.stat()
+                except OSError:
+                    continue  # a dangling symlink: nothing to show
+                is_dir = stat.S_ISDIR(st.st_mode)
+                raw = os.fsencode(item.name)
+                href = _quote(raw) + ("/" if is_dir else "")
+                name = raw.decode("utf-8", "replace")
+                entries.append(Entry(name, href, is_dir, st.st_size, st.st_mtime))
+        entries.sort(key=lambda e: (not e.is_dir, e.name))
+        return entries
+
+    def runs(self, limit: int) -> list[Run]:
+        """The newest ``limit`` runs, found by walking YEAR/month/DAY newest first."""
+        found: dict[int, Run] = {}
+        for day in self._days():
+            names = _names(day)
+            for name in names:
+                match = _LOG_NAME.fullmatch(name)
+                if match is None:
+                    continue
+                ns, stream = int(match.group(1)), match.group(2)
+                run = found.setdefault(ns, Run(ns))
+                path = os.path.join(day, name)
+                run.files[stream] = os.path.relpath(path, self.root)
+                try:
+                    run.sizes[stream] = os.stat(path).st_size
+                except OSError:
+                    run.sizes[stream] = 0
+            if len(found) >= limit:
+                break
+        return sorted(found.values(), key=lambda r: r.ns, reverse=True)[:limit]
+
+    def _days(self) -> Iterator[str]:
+        years = sorted((n for n in _names(self.root) if n.isdigit()), key=int, reverse=True)
+        for year in years:
+            year_dir = os.path.join(self.root, year)
+            months = sorted((n for n in _names(year_dir) if n in MONTHS), key=MONTHS.index, reverse=True)
+            for month in months:
+                month_dir = os.path.join(year_dir, month)
+                for day in sorted((n for n in _names(month_dir) if n.isdigit()), key=int, reverse=True):
+                    yield os.path.join(month_dir, day)
+
+
+def tail(path: str, lines: int, max_bytes: int = TAIL_MAX_BYTES) -> Tail:
+    """The last ``lines`` lines of a file, reading backwards in blocks from its end."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        pos = size
+        data = b""
+        while pos > 0 and data.count(b"\n") <= lines and size - pos < max_bytes:
+            step = min(BLOCK, pos, max_bytes - (size - pos))
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    body = data[:-1] if data.endswith(b"\n") else data  # the last newline ends a line, starts none
+    idx = len(body)
+    for _ in range(lines):
+        idx = body.rfind(b"\n", 0, idx)
+        if idx < 0:
+            break
+    truncated = False
+    if idx >= 0:
+        cut = idx + 1
+    elif pos == 0:
+        cut = 0  # the whole file has fewer lines than asked
+    else:  # the byte limit was reached: drop the partial line it cut through
+        truncated = True
+        cut = body.find(b"\n") + 1
+    return Tail(data[cut:].decode("utf-8", "replace"), size, truncated)
+
+
+def read_from(path: str, offset: int, limit: int = FOLLOW_CHUNK) -> Chunk:
+    """What was appended since ``offset``: at most ``limit`` bytes, and a UTF-8
+    character split at the end waits for the next step."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        reset = offset > size
+        if reset:
+            offset = 0
+        f.seek(offset)
+        data = f.read(min(limit, size - offset))
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    text = decoder.decode(data, final=False)
+    consumed = len(data) - len(decoder.getstate()[0])
+    return Chunk(text, offset + consumed, reset, offset + len(data) < size)
+
+
+def stream_file(path: str, size: int) -> Iterator[bytes]:
+    """A file's first ``size`` bytes in blocks: a log that grows while it is sent
+    must not overrun the Content-Length announced from ``size``."""
+    with open(path, "rb") as f:
+        left = size
+        while left > 0:
+            block = f.read(min(BLOCK, left))
+            if not block:
+                return
+            left -= len(block)
+            yield block
+
+
+def _names(directory: str) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
+
+
+def _quote(raw: bytes) -> str:
+    return quote(raw, safe="")

@@ -1,0 +1,236 @@
+"""The dashboard, the detail pages, and the actions (toggles) behind their buttons.
+
+Actions go through :meth:`patrol.api.Api.handle`, exactly like an API toggle (same
+secret rules, same state changes, same events), so the GUI can never do something the
+API would refuse. Forms work without JavaScript: a confirmation for disable and
+restart is a server-rendered page then, and a dialog when scripts run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..state import DISABLE, ENABLE, RESTART, RUNONCE_DISABLE, RUNONCE_ENABLE
+from . import views
+from .logs import STREAMS, LogDir, Run
+from .security import safe_next, secure
+
+if TYPE_CHECKING:
+    from ..supervisor import Runner
+    from .core import Gui
+
+MAX_FORM = 16 * 1024
+#: how many recent log runs a detail page lists (and matches history records against)
+RECENT_RUNS = 10
+MATCH_RUNS = 100
+#: a history record is matched to the newest run started at most this long before it
+#: (a pid-app or ping app may take a while to report itself running)
+MATCH_WINDOW = 600.0
+
+
+@dataclass(frozen=True)
+class Action:
+    toggle: int
+    verb: str  # as on the button
+    doing: str  # for "Could not ... app "web" (web)"
+    done: str  # the result; "{what}" is e.g. 'app "web" (web)'
+    confirm: bool = False
+
+
+ACTIONS = {
+    "enable": Action(ENABLE, "Enable", "enable", "Enabled {what}."),
+    "disable": Action(DISABLE, "Disable", "disable", "Disabled {what}: it is being stopped.", confirm=True),
+    "restart": Action(RESTART, "Restart", "restart", "Restart of {what} requested.", confirm=True),
+    "runonce-on": Action(RUNONCE_ENABLE, "Run once", "turn run once on for",
+                         "Run once is on for {what}: it is disabled after its current or next run."),
+    "runonce-off": Action(RUNONCE_DISABLE, "Run once off", "turn run once off for", "Run once is off for {what}."),
+}
+COLUMNS = (("name", "Name"), ("type", "Type"), ("state", "State"), ("pid", "PID"), ("uptime", "Uptime"),
+           ("restarts", "Restarts"), ("cpu", "CPU"), ("memory", "Memory"))
+
+
+def describe(runner: "Runner") -> str:
+    return f'{runner.group} "{runner.config.name}" ({runner.id})'
+
+
+def log_url(item_id: str, relative: str) -> str:
+    return f"/app/{item_id}/logs/{quote(relative, safe='/')}"
+
+
+class Pages:
+    def __init__(self, gui: "Gui") -> None:
+        self.gui = gui
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.dashboard, methods=["GET", "HEAD"]),
+            Route("/", self.action, methods=["POST"]),
+            Route("/unlock", self.unlock, methods=["POST"]),
+            Route("/gui/state.json", self.state_json, methods=["GET", "HEAD"]),
+            Route("/app/{id}", self.detail, methods=["GET", "HEAD"]),
+            Route("/service/{id}", self.detail, methods=["GET", "HEAD"]),
+        ]
+
+    # -- pages -----------------------------------------------------------------------
+
+    async def dashboard(self, request: Request) -> Response:
+        view, problems = views.parse_view(dict(request.query_params))
+        rows = views.items(self.gui.patrol, self.gui.stats)
+        shown = {r.key for r in view.apply(rows)}
+        ordered = sorted(rows, key=views.SORTS[view.sort], reverse=view.descending)
+        return self.gui.render(request, "dashboard.html", {
+            "rows": ordered,
+            "shown": shown,
+            "view": view,
+            "problems": problems,
+            "columns": COLUMNS,
+            "states": views.STATE_LABELS,
+            "next": _here(request),
+            "live": True,
+        }, 400 if problems else 200)
+
+    async def state_json(self, request: Request) -> Response:
+        rows = views.items(self.gui.patrol, self.gui.stats)
+        body = {"patrol": self.gui.patrol_info(), "items": {r.key: r.live() for r in rows}}
+        return secure(JSONResponse(body))
+
+    async def detail(self, request: Request) -> Response:
+        group = request.url.path.split("/")[1]
+        runner = self.gui.find(group, request.path_params["id"])
+        if runner is None:
+            return self.gui.error(request, 404, f"Unknown {group}",
+                                  f"id: there is no {group} with the id {request.path_params['id'][:70]!r}")
+        item = views.item(runner, self.gui.patrol.wall(), self.gui.stats)
+        context: dict[str, Any] = {
+            "it": item,
+            "runner": runner,
+            "keyvalues": views.keyvalues(runner.state.keyvalue),
+            "next": _here(request),
+            "live": True,
+        }
+        if group == "app":
+            context.update(await self._app_context(request, runner))
+        else:
+            context.update(settings=views.service_settings(runner.config),  # type: ignore[arg-type]
+                           history=views.history_rows(runner.state.history, group, lambda _: None))
+        return self.gui.render(request, "detail.html", context)
+
+    async def _app_context(self, request: Request, runner: "Runner") -> dict[str, Any]:
+        logdir = LogDir(runner.config.log_root)  # type: ignore[union-attr]
+        runs: list[Run] = await run_in_threadpool(logdir.runs, MATCH_RUNS)
+
+        def find_log(started: float | None) -> str | None:
+            if started is None:
+                return None
+            for run in runs:  # newest first
+                if run.started <= started + 1:
+                    if started - run.started <= MATCH_WINDOW:
+                        return log_url(runner.id, run.files.get("stdmerge") or run.files.get("stdout", ""))
+                    return None
+            return None
+
+        current = []
+        for stream, path in views.current_logs(runner).items():  # type: ignore[arg-type]
+            current.append((stream, f"/app/{runner.id}/log/{stream}", logdir.relative(path)))
+        return {
+            "settings": views.app_settings(runner.config),  # type: ignore[arg-type]
+            "history": views.history_rows(runner.state.history, "app", find_log),
+            "current_logs": current,
+            "runs": [(run, {s: log_url(runner.id, run.files[s]) for s in STREAMS if s in run.files})
+                     for run in runs[:RECENT_RUNS]],
+            "browse": f"/app/{runner.id}/logs/",
+            "sharing": sorted(other.id for other in self.gui.patrol.apps.values()
+                              if other is not runner and LogDir(other.config.log_root).root == logdir.root),
+            "locked": not self.gui.logs_open(request, runner),
+        }
+
+    # -- actions ---------------------------------------------------------------------
+
+    async def action(self, request: Request) -> Response:
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        group, item_id, name = form.get("group", ""), form.get("id", ""), form.get("action", "")
+        problems = []
+        runner = None
+        if group not in ("app", "service"):
+            problems.append(f"group: must be app or service (got {group[:40]!r})")
+        else:
+            runner = self.gui.find(group, item_id)
+            if runner is None:
+                problems.append(f"id: there is no {group} with the id {item_id[:70]!r}")
+        action = ACTIONS.get(name)
+        if action is None:
+            problems.append(f"action: must be one of {', '.join(ACTIONS)} (got {name[:40]!r})")
+        if problems or runner is None or action is None:
+            return self.gui.error(request, 400, "The action was not understood", *problems)
+        back = safe_next(form.get("next"), f"/{group}/{runner.id}")
+        if action.confirm and form.get("confirmed") != "1":
+            return self.gui.render(request, "confirm.html", {
+                "runner": runner, "action": name, "verb": action.verb, "next": back})
+        secret = form.get("secret", "")
+        if runner.config.secret and not secret:
+            return self._redirect(back, False, f"Could not {action.doing} {describe(runner)}: it has a secret, "
+                                               "enter it in the secret field. Nothing was changed.")
+        result = self.gui.api.handle(
+            {"group": group, "id": runner.id, "toggle": action.toggle, "secret": secret or None}, "http")
+        if not result.ok:
+            errors = "; ".join(str(e) for e in result.body.get("errors", [])) or f"status {result.status}"
+            return self._redirect(back, False, f"Could not {action.doing} {describe(runner)}: {errors}")
+        return self._redirect(back, True, action.done.format(what=describe(runner)))
+
+    async def unlock(self, request: Request) -> Response:
+        """Open the logs of an app with a secret for this browser (see security.py)."""
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        runner = self.gui.find("app", form.get("id", ""))
+        if runner is None:
+            return self.gui.error(request, 400, "Unknown app",
+                                  f"id: there is no app with the id {form.get('id', '')[:70]!r}")
+        back = safe_next(form.get("next"), f"/app/{runner.id}")
+        if not self.gui.secret_matches(runner, form.get("secret", "")):
+            return self._redirect(back, False, f"Logs of {describe(runner)}: the secret does not match.")
+        response = self._redirect(back, True, f"Logs of {describe(runner)} are open for this browser session.")
+        self.gui.guard.unlock(response, "app", runner.id, runner.config.secret)
+        return response
+
+    async def _form(self, request: Request) -> dict[str, str] | Response:
+        """The posted form after the CSRF checks, or the error page."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            return self.gui.error(request, 415, "Unsupported form",
+                                  f"content-type: must be application/x-www-form-urlencoded (got {ctype[:60]!r})")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM:
+                return self.gui.error(request, 413, "Form too large", f"body: at most {MAX_FORM} bytes")
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=32)
+        except (UnicodeDecodeError, ValueError) as exc:
+            return self.gui.error(request, 400, "Bad form", f"body: not a valid form ({exc})")
+        form: dict[str, str] = {}
+        for key, value in pairs:
+            form.setdefault(key, value)
+        problem = self.gui.guard.check_post(request, form)
+        if problem is not None:
+            return self.gui.error(request, 403, "Action refused", problem)
+        return form
+
+    def _redirect(self, to: str, ok: bool, text: str) -> Response:
+        response = RedirectResponse(to, 303)
+        self.gui.guard.set_flash(response, ok, text)
+        return secure(response)
+
+
+def _here(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")

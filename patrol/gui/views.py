@@ -1,0 +1,395 @@
+"""What the pages show about an app or a service, computed once per request.
+
+The same :class:`Item` feeds the server-rendered rows and the live JSON the browser
+polls, so a row looks the same before and after its first live update. Strings are
+formatted here, not in JavaScript: the browser only sets ``textContent``, which can
+never turn a name or a log line into markup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shlex
+import signal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from urllib.parse import urlencode
+
+from . import fmt
+from .procstat import ProcStats
+
+if TYPE_CHECKING:
+    from ..apps import AppRunner
+    from ..config.model import AppConfig, ServiceConfig
+    from ..state import HistoryRecord
+    from ..supervisor import Runner, Supervisor
+
+#: phase -> what the dashboard says, in the order a "state" sort uses
+STATE_LABELS = {
+    "running": "running",
+    "starting": "starting",
+    "stopping": "stopping",
+    "restarting": "restarting",
+    "backoff": "backing off",
+    "given-up": "given up",
+    "stopped": "stopped",
+    "disabled": "disabled",
+}
+MASK = "••••••"
+#: names of environment variables, options and ``x`` keys whose values are hidden
+SENSITIVE = re.compile(r"pass|secret|token|key|auth|cred|private|cookie|session", re.IGNORECASE)
+
+
+@dataclass
+class Item:
+    """One app or service as the GUI shows it."""
+
+    group: str
+    id: str
+    name: str
+    state: str
+    note: str
+    pid: int
+    started: float | None
+    uptime: float | None
+    restarts: int
+    last_exit: str
+    cpu: float | None
+    rss: int | None
+    secret: bool
+    disabled: bool
+    run_once: bool
+    instances: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.group}/{self.id}"
+
+    @property
+    def url(self) -> str:
+        return f"/{self.group}/{self.id}"
+
+    @property
+    def label(self) -> str:
+        return STATE_LABELS.get(self.state, self.state)
+
+    def live(self) -> dict[str, Any]:
+        """The fields a live update sets, already formatted for display."""
+        return {
+            "state": self.state,
+            "label": self.label,
+            "note": self.note,
+            "pid": str(self.pid) if self.pid else "—",
+            "uptime": fmt.duration(self.uptime) or "—",
+            "started": fmt.local_time(self.started) or "—",
+            "restarts": str(self.restarts),
+            "last_exit": self.last_exit or "—",
+            "cpu": cpu_text(self.cpu),
+            "memory": fmt.size(self.rss) or "—",
+            "instances": str(self.instances),
+            "disabled": self.disabled,
+            "run_once": self.run_once,
+        }
+
+
+def cpu_text(percent: float | None) -> str:
+    """A share of one core; "—" until two readings exist (the next live update)."""
+    return f"{percent:.1f}%" if percent is not None else "—"
+
+
+def item(runner: "Runner", wall: float, stats: ProcStats) -> Item:
+    st = runner.state
+    is_app = runner.group == "app"
+    pid = st.pid if is_app else 0
+    usage = stats.usage(pid) if pid and st.running else None
+    last_exit = ""
+    if is_app and runner.last_exit is not None:  # type: ignore[union-attr]
+        last_exit = str(runner.last_exit)  # type: ignore[union-attr]
+    elif not is_app and st.history:
+        last_exit = st.history[-1].reason
+    return Item(
+        group=runner.group,
+        id=runner.id,
+        name=runner.config.name,
+        state=runner.phase,
+        note=_note(runner),
+        pid=pid,
+        started=st.started,
+        uptime=wall - st.started if st.started is not None else None,
+        restarts=runner.restarts,
+        last_exit=last_exit,
+        cpu=usage.cpu_percent if usage else None,
+        rss=usage.rss if usage else None,
+        secret=bool(runner.config.secret),
+        disabled=st.disabled,
+        run_once=st.run_once,
+        instances=len(st.history),
+    )
+
+
+def _note(runner: "Runner") -> str:
+    """One line saying why the item is in its state, when that is not obvious."""
+    phase = runner.phase
+    if phase == "backoff":
+        return f"next start in up to {runner.backoff_delay:g} s; {runner.last_reason}"  # type: ignore[union-attr]
+    if phase in ("given-up", "stopped") and runner.last_reason:
+        return runner.last_reason
+    if runner.state.run_once:
+        return "run once: disabled after this run"
+    return ""
+
+
+def items(patrol: "Supervisor", stats: ProcStats) -> list[Item]:
+    wall = patrol.wall()
+    return [item(r, wall, stats) for r in patrol.runners()]
+
+
+# -- sorting and filtering -------------------------------------------------------------
+
+_ORDER = {state: i for i, state in enumerate(STATE_LABELS)}
+SORTS: dict[str, Callable[[Item], Any]] = {
+    "name": lambda i: (i.name.lower(), i.id),
+    "id": lambda i: i.id,
+    "type": lambda i: (i.group, i.id),
+    "state": lambda i: (_ORDER.get(i.state, 99), i.id),
+    "pid": lambda i: (i.pid, i.id),
+    "uptime": lambda i: (i.uptime if i.uptime is not None else -1.0, i.id),
+    "restarts": lambda i: (i.restarts, i.id),
+    "cpu": lambda i: (i.cpu if i.cpu is not None else -1.0, i.id),
+    "memory": lambda i: (i.rss or 0, i.id),
+}
+STATE_FILTERS = ("", *STATE_LABELS)
+TYPE_FILTERS = ("", "app", "service")
+
+
+@dataclass(frozen=True)
+class View:
+    """The dashboard's sort and filter, from the query string."""
+
+    sort: str = "name"
+    descending: bool = False
+    q: str = ""
+    state: str = ""
+    type: str = ""
+
+    def apply(self, rows: Iterable[Item]) -> list[Item]:
+        chosen = [r for r in rows if self.matches(r)]
+        return sorted(chosen, key=SORTS[self.sort], reverse=self.descending)
+
+    def matches(self, row: Item) -> bool:
+        if self.state and row.state != self.state:
+            return False
+        if self.type and row.group != self.type:
+            return False
+        needle = self.q.lower()
+        return not needle or any(needle in s.lower() for s in (row.id, row.name, row.label))
+
+    def query(self, **changes: Any) -> str:
+        """This view's query string with ``changes`` (for sort links)."""
+        values = {"sort": self.sort, "order": "desc" if self.descending else "asc",
+                  "q": self.q, "state": self.state, "type": self.type, **changes}
+        defaults = {"sort": "name", "order": "asc"}
+        return urlencode({k: v for k, v in values.items() if v and defaults.get(k) != v})
+
+
+def parse_view(query: Mapping[str, str]) -> tuple[View, list[str]]:
+    """The view a query string asks for, and what was wrong with it (then ignored)."""
+    problems = []
+    known = {"sort", "order", "q", "state", "type"}
+    for key in query:
+        if key not in known:
+            problems.append(f"{key}: unknown query parameter (known: {', '.join(sorted(known))})")
+    sort = query.get("sort", "name") or "name"
+    if sort not in SORTS:
+        problems.append(f"sort: unknown column {sort[:40]!r} (known: {', '.join(SORTS)})")
+        sort = "name"
+    order = query.get("order", "asc") or "asc"
+    if order not in ("asc", "desc"):
+        problems.append(f"order: must be asc or desc (got {order[:40]!r})")
+        order = "asc"
+    state = query.get("state", "")
+    if state not in STATE_FILTERS:
+        problems.append(f"state: unknown state {state[:40]!r} (known: {', '.join(STATE_FILTERS[1:])})")
+        state = ""
+    kind = query.get("type", "")
+    if kind not in TYPE_FILTERS:
+        problems.append(f"type: must be app or service (got {kind[:40]!r})")
+        kind = ""
+    q = query.get("q", "")[:200]
+    return View(sort, order == "desc", q, state, kind), problems
+
+
+# -- detail pages ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key as shown on a detail page."""
+
+    key: str
+    value: str
+    masked: bool = False
+
+
+def app_settings(cfg: "AppConfig") -> list[Setting]:
+    b = cfg.backoff
+    rows = [
+        Setting("keepalive", cfg.keepalive),
+        Setting("name", cfg.name),
+        Setting("binary", f"{cfg.binary}  →  {cfg.program}"),
+        Setting("args", shlex.join(cfg.args) if cfg.args else "—"),
+        Setting("working-directory", cfg.working_directory),
+        Setting("log-directory", f"{cfg.log_directory}  →  {cfg.log_root}"),
+        Setting("std-merge", _bool(cfg.std_merge)),
+    ]
+    if cfg.pid_path:
+        rows.append(Setting("pid-path", f"{cfg.pid_path}  →  {cfg.pid_file}"))
+        rows.append(Setting("pid-verify", _bool(cfg.pid_verify)))
+    env = [_env_entry(e) for e in cfg.env]
+    rows += [
+        Setting("env", "\n".join(e for e, _ in env) or "—", any(m for _, m in env)),
+        Setting("env-parent", _bool(cfg.env_parent)),
+        Setting("execute-timeout", f"{cfg.execute_timeout:g} s" if cfg.execute_timeout else "none"),
+        Setting("stop-signal", _signal(cfg.stop_signal)),
+        Setting("restart-signal", _signal(cfg.restart_signal)),
+        Setting("stop-timeout", f"{cfg.stop_timeout:g} s"),
+        Setting("backoff", f"base {b.base:g} s, factor {b.factor:g}, max {b.max:g} s, reset after {b.reset:g} s up"),
+        Setting("start-limit", str(b.limit) if b.limit else "none (keeps retrying)"),
+    ]
+    rotate = cfg.log_max_bytes
+    rows.append(Setting("log-max-bytes", f"{fmt.size(rotate)} (then rotated)" if rotate else "never rotated"))
+    return rows + _common_settings(cfg) + _other_settings(cfg, APP_SHOWN)
+
+
+def service_settings(cfg: "ServiceConfig") -> list[Setting]:
+    rows = [Setting("service", cfg.service), Setting("name", cfg.name)]
+    for action, backend in cfg.management.items():
+        ignored = ", ".join(str(c) for c in sorted(cfg.ignore_exit_codes.get(action, ()))) or "none"
+        rows.append(Setting(f"{action}", f"{backend}: {cfg.parameters[action]} (ignored exit codes: {ignored})"))
+    rows += [
+        Setting("status-timeout", f"{cfg.status_timeout:g} s"),
+        Setting("command-timeout", f"{cfg.command_timeout:g} s"),
+        Setting("stop-on-shutdown", _bool(cfg.stop_on_shutdown)),
+    ]
+    return rows + _common_settings(cfg) + _other_settings(cfg, SERVICE_SHOWN)
+
+
+def _common_settings(cfg: "AppConfig | ServiceConfig") -> list[Setting]:
+    rows = [
+        Setting("disabled", _bool(cfg.disabled) + " (at start)"),
+        Setting("keyvalue-clear", _bool(cfg.keyvalue_clear)),
+        Setting("secret", f"{MASK} (set)" if cfg.secret else "none", bool(cfg.secret)),
+    ]
+    for key, value in cfg.options.items():
+        hidden = bool(SENSITIVE.search(key)) and value not in ("", None)
+        rows.append(Setting(key, MASK if hidden else to_json(value), hidden))
+    if cfg.x is not None:
+        masked = mask(cfg.x)
+        rows.append(Setting("x", to_json(masked, indent=2), masked != cfg.x))
+    return rows
+
+
+#: config fields the curated lists above show (or deliberately leave to other sections)
+_COMMON_SHOWN = {"id", "name", "disabled", "keyvalue", "keyvalue_clear", "secret", "x", "options"}
+APP_SHOWN = _COMMON_SHOWN | {
+    "keepalive", "binary", "working_directory", "log_directory", "pid_path", "pid_verify", "execute_timeout",
+    "args", "env", "env_parent", "std_merge", "stop_signal", "restart_signal", "stop_timeout", "backoff",
+    "log_max_bytes"}
+SERVICE_SHOWN = _COMMON_SHOWN | {
+    "service", "management", "parameters", "ignore_exit_codes", "status_timeout", "command_timeout",
+    "stop_on_shutdown"}
+
+
+def _other_settings(cfg: Any, shown: set[str]) -> list[Setting]:
+    """Fields added to the config model later still show up, under their config key."""
+    rows = []
+    for f in dataclasses.fields(cfg):
+        if f.name not in shown:
+            value = getattr(cfg, f.name)
+            hidden = bool(SENSITIVE.search(f.name)) and value not in ("", None)
+            rows.append(Setting(f.name.replace("_", "-"), MASK if hidden else to_json(mask(value)), hidden))
+    return rows
+
+
+def _env_entry(entry: str) -> tuple[str, bool]:
+    name, sep, value = entry.partition("=")
+    if sep and value and SENSITIVE.search(name):
+        return f"{name}={MASK}", True
+    return entry, False
+
+
+def mask(value: Any) -> Any:
+    """``value`` with the values of sensitive-looking keys replaced, at any depth."""
+    if isinstance(value, dict):
+        return {k: MASK if SENSITIVE.search(str(k)) and v not in ("", None) else mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v) for v in value]
+    return value
+
+
+def to_json(value: Any, indent: int | None = None) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=indent is not None, default=str)
+
+
+def _bool(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _signal(number: int) -> str:
+    try:
+        return f"{signal.Signals(number).name} ({number})"
+    except ValueError:
+        return str(number)
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    record: "HistoryRecord"
+    duration: float | None
+    exit: str
+    flags: list[str]
+    log: str | None  # run file (relative to the log directory) of that instance, if known
+
+
+def history_rows(records: Iterable["HistoryRecord"], group: str,
+                 find_log: Callable[[float | None], str | None]) -> list[HistoryRow]:
+    """Newest first, as people read a history."""
+    rows = []
+    for r in reversed(list(records)):
+        if group == "app":
+            exit_text = _exit(r.exit_code, r.exit_signal)
+        else:
+            exit_text = ""
+        flags = [name for name, on in (("disabled", r.disabled), ("restart", r.restart),
+                                       ("run-once", r.run_once), ("shutdown", r.shutdown)) if on]
+        duration = r.stopped - r.started if r.started is not None else None
+        rows.append(HistoryRow(r, duration, exit_text, flags, find_log(r.started) if group == "app" else None))
+    return rows
+
+
+def _exit(code: int, sig: int | None) -> str:
+    if sig is not None:
+        try:
+            return f"killed by {signal.Signals(sig).name}"
+        except ValueError:
+            return f"killed by signal {sig}"
+    return str(code)
+
+
+def current_logs(runner: "AppRunner") -> dict[str, str]:
+    """stream -> absolute path of the last started instance's log files."""
+    files = runner.state.started_log
+    if files is None or not files.stdout:
+        return {}
+    if files.merged:
+        return {"merged": files.stdout}
+    return {"stdout": files.stdout, "stderr": files.stderr}
+
+
+def keyvalues(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Key/values as JSON text (so ``"1"`` and ``1`` look different), sorted by key."""
+    return [(str(k), json.dumps(v, ensure_ascii=False, default=str)) for k, v in sorted(values.items(), key=lambda kv: str(kv[0]))]
