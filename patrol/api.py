@@ -4,13 +4,21 @@ Every transport (HTTP, UDP, a third party's) calls :meth:`Api.handle` with a dec
 JSON object and the transport's name, and frames what comes back. Wire compatibility
 with the original: the same field names, toggle numbers, the pre-request snapshot rule,
 CAS rules and secret rules. Fixes: every field is type- and range-checked (errors name
-the field), secrets are compared in constant time, unknown fields are refused, group
-checks happen after lower-casing, a pid-less ping never leaves a stale ``lastseen``.
+the field), secrets are compared in constant time and never echoed, key/values of an
+item with a secret are shown only to requests that carry it, unknown fields are
+refused, group checks happen after lower-casing, a pid-less ping never leaves a stale
+``lastseen``, and one request bumps CAS at most once.
 """
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import hmac
+import json
+import os
+import signal
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +44,9 @@ FIELDS = {
 }
 LIMITS = {"pid": UINT32, "toggle": 255, "cas": UINT64}
 GROUPS = {"app": "app", "apps": "app", "service": "service", "services": "service"}
+#: Upper bound of an item's key/values as compact JSON. Requests are size-limited, but
+#: repeated merges are not: without a bound any client could grow Patrol's memory.
+MAX_KEYVALUE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -55,16 +66,16 @@ def error(*messages: str, status: int = 400) -> Response:
 
 
 def validate_request(request: Any) -> list[str]:
-    """Type and range errors of a request, each naming the field."""
+    """Type and range errors of a request, each naming the field (values are not echoed)."""
     if request is None:
         return []
     if not isinstance(request, dict):
-        return [f"request: must be a JSON object (got {type(request).__name__})"]
+        return [f"request: must be a JSON object (got {_json_type(request)})"]
     problems = []
     for key, value in request.items():
         expected = FIELDS.get(key)
         if expected is None:
-            problems.append(f"{key}: unknown field (known: {', '.join(FIELDS)})")
+            problems.append(f"{_shorten(key)}: unknown field{_did_you_mean(key)} (known: {', '.join(FIELDS)})")
             continue
         if value is None:
             continue  # JSON null = absent, as Go's decoder treats it
@@ -72,7 +83,7 @@ def validate_request(request: Any) -> list[str]:
             if isinstance(value, bool) or not isinstance(value, int):
                 problems.append(f"{key}: must be an integer (got {_json_type(value)})")
             elif not 0 <= value <= LIMITS[key]:
-                problems.append(f"{key}: must be between 0 and {LIMITS[key]} (got {value})")
+                problems.append(f"{key}: must be between 0 and {LIMITS[key]} (got {_shorten(str(value))})")
         elif not isinstance(value, expected):
             problems.append(f"{key}: must be {_json_names[expected]} (got {_json_type(value)})")
     return problems
@@ -82,14 +93,33 @@ _json_names = {str: "a string", bool: "true or false", dict: "an object"}
 
 
 def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
     return {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}.get(
         type(value), type(value).__name__
     )
 
 
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key.lower(), FIELDS, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _same_secret(given: str, secret: str) -> bool:
+    """Constant time, and independent of the secret's length (both sides are hashed)."""
+    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(secret.encode()).digest())
+
+
 class Api:
+    """Requests in, responses out; the state it changes belongs to the supervisor."""
+
     def __init__(self, patrol: "Supervisor") -> None:
         self.patrol = patrol
+        self.processes = ProcessStats()
 
     # -- requests --------------------------------------------------------------------
 
@@ -97,6 +127,7 @@ class Api:
         """Apply one request; ``transport`` is the name of the transport it came by.
 
         A ``None`` transport (a library call) accepts pings for any ping keepalive.
+        The response body is the item's state *before* the request (spec 7.2).
         """
         if request is None:
             request = {}  # JSON null is an empty request (-> Unknown Group), as the original
@@ -104,62 +135,76 @@ class Api:
         if problems:
             return error(*problems)
         req = {k: v for k, v in request.items() if v is not None}
-        group = GROUPS.get(str(req.get("group", "")).lower())
+        group = GROUPS.get(req.get("group", "").lower())
         if group is None:
             return error("Unknown Group")
         ping, pid = req.get("ping", False), req.get("pid", 0)
         if ping and group == "service":
             return error("Services don't support Ping")
-        runner = self.patrol.find(group, str(req.get("id", "")).lower())
+        runner = self.patrol.find(group, req.get("id", "").lower())
         if runner is None:
             return error("Unknown App" if group == "app" else "Unknown Service")
         secret = runner.config.secret
         if secret:
             given = req.get("secret", "")
             if not given:  # may read, changes nothing, and says so
-                body = self.render(runner, ids=True)
+                body = self.render(runner, ids=True, private=False, stats=not ping)
                 body["cas-invalid"] = True
                 return Response(200, body)
-            if not hmac.compare_digest(given.encode(), secret.encode()):
+            if not _same_secret(given, secret):
                 return error("Secret Invalid")
         if ping or pid:
             keepalive = getattr(runner, "keepalive", None)
-            pingable = keepalive is not None and keepalive.ping_transport is not None
-            if ping and not pingable:
+            ping_transport = keepalive.ping_transport if keepalive is not None else None
+            if ping and ping_transport is None:
                 return error("Ping Not Supported")
-            if ping and transport is not None and keepalive.ping_transport != transport:  # type: ignore[union-attr]
+            if ping and transport is not None and ping_transport != transport:
                 return error("Invalid Ping Endpoint")
-            if pid and not pingable:
+            if pid and ping_transport is None:
                 return error("PID Not Supported")
             if pid and not ping:
                 return error("PID Requires Ping")
-        body = self.render(runner, ids=True)
         cas = req.get("cas", 0)
         cas_invalid = bool(cas) and cas != runner.state.cas
-        toggle = req.get("toggle", 0)
-        if not cas_invalid:
-            with runner.state.session() as s:
+        keyvalue = req.get("keyvalue") or {}
+        if keyvalue and not cas_invalid and (problem := self._keyvalue_problem(runner, req)):
+            return error(problem)
+        body = self.render(runner, ids=True, stats=not ping)
+        toggle = req.get("toggle", 0) if not cas_invalid else 0
+        with runner.state.session() as s:  # one request, one CAS bump
+            if not cas_invalid:
                 if req.get("keyvalue-replace"):
-                    s.replace_keyvalue(req.get("keyvalue") or {})
-                elif req.get("keyvalue"):
-                    s.merge_keyvalue(req["keyvalue"])
+                    s.replace_keyvalue(keyvalue)
+                elif keyvalue:
+                    s.merge_keyvalue(keyvalue)
                 if toggle in TOGGLES:
                     s.toggle(toggle)
-            if toggle in TOGGLES:
-                runner.toggled()
-        if ping:
-            runner.keepalive.pinged(pid)  # type: ignore[union-attr]
+            if ping:
+                runner.keepalive.pinged(pid)  # type: ignore[union-attr]
+        if toggle in TOGGLES:
+            runner.toggled()
         body["cas-invalid"] = cas_invalid
-        return Response(200, _omit_empty(body))
+        return Response(200, body)
+
+    def _keyvalue_problem(self, runner: "Runner", req: dict[str, Any]) -> str | None:
+        merged = dict(req["keyvalue"]) if req.get("keyvalue-replace") else {**runner.state.keyvalue, **req["keyvalue"]}
+        size = len(json.dumps(merged, separators=(",", ":")))
+        if size > MAX_KEYVALUE_BYTES:
+            return f"keyvalue: the key/values would take {size} bytes, more than the limit of {MAX_KEYVALUE_BYTES}"
+        return None
 
     # -- rendering -------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """The ``/status/`` object (note the original's singular ``service`` key)."""
+        """The ``/status/`` object (note the original's singular ``service`` key).
+
+        Key/values of items that have a secret are left out: the status page asks for
+        no secret, so it shows only what any request without the secret may see.
+        """
         body: dict[str, Any] = {
             "instance-id": self.patrol.instance_id,
-            "apps": {i: self.render(r) for i, r in self.patrol.apps.items()},
-            "service": {i: self.render(r) for i, r in self.patrol.services.items()},
+            "apps": {i: self.render(r, private=not r.config.secret, stats=True) for i, r in self.patrol.apps.items()},
+            "service": {i: self.render(r, private=not r.config.secret) for i, r in self.patrol.services.items()},
             "started": self._time(self.patrol.started),
             "shutdown": self.patrol.shutting_down,
         }
@@ -169,7 +214,22 @@ class Api:
         """What events carry: ids and key/values, no history (the original's Snapshot())."""
         return self.render(runner, ids=True, history=False)
 
-    def render(self, runner: "Runner", *, ids: bool = False, history: bool = True, keyvalue: bool = True) -> dict[str, Any]:
+    def render(
+        self,
+        runner: "Runner",
+        *,
+        ids: bool = False,
+        history: bool = True,
+        private: bool = True,
+        stats: bool = False,
+    ) -> dict[str, Any]:
+        """One item as the API shows it.
+
+        ``ids`` adds ``id``/``group``/``shutdown`` (API responses; not status entries);
+        ``private`` includes key/values (top level and in history records); ``stats``
+        adds the process's CPU and memory, read from ``/proc`` (not for pings and
+        events: they are frequent and nobody reads those numbers there).
+        """
         st = runner.state
         is_app = runner.group == "app"
         lastseen = st.lastseen
@@ -196,24 +256,29 @@ class Api:
         if ids:
             body["shutdown"] = self.patrol.shutting_down
         if history:
-            body["history"] = [self.render_record(r, runner.group) for r in st.history]
-        if keyvalue:
+            body["history"] = [self.render_record(r, runner.group, private=private) for r in st.history]
+        if private:
             body["keyvalue"] = dict(st.keyvalue)
         body["secret"] = bool(runner.config.secret)
         body["cas"] = st.cas
         # new keys, beside the original ones
         body["state"] = runner.phase
         body["restarts"] = runner.restarts
+        body["backoff"] = round(runner.backoff_delay, 3) if runner.phase == "backoff" else 0
         if is_app:
-            body["backoff"] = round(runner.backoff_delay, 3) if runner.phase == "backoff" else 0  # type: ignore[union-attr]
             last = runner.last_exit  # type: ignore[union-attr]
             if last is not None:
                 body["last-exit"] = str(last)
         if runner.last_reason:
             body["last-reason"] = runner.last_reason
-        return _omit_empty(body)
+        body = _omit_empty(body)
+        if st.started is not None:  # kept even when 0: "known and zero" is not "unknown"
+            body["uptime"] = round(max(0.0, self.patrol.wall() - st.started), 1)
+        if stats and is_app and st.pid:
+            body.update(self.processes.sample(f"{runner.group}/{runner.id}", st.pid))
+        return body
 
-    def render_record(self, record: HistoryRecord, group: str) -> dict[str, Any]:
+    def render_record(self, record: HistoryRecord, group: str, *, private: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {"instance-id": record.instance_id}
         if group == "app":
             body["pid"] = record.pid
@@ -232,7 +297,8 @@ class Api:
             body["exit-code"] = record.exit_code
             if record.exit_signal is not None:
                 body["exit-signal"] = _signal_name(record.exit_signal)
-        body["keyvalue"] = dict(record.keyvalue)
+        if private:
+            body["keyvalue"] = dict(record.keyvalue)
         if record.reason:
             body["reason"] = record.reason
         return _omit_empty(body)
@@ -241,14 +307,79 @@ class Api:
         return "" if ts is None else format_time(ts, self.patrol.config.json_timestamp)
 
 
+class ProcessStats:
+    """CPU% and resident memory of app processes, from ``/proc/PID/stat``.
+
+    CPU% is the CPU time used between two samples divided by the wall time between
+    them, so it needs a previous sample; the first one reports the average since the
+    process started. Samples closer than ``min_window`` seconds reuse the last figure:
+    a dashboard polling every 100 ms would otherwise see mostly noise. One sample is
+    kept per item (bounded by the config), replaced when its process changes.
+    """
+
+    min_window = 1.0
+
+    def __init__(self) -> None:
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        # key -> (pid, process start in ticks, cpu ticks, monotonic time, last cpu%)
+        self._last: dict[str, tuple[int, int, int, float, float]] = {}
+
+    def sample(self, key: str, pid: int) -> dict[str, Any]:
+        fields = _proc_stat(pid)
+        if fields is None:
+            self._last.pop(key, None)
+            return {}
+        try:
+            cpu = int(fields[11]) + int(fields[12])  # utime + stime
+            started, rss_pages = int(fields[19]), int(fields[21])
+        except (IndexError, ValueError):
+            return {}
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and last[:2] == (pid, started):
+            _, _, last_cpu, last_time, last_percent = last
+            if now - last_time < self.min_window:
+                percent = last_percent
+            else:
+                percent = (cpu - last_cpu) / self._ticks / (now - last_time) * 100
+                self._last[key] = (pid, started, cpu, now, percent)
+        else:
+            age = _uptime() - started / self._ticks
+            percent = cpu / self._ticks / age * 100 if age > 0 else 0.0
+            self._last[key] = (pid, started, cpu, now, percent)
+        return {"cpu-percent": round(max(percent, 0.0), 1), "rss-bytes": rss_pages * self._page}
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of ``/proc/PID/stat`` after the command name (index 0 is the state)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].decode("ascii", "replace").split()
+    return fields if fields and fields[0] not in ("Z", "X") else None
+
+
+def _uptime() -> float:
+    try:
+        with open("/proc/uptime", "rb") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _omit_empty(body: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
     """The original's omit-if-empty: false, 0, "", {} and [] are left out."""
-    return {k: v for k, v in body.items() if k in keep or (v is not None and v is not False and v != 0 and v != "" and v != {} and v != [])}
+    return {k: v for k, v in body.items() if k in keep or not _empty(v)}
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value is False or value == 0 or value == "" or value == {} or value == []
 
 
 def _signal_name(number: int) -> str:
-    import signal
-
     try:
         return signal.Signals(number).name
     except ValueError:

@@ -83,6 +83,7 @@ class AppRunner:
         self._stop_reason = ""
         self._restarting = False
         self._pid_start: int | None = None  # the instance pid's start time (pid reuse guard)
+        self._restored_trust = True
 
     # -- AppControl ------------------------------------------------------------------
 
@@ -173,12 +174,13 @@ class AppRunner:
     def restored(self, row: dict[str, Any]) -> None:
         """The state file had this app: remember what identifies its live instance."""
         self._pid_start = row.get("pid-start")
+        self._restored_trust = bool(row.get("trusted", True))  # a pid only a ping named stays untrusted
         self._groups = {int(g) for g in row.get("groups", ())}
         self._known = True  # no startup grace: the state file says whether it was running
 
     def persist_extra(self) -> dict[str, Any]:
         """What the state file needs beyond :class:`State` to adopt the instance later."""
-        return {"pid-start": self._pid_start, "groups": sorted(self._groups)}
+        return {"pid-start": self._pid_start, "groups": sorted(self._groups), "trusted": self._trusted_pid}
 
     def _adopt_restored(self) -> None:
         """Adopt the instance that ran when Patrol stopped, if it is the very same process.
@@ -188,7 +190,7 @@ class AppRunner:
         """
         pid = self.state.pid
         if pid and pid_alive(pid) and self._pid_start is not None and start_time(pid) == self._pid_start:
-            self._trusted_pid = True
+            self._trusted_pid = self._restored_trust
             self._started_mono = self.now() - max(0.0, self.sup.wall() - (self.state.started or 0))
             self._groups = {g for g in self._groups if group_alive(g)}
             self.starts += 1
@@ -390,6 +392,7 @@ class AppRunner:
             exit_signal=status.signal if status else None,
             reason="" if reason == "exited" else reason,  # the app's own exit needs no reason
             keyvalue=dict(st.keyvalue),
+            log=st.started_log.stdout if st.started_log else "",
         )
         with st.session() as s:
             s.append_history(record)

@@ -3,19 +3,29 @@
 A Starlette app served by uvicorn *inside Patrol's event loop*. Patrol binds the socket
 itself (a bind failure is a clear error, not uvicorn's ``sys.exit``) and does not run
 uvicorn's 10 Hz housekeeping loop, so an idle Patrol does not wake up.
+
+Routes of the original (spec 7.5): ``/status/`` (any method), ``/api/`` (GET with a
+query, POST with a JSON body; 405 otherwise); ``/api`` and ``/status`` redirect to the
+slashed path, keeping the query (308 instead of 301 for methods other than GET/HEAD,
+so a POST survives the redirect). Every error is a JSON ``{"errors": [...]}`` with a
+4xx status: bodies over :data:`MAX_BODY` get 413, browser requests from another site
+get 403 (a web page must not be able to toggle apps through a visitor's browser).
 """
 
 from __future__ import annotations
 
 import json
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from urllib.parse import urlsplit
 
+import structlog
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, request_response
+from starlette.types import Receive, Scope, Send
 
 from .hookspecs import hookimpl
 from .transport import Transport
@@ -25,7 +35,8 @@ if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 MAX_BODY = 64 * 1024
-QUERY_FIELDS = {"id", "group", "toggle", "history", "secret", "cas"}
+QUERY_FIELDS = ("id", "group", "toggle", "history", "secret", "cas")
+log = structlog.get_logger("patrol.http")
 
 
 def dumps(body: Any, *, pretty: bool = True) -> bytes:
@@ -36,6 +47,10 @@ def dumps(body: Any, *, pretty: bool = True) -> bytes:
 
 def json_response(body: Any, status: int = 200) -> Response:
     return Response(dumps(body), status, media_type="application/json; charset=utf-8")
+
+
+def errors(status: int, *messages: str) -> Response:
+    return json_response({"errors": list(messages)}, status)
 
 
 def parse_listen(address: str, default_port: int) -> tuple[str, int]:
@@ -51,7 +66,9 @@ def parse_listen(address: str, default_port: int) -> tuple[str, int]:
 
 def bind(host: str, port: int, kind: int = socket.SOCK_STREAM) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, kind)
+    # an explicit IPPROTO_TCP is inherited by accepted sockets, so asyncio sets TCP_NODELAY on them
+    # (with proto 0 it does not, and every keep-alive response waits 40 ms for a delayed ACK)
+    sock = socket.socket(family, kind, socket.IPPROTO_TCP if kind == socket.SOCK_STREAM else 0)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -102,29 +119,31 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
         return json_response(api.status())
 
     async def api_endpoint(request: Request) -> Response:
+        refused = cross_site(request)
+        if refused:
+            return errors(403, refused)
         if request.method == "GET":
             parsed = request_from_query(request.query_params.multi_items())
             if isinstance(parsed, list):
-                return json_response({"errors": parsed}, 400)
+                return errors(400, *parsed)
             result = api.handle(parsed, "http")
         elif request.method == "POST":
             body = await read_body(request)
             if body is None:
-                return json_response({"errors": [f"Invalid Body: larger than {MAX_BODY} bytes"]}, 413)
-            try:
-                data = json.loads(body) if body.strip() else None
-            except (ValueError, UnicodeDecodeError) as exc:
-                return json_response({"errors": [f"Invalid Request: {exc}"]}, 400)
+                return errors(413, f"Invalid Body: larger than {MAX_BODY} bytes")
+            data = decode_json(body)
+            if isinstance(data, Problem):
+                return errors(400, data.message)
             result = api.handle(data, "http")
         else:
-            return json_response({"errors": ["Invalid Method"]}, 405)
+            return errors(405, "Invalid Method")
         return json_response(result.body, result.status)
 
     routes: list[BaseRoute] = [
-        Route("/status", lambda r: RedirectResponse("/status/", 301), methods=None),
-        Route("/status/{rest:path}", status, methods=None),
-        Route("/api", lambda r: RedirectResponse("/api/", 301), methods=None),
-        Route("/api/", api_endpoint, methods=None),
+        Route("/status", AnyMethod(slash_redirect)),
+        Route("/status/{rest:path}", AnyMethod(status)),
+        Route("/api", AnyMethod(slash_redirect)),
+        Route("/api/", AnyMethod(api_endpoint)),
     ]
     try:
         from . import gui
@@ -132,7 +151,69 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
         gui = None  # type: ignore[assignment]
     if gui is not None:
         routes += gui.routes(patrol, api)
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={Exception: internal_error})
+
+
+class AnyMethod:
+    """A request handler as an ASGI app: Starlette then leaves every method to it
+    (a plain function endpoint would be GET-only, answering others with a text 405)."""
+
+    def __init__(self, handler: Callable[[Request], Awaitable[Response]]) -> None:
+        self.app = request_response(handler)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+async def slash_redirect(request: Request) -> Response:
+    """``/api`` -> ``/api/`` with the query kept, as Go's ServeMux does."""
+    url = request.url.path + "/" + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(url, 301 if request.method in ("GET", "HEAD") else 308)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """A bug must still answer in the API's shape (and never echo the request)."""
+    log.error("request failed", path=request.url.path, method=request.method, error=type(exc).__name__)
+    return errors(500, "Internal Error: see Patrol's log")
+
+
+def cross_site(request: Request) -> str | None:
+    """Why a browser request from another site is refused, or None when it is not one.
+
+    Browsers mark requests with ``Sec-Fetch-Site`` (modern ones) or ``Origin``; other
+    clients (curl, apps, the ``patrol`` client) send neither and are never refused.
+    ``same-site`` counts as foreign too: another port on localhost is another program.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        if site in ("same-origin", "none"):
+            return None
+        return f"Cross-site request refused: the browser says the request came from another site ({site})"
+    origin = request.headers.get("origin")
+    if origin is None or urlsplit(origin).netloc == request.headers.get("host"):
+        return None
+    return "Cross-site request refused: Origin does not match Host"
+
+
+class Problem:
+    """Why a body could not be decoded (distinct from any JSON value it could decode to)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def decode_json(body: bytes) -> Any:
+    """The JSON value of a body (an empty body is ``null``), or a :class:`Problem`."""
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        return Problem("Invalid Request: the body is not UTF-8 text")
+    except ValueError as exc:
+        return Problem(f"Invalid Request: not JSON ({exc})")
+    except RecursionError:
+        return Problem("Invalid Request: JSON nested too deeply")
 
 
 async def read_body(request: Request) -> bytes | None:
@@ -150,21 +231,33 @@ async def read_body(request: Request) -> bytes | None:
 
 
 def request_from_query(items: list[tuple[str, str]]) -> dict[str, Any] | list[str]:
-    """Build an API request from ``GET /api/?id=&group=&toggle=&history=&secret=&cas=``."""
+    """Build an API request from ``GET /api/?id=&group=&toggle=&history=&secret=&cas=``.
+
+    Fixes of the original: a toggle or cas that is not a number is an error (it was 0),
+    a toggle over 255 is an error (it was truncated to 8 bits: 257 became 1), and so is
+    a parameter given twice or one GET cannot carry (pings and key/values need POST).
+    """
     request: dict[str, Any] = {}
     problems = []
+    seen: set[str] = set()
     for key, value in items:
+        if key in seen:
+            problems.append(f"{key}: given more than once")
+            continue
+        seen.add(key)
         if key not in QUERY_FIELDS:
-            problems.append(f"{key}: unknown query parameter (known: {', '.join(sorted(QUERY_FIELDS))})")
+            hint = " (pings, pids and key/values need a POST with a JSON body)" if key in (
+                "ping", "pid", "keyvalue", "keyvalue-replace") else ""
+            problems.append(f"{key[:40]}: unknown query parameter{hint} (known: {', '.join(QUERY_FIELDS)})")
         elif key == "history":
             request["history"] = True
         elif key in ("toggle", "cas"):
             if value == "":
                 continue
-            if not value.isdigit():
+            if not value.isascii() or not value.isdigit():
                 problems.append(f"{key}: must be a non-negative integer (got {value[:40]!r})")
-            else:
-                request[key] = int(value)
+            else:  # past 20 digits it is out of range anyway; int() of a huge string is slow
+                request[key] = int(value) if len(value) <= 20 else 2**64
         else:
             request[key] = value
     return problems or request

@@ -53,6 +53,8 @@ class HistoryRecord:
     #: e.g. "ping expired", "disabled", "execute-timeout", "gone while Patrol was down"
     reason: str = ""
     keyvalue: dict[str, Any] = field(default_factory=dict)
+    #: (new) the instance's stdout (or merged) log file, when Patrol started it
+    log: str = ""
 
 
 class Session:

@@ -23,6 +23,7 @@ from .logs import STREAMS, LogDir, Run
 from .security import safe_next, secure
 
 if TYPE_CHECKING:
+    from ..state import HistoryRecord
     from ..supervisor import Runner
     from .core import Gui
 
@@ -126,7 +127,11 @@ class Pages:
         logdir = LogDir(runner.config.log_root)  # type: ignore[union-attr]
         runs: list[Run] = await run_in_threadpool(logdir.runs, MATCH_RUNS)
 
-        def find_log(started: float | None) -> str | None:
+        def find_log(record: "HistoryRecord") -> str | None:
+            relative = logdir.relative(record.log) if record.log else None
+            if relative:  # recorded by the engine: exact
+                return log_url(runner.id, relative)
+            started = record.started  # older records: match by start time
             if started is None:
                 return None
             for run in runs:  # newest first

@@ -356,7 +356,7 @@ class HistoryRow:
 
 
 def history_rows(records: Iterable["HistoryRecord"], group: str,
-                 find_log: Callable[[float | None], str | None]) -> list[HistoryRow]:
+                 find_log: Callable[["HistoryRecord"], str | None]) -> list[HistoryRow]:
     """Newest first, as people read a history."""
     rows = []
     for r in reversed(list(records)):
@@ -367,7 +367,7 @@ def history_rows(records: Iterable["HistoryRecord"], group: str,
         flags = [name for name, on in (("disabled", r.disabled), ("restart", r.restart),
                                        ("run-once", r.run_once), ("shutdown", r.shutdown)) if on]
         duration = r.stopped - r.started if r.started is not None else None
-        rows.append(HistoryRow(r, duration, exit_text, flags, find_log(r.started) if group == "app" else None))
+        rows.append(HistoryRow(r, duration, exit_text, flags, find_log(r) if group == "app" else None))
     return rows
 
 

@@ -1,10 +1,13 @@
 """Patrol keepalive ``udp`` (4) and the UDP API transport.
 
 The transport lives here, not in the kernel: a kernel-only install opens no UDP port.
-One JSON request per datagram (at most 2048 bytes; larger ones are dropped), answered
-with compact JSON without ``history`` and ``keyvalue``. A request with errors gets no
-reply at all (as the original), and a failed send is logged, never fatal (the original
-shut the whole daemon down on any UDP error).
+One JSON request per datagram (at most 2048 bytes, the original's read buffer; larger
+ones are dropped), answered with compact JSON without ``history`` and ``keyvalue``.
+A request with errors gets no reply at all (as the original), and a failed send is
+logged, never fatal (the original shut the whole daemon down on any UDP error).
+
+UDP has no connection and the source address can be forged: it is meant for pings on
+a trusted network (loopback by default), never for secrets.
 """
 
 from __future__ import annotations
@@ -12,14 +15,18 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from patrol import hookimpl
-from patrol.http import bind, parse_listen
+from patrol.http import bind, dumps, parse_listen
 from patrol.ping import PingKeepAlive
 from patrol.transport import Transport
+
+if TYPE_CHECKING:
+    from patrol.api import Api
+    from patrol.supervisor import Supervisor
 
 MAX_DATAGRAM = 2048
 log = structlog.get_logger("patrol.udp")
@@ -32,10 +39,9 @@ class UdpKeepAlive(PingKeepAlive):
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, transport: "UdpTransport") -> None:
-        self.owner = transport
+    def __init__(self, owner: "UdpTransport") -> None:
+        self.owner = owner
         self.sock: asyncio.DatagramTransport | None = None
-        self.dropped = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.sock = transport  # type: ignore[assignment]
@@ -43,7 +49,7 @@ class _Protocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         reply = self.owner.answer(data)
         if reply is None or self.sock is None:
-            self.dropped += 1
+            self.owner.dropped += 1
             return
         try:
             self.sock.sendto(reply, addr)
@@ -57,10 +63,12 @@ class _Protocol(asyncio.DatagramProtocol):
 class UdpTransport(Transport):
     name = "udp"
 
-    def __init__(self, patrol, api) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, patrol: "Supervisor", api: "Api") -> None:
         super().__init__(patrol, api)
         self._transport: asyncio.DatagramTransport | None = None
         self._sock: socket.socket | None = None
+        #: datagrams answered with silence (bad input or an error), for diagnostics
+        self.dropped = 0
 
     async def start(self) -> None:
         host, port = parse_listen(self.patrol.config.udp.listen, 1248)
@@ -84,19 +92,19 @@ class UdpTransport(Transport):
             return None
         try:
             request = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
         if request is None:
             return None
         try:
             result = self.api.handle(request, "udp")
-        except Exception:  # noqa: BLE001 - a datagram must never take Patrol down
-            log.exception("udp request failed")
+        except Exception as exc:  # noqa: BLE001 - a datagram must never take Patrol down
+            log.error("udp request failed", error=type(exc).__name__)
             return None
         if not result.ok:
             return None
         body = {k: v for k, v in result.body.items() if k not in ("history", "keyvalue")}
-        return json.dumps(body, separators=(",", ":")).encode()
+        return dumps(body, pretty=False)
 
 
 @hookimpl

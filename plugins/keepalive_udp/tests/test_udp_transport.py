@@ -1,0 +1,113 @@
+"""The UDP keepalive and transport: discovery, framing, silence on errors, robustness.
+
+Black-box against a real ``patrol run`` over a real UDP socket on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any, Iterator
+
+import pytest
+from patrol_keepalive_udp import MAX_DATAGRAM, UdpKeepAlive, UdpTransport
+
+from patrol.plugins import Plugins
+from patrol.testing import PatrolFactory, PatrolProcess, wait_for
+
+QUIET = 0.3  # seconds to wait for a reply (loopback answers in well under 1 ms)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PatrolProcess]:
+    factory = PatrolFactory(tmp_path_factory.mktemp("udp"))
+    apps = {"u": factory.app(4), "h": factory.app(3), "probe": factory.app(4),
+            "locked": factory.app(4, secret="pw", keyvalue={"a": 1})}
+    try:
+        yield factory.start(factory.config(apps=apps, **{"ping-timeout": 180}))
+    finally:
+        factory.cleanup()
+
+
+def exchange(p: PatrolProcess, payload: bytes, timeout: float = 2.0) -> bytes | None:
+    host, _, port = p.udp.rpartition(":")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(payload, (host, int(port)))
+        try:
+            return sock.recv(65536)
+        except socket.timeout:
+            return None
+
+
+def request(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def silent(p: PatrolProcess, payload: bytes) -> bool:
+    """No reply to ``payload``: Patrol answers in order, so the first reply is the probe's."""
+    host, _, port = p.udp.rpartition(":")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(payload, (host, int(port)))
+        sock.sendto(request(id="probe", group="app"), (host, int(port)))
+        return json.loads(sock.recv(65536))["id"] == "probe"
+
+
+def test_discovered_as_keepalive_4_and_as_a_transport():
+    plugins = Plugins(strict=True)
+    assert plugins.keepalives.resolve(4) == plugins.keepalives.resolve("udp") == "udp"
+    assert plugins.keepalives.get("udp") is UdpKeepAlive and UdpKeepAlive.ping_transport == "udp"
+    assert dict(plugins.transports)["udp"] is UdpTransport
+
+
+def test_reply_is_compact_json_without_history_or_keyvalue(live):
+    live.api(id="u", group="app", keyvalue={"k": "v"})
+    reply = exchange(live, request(id="U", group="apps"))
+    assert reply is not None and b", " not in reply and b": " not in reply and b"\n" not in reply
+    body = json.loads(reply)
+    assert body["id"] == "u" and body["group"] == "app" and body["cas-invalid"] is False
+    assert "history" not in body and "keyvalue" not in body and "cas" in body and "name" in body
+
+
+def test_an_item_with_a_secret_answers_read_only_without_it(live):
+    body = json.loads(exchange(live, request(id="locked", group="app", toggle=2)) or b"null")
+    assert body["cas-invalid"] is True and body["secret"] is True and "disabled" not in body
+    assert "disabled" not in live.app("locked")
+    assert silent(live, request(id="locked", group="app", secret="nope"))
+    assert exchange(live, request(id="locked", group="app", secret="pw", toggle=2)) is not None
+    assert live.app("locked")["disabled"] is True
+
+
+@pytest.mark.parametrize("payload", [
+    b"", b"{", b"null", b"[]", b'"u"', b"\xff" * 10, b"[" * 2000,
+    request(id="nosuch", group="app"),
+    request(id="u", group="app", toggle=300),
+    request(id="u", group="app", bogus=1),
+    request(id="h", group="app", ping=True),  # an http app pinging over UDP: Invalid Ping Endpoint
+    request(id="u", group="service"),
+])
+def test_errors_and_garbage_get_silence(live, payload):
+    assert silent(live, payload)
+
+
+def test_datagram_size_limit_is_2048_bytes(live):
+    base = request(id="u", group="app")
+    exact = base[:-1] + b" " * (MAX_DATAGRAM - len(base)) + b"}"
+    assert len(exact) == MAX_DATAGRAM and json.loads(exact)["id"] == "u"
+    assert exchange(live, exact) is not None
+    assert silent(live, exact[:-1] + b" }")
+
+
+def test_failed_replies_and_floods_never_stop_patrol(live):
+    host, _, port = live.udp.rpartition(":")
+    for _ in range(50):  # replies to closed ports fail (ICMP port unreachable)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(request(id="u", group="app"), (host, int(port)))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for n in range(500):
+            sock.sendto(b"garbage %d" % n, (host, int(port)))
+    # the kernel may drop datagrams while the flood fills the socket buffer: ask until answered
+    wait_for(lambda: exchange(live, request(id="u", group="app"), QUIET), 5, "an answer after the flood")
+    assert live.proc is not None and live.proc.poll() is None
+    assert "Traceback" not in live.log()
