@@ -128,6 +128,8 @@ class AppRunner:
                 self._tentative = tentative
                 self._trusted_pid = trusted
                 self._track(pid)
+            elif pid and not tentative:
+                self._tentative = False  # the launcher confirmed it is the app itself
             s.set(lastseen=self.sup.wall())
         if pinged:
             self.emit("app.pinged")
@@ -218,7 +220,11 @@ class AppRunner:
                 if st.restart:
                     self._begin_stop("restart", self.config.restart_signal)
                 elif st.disabled:
-                    self._begin_stop("disabled", self.config.stop_signal)
+                    if self._stoppable():
+                        self._begin_stop("disabled", self.config.stop_signal)
+                    else:
+                        self.fault(f"disabled, but pid {st.pid} was not started by Patrol and is not "
+                                   "signalled; it is closed when its pings stop")
             return
         if st.disabled or self.given_up or self._retry is not None or self._stop_task is not None:
             return
@@ -529,6 +535,11 @@ class AppRunner:
                 return False
             await asyncio.sleep(min(delay, max(0.0, deadline - self.now())))
             delay = min(delay * 2, 0.05)
+
+    def _stoppable(self) -> bool:
+        """Is there anything Patrol may signal to stop the instance?"""
+        pid = self.state.pid or self.launcher_pid
+        return bool(pid and self._may_signal(pid)) or self._groups_alive()
 
     def _groups_alive(self) -> bool:
         return any(group_alive(g) for g in self._groups)
