@@ -1,7 +1,7 @@
 """Client commands of ``patrol``: talk to a running Patrol over its HTTP API.
 
-``status``, ``enable``, ``disable``, ``restart``, ``run-once``, ``history`` and ``ping``
-are thin wrappers around ``/status/`` and ``/api/``. They use only the standard library
+``status``, ``enable``, ``disable``, ``restart``, ``run-once``, ``history``, ``ping`` and
+``reload`` are thin wrappers around ``/status/``, ``/api/`` and ``/-/reload``. They use only the standard library
 (urllib): the client starts fast, and no plugin, web framework or broken install of
 the daemon's dependencies can break it. Requests that carry a secret are POSTed, so
 the secret never appears in a URL (and so in no proxy or access log).
@@ -68,6 +68,9 @@ def add_commands(sub: Any) -> None:
 
     history = sub.add_parser("history", parents=[where, item, secret], help="list the ended instances")
     history.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("reload", parents=[where],
+                   help="re-read the config file and apply only what changed (as SIGHUP)")
 
     ping = sub.add_parser("ping", parents=[where, secret],
                           help="keep an http-keepalive app alive (for shell-script apps)")
@@ -166,6 +169,12 @@ class Client:
         if body.get("errors"):
             what = f"{request.get('group', '')} {request.get('id', '')}".strip()
             raise ClientError(f"{what}: " + "; ".join(map(str, body["errors"])), EXIT_REFUSED)
+        return body
+
+    def reload(self) -> dict[str, Any]:
+        code, body = self._call("POST", "/-/reload", {})
+        if body.get("errors"):
+            raise ClientError("reload refused:\n" + "\n".join(map(str, body["errors"])), EXIT_REFUSED)
         return body
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
@@ -338,7 +347,17 @@ def size(n: int) -> str:
     return f"{n}B" if i == 0 else f"{value:.1f}{units[i]}"
 
 
+def cmd_reload(client: Client, args: argparse.Namespace) -> int:
+    result = client.reload()
+    for what in ("added", "removed", "changed"):
+        for item in result.get(what, []):
+            print(f"{what:<8} {item}")
+    print(f"unchanged: {len(result.get('unchanged', []))}")
+    return EXIT_OK
+
+
 COMMANDS = {
+    "reload": cmd_reload,
     "status": cmd_status,
     "enable": cmd_toggle,
     "disable": cmd_toggle,

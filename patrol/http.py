@@ -139,7 +139,20 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
             return errors(405, "Invalid Method")
         return json_response(result.body, result.status)
 
+    async def reload_endpoint(request: Request) -> Response:
+        """``POST /-/reload``: re-read the config file and apply the difference (as SIGHUP)."""
+        refused = cross_site(request)
+        if refused:
+            return errors(403, refused)
+        if request.method != "POST":
+            return errors(405, "Invalid Method: POST to reload")
+        result = await patrol.reload_config()
+        if result.get("errors"):
+            return json_response({"errors": result["errors"]}, 400)
+        return json_response(result)
+
     routes: list[BaseRoute] = [
+        Route("/-/reload", AnyMethod(reload_endpoint)),
         Route("/status", AnyMethod(slash_redirect)),
         Route("/status/{rest:path}", AnyMethod(status)),
         Route("/api", AnyMethod(slash_redirect)),

@@ -163,3 +163,27 @@ def test_a_broken_config_on_reload_changes_nothing(patrol):
     wait_for(lambda: "reload refused" in p.log(), 10)
     assert p.app("t")["pid"] == pid and pid_alive(pid)
     assert "keepalive" in p.log()
+
+
+def test_reload_through_the_client_and_the_api(patrol):
+    import subprocess
+    import sys
+
+    p = patrol.start(patrol.config(apps={"a": patrol.app(1)}))
+    pid = running(p, "a")
+    p.config = dict(p.config, apps={"a": p.config["apps"]["a"], "b": patrol.app(1)})
+    p.write_config()
+    out = subprocess.run([sys.executable, "-m", "patrol", "reload", "--url", f"http://{p.http}"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "added    app b" in out.stdout and "unchanged: 1" in out.stdout
+    running(p, "b")
+    assert p.app("a")["pid"] == pid
+    p.config_path.write_text("{not json")
+    status, body = p.request("POST", "/-/reload", {})
+    assert status == 400 and body["errors"]
+    out = subprocess.run([sys.executable, "-m", "patrol", "reload", "--url", f"http://{p.http}"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "reload refused" in out.stderr
+    assert p.request("GET", "/-/reload")[0] == 405
+    assert p.app("a")["pid"] == pid
