@@ -4,7 +4,6 @@ bad things apps do. Black-box against a real ``patrol run`` with real processes.
 import os
 import signal
 import subprocess
-import sys
 import time
 
 from patrol.testing import pid_alive, pids_with_marker, wait_for
@@ -14,18 +13,6 @@ def start_times(path):
     if not path.exists():
         return []
     return [float(line.split()[0]) for line in path.read_text().splitlines() if line.strip()]
-
-
-def running(p, app_id, other_than=0):
-    def pid():
-        entry = p.app(app_id)
-        return entry.get("pid") if entry.get("started") and entry.get("pid") not in (0, other_than) else None
-
-    return wait_for(pid, 10, f"{app_id} running")
-
-
-def started_line(p, pid):
-    return any(f"started, pid {pid}," in f.read_text(errors="replace") for f in (p.workdir / "logs").rglob("*.log"))
 
 
 def test_crash_loop_backs_off_exponentially_up_to_the_cap_and_resets(patrol, tmp_path):
@@ -80,8 +67,8 @@ def test_start_limit_gives_up_visibly_until_toggled(patrol, tmp_path):
 def test_grandchild_ignoring_sigterm_is_killed_after_stop_timeout(patrol):
     app = patrol.app(1, env=["TESTAPP_GRANDCHILD=1"], **{"stop-timeout": 1})
     p = patrol.start(patrol.config(apps={"t": app}))
-    pid = running(p, "t")
-    wait_for(lambda: started_line(p, pid), 10)
+    pid = p.running_pid("t")
+    wait_for(lambda: p.app_log_has(f"started, pid {pid},"), 10)
     family = wait_for(lambda: len(pids_with_marker(patrol.marker)) >= 3 and pids_with_marker(patrol.marker), 10)
     grandchild = [x for x in family if x not in (pid, p.pid)]
     assert grandchild
@@ -93,8 +80,8 @@ def test_grandchild_ignoring_sigterm_is_killed_after_stop_timeout(patrol):
 def test_app_ignoring_every_signal_is_killed_and_shutdown_is_bounded(patrol):
     app = patrol.app(1, env=["TESTAPP_IGNORE=SIGUSR1,SIGUSR2,SIGTERM,SIGHUP"], **{"stop-timeout": 1})
     p = patrol.start(patrol.config(apps={"t": app}))
-    pid = running(p, "t")
-    wait_for(lambda: started_line(p, pid), 10)
+    pid = p.running_pid("t")
+    wait_for(lambda: p.app_log_has(f"started, pid {pid},"), 10)
     began = time.monotonic()
     assert p.terminate(timeout=10) == 0
     assert time.monotonic() - began < 1 + 1.5  # stop-timeout + 1 s, plus process exit slack
@@ -104,7 +91,7 @@ def test_app_ignoring_every_signal_is_killed_and_shutdown_is_bounded(patrol):
 def test_execute_timeout_kills_the_app_and_history_says_so(patrol):
     app = patrol.app(1, **{"execute-timeout": 1})
     p = patrol.start(patrol.config(apps={"t": app}))
-    pid = running(p, "t")
+    pid = p.running_pid("t")
     record = wait_for(lambda: p.app("t").get("history") and p.app("t")["history"][0], 10)
     assert record["pid"] == pid and record["reason"] == "execute-timeout"
     assert record["exit-signal"] == "SIGKILL"
@@ -116,11 +103,11 @@ def test_execute_timeout_kills_the_app_and_history_says_so(patrol):
 
 def test_pid_app_daemon_that_double_forks_is_adopted_with_its_own_pid(patrol):
     p = patrol.start(patrol.config(apps={"d": patrol.app(2, env=["TESTAPP_DAEMONIZE=1"])}))
-    pid = running(p, "d")
+    pid = p.running_pid("d")
     assert int((p.workdir / "testapp.pid").read_text()) == pid
     assert p.app("d").get("history") is None  # the launcher's exit closed nothing
     os.kill(pid, signal.SIGKILL)
-    new = running(p, "d", other_than=pid)
+    new = p.running_pid("d", other_than=pid)
     record = p.app("d")["history"][0]
     assert record["pid"] == pid and record["exit-signal"] == "SIGKILL"  # reaped as subreaper
     assert new != pid
@@ -133,7 +120,7 @@ def test_pid_app_already_running_is_adopted_not_duplicated(patrol):
     try:
         wait_for(lambda: (patrol.tmp_path / "testapp.pid").exists(), 10)
         p = patrol.start(patrol.config(apps={"d": patrol.app(2)}))
-        assert running(p, "d") == before.pid
+        assert p.running_pid("d") == before.pid
         assert len(pids_with_marker(patrol.marker)) == 2  # Patrol and the one app
     finally:
         before.kill()
@@ -148,7 +135,7 @@ def test_stale_pid_file_of_a_younger_process_is_not_adopted(patrol, tmp_path):
         pidfile.write_text(f"{squatter.pid}\n")
         os.utime(pidfile, (old, old))
         p = patrol.start(patrol.config(apps={"d": patrol.app(2)}))
-        pid = running(p, "d")
+        pid = p.running_pid("d")
         assert pid != squatter.pid and pid_alive(squatter.pid)
     finally:
         squatter.kill()
@@ -161,7 +148,7 @@ def test_pid_verify_refuses_a_process_running_another_program(patrol, tmp_path):
         wait_for(lambda: pid_alive(squatter.pid), 5)
         (tmp_path / "testapp.pid").write_text(f" \n\t{squatter.pid}\n")  # whitespace is fine
         p = patrol.start(patrol.config(apps={"d": patrol.app(2, **{"pid-verify": True})}))
-        assert running(p, "d") != squatter.pid
+        assert p.running_pid("d") != squatter.pid
     finally:
         squatter.kill()
         squatter.wait()
@@ -170,7 +157,7 @@ def test_pid_verify_refuses_a_process_running_another_program(patrol, tmp_path):
 def test_missing_binary_is_reported_and_retried_without_blocking_others(patrol):
     apps = {"ghost": patrol.app(1, binary="no-such-binary", **{"backoff-base": 0.05}), "ok": patrol.app(1)}
     p = patrol.start(patrol.config(apps=apps))
-    running(p, "ok")
+    p.running_pid("ok")
     entry = wait_for(lambda: p.app("ghost").get("last-reason") and p.app("ghost"), 10)
     assert "cannot execute" in entry["last-reason"] and "no-such-binary" in entry["last-reason"]
     assert entry["state"] in ("backoff", "stopped")
@@ -190,11 +177,11 @@ def test_binary_not_executable_and_log_dir_not_creatable(patrol, tmp_path):
 
 def test_restart_toggle_sends_sigusr2_and_history_says_restart(patrol):
     p = patrol.start(patrol.config(apps={"t": patrol.app(1)}))
-    pid = running(p, "t")
-    wait_for(lambda: started_line(p, pid), 10)
+    pid = p.running_pid("t")
+    wait_for(lambda: p.app_log_has(f"started, pid {pid},"), 10)
     status, pre = p.api(id="t", group="app", toggle=3)
     assert status == 200 and "restart" not in pre  # the pre-request snapshot
-    new = running(p, "t", other_than=pid)
+    new = p.running_pid("t", other_than=pid)
     record = p.app("t")["history"][-1]
     assert record["pid"] == pid and record["exit-code"] == 12 and record["restart"] is True  # spec 10.23 fixed
     assert new != pid and "restart" not in p.app("t")
@@ -205,7 +192,7 @@ def test_a_chatty_app_has_its_log_rotated(patrol):
 
     app = patrol.app(1, env=["TESTAPP_PRINT_EVERY=0.001"], **{"log-max-bytes": 4096})
     p = patrol.start(patrol.config(apps={"t": app}), env=UNITTEST_ENV)  # tick every 2 s
-    running(p, "t")
+    p.running_pid("t")
     rotated = wait_for(lambda: list((p.workdir / "logs").rglob("*.stdout.log.1")), 10, "a rotated log")
     assert rotated[0].stat().st_size > 4096
     current = rotated[0].with_suffix("")

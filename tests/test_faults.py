@@ -12,25 +12,13 @@ import pytest
 from patrol.testing import UNITTEST_ENV, pid_alive, pids_with_marker, wait_for
 
 
-def running(p, app_id, other_than=0):
-    def pid():
-        entry = p.app(app_id)
-        return entry.get("pid") if entry.get("started") and entry.get("pid") not in (0, other_than) else None
-
-    return wait_for(pid, 15, f"{app_id} running")
-
-
-def log_records(p):
-    return [json.loads(line) for line in p.log().splitlines() if line.startswith("{")]
-
-
 def test_log_directory_deleted_while_apps_run(patrol):
     p = patrol.start(patrol.config(apps={"a": patrol.app(1), "b": patrol.app(1, **{"log-directory": "blogs"})}))
-    pid = running(p, "a")
-    b = running(p, "b")
+    pid = p.running_pid("a")
+    b = p.running_pid("b")
     shutil.rmtree(p.workdir / "logs")
     os.kill(pid, signal.SIGKILL)
-    running(p, "a", other_than=pid)
+    p.running_pid("a", other_than=pid)
     wait_for(lambda: list((p.workdir / "logs").rglob("*.stdout.log")), 10, "the log directory made again")
     assert p.app("b")["pid"] == b  # the other app was not touched
 
@@ -53,8 +41,8 @@ def test_log_disk_full_then_freed(patrol, small_fs):
     logs = small_fs / "logs"
     app = patrol.app(1, **{"log-directory": str(logs.relative_to(patrol.tmp_path)), "backoff-max": 0.5})
     p = patrol.start(patrol.config(apps={"full": app, "other": patrol.app(1, **{"log-directory": "ok"})}))
-    pid = running(p, "full")
-    other = running(p, "other")
+    pid = p.running_pid("full")
+    other = p.running_pid("other")
     filler = small_fs / "filler"
     subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k", "count=1000"], capture_output=True)
     os.kill(pid, signal.SIGKILL)
@@ -64,22 +52,22 @@ def test_log_disk_full_then_freed(patrol, small_fs):
              and p.app("full")["restarts"] >= 2, 15, "failing restarts while the disk is full")
     assert p.app("other")["pid"] == other and pid_alive(other)
     filler.unlink()
-    new = running(p, "full", other_than=pid)
+    new = p.running_pid("full", other_than=pid)
     wait_for(lambda: any(f"started, pid {new}," in f.read_text() for f in logs.rglob("*.log")), 10)
 
 
 def test_pid_file_goes_bad_while_the_app_runs(patrol):
     p = patrol.start(patrol.config(apps={"d": patrol.app(2)}), env=UNITTEST_ENV)  # tick 2 s
-    pid = running(p, "d")
+    pid = p.running_pid("d")
     pidfile = p.workdir / "testapp.pid"
     pidfile.write_text("garbage")
-    wait_for(lambda: any(r.get("event") == "fault" for r in log_records(p)), 10, "the fault in the log")
+    wait_for(lambda: any(r.get("event") == "fault" for r in p.log_records()), 10, "the fault in the log")
     assert p.app("d")["pid"] == pid and pid_alive(pid)  # kept, not duplicated
     assert len(pids_with_marker(patrol.marker)) == 2
     pidfile.write_text(f"{pid}\n")
-    wait_for(lambda: any(r.get("event") == "fault cleared" for r in log_records(p)), 10)
+    wait_for(lambda: any(r.get("event") == "fault cleared" for r in p.log_records()), 10)
     os.kill(pid, signal.SIGKILL)  # the pidfd still watches it
-    running(p, "d", other_than=pid)
+    p.running_pid("d", other_than=pid)
 
 
 def test_state_file_locked_then_released(patrol):
@@ -91,11 +79,11 @@ def test_state_file_locked_then_released(patrol):
     try:
         status, _ = p.api(id="a", group="app", keyvalue={"during": "lock"})
         assert status == 200  # supervision and the API go on
-        wait_for(lambda: any("cannot write the state file" in r.get("event", "") for r in log_records(p)), 10)
+        wait_for(lambda: any("cannot write the state file" in r.get("event", "") for r in p.log_records()), 10)
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    wait_for(lambda: any(r.get("event") == "the state file is writable again" for r in log_records(p)), 10)
+    wait_for(lambda: any(r.get("event") == "the state file is writable again" for r in p.log_records()), 10)
     row = sqlite3.connect(str(db_path)).execute("SELECT state FROM item WHERE id = 'a'").fetchone()
     assert json.loads(row[0])["keyvalue"] == {"during": "lock"}
 
@@ -103,7 +91,7 @@ def test_state_file_locked_then_released(patrol):
 def test_an_app_with_500_children_is_stopped_completely(patrol):
     app = patrol.app(1, env=["TESTAPP_CHILDREN=500"], **{"stop-timeout": 1})
     p = patrol.start(patrol.config(apps={"many": app, "other": patrol.app(1)}))
-    running(p, "many")
+    p.running_pid("many")
     family = wait_for(lambda: len(pids_with_marker(patrol.marker)) >= 502 and pids_with_marker(patrol.marker),
                       30, "500 children")
     assert p.status()["apps"]["other"]["pid"]  # the API answers meanwhile
@@ -116,13 +104,13 @@ def test_an_app_with_500_children_is_stopped_completely(patrol):
 
 def test_a_burst_of_1000_signals(patrol):
     p = patrol.start(patrol.config(apps={"a": patrol.app(1)}))
-    pid = running(p, "a")
+    pid = p.running_pid("a")
     burst = [signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGWINCH, signal.SIGCHLD, signal.SIGPIPE]
     for n in range(1000):
         os.kill(p.pid, burst[n % len(burst)])
     assert p.status()["apps"]["a"]["pid"] == pid  # alive, answering, nothing restarted
     assert pid_alive(pid) and p.proc.poll() is None
-    wait_for(lambda: any(r.get("event") == "reloaded" for r in log_records(p)), 10, "a reload")
-    reloads = [r for r in log_records(p) if r.get("event") == "reloaded"]
+    wait_for(lambda: any(r.get("event") == "reloaded" for r in p.log_records()), 10, "a reload")
+    reloads = [r for r in p.log_records() if r.get("event") == "reloaded"]
     assert len(reloads) <= 10  # 167 SIGHUPs coalesced into a few reloads
     assert p.terminate() == 0

@@ -11,14 +11,6 @@ import urllib.request
 from patrol.testing import UNITTEST_ENV, pid_alive, pids_with_marker, wait_for
 
 
-def running(p, app_id, other_than=0):
-    def pid():
-        entry = p.app(app_id)
-        return entry.get("pid") if entry.get("started") and entry.get("pid") not in (0, other_than) else None
-
-    return wait_for(pid, 15, f"{app_id} running")
-
-
 def restart(patrol, p):
     """Start a second ``patrol run`` on the same config (and state file)."""
     return patrol.start(p.config, env={k: v for k, v in p.env.items() if k.startswith("PATROL_UNITTEST")})
@@ -26,8 +18,8 @@ def restart(patrol, p):
 
 def test_toggles_keyvalues_cas_and_history_survive_a_graceful_restart(patrol):
     p = patrol.start(patrol.config(apps={"a": patrol.app(1), "b": patrol.app(1)}))
-    pid = running(p, "a")
-    running(p, "b")
+    pid = p.running_pid("a")
+    p.running_pid("b")
     p.api(id="b", group="app", toggle=2)
     p.api(id="a", group="app", keyvalue={"k": "v", "n": 1})
     wait_for(lambda: p.app("b").get("state") == "disabled", 10)
@@ -42,7 +34,7 @@ def test_toggles_keyvalues_cas_and_history_survive_a_graceful_restart(patrol):
     assert len(after["apps"]["a"]["history"]) == len(before["apps"]["a"].get("history", [])) + 1  # + shutdown
     assert after["apps"]["a"]["history"][-1]["shutdown"] is True
     assert after["apps"]["a"]["cas"] > before["apps"]["a"]["cas"]
-    running(q, "a", other_than=pid)  # a is started again (a graceful stop stops apps)
+    q.running_pid("a", other_than=pid)  # a is started again (a graceful stop stops apps)
 
 
 def test_sigkill_while_clients_write_loses_no_acknowledged_change(patrol):
@@ -90,7 +82,7 @@ def test_running_apps_are_adopted_after_patrol_is_killed(patrol):
         "child": patrol.app(1, **{"pid-path": "child.pid"}),
     }
     p = patrol.start(patrol.config(apps=apps), env=UNITTEST_ENV)  # ping-timeout 3: first start waits 6 s
-    pids = {a: running(p, a) for a in apps}
+    pids = {a: p.running_pid(a) for a in apps}
     wait_for(lambda: p.app("web").get("lastseen"), 10, "the http app's first ping")
     instances = {a: p.app(a)["instance-id"] for a in apps}
     p.kill()
@@ -104,7 +96,7 @@ def test_running_apps_are_adopted_after_patrol_is_killed(patrol):
     marked = set(pids_with_marker(patrol.marker))
     assert marked == set(pids.values()) | {q.pid}, "a second copy was started"
     os.kill(pids["child"], signal.SIGKILL)  # an adopted pid-patrol app is watched by pidfd
-    running(q, "child", other_than=pids["child"])
+    q.running_pid("child", other_than=pids["child"])
     assert q.app("child")["history"][-1]["pid"] == pids["child"]
     seen = q.app("web").get("lastseen")
     wait_for(lambda: q.app("web").get("lastseen") != seen, 10, "a ping to the new Patrol")
@@ -113,19 +105,19 @@ def test_running_apps_are_adopted_after_patrol_is_killed(patrol):
 
 def test_an_instance_gone_while_patrol_was_down_is_closed_and_restarted(patrol):
     p = patrol.start(patrol.config(apps={"t": patrol.app(1)}))
-    pid = running(p, "t")
+    pid = p.running_pid("t")
     p.kill()
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(pid), 5)
     q = restart(patrol, p)
-    new = running(q, "t", other_than=pid)
+    new = q.running_pid("t", other_than=pid)
     record = q.app("t")["history"][-1]
     assert record["pid"] == pid and record["reason"] == "gone while Patrol was down" and new != pid
 
 
 def test_a_second_patrol_on_the_same_state_file_refuses_to_start(patrol):
     p = patrol.start(patrol.config(apps={"t": patrol.app(1)}))
-    running(p, "t")
+    p.running_pid("t")
     second = patrol.start(dict(p.config, http={"listen": "127.0.0.1:1"}), wait=False)
     assert second.proc.wait(15) == 1
     assert "in use by another Patrol" in second.log() and str(p.pid) in second.log()
@@ -134,7 +126,7 @@ def test_a_second_patrol_on_the_same_state_file_refuses_to_start(patrol):
 def test_reload_applies_only_the_difference(patrol):
     apps = {"keep": patrol.app(1), "change": patrol.app(1), "drop": patrol.app(1)}
     p = patrol.start(patrol.config(apps=apps))
-    pids = {a: running(p, a) for a in apps}
+    pids = {a: p.running_pid(a) for a in apps}
     p.api(id="keep", group="app", keyvalue={"toggled": True}, toggle=4)  # a runtime change
     config = dict(p.config)
     config["apps"] = {
@@ -146,8 +138,8 @@ def test_reload_applies_only_the_difference(patrol):
     p.write_config()
     os.kill(p.pid, signal.SIGHUP)
     wait_for(lambda: set(p.status()["apps"]) == {"keep", "change", "new"}, 10, "the reload")
-    new_pid = running(p, "new")
-    changed = running(p, "change", other_than=pids["change"])
+    new_pid = p.running_pid("new")
+    changed = p.running_pid("change", other_than=pids["change"])
     assert p.app("keep")["pid"] == pids["keep"] and pid_alive(pids["keep"])  # untouched
     assert p.app("keep")["run-once"] is True and p.app("keep")["keyvalue"] == {"toggled": True}
     assert not pid_alive(pids["drop"]) and not pid_alive(pids["change"])
@@ -157,7 +149,7 @@ def test_reload_applies_only_the_difference(patrol):
 
 def test_a_broken_config_on_reload_changes_nothing(patrol):
     p = patrol.start(patrol.config(apps={"t": patrol.app(1)}))
-    pid = running(p, "t")
+    pid = p.running_pid("t")
     p.config_path.write_text('{"apps": {"t": {"keepalive": 9}}}')
     os.kill(p.pid, signal.SIGHUP)
     wait_for(lambda: "reload refused" in p.log(), 10)
@@ -170,14 +162,14 @@ def test_reload_through_the_client_and_the_api(patrol):
     import sys
 
     p = patrol.start(patrol.config(apps={"a": patrol.app(1)}))
-    pid = running(p, "a")
+    pid = p.running_pid("a")
     p.config = dict(p.config, apps={"a": p.config["apps"]["a"], "b": patrol.app(1)})
     p.write_config()
     out = subprocess.run([sys.executable, "-m", "patrol", "reload", "--url", f"http://{p.http}"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert "added    app b" in out.stdout and "unchanged: 1" in out.stdout
-    running(p, "b")
+    p.running_pid("b")
     assert p.app("a")["pid"] == pid
     p.config_path.write_text("{not json")
     status, body = p.request("POST", "/-/reload", {})

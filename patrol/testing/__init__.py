@@ -174,6 +174,30 @@ class PatrolProcess:
     def app(self, app_id: str) -> dict[str, Any]:
         return self.status()["apps"][app_id]
 
+    def running_pid(self, app_id: str, other_than: int = 0, timeout: float = 15, ready: bool = False) -> int:
+        """Wait until ``app_id`` runs (under a pid other than ``other_than``); its pid.
+
+        ``ready``: also wait for the test app's "started" line, printed once its signal
+        handlers are installed (a signal sent earlier would kill it instead).
+        """
+
+        def pid() -> int | None:
+            entry = self.app(app_id)
+            found = entry.get("pid") if entry.get("started") else None
+            if not found or found == other_than:
+                return None
+            return found if not ready or self.app_log_has(f"started, pid {found},") else None
+
+        return wait_for(pid, timeout, f"{app_id} running")
+
+    def app_log_has(self, text: str, directory: str = "logs") -> bool:
+        """Does any log file under the work dir's ``directory`` contain ``text``?"""
+        return any(text in f.read_text(errors="replace") for f in (self.workdir / directory).rglob("*.log"))
+
+    def log_records(self) -> list[dict[str, Any]]:
+        """Patrol's own log, parsed (it runs with ``--log-format json``)."""
+        return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
+
     def api(self, **request: Any) -> tuple[int, dict[str, Any]]:
         return self.request("POST", "/api/", request)
 
