@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from typing import Sequence
 
@@ -156,21 +155,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config, plugins, store) -> int:  # type: ignore[no-untyped-def]
-    import asyncio
-
-    import structlog
-
     from .supervisor import Supervisor
 
-    logger = structlog.get_logger("patrol")
-    sup = Supervisor(config, plugins, store=store)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-        loop.add_signal_handler(sig, sup.request_shutdown)
-    loop.add_signal_handler(signal.SIGHUP, sup.request_reload)
-    for sig in (signal.SIGUSR1, signal.SIGUSR2):  # the original's app signals: never fatal to Patrol
-        loop.add_signal_handler(sig, lambda s=sig: logger.debug("signal ignored", signal=signal.Signals(s).name))
-    await sup.run()
+    await Supervisor(config, plugins, store=store).run(daemon_signals=True)
     return EXIT_OK
 
 

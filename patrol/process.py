@@ -26,6 +26,7 @@ from typing import Callable, Mapping, Sequence
 import structlog
 
 from .keepalive import ExitStatus
+from .signals import SignalRouter
 
 log = structlog.get_logger("patrol.process")
 
@@ -45,20 +46,21 @@ def become_subreaper() -> bool:
 class Reaper:
     """Reaps every child on SIGCHLD and hands the status to the pid's watcher."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, signals: SignalRouter | None = None) -> None:
         self.loop = loop
+        self.signals = signals or SignalRouter(loop)
         self._watchers: dict[int, Callable[[ExitStatus], None]] = {}
         self._installed = False
 
     def install(self) -> None:
         if not self._installed:
-            self.loop.add_signal_handler(signal.SIGCHLD, self.reap)
+            self.signals.add(signal.SIGCHLD, self.reap)
             self._installed = True
             self.reap()  # children that exited before the handler existed
 
     def uninstall(self) -> None:
         if self._installed:
-            self.loop.remove_signal_handler(signal.SIGCHLD)
+            self.signals.remove(signal.SIGCHLD)
             self._installed = False
 
     def watch(self, pid: int, callback: Callable[[ExitStatus], None]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import signal
 import time
 import uuid
 from functools import partial
@@ -23,6 +24,7 @@ from .events import Event
 from .plugins import Plugins
 from .process import Reaper, become_subreaper
 from .services import ServiceRunner
+from .signals import SignalRouter
 from .state import State
 from .store import Store
 
@@ -61,6 +63,7 @@ class Supervisor:
         self.started_mono = clock()
         self.shutting_down = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by run()
+        self.signals: SignalRouter = None  # type: ignore[assignment]
         self.reaper: Reaper = None  # type: ignore[assignment]
         self.apps: dict[str, AppRunner] = {i: self._app_runner(c) for i, c in sorted(config.apps.items())}
         self.services: dict[str, ServiceRunner] = {
@@ -79,13 +82,25 @@ class Supervisor:
 
     # -- running ---------------------------------------------------------------------
 
-    async def run(self, *, transports: bool = True) -> None:
-        """Supervise until :meth:`request_shutdown`, then stop everything and return."""
+    async def run(self, *, transports: bool = True, daemon_signals: bool = False) -> None:
+        """Supervise until :meth:`request_shutdown`, then stop everything and return.
+
+        ``daemon_signals``: handle the daemon's signals (``patrol run`` does; a program
+        embedding Patrol may keep its own): SIGTERM, SIGINT, SIGQUIT shut down, SIGHUP
+        reloads the config, SIGUSR1/SIGUSR2 are ignored (the original's app signals).
+        """
         from .api import Api
 
         self.loop = asyncio.get_running_loop()
-        self.reaper = Reaper(self.loop)
+        self.signals = SignalRouter(self.loop)
+        self.reaper = Reaper(self.loop, self.signals)
         self.reaper.install()
+        if daemon_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                self.signals.add(sig, self.request_shutdown)
+            self.signals.add(signal.SIGHUP, self.request_reload)
+            for sig in (signal.SIGUSR1, signal.SIGUSR2):
+                self.signals.add(sig, lambda s=sig: log.debug("signal ignored", signal=signal.Signals(s).name))
         if not become_subreaper():
             log.warning("could not become a child subreaper; orphans of apps are not reaped by Patrol")
         self.api = Api(self)
@@ -108,7 +123,7 @@ class Supervisor:
                     self.tick()
         finally:
             await self._shutdown()
-            self.reaper.uninstall()
+            self.signals.close()
             self._stopped.set()
 
     def tick(self) -> None:
