@@ -34,6 +34,31 @@ class Timeout(AssertionError):
     pass
 
 
+def load_item(group: str, item: dict[str, Any], item_id: str = "x") -> Any:
+    """Load one app (``group="apps"``) or service (``"services"``) through the real
+    config loader and the installed plugins: the model a plugin will be handed.
+
+    Raises :class:`patrol.config.ConfigError` with every problem, as ``patrol check``.
+    """
+    from patrol.config import Methods, parse_config
+    from patrol.plugins import Plugins
+
+    plugins = Plugins(strict=True)
+    config, _ = parse_config({group: {item_id: item}}, Methods(plugins.keepalives, plugins.services))
+    return getattr(config, group)[item_id]
+
+
+def item_errors(group: str, item: dict[str, Any], item_id: str = "x") -> list[str]:
+    """The errors :func:`load_item` reports for ``item`` (fails the test if there are none)."""
+    from patrol.config import ConfigError
+
+    try:
+        load_item(group, item, item_id)
+    except ConfigError as exc:
+        return list(exc.errors)
+    raise AssertionError(f"{group}.{item_id} loaded without errors: {item!r}")
+
+
 def wait_for(predicate: Callable[[], T], timeout: float = 10.0, message: str = "condition") -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -114,6 +139,8 @@ class PatrolProcess:
         self.udp = config.get("udp", {}).get("listen", "")
         self.env = {**os.environ, "PATROL_TEST_MARKER": marker, "PATROL_STRICT_PLUGINS": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        #: sent with every request (e.g. ``Authorization`` for a Patrol with http.auth)
+        self.headers: dict[str, str] = {}
 
     def write_config(self) -> None:
         if self.config_path.suffix != ".toml":
@@ -153,7 +180,8 @@ class PatrolProcess:
     def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, Any]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(f"http://{self.http}{path}", data=data, method=method, headers=headers or {})
+        req = urllib.request.Request(f"http://{self.http}{path}", data=data, method=method,
+                                     headers={**self.headers, **(headers or {})})
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 status, payload = resp.status, resp.read()

@@ -7,23 +7,18 @@ import os
 import pytest
 from patrol_service_service import Service, find_program
 
-from patrol.config import ConfigError, Methods, parse_config
 from patrol.plugins import Plugins
+from patrol.testing import item_errors, load_item
 
 PLUGINS = Plugins(strict=True)
-METHODS = Methods(PLUGINS.keepalives, PLUGINS.services)
 
 
 def load(**keys):
-    service = {"name": "Cron", "service": "cron", "management": 1, **keys}
-    config, _ = parse_config({"services": {"cron": service}}, METHODS)
-    return config.services["cron"]
+    return load_item("services", {"name": "Cron", "service": "cron", "management": 1, **keys}, "cron")
 
 
 def errors(**keys):
-    with pytest.raises(ConfigError) as info:
-        load(**keys)
-    return info.value.errors
+    return item_errors("services", {"name": "Cron", "service": "cron", "management": 1, **keys}, "cron")
 
 
 def test_it_is_discovered_by_name_and_by_the_original_number():
