@@ -155,12 +155,10 @@ class Supervisor:
     async def _shutdown(self) -> None:
         self.shutting_down = True
         self.emit("patrol.stopped")
-        for transport in reversed(self.transports):
-            try:
-                await transport.stop()
-            except Exception:  # noqa: BLE001
-                log.exception("transport stop failed", transport=transport.name)
-        stops = [runner.stop("shutdown") for runner in self.apps.values()]
+        # Everything at once: transports close while the apps stop (the stop-timeout
+        # bounds the whole shutdown, not the sum of its parts).
+        stops = [transport.stop() for transport in self.transports]
+        stops += [runner.stop("shutdown") for runner in self.apps.values()]
         stops += [runner.shutdown() for runner in self.services.values()]
         results = await asyncio.gather(*stops, return_exceptions=True)
         for result in results:
