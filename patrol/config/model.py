@@ -47,7 +47,8 @@ class Option:
 class Backoff:
     """Restart backoff of an app (new keys ``backoff-*`` and ``start-limit``).
 
-    An instance that stayed up at least ``reset`` seconds counts as healthy: the next
+    An instance that stayed up at least ``reset`` seconds (1 s by default, like
+    supervisor's ``startsecs`` and pm2's ``min_uptime``) counts as healthy: the next
     restart is immediate and the failure count starts again. A first quick failure is
     restarted at once too; the n-th quick failure in a row (n >= 2) waits
     ``min(base * factor**(n-2), max)`` seconds. With ``limit`` > 0, the app gives up
@@ -58,7 +59,7 @@ class Backoff:
     base: float = 0.1
     factor: float = 2.0
     max: float = 30.0
-    reset: float = 10.0
+    reset: float = 1.0
     limit: int = 0
 
 
@@ -131,9 +132,24 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class HttpAuth:
+    """(new) ``http.auth``: the token every HTTP request needs (see SECURITY.md)."""
+
+    token: str = field(repr=False)  # never in a repr, so never in a log line
+    #: where the token came from, for messages: ``http.auth.token`` or the token file
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Listen:
     listen: str
     x: Any = None
+    #: (new, http only) None = no authentication: refused beyond loopback unless insecure_no_auth
+    auth: HttpAuth | None = None
+    #: (new, http only) serve beyond loopback without auth: a loud warning instead of an error
+    insecure_no_auth: bool = False
+    #: (new, http only) requests per second per client address beyond loopback; 0 = no limit
+    rate_limit: float = 100.0
 
 
 @dataclass(frozen=True)
