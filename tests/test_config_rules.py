@@ -389,7 +389,7 @@ def test_app_defaults_of_the_new_keys():
     app = parse(with_app())[0].apps["app"]
     assert (app.stop_signal, app.restart_signal, app.stop_timeout) == (signal.SIGUSR1, signal.SIGUSR2, 10.0)
     assert (app.backoff.base, app.backoff.factor, app.backoff.max, app.backoff.reset, app.backoff.limit) == (
-        0.1, 2.0, 30.0, 10.0, 0)
+        0.1, 2.0, 30.0, 1.0, 0)
     app = parse(with_app(backoff_base=1, backoff_factor=3, backoff_max=60, backoff_reset=5,
                          start_limit=4))[0].apps["app"]
     assert app.backoff == type(app.backoff)(base=1.0, factor=3.0, max=60.0, reset=5.0, limit=4)
