@@ -47,6 +47,10 @@ GROUPS = {"app": "app", "apps": "app", "service": "service", "services": "servic
 #: Upper bound of an item's key/values as compact JSON. Requests are size-limited, but
 #: repeated merges are not: without a bound any client could grow Patrol's memory.
 MAX_KEYVALUE_BYTES = 64 * 1024
+#: Deepest nesting of arrays and objects in ``keyvalue``. JSON nested hundreds of levels
+#: deep parses, but every recursive walk over it later (the state file's writer, the
+#: pretty-printer of answers) can hit Python's recursion limit, and then fails forever.
+MAX_KEYVALUE_DEPTH = 32
 
 
 @dataclass
@@ -86,7 +90,18 @@ def validate_request(request: Any) -> list[str]:
                 problems.append(f"{key}: must be between 0 and {LIMITS[key]} (got {_shorten(str(value))})")
         elif not isinstance(value, expected):
             problems.append(f"{key}: must be {_json_names[expected]} (got {_json_type(value)})")
+        elif expected is dict and _nesting(value) > MAX_KEYVALUE_DEPTH:
+            problems.append(f"{key}: arrays and objects nested more than {MAX_KEYVALUE_DEPTH} levels deep")
     return problems
+
+
+def _nesting(value: Any) -> int:
+    """How deep arrays and objects are nested in ``value`` (level by level, not recursive)."""
+    depth, level = 0, [value]
+    while containers := [v for v in level if isinstance(v, (dict, list))]:
+        depth += 1
+        level = [item for v in containers for item in (v.values() if isinstance(v, dict) else v)]
+    return depth
 
 
 _json_names = {str: "a string", bool: "true or false", dict: "an object"}

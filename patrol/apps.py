@@ -493,6 +493,9 @@ class AppRunner:
             if handle is not None:
                 handle.cancel()
         self._retry = self._grace = None
+        if self._stop_task is None and self.state.running and not self._stoppable():
+            # Only a ping named this pid: nothing Patrol may signal, so nothing to wait for.
+            self._close(reason, None)
         if self._stop_task is None and (self.state.running or self.launching or self._groups_alive()):
             self._stop_reason = reason
             self._stop_task = self.sup.loop.create_task(self._terminate(self.config.stop_signal))
@@ -506,16 +509,20 @@ class AppRunner:
         """Signal, wait up to stop-timeout, then SIGKILL every group Patrol made for it."""
         deadline = self.now() + self.config.stop_timeout
         pid = self.state.pid or self.launcher_pid
-        if pid and self._may_signal(pid):
+        ours = bool(pid) and self._may_signal(pid)  # a pid only a ping named is not waited on
+        if ours:
             signal_pid(pid, sig)
-        if await self._wait(lambda: not pid_alive(pid), deadline):
+        else:
+            for pgid in self._groups:  # all Patrol may address: the groups it made
+                signal_group(pgid, sig)
+        if await self._wait(lambda: not (ours and pid_alive(pid)), deadline):
             for pgid in self._groups:  # leftovers of a clean exit get a polite signal first
                 signal_group(pgid, signal.SIGTERM)
             if await self._wait(lambda: not self._groups_alive(), deadline):
                 return
         self.log.warning("did not stop in time, killing", timeout=self.config.stop_timeout)
         self._kill_all(signal.SIGKILL)
-        await self._wait(lambda: not self._groups_alive() and not pid_alive(pid), self.now() + 5)
+        await self._wait(lambda: not self._groups_alive() and not (ours and pid_alive(pid)), self.now() + 5)
 
     def _kill_all(self, sig: int) -> None:
         pid = self.state.pid or self.launcher_pid

@@ -10,6 +10,11 @@ Where Patrol is: ``--url``, else ``http.listen`` of ``--config FILE``, else
 ``$PATROL_URL``, else the first address of ``$PATROL_HTTP`` (what Patrol gives its
 apps), else ``127.0.0.1:8421``.
 
+The token of a Patrol with ``http.auth`` (sent as ``Authorization: Bearer``):
+``--token-file FILE``, else ``--token`` (visible to other users in ``ps``), else
+``$PATROL_TOKEN_FILE``, else ``$PATROL_TOKEN``, else ``http.auth`` of ``--config FILE``.
+A ping of an app with a secret needs no token: the secret is enough.
+
 Exit codes (for scripts): 0 ok; 1 the request was refused (unknown id, wrong or
 missing secret, invalid request); 2 usage error; 3 Patrol unreachable (or what
 answered is not Patrol's API).
@@ -47,6 +52,10 @@ def add_commands(sub: Any) -> None:
     where.add_argument("--url", help="Patrol's HTTP address, e.g. http://127.0.0.1:8421")
     where.add_argument("--config", metavar="FILE", help="take the address from http.listen of this config")
     where.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default: 10)")
+    where.add_argument("--token-file", metavar="FILE",
+                       help="file holding Patrol's token, when it has http.auth (default: $PATROL_TOKEN_FILE)")
+    where.add_argument("--token", help="Patrol's token (other users can see it in ps: prefer --token-file "
+                                       "or $PATROL_TOKEN)")
     item = argparse.ArgumentParser(add_help=False)
     item.add_argument("id", help="the app's or service's id")
     item.add_argument("--group", choices=("app", "service"), default="app", help="default: app")
@@ -85,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     """Run a client command; returns the exit code."""
     try:
         base = base_url(args.url, args.config)
-        return COMMANDS[args.command](Client(base, args.timeout), args)
+        return COMMANDS[args.command](Client(base, args.timeout, token_of(args)), args)
     except ClientError as exc:
         print(f"patrol: {exc}", file=sys.stderr)
         return exc.code
@@ -126,6 +135,44 @@ def _as_url(address: str) -> str:
 
 def _listen_of(path: str) -> str:
     """``http.listen`` of a config file (JSON or TOML; keys case-insensitive, as Go's)."""
+    listen = _key(_http_of(path), "listen")
+    return listen if isinstance(listen, str) and listen else DEFAULT_ADDRESS
+
+
+def token_of(args: argparse.Namespace) -> str | None:
+    """The token to send, from the first place that has one (see the module docstring)."""
+    if args.token_file:
+        return _read_token(args.token_file)
+    if args.token:
+        return args.token
+    if os.environ.get("PATROL_TOKEN_FILE"):
+        return _read_token(os.environ["PATROL_TOKEN_FILE"])
+    if os.environ.get("PATROL_TOKEN"):
+        return os.environ["PATROL_TOKEN"]
+    if args.config:
+        auth = _key(_http_of(args.config), "auth")
+        token, token_file = _key(auth, "token"), _key(auth, "token-file")
+        if isinstance(token, str) and token:
+            return token.strip()
+        if isinstance(token_file, str) and token_file:
+            return _read_token(os.path.join(os.path.dirname(os.path.abspath(args.config)), token_file))
+    return None
+
+
+def _read_token(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read(64 * 1024).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClientError(f"cannot read the token file {path}: {getattr(exc, 'strerror', None) or exc}",
+                          EXIT_USAGE) from None
+    if not token:
+        raise ClientError(f"the token file {path} is empty", EXIT_USAGE)
+    return token
+
+
+def _http_of(path: str) -> Any:
+    """The ``http`` section of a config file, as decoded."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -137,9 +184,7 @@ def _listen_of(path: str) -> str:
             data = json.loads(raw)
     except (OSError, ValueError) as exc:
         raise ClientError(f"cannot read {path}: {exc}", EXIT_USAGE) from None
-    http = _key(data, "http")
-    listen = _key(http, "listen")
-    return listen if isinstance(listen, str) and listen else DEFAULT_ADDRESS
+    return _key(data, "http")
 
 
 def _key(data: Any, name: str) -> Any:
@@ -156,9 +201,10 @@ def _key(data: Any, name: str) -> Any:
 class Client:
     """Requests to one Patrol; every failure becomes a :class:`ClientError`."""
 
-    def __init__(self, base: str, timeout: float = 10.0) -> None:
+    def __init__(self, base: str, timeout: float = 10.0, token: str | None = None) -> None:
         self.base = base
         self.timeout = timeout
+        self.token = token
 
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/status/", None)[1]
@@ -180,8 +226,10 @@ class Client:
     def _call(self, method: str, path: str, payload: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
         url = self.base + path
         data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(url, data=data, method=method,
-                                         headers={"Content-Type": "application/json"} if data else {})
+        headers = {"Content-Type": "application/json"} if data else {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 code, raw = response.status, response.read()
@@ -196,6 +244,12 @@ class Client:
             body = None
         if not isinstance(body, dict):
             raise ClientError(f"unexpected answer from {url} (HTTP {code}): is this Patrol's API?", EXIT_UNREACHABLE)
+        if code == 401:
+            hint = ("the token was refused" if self.token else
+                    "this Patrol needs its token: pass --token-file FILE or set $PATROL_TOKEN")
+            raise ClientError(f"{hint} ({'; '.join(map(str, body.get('errors') or []))})", EXIT_REFUSED)
+        if code == 429:
+            raise ClientError("; ".join(map(str, body.get("errors") or ["Too Many Requests"])), EXIT_REFUSED)
         return code, body
 
 

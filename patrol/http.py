@@ -10,11 +10,14 @@ slashed path, keeping the query (308 instead of 301 for methods other than GET/H
 so a POST survives the redirect). Every error is a JSON ``{"errors": [...]}`` with a
 4xx status: bodies over :data:`MAX_BODY` get 413, browser requests from another site
 get 403 (a web page must not be able to toggle apps through a visitor's browser).
+Every route is behind :class:`patrol.auth.Gate`: ``http.auth``, the rate limit beyond
+loopback and the DNS-rebinding check; guesses of item secrets are throttled here.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import socket
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -22,11 +25,13 @@ from urllib.parse import urlsplit
 import structlog
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import Receive, Scope, Send
 
+from . import auth
 from .hookspecs import hookimpl
 from .transport import Transport
 
@@ -95,6 +100,7 @@ class HttpTransport(Transport):
         config = uvicorn.Config(
             self.app, lifespan="off", log_config=None, access_log=False,
             date_header=False, server_header=False, limit_concurrency=512,
+            proxy_headers=False,  # the peer address is the socket's: X-Forwarded-For is not believed
         )
         config.load()
         server = uvicorn.Server(config)
@@ -115,6 +121,8 @@ class HttpTransport(Transport):
 
 
 def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
+    from . import openapi  # not at the top: it reads this module's constants
+
     async def status(request: Request) -> Response:
         return json_response(api.status())
 
@@ -126,17 +134,22 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
             parsed = request_from_query(request.query_params.multi_items())
             if isinstance(parsed, list):
                 return errors(400, *parsed)
-            result = api.handle(parsed, "http")
         elif request.method == "POST":
             body = await read_body(request)
             if body is None:
                 return errors(413, f"Invalid Body: larger than {MAX_BODY} bytes")
-            data = decode_json(body)
-            if isinstance(data, Problem):
-                return errors(400, data.message)
-            result = api.handle(data, "http")
+            parsed = decode_json(body)
+            if isinstance(parsed, Problem):
+                return errors(400, parsed.message)
         else:
             return errors(405, "Invalid Method")
+        credential = auth.secret_credential(parsed)  # guessing an item's secret is throttled
+        wait = auth.retry_after(request, credential) if credential else 0
+        if wait:
+            return json_response({"errors": [auth.too_many(wait)]}, 429)
+        result = api.handle(parsed, "http")
+        if credential and "Secret Invalid" in result.body.get("errors", ()):
+            auth.record_failure(request, credential)
         return json_response(result.body, result.status)
 
     async def reload_endpoint(request: Request) -> Response:
@@ -151,7 +164,14 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
             return json_response({"errors": result["errors"]}, 400)
         return json_response(result)
 
+    async def openapi_endpoint(request: Request) -> Response:
+        """``GET /openapi.json``: the API's OpenAPI document (patrol/openapi.py)."""
+        if request.method not in ("GET", "HEAD"):
+            return errors(405, "Invalid Method: GET the document")
+        return json_response(openapi.document())
+
     routes: list[BaseRoute] = [
+        Route("/openapi.json", AnyMethod(openapi_endpoint)),
         Route("/-/reload", AnyMethod(reload_endpoint)),
         Route("/status", AnyMethod(slash_redirect)),
         Route("/status/{rest:path}", AnyMethod(status)),
@@ -164,7 +184,9 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
         gui = None  # type: ignore[assignment]
     if gui is not None:
         routes += gui.routes(patrol, api)
-    return Starlette(routes=routes, exception_handlers={Exception: internal_error})
+    access = auth.Access(patrol)  # every route is behind the gate: rate limit, then http.auth
+    return Starlette(routes=routes, exception_handlers={Exception: internal_error},
+                     middleware=[Middleware(auth.Gate, access=access)])
 
 
 class AnyMethod:
@@ -215,12 +237,32 @@ class Problem:
         self.message = message
 
 
+def loads(data: bytes) -> Any:
+    """Strict JSON: ``NaN``, ``Infinity`` and numbers beyond a float's range are refused.
+
+    Python's parser accepts them, but key/values come back out in answers, and an
+    answer with ``NaN`` in it is not JSON: every strict client would fail on it.
+    """
+    return json.loads(data, parse_constant=_not_json, parse_float=_finite)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return number
+
+
 def decode_json(body: bytes) -> Any:
     """The JSON value of a body (an empty body is ``null``), or a :class:`Problem`."""
     if not body.strip():
         return None
     try:
-        return json.loads(body)
+        return loads(body)
     except UnicodeDecodeError:
         return Problem("Invalid Request: the body is not UTF-8 text")
     except ValueError as exc:

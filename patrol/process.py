@@ -32,6 +32,9 @@ log = structlog.get_logger("patrol.process")
 
 PR_SET_CHILD_SUBREAPER = 36
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: pid_t is a signed 32-bit integer: a larger pid (the API accepts the original's uint32
+#: range in pings) names no process, and os.kill() and friends raise OverflowError on it.
+PID_T_MAX = 2**31 - 1
 
 
 def become_subreaper() -> bool:
@@ -111,7 +114,7 @@ class PidWatch:
 def watch_pid(loop: asyncio.AbstractEventLoop, pid: int, callback: Callable[[], None]) -> PidWatch | None:
     try:
         return PidWatch(loop, pid, callback)
-    except (ProcessLookupError, OSError):
+    except (OSError, OverflowError):  # OverflowError: a pid beyond pid_t (see PID_T_MAX)
         return None
 
 
@@ -144,7 +147,7 @@ def spawn(
 
 def signal_pid(pid: int, sig: int) -> bool:
     """Send ``sig`` to ``pid``; False when it no longer exists."""
-    if pid <= 0:
+    if not 0 < pid <= PID_T_MAX:
         return False
     try:
         os.kill(pid, sig)
@@ -190,7 +193,7 @@ def group_alive(pgid: int) -> bool:
 
 def pid_alive(pid: int) -> bool:
     """kill -0 semantics, except that EPERM means alive (the original said dead)."""
-    if pid <= 0:
+    if not 0 < pid <= PID_T_MAX:
         return False
     try:
         os.kill(pid, 0)
@@ -232,7 +235,7 @@ def start_time_seconds(pid: int) -> float | None:
 def getpgid(pid: int) -> int:
     try:
         return os.getpgid(pid)
-    except OSError:
+    except (OSError, OverflowError):
         return 0
 
 

@@ -18,7 +18,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from .state import HistoryRecord, LogFiles, State
@@ -103,7 +103,7 @@ class Store:
                 first = state.history_total - new + 1
                 self.db.executemany(
                     "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)",
-                    [(group, item_id, first + i, json.dumps(asdict(r))) for i, r in enumerate(records)],
+                    [(group, item_id, first + i, json.dumps(_fields(r))) for i, r in enumerate(records)],
                 )
                 self.db.execute(
                     "DELETE FROM history WHERE grp = ? AND id = ? AND seq <= ?",
@@ -145,6 +145,11 @@ class Store:
 
     def items(self) -> list[tuple[str, str]]:
         return [tuple(r) for r in self.db.execute("SELECT grp, id FROM item")]  # type: ignore[misc]
+
+
+def _fields(record: HistoryRecord) -> dict[str, Any]:
+    """A record's fields, shallow: json.dumps copies them anyway (asdict deep-copies)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
 
 
 def default_path(config_source: str | None) -> str:

@@ -295,7 +295,8 @@ class Supervisor:
         if self.store is None or state is not runner.state:
             return
         self._dirty[(runner.group, runner.id)] = runner
-        self._flush()
+        if self._flush_timer is None:  # while the file refuses, only the timer retries
+            self._flush()
 
     def _flush(self) -> None:
         """Write every changed item; if the state file refuses, keep supervising.
@@ -306,18 +307,22 @@ class Supervisor:
         """
         assert self.store is not None
         self._flush_timer = None
+        failed = None
         for key, runner in list(self._dirty.items()):
             try:
                 self.store.save(runner.group, runner.id, runner.state, runner.persist_extra())
             except Exception as exc:  # noqa: BLE001 - sqlite3.Error, OSError, ...
-                if self.store_error is None:
-                    log.error("cannot write the state file; changes are kept in memory",
-                              file=self.store.path, error=str(exc))
-                self.store_error = f"cannot write {self.store.path}: {exc}"
-                if self._flush_timer is None and self.loop is not None:
-                    self._flush_timer = self.loop.call_later(1.0, self._flush)
-                return
+                failed = exc  # the others may still go through (one bad item blocks nothing)
+                continue
             del self._dirty[key]
+        if failed is not None:
+            if self.store_error is None:
+                log.error("cannot write the state file; changes are kept in memory",
+                          file=self.store.path, error=str(failed), items=len(self._dirty))
+            self.store_error = f"cannot write {self.store.path}: {failed}"
+            if self.loop is not None:
+                self._flush_timer = self.loop.call_later(1.0, self._flush)
+            return
         if self.store_error is not None:
             log.info("the state file is writable again", file=self.store.path)
             self.store_error = None

@@ -11,7 +11,7 @@ import re
 import uuid
 from typing import Any
 
-from patrol.testing import wait_for
+from patrol.testing import pids_with_marker, wait_for
 
 SECRET = f"s3cr3t-{uuid.uuid4().hex}"
 WRONG = SECRET.upper()
@@ -58,10 +58,113 @@ def test_the_secret_appears_in_no_response_log_or_page(patrol):
     assert "Secret Invalid" in everything and '"secret": true' in everything  # it did see them
 
 
-def crawl(p: Any, limit: int = 40) -> list[str]:
-    """Every page of the GUI reachable from ``/`` (links on this host, one level deep)."""
+# -- with http.auth: the token too, children, the service's commands, the state file ----------
+
+TOKEN = f"tok-{uuid.uuid4().hex}"
+WRONG_TOKEN = TOKEN.upper()
+ITEM_SECRETS = {name: f"{name}-{uuid.uuid4().hex}" for name in ("plain", "holder", "daemon", "svc")}
+DUMP_INITD = """#!/bin/sh
+# a fake init script that keeps what Patrol gave it: its command line and environment
+cat /proc/$$/cmdline > "$(dirname "$0")/dump-$1-cmdline"
+cat /proc/$$/environ > "$(dirname "$0")/dump-$1-environ"
+case "$1" in status) exit 0 ;; esac
+"""
+
+
+def test_no_secret_or_token_reaches_children_responses_logs_or_the_state_file(patrol):
+    """Only the ``env`` of the config may hand a secret to a child, and only to that child."""
+    token_file = patrol.tmp_path / "token"
+    token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
+    initd = patrol.tmp_path / "initd"
+    initd.mkdir()
+    (initd / "svc").write_text(DUMP_INITD)
+    (initd / "svc").chmod(0o755)
+    s = ITEM_SECRETS
+    apps = {
+        "plain": patrol.app(1, secret=s["plain"], args=["--flag"]),
+        "holder": patrol.app(1, secret=s["holder"], env=[f"PATROL_SECRET={s['holder']}"], **{"pid-path": "h.pid"}),
+        "daemon": patrol.app(2, secret=s["daemon"], env=["TESTAPP_CHILDREN=2"],  # children ignore SIGTERM
+                             **{"pid-path": "daemon.pid", "stop-timeout": 0.5}),
+    }
+    services = {"svc": {"name": "Dump", "service": "svc", "management": "initd", "initd-directory": str(initd),
+                        "secret": s["svc"]}}
+    config = patrol.config(apps=apps, services=services)
+    config["http"]["auth"] = {"token-file": str(token_file)}
+    p = patrol.start(config)
+    p.headers = {"Authorization": f"Bearer {TOKEN}"}
+    seen: list[str] = []
+
+    def keep(answer: Any) -> Any:
+        seen.append(json.dumps(answer) if not isinstance(answer, str) else answer)
+        return answer
+
+    wait_for(lambda: all(p.app(a).get("pid") for a in apps), 15, "every app running")
+    wait_for(lambda: (initd / "dump-status-environ").exists(), 10, "the service's status command")
+    for token in (TOKEN, WRONG_TOKEN):
+        keep(p.request("GET", "/status/", headers={"Authorization": f"Bearer {token}"}))
+        keep(p.request("GET", "/", headers={"Authorization": f"Basic {token}"}))
+        keep(p.request("POST", "/login", raw=f"token={token}".encode(),
+                       headers={"Content-Type": "application/x-www-form-urlencoded"}))
+    for name in apps:
+        keep(p.api(id=name, group="app", secret=s[name], toggle=1))
+        keep(p.api(id=name, group="app", secret=WRONG_TOKEN))
+        keep(p.request("POST", "/api/", {"id": name, "group": "app", "ping": True, "secret": s[name]},
+                       headers={"Authorization": ""}))
+    keep(p.api(id="svc", group="service", secret=s["svc"], keyvalue={"k": 1}))
+    keep(p.request("GET", "/openapi.json"))
+    keep(p.request("GET", "/gui/state.json"))
+    pages = crawl(p, depth=2)
+    assert sum('action="/unlock"' in page for page in pages) == 3  # the detail pages of the apps
+    for name in apps:  # the logs, opened with the secret in the URL as the original's links did
+        for path in (f"/app/{name}/log/stdout?secret={s[name]}", f"/app/{name}/logs/?secret={s[name]}",
+                     f"/stdout/?group=app&id={name}&secret={s[name]}", f"/app/{name}?secret={s[name]}"):
+            status, page = keep(p.request("GET", path))
+            assert status in (200, 400, 404), (path, status)
+    for page in pages:
+        keep(page)
+
+    children = {pid: (read(pid, "cmdline"), read(pid, "environ")) for pid in pids_with_marker(patrol.marker)
+                if pid != p.pid}
+    assert len(children) >= 5  # plain, holder, daemon and its two children
+    dumps = {f.name: f.read_bytes() for f in initd.glob("dump-*")}
+    assert set(dumps) >= {"dump-status-cmdline", "dump-status-environ"}
+    state = b"".join(f.read_bytes() for f in patrol.tmp_path.glob("*.state*"))
+    assert state  # the state file was written
+    p.terminate()
+    text = "\n".join(seen) + p.log()
+    for secret in (TOKEN, WRONG_TOKEN, *s.values()):
+        assert secret not in text, text[max(0, text.find(secret) - 300):text.find(secret) + 60]
+        assert secret.encode() not in state, secret
+        assert not any(secret.encode() in blob for blob in dumps.values()), secret
+        for pid, (cmdline, environ) in children.items():
+            allowed = secret == s["holder"] and b"PATROL_ID=holder\0" in environ
+            assert secret.encode() not in cmdline, (pid, secret)
+            assert (secret.encode() in environ) == allowed, (pid, secret)
+    # where the config put it, it is: the check above reads real environments
+    assert sum(s["holder"].encode() in environ for _, environ in children.values()) == 1
+
+
+def read(pid: int, name: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def crawl(p: Any, limit: int = 40, depth: int = 1) -> list[str]:
+    """Every page of the GUI reachable from ``/`` by links on this host, ``depth`` levels deep
+    (beyond the first, only links without a query: not every sort order of the dashboard again)."""
     status, home = p.request("GET", "/")
     pages = [home if isinstance(home, str) else json.dumps(home)]
-    for link in sorted(set(re.findall(r'href="(/[^"#]*)"', pages[0])))[:limit]:
-        pages.append(str(p.request("GET", link.replace("&amp;", "&"))[1]))
+    visited = {"/"}
+    frontier = [pages[0]]
+    for _ in range(depth):
+        links = sorted({link.replace("&amp;", "&") for page in frontier
+                        for link in re.findall(r'href="(/[^"#]*)"', page)
+                        if len(visited) == 1 or "?" not in link} - visited)[:limit]
+        visited.update(links)
+        frontier = [str(p.request("GET", link)[1]) for link in links]
+        pages += frontier
     return pages

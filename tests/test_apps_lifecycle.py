@@ -198,3 +198,16 @@ def test_a_chatty_app_has_its_log_rotated(patrol):
     current = rotated[0].with_suffix("")
     assert current.exists()
     assert "started" in rotated[0].read_text()  # the first lines are kept in the .1 file
+
+
+def test_a_pid_only_a_ping_named_never_delays_shutdown(patrol):
+    """Anyone can ping with any live pid (here: the test's own, during the startup grace);
+    Patrol must neither signal it nor wait for it when it stops."""
+    app = patrol.app(3, env=["TESTAPP_PING_DELAY=1000"], **{"stop-timeout": 5})
+    p = patrol.start(patrol.config(apps={"web": app}))
+    status, _ = p.api(id="web", group="app", ping=True, pid=os.getpid())
+    assert status == 200 and p.running_pid("web") == os.getpid()
+    began = time.monotonic()
+    assert p.terminate() == 0
+    assert time.monotonic() - began < 3  # not stop-timeout (5 s) + 5 s
+    assert pid_alive(os.getpid())

@@ -281,12 +281,12 @@ def test_wrong_types_name_the_key_and_the_type(tmp_path, doc, message):
 def test_keys_match_case_insensitively_like_go(tmp_path):
     doc = {"Apps": {"Web": {"KeepAlive": 3, "NAME": "Web", "Working-Directory": "/srv", "Binary": "w",
                             "Log-Directory": "logs"}},
-           "Tick-Every": 30, "HTTP": {"Listen": "0.0.0.0:80"}}
+           "Tick-Every": 30, "HTTP": {"Listen": "127.0.0.2:80"}}
     config, warnings = load(write(tmp_path, doc))
     assert warnings == []
     app = config.apps["web"]
     assert (app.keepalive, app.name, app.working_directory) == ("http", "Web", "/srv")
-    assert config.tick_every == 30 and config.http.listen == "0.0.0.0:80"
+    assert config.tick_every == 30 and config.http.listen == "127.0.0.2:80"
 
 
 def test_several_spellings_of_a_key_the_last_wins(tmp_path):

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from ..registry import Registry
 from ..timefmt import validate_layout
+from .access import read_http_access, warn_unauthenticated_pings, warn_udp_beyond_loopback
 from .items import read_app, read_service
 from .model import (HISTORY, HTTP_LISTEN_DEFAULT, PING_TIMEOUT, TICK_EVERY, UDP_LISTEN_DEFAULT,
                     AppConfig, Listen, PatrolConfig)
@@ -99,6 +100,7 @@ def _read_top(top: Section, methods: Methods) -> PatrolConfig:
     advertised = {"http": _addresses(top, "listen-http", http.listen),
                   "udp": _addresses(top, "listen-udp", udp.listen)}
     _require_listeners(report, apps, methods.keepalives, advertised)
+    warn_unauthenticated_pings(report, apps, methods.keepalives, http)
     json_timestamp = top.get("json-timestamp", STRING, "")
     if problem := validate_layout(json_timestamp):
         report.error(top.at("json-timestamp"), problem)
@@ -149,6 +151,10 @@ def _listen(top: Section, key: str, default: str) -> Listen:
     """``http`` / ``udp``: the address the daemon binds (the daemon's default when empty)."""
     sec = Section(top.get(key, OBJECT, {}), top.at(key), top.report)
     listen = Listen(sec.get("listen", STRING, "") or default, sec.get("x", ANY))
+    if key == "http":
+        listen = read_http_access(sec, listen)
+    else:
+        warn_udp_beyond_loopback(sec, listen)
     sec.warn_unread()
     return listen
 

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from .core import STATIC, Gui
+from .login import Login
 from .logpages import LogPages
 from .pages import Pages
 from .security import HeaderApp
@@ -31,4 +32,6 @@ def routes(patrol: "Supervisor", api: "Api") -> list[BaseRoute]:
     gui = Gui(patrol, api)
     static = HeaderApp(StaticFiles(directory=STATIC), {"X-Content-Type-Options": "nosniff",
                                                         "Cache-Control": "max-age=3600"})
-    return [*Pages(gui).routes(), *LogPages(gui).routes(), Mount("/static", app=static, name="static")]
+    pages = Pages(gui)
+    return [*Login(gui, pages).routes(), *pages.routes(), *LogPages(gui).routes(),
+            Mount("/static", app=static, name="static")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from .. import __version__
+from .. import __version__, auth
 from . import fmt
 from .procstat import ProcStats
 from .security import Guard, secure
@@ -55,16 +54,27 @@ class Gui:
             return None
         return self.patrol.find(group, item_id.lower())
 
-    def secret_matches(self, runner: "Runner", given: str) -> bool:
+    def secret_matches(self, runner: "Runner", given: str, request: Request | None = None) -> bool:
+        """With ``request``, the attempt counts towards its client's throttle, and a
+        blocked client's attempts are refused unchecked."""
         secret = runner.config.secret
-        return bool(secret) and bool(given) and hmac.compare_digest(given.encode(), secret.encode())
+        if not secret or not given:
+            return False
+        credential = auth.item_credential(runner.group, runner.id)
+        if request is not None and auth.retry_after(request, credential):
+            return False
+        if auth.same_secret(given, secret):
+            return True
+        if request is not None:
+            auth.record_failure(request, credential)
+        return False
 
     def logs_open(self, request: Request, runner: "Runner") -> bool:
         """Logs of an item with a secret need it: in ``?secret=`` (as the original's
         links) or through the unlock cookie a correct secret sets."""
         if not runner.config.secret:
             return True
-        if self.secret_matches(runner, request.query_params.get("secret", "")):
+        if self.secret_matches(runner, request.query_params.get("secret", ""), request):
             return True
         return self.guard.unlocked(request, runner.group, runner.id, runner.config.secret)
 
@@ -83,6 +93,7 @@ class Gui:
             "csrf": self.guard.csrf_token,
             "patrol": self.patrol_info(),
             "flash": self.guard.read_flash(request),
+            "signed_in": request.scope.get(auth.HOW_KEY) == "session",  # shows the logout button
             **context,
         }, status_code=status)
         self.guard.clear_flash(request, response)

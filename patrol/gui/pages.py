@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .. import auth
 from ..state import DISABLE, ENABLE, RESTART, RUNONCE_DISABLE, RUNONCE_ENABLE
 from . import views
 from .logs import STREAMS, LogDir, Run
@@ -93,7 +94,7 @@ class Pages:
             "problems": problems,
             "columns": COLUMNS,
             "states": views.STATE_LABELS,
-            "next": _here(request),
+            "next": auth.here(request),
             "live": True,
         }, 400 if problems else 200)
 
@@ -113,7 +114,7 @@ class Pages:
             "it": item,
             "runner": runner,
             "keyvalues": views.keyvalues(runner.state.keyvalue),
-            "next": _here(request),
+            "next": auth.here(request),
             "live": True,
         }
         if group == "app":
@@ -184,8 +185,14 @@ class Pages:
         if runner.config.secret and not secret:
             return self._redirect(back, False, f"Could not {action.doing} {describe(runner)}: it has a secret, "
                                                "enter it in the secret field. Nothing was changed.")
+        credential = auth.item_credential(runner.group, runner.id)
+        wait = auth.retry_after(request, credential) if secret else 0
+        if wait:
+            return self._redirect(back, False, f"Could not {action.doing} {describe(runner)}: {auth.too_many(wait)}")
         result = self.gui.api.handle(
             {"group": group, "id": runner.id, "toggle": action.toggle, "secret": secret or None}, "http")
+        if secret and "Secret Invalid" in result.body.get("errors", ()):
+            auth.record_failure(request, credential)
         if not result.ok:
             errors = "; ".join(str(e) for e in result.body.get("errors", [])) or f"status {result.status}"
             return self._redirect(back, False, f"Could not {action.doing} {describe(runner)}: {errors}")
@@ -201,7 +208,10 @@ class Pages:
             return self.gui.error(request, 400, "Unknown app",
                                   f"id: there is no app with the id {form.get('id', '')[:70]!r}")
         back = safe_next(form.get("next"), f"/app/{runner.id}")
-        if not self.gui.secret_matches(runner, form.get("secret", "")):
+        wait = auth.retry_after(request, auth.item_credential("app", runner.id))
+        if wait:
+            return self._redirect(back, False, f"Logs of {describe(runner)}: {auth.too_many(wait)}")
+        if not self.gui.secret_matches(runner, form.get("secret", ""), request):
             return self._redirect(back, False, f"Logs of {describe(runner)}: the secret does not match.")
         response = self._redirect(back, True, f"Logs of {describe(runner)} are open for this browser session.")
         self.gui.guard.unlock(response, "app", runner.id, runner.config.secret)
@@ -234,8 +244,3 @@ class Pages:
         response = RedirectResponse(to, 303)
         self.gui.guard.set_flash(response, ok, text)
         return secure(response)
-
-
-def _here(request: Request) -> str:
-    query = request.url.query
-    return request.url.path + (f"?{query}" if query else "")

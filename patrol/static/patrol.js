@@ -15,6 +15,7 @@ async function getJSON(url) {
   const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
   try {
     const response = await fetch(url, { signal: controller.signal, cache: "no-store", credentials: "same-origin" });
+    if (response.status === 401) window.location.reload(); // the session ended: the reload goes to the login page
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     return await response.json();
   } finally {

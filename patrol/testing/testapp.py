@@ -3,7 +3,8 @@
 
 Reads ``PATROL_ID`` and ``PATROL_KEEPALIVE`` (exits 1 if missing); writes a line to
 stdout and stderr; keepalive 2 writes its pid to ``PATROL_PID`` (or ``testapp.pid``);
-keepalive 3/4 ping ``PATROL_HTTP`` / ``PATROL_UDP``. Signals: SIGHUP/SIGTERM exit 0,
+keepalive 3/4 ping ``PATROL_HTTP`` / ``PATROL_UDP`` (with ``PATROL_SECRET`` as the
+secret when set, as the ``patrol ping`` client does). Signals: SIGHUP/SIGTERM exit 0,
 SIGINT stops pinging, SIGUSR1 exits 10, SIGUSR2 exits 12.
 
 Knobs for tests (environment):
@@ -106,6 +107,8 @@ def ping_loop(app_id: str, keepalive: str, stop: threading.Event) -> None:
     body: dict[str, object] = {"id": app_id, "group": "app", "ping": True, "pid": os.getpid()}
     if os.environ.get("TESTAPP_TOGGLE"):
         body["toggle"] = int(os.environ["TESTAPP_TOGGLE"])
+    if os.environ.get("PATROL_SECRET"):
+        body["secret"] = os.environ["PATROL_SECRET"]
     data = json.dumps(body).encode()
     if keepalive == "3":
         address = json.loads(os.environ["PATROL_HTTP"])[0]

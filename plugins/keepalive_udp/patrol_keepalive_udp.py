@@ -13,14 +13,14 @@ a trusted network (loopback by default), never for secrets.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from patrol import hookimpl
-from patrol.http import bind, dumps, parse_listen
+from patrol.auth import udp_allowed
+from patrol.http import bind, dumps, loads, parse_listen
 from patrol.ping import PingKeepAlive
 from patrol.transport import Transport
 
@@ -91,10 +91,10 @@ class UdpTransport(Transport):
         if len(data) > MAX_DATAGRAM:
             return None
         try:
-            request = json.loads(data)
+            request = loads(data)  # strict: no NaN, which would come back out in answers
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
-        if request is None:
+        if request is None or not udp_allowed(self.patrol, request):  # with http.auth: pings only
             return None
         try:
             result = self.api.handle(request, "udp")

@@ -1,0 +1,469 @@
+"""Who may use the HTTP API and the web GUI: the token, login sessions, and limits.
+
+The threat model is in SECURITY.md. In short:
+
+* With ``http.auth`` in the config, every HTTP request needs the token: in
+  ``Authorization: Bearer <token>`` (or as the password of Basic auth, any user name),
+  or through the session cookie that the GUI's login form sets (HttpOnly,
+  SameSite=Strict, signed with a key derived from the token, so changing the token ends
+  every session). Only the login page and the static files are open without it.
+* One exception keeps apps alive: an HTTP **ping** of an app that has a ``secret``,
+  carrying that secret, is let in without the token. The secret is the app's own
+  credential (the original protocol already sends it with every ping), and it only ever
+  gives power over that one app. Apps without a secret must send the token.
+* **Guessing is throttled.** A client address that sends ``FAILURES_ALLOWED`` wrong
+  tokens, or wrong secrets of one item, within ``FAILURE_WINDOW`` seconds gets 429 for
+  that credential for ``BLOCK_SECONDS`` (and the block is logged). It is counted per
+  (address, credential), so someone guessing one app's secret from 127.0.0.1 cannot
+  lock out the pings of every other app on the machine.
+* **Request rate.** Addresses beyond loopback may send at most ``http.rate-limit``
+  requests per second each (bursts of twice that); loopback is exempt, because every
+  local app pings from it and a cap there would only hurt them.
+* **UDP** cannot carry a token. With ``http.auth`` on, the UDP API answers pings only
+  (:func:`udp_allowed`): otherwise any local user could toggle items over UDP, past
+  the token that guards the same actions over HTTP.
+* Client addresses are the socket's: ``X-Forwarded-For`` is never believed.
+* **DNS rebinding.** Without ``http.auth``, a web page could point a name it controls at
+  127.0.0.1 and then talk to Patrol "same-origin", past every cross-site check. Such a
+  request names that host in ``Host``, so without auth (and without
+  ``insecure-no-auth``) only requests addressed to an IP address or ``localhost`` are
+  answered.
+
+Secrets and tokens are compared in constant time (of hashes, so not even their length
+leaks) and never logged; failures are logged with the client address only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
+import ipaddress
+import json
+import time
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import quote, urlencode
+
+import structlog
+from starlette.requests import HTTPConnection
+from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .config.access import is_loopback
+
+if TYPE_CHECKING:
+    from .config.model import HttpAuth
+    from .supervisor import Supervisor
+
+#: the request scope's keys: the shared :class:`Access`, and how the request got in
+ACCESS_KEY = "patrol.access"
+HOW_KEY = "patrol.auth"
+SESSION_COOKIE = "patrol_session"
+SESSION_SECONDS = 12 * 3600
+FAILURES_ALLOWED = 10
+FAILURE_WINDOW = 60.0
+BLOCK_SECONDS = 60.0
+#: how many (address, credential) pairs and addresses are remembered: an attacker with
+#: many addresses must not be able to grow Patrol's memory without bound
+MAX_TRACKED = 10_000
+#: the largest request body read to see whether it is a ping (the API's own limit)
+MAX_PING_BODY = 64 * 1024
+TOKEN = "token"
+OPEN_PATHS = ("/login", "/logout")
+OPEN_PREFIXES = ("/static/",)
+log = structlog.get_logger("patrol.auth")
+
+
+def same_secret(given: str, secret: str) -> bool:
+    """Constant time, and independent of the secret's length (both sides are hashed)."""
+    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(secret.encode()).digest())
+
+
+def item_credential(group: str, item_id: str) -> str:
+    """The throttle's name for the secret of one item."""
+    return f"{group}/{item_id}"
+
+
+def client_of(scope: Scope) -> str:
+    """The peer address of the connection (IPv4-mapped IPv6 written as IPv4)."""
+    client = scope.get("client")
+    host = client[0] if client else ""
+    if host.startswith("::ffff:"):
+        host = host[7:]
+    return host or "unknown"
+
+
+@functools.lru_cache(maxsize=1024)  # asked on every request: parse each address once
+def _is_loopback_client(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@functools.lru_cache(maxsize=1024)
+def host_is_address(host: str) -> bool:
+    """Does a ``Host`` header name an IP address or localhost (never a rebindable name)?"""
+    if host.startswith("["):
+        name = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        name = host.partition(":")[0]
+    else:
+        name = host  # no port, or a bare IPv6 address
+    if name.lower() == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class Throttle:
+    """Failed attempts per (client address, credential); too many block that pair for a while."""
+
+    def __init__(self, allowed: int = FAILURES_ALLOWED, window: float = FAILURE_WINDOW,
+                 block: float = BLOCK_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 max_tracked: int = MAX_TRACKED) -> None:
+        self.allowed, self.window, self.block, self.clock = allowed, window, block, clock
+        self.max_tracked = max_tracked
+        self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
+        self._blocked: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def retry_after(self, client: str, credential: str) -> float:
+        """Seconds until ``client`` may try ``credential`` again; 0 when it may now."""
+        until = self._blocked.get((client, credential))
+        if until is None:
+            return 0.0
+        left = until - self.clock()
+        if left <= 0:
+            del self._blocked[(client, credential)]
+            return 0.0
+        return left
+
+    def failed(self, client: str, credential: str) -> bool:
+        """Count a failure; True when it starts a block."""
+        key, now = (client, credential), self.clock()
+        times = self._failures.pop(key, None) or deque(maxlen=self.allowed)
+        while times and now - times[0] > self.window:
+            times.popleft()
+        times.append(now)
+        if len(times) >= self.allowed:
+            self._blocked[key] = now + self.block
+            _bound(self._blocked, self.max_tracked)
+            return True
+        self._failures[key] = times  # newest last, so the oldest are dropped first
+        _bound(self._failures, self.max_tracked)
+        return False
+
+
+class RateLimit:
+    """A token bucket per client address: ``rate`` requests per second, bursts of 2 x rate."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_tracked: int = MAX_TRACKED) -> None:
+        self.clock = clock
+        self.max_tracked = max_tracked
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, time)
+
+    def allow(self, client: str, rate: float) -> bool:
+        now, burst = self.clock(), max(2 * rate, 1.0)
+        tokens, then = self._buckets.pop(client, (burst, now))
+        tokens = min(burst, tokens + (now - then) * rate)
+        allowed = tokens >= 1
+        self._buckets[client] = (tokens - 1 if allowed else tokens, now)
+        _bound(self._buckets, self.max_tracked)
+        return allowed
+
+
+def _bound(table: OrderedDict[Any, Any], size: int) -> None:
+    while len(table) > size:
+        table.popitem(last=False)
+
+
+class Access:
+    """The access state of one HTTP listener, shared by the gate and the login page."""
+
+    def __init__(self, patrol: "Supervisor") -> None:
+        self.patrol = patrol
+        #: what is actually bound: a reload may change the config, not the socket
+        self.listen = patrol.config.http.listen
+        self.throttle = Throttle()
+        self.rate = RateLimit()
+        self._last_auth: HttpAuth | None = None
+        self._kept_warned = False
+        if self.auth is None and not is_loopback(self.listen):
+            log.warning("the HTTP API and web GUI accept requests from anyone who can connect: "
+                        "http.auth is not set (insecure-no-auth)", listen=self.listen)
+
+    @property
+    def auth(self) -> "HttpAuth | None":
+        """The current ``http.auth``. A reload that removes it while Patrol still listens
+        beyond loopback (without insecure-no-auth) does not open the door: the last
+        token stays until Patrol restarts."""
+        http = self.patrol.config.http
+        if http.auth is not None:
+            self._last_auth = http.auth
+            return http.auth
+        if self._last_auth is not None and not is_loopback(self.listen) and not http.insecure_no_auth:
+            if not self._kept_warned:
+                self._kept_warned = True
+                log.warning("http.auth was removed by a reload, but Patrol still listens beyond loopback: "
+                            "the previous token stays in force until Patrol restarts", listen=self.listen)
+            return self._last_auth
+        return None
+
+    # -- credentials -----------------------------------------------------------------
+
+    def token_ok(self, given: str) -> bool:
+        auth = self.auth
+        return auth is not None and same_secret(given, auth.token)
+
+    def new_session(self) -> str:
+        """A session cookie value: its expiry and a MAC of it under the token's key."""
+        expires = int(time.time()) + SESSION_SECONDS
+        return f"{expires}.{self._session_mac(expires)}"
+
+    def session_ok(self, value: str) -> bool:
+        expires, _, mac = value.partition(".")
+        if not expires.isdigit() or len(expires) > 12 or int(expires) < time.time():
+            return False
+        expected = self._session_mac(int(expires))
+        return bool(expected) and hmac.compare_digest(mac, expected)
+
+    def _session_mac(self, expires: int) -> str:
+        auth = self.auth
+        if auth is None:
+            return ""
+        key = hashlib.sha256(b"patrol-session\0" + auth.token.encode()).digest()
+        return hmac.new(key, str(expires).encode(), hashlib.sha256).hexdigest()
+
+    # -- throttling ------------------------------------------------------------------
+
+    def retry_after(self, client: str, credential: str) -> float:
+        return self.throttle.retry_after(client, credential)
+
+    def failed(self, client: str, credential: str) -> None:
+        what = "token" if credential == TOKEN else f"secret of {credential}"
+        if self.throttle.failed(client, credential):
+            log.warning("too many failed attempts: blocked", client=client, credential=what,
+                        seconds=self.throttle.block)
+        else:
+            log.info("authentication failed", client=client, credential=what)
+
+
+# -- helpers for handlers --------------------------------------------------------------
+
+
+def access_of(conn: HTTPConnection) -> Access | None:
+    return conn.scope.get(ACCESS_KEY)
+
+
+def retry_after(conn: HTTPConnection, credential: str) -> float:
+    """Seconds this request's client must wait before trying ``credential`` again."""
+    access = access_of(conn)
+    return access.retry_after(client_of(conn.scope), credential) if access else 0.0
+
+
+def record_failure(conn: HTTPConnection, credential: str) -> None:
+    access = access_of(conn)
+    if access is not None:
+        access.failed(client_of(conn.scope), credential)
+
+
+def here(conn: HTTPConnection) -> str:
+    """The request's path and query, to come back to: without ``secret``. A URL may carry
+    one (the original's log links did); it must not be echoed into pages and redirects."""
+    query = urlencode([(k, v) for k, v in conn.query_params.multi_items() if k != "secret"])
+    return conn.url.path + (f"?{query}" if query else "")
+
+
+def too_many(seconds: float) -> str:
+    return f"Too Many Failed Attempts: wait {max(1, round(seconds))} s before trying again"
+
+
+# -- the gate --------------------------------------------------------------------------
+
+
+class Gate:
+    """ASGI middleware in front of every HTTP route: rate limit, then authentication."""
+
+    def __init__(self, app: ASGIApp, access: Access) -> None:
+        self.app = app
+        self.access = access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[ACCESS_KEY] = self.access
+        conn = HTTPConnection(scope)
+        refusal = self._screen(conn)
+        if refusal is None:
+            refusal, receive = await self._authenticate(conn, receive)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _screen(self, conn: HTTPConnection) -> Response | None:
+        """Refusals before any credential is looked at: the rate limit, DNS rebinding."""
+        http = self.access.patrol.config.http
+        client = client_of(conn.scope)
+        if http.rate_limit and not _is_loopback_client(client) and not self.access.rate.allow(client, http.rate_limit):
+            return problem(429, f"Too Many Requests: at most {http.rate_limit:g} requests per second per client",
+                           {"Retry-After": "1"})
+        if self.access.auth is None and not http.insecure_no_auth:
+            host = conn.headers.get("host", "")
+            if host and not host_is_address(host):
+                return problem(403, f"Host {json.dumps(host[:60])} refused: without http.auth, Patrol only answers "
+                               "requests addressed to an IP address or localhost (a web page could otherwise "
+                               "reach it through DNS rebinding); use the address, or set http.auth")
+        return None
+
+    async def _authenticate(self, conn: HTTPConnection, receive: Receive) -> tuple[Response | None, Receive]:
+        """(the refusal or None, the ``receive`` to go on with); notes in the scope how
+        the request got in (``HOW_KEY``)."""
+        scope, auth, path = conn.scope, self.access.auth, conn.scope["path"]
+        if auth is None or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+            scope[HOW_KEY] = "open" if auth is None else None
+            return None, receive
+        client = client_of(scope)
+        header = conn.headers.get("authorization")
+        if header is not None:
+            scope[HOW_KEY] = "token"
+            return self._check_header(header, client), receive
+        if self.access.session_ok(conn.cookies.get(SESSION_COOKIE, "")):
+            scope[HOW_KEY] = "session"
+            return None, receive
+        if scope["method"] == "POST" and path == "/api/":
+            body, receive = await _buffer(receive)
+            scope[HOW_KEY] = "ping"
+            return self._check_ping(body, client), receive
+        return self._unauthenticated(conn), receive
+
+    def _check_header(self, header: str, client: str) -> Response | None:
+        scheme, _, value = header.strip().partition(" ")
+        given = _credential(scheme.lower(), value.strip())
+        if given is None:
+            return problem(401, "Authentication required: use Authorization: Bearer <token> "
+                           "(or Basic with the token as the password)")
+        wait = self.access.retry_after(client, TOKEN)
+        if wait:
+            return problem(429, too_many(wait), {"Retry-After": str(max(1, round(wait)))})
+        if self.access.token_ok(given):
+            return None
+        self.access.failed(client, TOKEN)
+        return problem(401, "Authentication failed: the token is wrong")
+
+    def _check_ping(self, body: bytes | None, client: str) -> Response | None:
+        """None when ``body`` is a ping carrying its app's right secret, else the refusal."""
+        secret, runner = self._ping_of(body)
+        if runner is None or secret is None:
+            return problem(401, REQUIRED)
+        credential = item_credential("app", runner.id)
+        wait = self.access.retry_after(client, credential)
+        if wait:
+            return problem(429, too_many(wait), {"Retry-After": str(max(1, round(wait)))})
+        if same_secret(secret, runner.config.secret):
+            return None
+        self.access.failed(client, credential)
+        return problem(401, REQUIRED)
+
+    def _ping_of(self, body: bytes | None) -> tuple[str | None, Any]:
+        """(secret, app) of an HTTP ping of an app with a secret, else (None, None)."""
+        try:
+            request = json.loads(body) if body else None
+        except (ValueError, RecursionError):
+            return None, None
+        if not isinstance(request, dict) or request.get("ping") is not True:
+            return None, None
+        group, item_id, secret = request.get("group"), request.get("id"), request.get("secret")
+        if not (isinstance(group, str) and isinstance(item_id, str) and isinstance(secret, str) and secret):
+            return None, None
+        if group.lower() not in ("app", "apps"):
+            return None, None
+        runner = self.access.patrol.find("app", item_id.lower())
+        keepalive = getattr(runner, "keepalive", None)
+        if runner is None or not runner.config.secret or getattr(keepalive, "ping_transport", None) != "http":
+            return None, None
+        return secret, runner
+
+    @staticmethod
+    def _unauthenticated(conn: HTTPConnection) -> Response:
+        """A browser asking for a page goes to the login form; everything else gets 401."""
+        if conn.scope["method"] in ("GET", "HEAD") and "text/html" in conn.headers.get("accept", ""):
+            return RedirectResponse(f"/login?next={quote(here(conn), safe='/')}", 303)
+        return problem(401, REQUIRED)
+
+
+REQUIRED = ("Authentication required: send Authorization: Bearer <token> (the token of http.auth "
+            "in Patrol's config), or log in at /login")
+
+
+def _credential(scheme: str, value: str) -> str | None:
+    """The token in an Authorization header: Bearer, or the password of Basic."""
+    if scheme == "bearer" and value:
+        return value
+    if scheme == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        _, sep, password = decoded.partition(":")
+        return password if sep and password else None
+    return None
+
+
+def problem(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """An error in the API's shape (``{"errors": [...]}``, tab-indented)."""
+    body = (json.dumps({"errors": [message]}, indent="\t") + "\n").encode()
+    response = Response(body, status, headers=headers, media_type="application/json; charset=utf-8")
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="patrol"'
+    return response
+
+
+async def _buffer(receive: Receive) -> tuple[bytes | None, Receive]:
+    """Read the request body (None when larger than MAX_PING_BODY) and a ``receive``
+    that hands it to the app again."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        size += len(message.get("body", b""))
+        if size > MAX_PING_BODY or not message.get("more_body"):
+            break
+    body = None if size > MAX_PING_BODY else b"".join(m.get("body", b"") for m in messages)
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return body, replay
+
+
+#: what a ping may carry; anything else (a toggle, key/values, history) is not a ping
+PING_FIELDS = frozenset(("id", "group", "ping", "pid", "secret"))
+
+
+def udp_allowed(patrol: "Supervisor", request: Any) -> bool:
+    """May this UDP request be answered? Always without http.auth; with it, pings only."""
+    if patrol.config.http.auth is None:
+        return True
+    return isinstance(request, dict) and request.get("ping") is True and request.keys() <= PING_FIELDS
+
+
+def secret_credential(request: Any) -> str | None:
+    """The throttle's name for the item whose secret an API request carries, if any."""
+    if not isinstance(request, dict):
+        return None
+    secret, group, item_id = request.get("secret"), request.get("group"), request.get("id")
+    if not (isinstance(secret, str) and secret and isinstance(group, str) and isinstance(item_id, str)):
+        return None
+    group = {"apps": "app", "services": "service"}.get(group.lower(), group.lower())
+    return item_credential(group, item_id.lower())

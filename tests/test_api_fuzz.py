@@ -1,0 +1,368 @@
+"""Property-based attack on a live Patrol's API, over HTTP (POST and GET) and UDP.
+
+Generated requests range from valid (drawn from the OpenAPI document's request
+schema) through plausible (known ids and groups, values of the wrong type or out of
+range) to hostile (any JSON value, NaN, huge numbers, deep nesting, junk bytes, bodies
+and datagrams just under and over the limits). After every one:
+
+- the answer's status is one the document lists, and its body matches the schema;
+- UDP answers or stays silent, and an answer matches the schema;
+- Patrol still answers ``/status/`` (sockets have timeouts: a hang fails the test);
+- no item's CAS ever went down, and no history is longer than the configured limit.
+
+``PATROL_FUZZ_EXAMPLES`` sets the number of examples per transport (default 150).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.parse
+from collections import Counter
+from typing import Any, Iterator
+
+import pytest
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from patrol import openapi
+from patrol.http import MAX_BODY, QUERY_FIELDS
+from patrol.testing import UNITTEST_ENV, PatrolFactory, PatrolProcess, wait_for
+
+EXAMPLES = int(os.environ.get("PATROL_FUZZ_EXAMPLES", "150"))
+#: no shrinking: the state of the live Patrol changes under every example, so a shrunk
+#: example would not mean much, and shrinking against a live daemon takes minutes
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+HISTORY = 5
+SECRET = "fuzz-secret"
+IDS = ["plain", "web", "udp", "pidapp", "vault", "crash", "db", "locked"]
+SENTINEL = "sentinel"  # never targeted: its UDP answer comes after the answer to a fuzzed datagram, if any
+MAX_DATAGRAM = openapi.document()["x-udp"]["max-datagram"]
+FAKE_SERVICE = """#!/bin/sh
+dir='{dir}'
+case "$2" in
+    status) [ -e "$dir/$1.running" ] && exit 0; exit 3 ;;
+    start|restart) touch "$dir/$1.running" ;;
+    stop) rm -f "$dir/$1.running" ;;
+esac
+"""
+
+
+def strict_json(payload: bytes) -> Any:
+    """JSON as a strict client parses it: NaN and Infinity are not JSON."""
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"not JSON: {constant}")
+    return json.loads(payload, parse_constant=refuse)
+
+
+class Target:
+    """The live Patrol under attack, with the invariants it must keep."""
+
+    def __init__(self, p: PatrolProcess) -> None:
+        self.p = p
+        host, _, port = p.http.rpartition(":")
+        self.address = (host, int(port))
+        udp_host, _, udp_port = p.udp.rpartition(":")
+        self.udp_address = (udp_host, int(udp_port))
+        self.cas: dict[tuple[str, str], int] = {}
+        self.validators: dict[str, Draft202012Validator] = {}
+        self.answered: Counter[tuple[str, int]] = Counter()  # (transport, status) -> count
+        self._conn: http.client.HTTPConnection | None = None
+
+    def check(self, schema: dict[str, Any] | None, body: Any, where: str) -> None:
+        """``body`` matches ``schema`` (narrowed to the branch it names; validators are cached)."""
+        assert schema is not None, f"{where}: the status is not documented"
+        schema = openapi.narrowed(schema, body)
+        key = json.dumps({k: v for k, v in schema.items() if k != "components"}, sort_keys=True)
+        if key not in self.validators:
+            self.validators[key] = Draft202012Validator(schema)
+        error = best_match(self.validators[key].iter_errors(body))
+        assert error is None, f"{where}: {'/'.join(map(str, error.absolute_path))}: {error.message}\n" + \
+            json.dumps(body)[:1000]
+
+    def http(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+        """One request on a kept-alive connection (a new one if Patrol closed it when idle)."""
+        while True:
+            reused = self._conn is not None
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(*self.address, timeout=10)
+            try:
+                self._conn.request(method, path, body=body)
+                resp = self._conn.getresponse()
+                status, payload = resp.status, resp.read()
+            except (ConnectionError, http.client.HTTPException):
+                self._close()
+                if reused:
+                    continue  # closed while idle: once more on a new connection
+                raise  # a new connection failed: Patrol did not answer
+            if resp.will_close:
+                self._close()
+            break
+        route = "/status/" if path.startswith("/status/") else path.split("?")[0]
+        self.answered[(f"{method} {route}", status)] += 1
+        assert status < 500, f"{method} {path}: {status} {payload[:500]!r}"
+        answer = strict_json(payload)
+        self.check(openapi.response_schema(route, method, status), answer, f"{method} {path} -> {status}")
+        if status == 200 and route == "/api/":
+            self.item(answer)
+        return status, answer
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def udp(self, datagram: bytes) -> Any:
+        """Send a datagram, then the sentinel's request; the fuzzed answer is what came before."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(10)
+            sock.sendto(datagram, self.udp_address)
+            sock.sendto(json.dumps({"id": SENTINEL, "group": "app"}).encode(), self.udp_address)
+            answers = []
+            while True:
+                answer = strict_json(sock.recv(65536))
+                self.check(openapi.schema("UdpAnswer"), answer, f"UDP {datagram[:200]!r}")
+                self.item(answer, history=False)
+                if answer["id"] == SENTINEL:
+                    break
+                answers.append(answer)
+        assert len(answers) <= 1, f"one datagram, {len(answers)} answers"
+        self.answered[("udp", 200 if answers else 0)] += 1  # 0: silence
+        return answers[0] if answers else None
+
+    def item(self, body: dict[str, Any], history: bool = True) -> None:
+        self.check_cas((body["group"], body["id"]), body["cas"])
+        if history:
+            assert len(body.get("history", [])) <= HISTORY, body
+
+    def check_cas(self, key: tuple[str, str], cas: int) -> None:
+        assert cas >= self.cas.get(key, 0), f"{key}: CAS went down from {self.cas[key]} to {cas}"
+        self.cas[key] = cas
+
+    def alive(self) -> None:
+        """Patrol still answers, and every item keeps the invariants."""
+        status, body = self.http("GET", "/status/")
+        assert status == 200
+        for group, table in (("app", body["apps"]), ("service", body["service"])):
+            for item_id, entry in table.items():
+                self.check_cas((group, item_id), entry["cas"])
+                assert len(entry.get("history", [])) <= HISTORY, (item_id, entry["history"])
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    factory = PatrolFactory(tmp_path_factory.mktemp("fuzz"))
+    service_command = factory.tmp_path / "fake-service"
+    service_command.write_text(FAKE_SERVICE.format(dir=factory.tmp_path))
+    service_command.chmod(0o755)
+    fast = ["TESTAPP_PING_DELAY=0.1", "TESTAPP_PING_EVERY=0.3"]
+    apps = {
+        "plain": factory.app(1),
+        "web": factory.app(3, env=fast),
+        "udp": factory.app(4, env=fast),
+        "pidapp": factory.app(2),
+        "vault": factory.app(1, secret=SECRET),
+        "crash": factory.app(1, env=["TESTAPP_EXIT=1"], **{"backoff-base": 0.2, "backoff-max": 0.5}),
+        "big": factory.app(1, disabled=True),  # the target of requests of the largest sizes
+        SENTINEL: factory.app(1, disabled=True),
+    }
+    for app_id, app in apps.items():
+        app["pid-path"] = f"{app_id}.pid"
+    service = {"management": "service", "service-command": str(service_command)}
+    services = {"db": {**service, "name": "DB", "service": "db"},
+                "locked": {**service, "name": "Locked", "service": "locked", "secret": SECRET}}
+    config = factory.config(apps=apps, services=services, history=HISTORY)
+    try:
+        p = factory.start(config, env=UNITTEST_ENV)
+        wait_for(lambda: len(p.app("crash").get("history", [])) >= 2, 15, "crash to start crashing")
+        yield Target(p)
+    finally:
+        factory.cleanup()
+
+
+# -- strategies ----------------------------------------------------------------------
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(),
+    st.text(max_size=40), st.sampled_from(["", "\x00", "\ud7ff\ue000", "app", "SERVICE", "💥" * 10, SECRET]),
+)
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.text(max_size=10), inner, max_size=4), max_leaves=12)
+ids = st.sampled_from(IDS + [i.upper() for i in IDS]) | st.text(max_size=30).filter(
+    lambda s: s.lower() != SENTINEL)
+groups = st.sampled_from(["app", "apps", "service", "services", "App", "SERVICES", "", " app"]) | st.text(max_size=12)
+
+
+def from_request_schema() -> st.SearchStrategy[dict[str, Any]]:
+    """Requests valid by the document's Request schema (types, ranges, nulls)."""
+    request = openapi.document()["components"]["schemas"]["Request"]
+    by_type: dict[str, Any] = {
+        "string": lambda s: st.text(max_size=30),
+        "boolean": lambda s: st.booleans(),
+        "integer": lambda s: st.integers(min_value=s["minimum"], max_value=s["maximum"]),
+        "object": lambda s: st.dictionaries(st.text(max_size=10), json_values, max_size=4),
+    }
+    fields = {name: by_type[s["type"][0]](s) | st.none() for name, s in request["properties"].items()}
+    return st.fixed_dictionaries({}, optional=fields)
+
+
+def value(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly a good value for a field, sometimes anything at all."""
+    return st.one_of(*[good] * 8, json_values)
+
+
+ITEMS = [(i, g) for i in IDS[:6] for g in ("app", "apps", "APP")] + [(i, g) for i in IDS[6:] for g in ("service",
+                                                                                                      "Services")]
+OPTIONS: dict[str, st.SearchStrategy[Any]] = {
+    "ping": st.booleans(),
+    "pid": st.sampled_from([0, 1, 2**32 - 1]) | st.integers(min_value=0, max_value=2**22),
+    "toggle": st.integers(min_value=0, max_value=9),
+    "history": st.booleans(),
+    "keyvalue": st.dictionaries(st.text(max_size=10), json_values, max_size=4),
+    "keyvalue-replace": st.booleans(),
+    "secret": st.sampled_from([SECRET, SECRET, SECRET.upper(), ""]),
+    "cas": st.sampled_from([0, 1]) | st.integers(min_value=0, max_value=200_000),
+}
+targeted = st.sampled_from(ITEMS).flatmap(lambda item: st.fixed_dictionaries(
+    {"id": st.just(item[0]), "group": st.just(item[1])}, optional={k: value(v) for k, v in OPTIONS.items()}))
+
+
+plausible = st.fixed_dictionaries({}, optional={
+    "id": value(ids),
+    "group": value(groups),
+    "ping": value(st.booleans()),
+    "pid": value(st.sampled_from([0, 1, 2**32 - 1, 2**32, -1]) | st.integers(min_value=0, max_value=2**22)),
+    "toggle": value(st.integers(min_value=0, max_value=9) | st.sampled_from([255, 256, 257, -1, 2**64])),
+    "history": value(st.booleans()),
+    "keyvalue": value(st.dictionaries(st.text(max_size=10), json_values, max_size=4)),
+    "keyvalue-replace": value(st.booleans()),
+    "secret": value(st.sampled_from([SECRET, SECRET.upper(), ""]) | st.text(max_size=20)),
+    "cas": value(st.integers(min_value=0, max_value=200_000) | st.sampled_from([2**64 - 1, 2**64, 10**30])),
+}) | st.dictionaries(st.text(max_size=20), json_values, max_size=5)
+requests = st.one_of(from_request_schema(), plausible, *[targeted] * 6)
+
+
+def loose_json(value: Any) -> bytes:
+    """As a careless client would send it: NaN and Infinity included."""
+    return json.dumps(value, allow_nan=True).encode("utf-8", "surrogatepass")
+
+
+def deep(depth: int, opener: str = "[") -> bytes:
+    closer = "]" if opener == "[" else "}"
+    inner = opener * depth + closer * depth if opener == "[" else '{"a":' * depth + "1" + "}" * depth
+    return f'{{"id": "plain", "group": "app", "keyvalue": {{"deep": {inner}}}}}'.encode()
+
+
+def sized(size: int) -> bytes:
+    """A valid request padded to exactly ``size`` bytes with a key/value (replaced each
+    time, so that one item only carries this much and every /status/ stays quick)."""
+    head = b'{"id": "big", "group": "app", "keyvalue-replace": true, "keyvalue": {"pad": "'
+    return head + b"x" * max(0, size - len(head) - 3) + b'"}}'
+
+
+bodies = st.one_of(
+    requests.map(loose_json),
+    json_values.map(loose_json),
+    st.binary(max_size=200),
+    st.sampled_from([b"", b" ", b"null", b"NaN", b"-Infinity", b"1e999", b'{"toggle": 1e400}', b'{"id": "\\ud800"}',
+                     b'{"cas": 123456789012345678901234567890123}', b'{"toggle": 1.0}', b'{"pid": 4.2e9}',
+                     b'{"id": "plain", "group": "app", "id": "web"}', b"\xef\xbb\xbf{}", b"{" * 5000]),
+    st.sampled_from([5, 50, 200, 500, 900, 2000, 20000]).flatmap(
+        lambda n: st.sampled_from([deep(n), deep(n, "{")])),
+    st.sampled_from([MAX_BODY - 1, MAX_BODY, MAX_BODY + 1, 2 * MAX_BODY]).map(sized),
+)
+datagrams = st.one_of(
+    requests.map(loose_json),
+    json_values.map(loose_json),
+    st.binary(max_size=200),
+    st.sampled_from([b"", b"null", b"NaN", b"[]", b'{"id": "\\ud800", "group": "app"}', b"{" * 1500]),
+    st.sampled_from([5, 50, 300, 600, 1000]).map(deep),
+    st.sampled_from([MAX_DATAGRAM - 1, MAX_DATAGRAM, MAX_DATAGRAM + 1]).map(sized),
+)
+query_keys = st.sampled_from([*QUERY_FIELDS, "ping", "pid", "keyvalue", "x", "", "ID"]) | st.text(max_size=8)
+query_values = st.one_of(
+    ids, groups, st.sampled_from(["0", "1", "7", "255", "256", "-1", "1.5", "٣", "0x10", " 1", "9" * 25, SECRET]),
+    st.integers(min_value=0, max_value=2**70).map(str), st.text(max_size=20),
+)
+targeted_queries = st.sampled_from(ITEMS).flatmap(lambda item: st.fixed_dictionaries(
+    {"id": st.just(item[0]), "group": st.just(item[1])},
+    optional={"toggle": value(st.integers(min_value=0, max_value=9).map(str)), "history": st.just(""),
+              "secret": value(st.sampled_from([SECRET, "", "wrong"])), "cas": value(st.sampled_from(["0", "1"]))},
+)).map(lambda query: urllib.parse.urlencode({k: str(v) for k, v in query.items()}))
+queries = st.one_of(
+    *[targeted_queries] * 4,
+    st.lists(st.tuples(query_keys, query_values), max_size=6).map(
+        lambda items: urllib.parse.urlencode(items, encoding="utf-8", errors="surrogatepass")),
+    st.text(max_size=40).map(lambda s: urllib.parse.quote(s, safe="%&=+;", errors="surrogatepass")),
+    st.sampled_from(["%", "%zz", "%ff%fe=1", "id=%00", "toggle=%EF%BC%91", "&&&", "=", "id", "history&history"]),
+)
+
+
+# -- the properties --------------------------------------------------------------------
+
+
+@FUZZ
+@given(body=bodies)
+@example(body=b'{"id": "plain", "group": "app", "keyvalue": {"n": NaN}}')  # answers carried NaN: not JSON
+@example(body=b'{"id": "plain", "group": "app", "keyvalue": {"n": 1e400}}')  # Infinity, the same
+@example(body=b'{"id": "web", "group": "app", "ping": true, "pid": 2222567777}')  # beyond pid_t: 500
+@example(body=deep(500))  # accepted, then the state file could never be written again
+def test_any_post_body_gets_a_documented_answer(target: Target, body: bytes) -> None:
+    status, _ = target.http("POST", "/api/", body)
+    if len(body) > MAX_BODY:
+        assert status == 413
+    target.alive()
+
+
+@FUZZ
+@given(query=queries)
+def test_any_query_gets_a_documented_answer(target: Target, query: str) -> None:
+    target.http("GET", "/api/?" + query)
+    target.alive()
+
+
+@FUZZ
+@given(datagram=datagrams)
+@example(datagram=b'{"id": "plain", "group": "app", "keyvalue": {"n": -Infinity}}')
+@example(datagram=b'{"id": "udp", "group": "app", "ping": true, "pid": 4294967295}')
+def test_any_datagram_gets_a_documented_answer_or_silence(target: Target, datagram: bytes) -> None:
+    answer = target.udp(datagram)
+    if len(datagram) > MAX_DATAGRAM:
+        assert answer is None
+    target.alive()
+
+
+def test_patrol_survived_and_still_supervises(target: Target) -> None:
+    """After the attack: valid requests still work on both transports, apps still run."""
+    p = target.p
+    before = {record["instance-id"] for record in p.app("crash").get("history", [])}
+    for app_id in ("plain", "crash"):  # enabled, no run-once: whatever the fuzzing left
+        assert target.http("POST", "/api/", json.dumps({"id": app_id, "group": "app", "toggle": 7}).encode())[0] == 200
+    pid = p.running_pid("plain", ready=True)
+    target.http("POST", "/api/", json.dumps({"id": "plain", "group": "app", "toggle": 3}).encode())
+    assert p.running_pid("plain", other_than=pid)
+    assert target.udp(json.dumps({"id": "plain", "group": "app"}).encode())["id"] == "plain"
+
+    def renewed() -> list[dict[str, Any]] | None:
+        history = p.app("crash").get("history", [])
+        return history if len(history) == HISTORY and not before & {r["instance-id"] for r in history} else None
+
+    crash = wait_for(renewed, 20, "crash's history to be made of new records only")
+    assert all(record["exit-code"] == 1 for record in crash)  # still restarted, still recorded
+    assert p.proc is not None and p.proc.poll() is None
+    log = p.log()
+    for trouble in ("Traceback", "request failed", "cannot write the state file"):
+        assert trouble not in log, log[-3000:]
+    probe = subprocess.run([sys.executable, "-m", "patrol", "status", "--url", f"http://{p.http}", "--json"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    assert probe.returncode == 0 and "plain" in json.loads(probe.stdout)["apps"]
+    if EXAMPLES >= 100:  # the strategies reached past validation, on every transport
+        for answered in ("POST /api/", 200), ("GET /api/", 200), ("udp", 200), ("POST /api/", 413):
+            assert target.answered[answered] >= 1, (answered, target.answered)
