@@ -138,11 +138,13 @@ class Api:
 
     # -- requests --------------------------------------------------------------------
 
-    def handle(self, request: Any, transport: str | None = None) -> Response:
+    def handle(self, request: Any, transport: str | None = None, *, history: bool = True) -> Response:
         """Apply one request; ``transport`` is the name of the transport it came by.
 
         A ``None`` transport (a library call) accepts pings for any ping keepalive.
         The response body is the item's state *before* the request (spec 7.2).
+        ``history=False`` leaves the history out of the answer (UDP never sends it, and
+        rendering it is most of the cost of a ping's answer).
         """
         if request is None:
             request = {}  # JSON null is an empty request (-> Unknown Group), as the original
@@ -163,7 +165,7 @@ class Api:
         if secret:
             given = req.get("secret", "")
             if not given:  # may read, changes nothing, and says so
-                body = self.render(runner, ids=True, private=False, stats=not ping)
+                body = self.render(runner, ids=True, history=history, private=False, stats=not ping)
                 body["cas-invalid"] = True
                 return Response(200, body)
             if not _same_secret(given, secret):
@@ -184,7 +186,7 @@ class Api:
         keyvalue = req.get("keyvalue") or {}
         if keyvalue and not cas_invalid and (problem := self._keyvalue_problem(runner, req)):
             return error(problem)
-        body = self.render(runner, ids=True, stats=not ping)
+        body = self.render(runner, ids=True, history=history, stats=not ping)
         toggle = req.get("toggle", 0) if not cas_invalid else 0
         with runner.state.session() as s:  # one request, one CAS bump
             if not cas_invalid:
@@ -339,8 +341,19 @@ class ProcessStats:
         self._page = os.sysconf("SC_PAGE_SIZE")
         # key -> (pid, process start in ticks, cpu ticks, monotonic time, last cpu%)
         self._last: dict[str, tuple[int, int, int, float, float]] = {}
+        # key -> (pid, monotonic time, the figures returned then)
+        self._recent: dict[str, tuple[int, float, dict[str, Any]]] = {}
 
     def sample(self, key: str, pid: int) -> dict[str, Any]:
+        now = time.monotonic()
+        cached = self._recent.get(key)
+        if cached is not None and cached[0] == pid and now - cached[1] < self.min_window:
+            return cached[2]  # no /proc read: a status page of 500 apps reads none twice a second
+        result = self._measure(key, pid, now)
+        self._recent[key] = (pid, now, result)
+        return result
+
+    def _measure(self, key: str, pid: int, now: float) -> dict[str, Any]:
         fields = _proc_stat(pid)
         if fields is None:
             self._last.pop(key, None)
@@ -350,7 +363,6 @@ class ProcessStats:
             started, rss_pages = int(fields[19]), int(fields[21])
         except (IndexError, ValueError):
             return {}
-        now = time.monotonic()
         last = self._last.get(key)
         if last is not None and last[:2] == (pid, started):
             _, _, last_cpu, last_time, last_percent = last

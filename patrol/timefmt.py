@@ -159,6 +159,23 @@ def format_time(ts: float, layout: str) -> str:
     nanos = round((ts - seconds) * 1e9)
     if nanos >= 1_000_000_000:
         seconds, nanos = seconds + 1, nanos - 1_000_000_000
+    if not _has_fraction(layout):
+        # a status page formats the same seconds over and over; the zone is part of the key
+        return _format_second(seconds, layout, time.tzname, time.timezone)
+    return _format(seconds, nanos, layout)
+
+
+@lru_cache(maxsize=64)
+def _has_fraction(layout: str) -> bool:
+    return any(not isinstance(c, str) and c.text[0] in ".," for c in chunks(layout or RFC3339))
+
+
+@lru_cache(maxsize=4096)
+def _format_second(seconds: int, layout: str, zone: tuple[str, str], offset: int) -> str:
+    return _format(seconds, 0, layout)
+
+
+def _format(seconds: int, nanos: int, layout: str) -> str:
     t = time.localtime(seconds)
     out = []
     for chunk in chunks(layout or RFC3339):

@@ -97,7 +97,7 @@ class UdpTransport(Transport):
         if request is None or not udp_allowed(self.patrol, request):  # with http.auth: pings only
             return None
         try:
-            result = self.api.handle(request, "udp")
+            result = self.api.handle(request, "udp", history=False)
         except Exception as exc:  # noqa: BLE001 - a datagram must never take Patrol down
             log.error("udp request failed", error=type(exc).__name__)
             return None
