@@ -53,6 +53,9 @@ class Store:
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             self._lock()
+            # key/values of items with a secret live here: readable by Patrol's user only
+            # (SQLite creates its -wal and -shm files with the database's mode)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         # a short busy timeout: a write waits on the event loop, so never for long
         self.db = sqlite3.connect(path, timeout=0.1, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -62,7 +65,7 @@ class Store:
 
     def _lock(self) -> None:
         lock_path = self.path + ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -451,3 +451,13 @@ def test_a_broken_plugin_check_is_an_error_not_a_traceback():
     methods = fakes.methods(keepalives=(fakes.PidPatrol, Broken))
     assert errors_of(with_app(keepalive="broken"), methods) == [
         "config.json: apps.app: broken could not check it (RuntimeError: boom)"]
+
+
+def test_a_secret_of_the_wrong_type_is_not_repeated_in_the_error():
+    from patrol.testing import item_errors
+
+    app = {"keepalive": 1, "name": "A", "binary": "a", "working-directory": "/srv", "log-directory": "l",
+           "pid-path": "a.pid", "secret": 987654321}
+    errors = item_errors("apps", app)
+    assert any("secret" in e and "must be a string (got number)" in e for e in errors), errors
+    assert not any("987654321" in e for e in errors)

@@ -179,3 +179,12 @@ def test_reload_through_the_client_and_the_api(patrol):
     assert out.returncode == 1 and "reload refused" in out.stderr
     assert p.request("GET", "/-/reload")[0] == 405
     assert p.app("a")["pid"] == pid
+
+
+def test_the_state_file_is_readable_by_patrols_user_only(patrol):
+    p = patrol.start(patrol.config(apps={"a": patrol.app(1, secret="s3cret-value", disabled=True)}))
+    db = p.config_path.with_suffix(".state.db")
+    wait_for(db.exists, 10)
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + ".lock")):
+        if path.exists():
+            assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"

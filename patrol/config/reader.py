@@ -62,10 +62,17 @@ def show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def got(value: Any) -> str:
-    """``(got number 5)``: the JSON type too, since the type is usually what is wrong."""
+#: keys whose values are never repeated in a message (it may reach a log or a terminal)
+SECRET_KEYS = frozenset({"secret", "token", "password"})
+
+
+def got(value: Any, *, hide: bool = False) -> str:
+    """``(got number 5)``: the JSON type too, since the type is usually what is wrong.
+
+    ``hide``: only the type, for values that may be secrets.
+    """
     kind = json_type(value)
-    return f"(got {kind})" if kind == "null" else f"(got {kind} {show(value)})"
+    return f"(got {kind})" if kind == "null" or hide else f"(got {kind} {show(value)})"
 
 
 def warn_duplicates(report: Report, path: str, data: Mapping[str, Any]) -> None:
@@ -169,7 +176,8 @@ class Section:
         if value is None:
             return default
         if not kind.accepts(value):
-            self.report.error(self.at(key), f"must be {kind.name} {got(value)}")
+            hide = key.casefold() in SECRET_KEYS
+            self.report.error(self.at(key), f"must be {kind.name} {got(value, hide=hide)}")
             self._failed.add(key.casefold())
             return default
         return kind.convert(value)
