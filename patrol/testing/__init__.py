@@ -314,6 +314,36 @@ class PatrolFactory:
         kill_marked(self.marker)
 
 
+#: Debian's Chromium, as .ci/run installs it; the flags keep it off the network
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium driven by playwright, one per test module.
+
+    Skipped (with how to install it) when playwright or Chromium is missing, except on CI
+    (``CI`` set), where a missing browser is an install step gone wrong: it fails.
+    """
+    missing = None
+    try:
+        from playwright import sync_api
+    except ImportError:
+        missing = "playwright is not installed (pip install playwright; never 'playwright install')"
+    if missing is None and not os.access(CHROMIUM, os.X_OK):
+        missing = f"{CHROMIUM} is not installed (apt-get install chromium chromium-driver)"
+    if missing is not None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(missing)
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
 @pytest.fixture
 def patrol(tmp_path: Path) -> Iterator[PatrolFactory]:
     """Start real ``patrol run`` processes; everything they started is killed after."""
