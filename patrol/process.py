@@ -31,7 +31,6 @@ from .signals import SignalRouter
 log = structlog.get_logger("patrol.process")
 
 PR_SET_CHILD_SUBREAPER = 36
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: pid_t is a signed 32-bit integer: a larger pid (the API accepts the original's uint32
 #: range in pings) names no process, and os.kill() and friends raise OverflowError on it.
 PID_T_MAX = 2**31 - 1
@@ -225,11 +224,6 @@ def start_time(pid: int) -> int | None:
     if not fields or len(fields) < 20:
         return None
     return int(fields[19])
-
-
-def start_time_seconds(pid: int) -> float | None:
-    ticks = start_time(pid)
-    return None if ticks is None else ticks / _CLK_TCK
 
 
 def getpgid(pid: int) -> int:
