@@ -33,7 +33,7 @@ from jsonschema.exceptions import best_match
 
 from patrol import openapi
 from patrol.http import MAX_BODY, QUERY_FIELDS
-from patrol.testing import UNITTEST_ENV, PatrolFactory, PatrolProcess, wait_for
+from patrol.testing import PatrolFactory, PatrolProcess, UNITTEST_ENV, strict_json, wait_for
 
 EXAMPLES = int(os.environ.get("PATROL_FUZZ_EXAMPLES", "150"))
 #: no shrinking: the state of the live Patrol changes under every example, so a shrunk
@@ -53,13 +53,6 @@ case "$2" in
     stop) rm -f "$dir/$1.running" ;;
 esac
 """
-
-
-def strict_json(payload: bytes) -> Any:
-    """JSON as a strict client parses it: NaN and Infinity are not JSON."""
-    def refuse(constant: str) -> Any:
-        raise ValueError(f"not JSON: {constant}")
-    return json.loads(payload, parse_constant=refuse)
 
 
 class Target:

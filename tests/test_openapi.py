@@ -27,7 +27,7 @@ from openapi_spec_validator import validate as validate_openapi
 from patrol import openapi
 from patrol.api import FIELDS, LIMITS
 from patrol.http import MAX_BODY, QUERY_FIELDS
-from patrol.testing import PatrolFactory, PatrolProcess, wait_for
+from patrol.testing import PatrolFactory, PatrolProcess, strict_json, wait_for
 
 SECRET = "open-sesame"
 #: documented keys no scenario here can show, and why
@@ -45,13 +45,6 @@ case "$2" in
     stop) rm -f "$dir/$1.running" ;;
 esac
 """
-
-
-def strict_json(payload: bytes) -> Any:
-    """JSON as a strict client parses it: NaN and Infinity are not JSON."""
-    def refuse(constant: str) -> Any:
-        raise ValueError(f"not JSON: {constant}")
-    return json.loads(payload, parse_constant=refuse)
 
 
 def check(schema: dict[str, Any], body: Any, where: str) -> None:

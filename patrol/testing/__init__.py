@@ -34,6 +34,18 @@ class Timeout(AssertionError):
     pass
 
 
+def strict_json(payload: bytes) -> Any:
+    """JSON as a strict client parses it: NaN and Infinity are not JSON.
+
+    Independent of Patrol's own parser, so tests check Patrol's answers from outside.
+    """
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(payload, parse_constant=refuse)
+
+
 def load_item(group: str, item: dict[str, Any], item_id: str = "x") -> Any:
     """Load one app (``group="apps"``) or service (``"services"``) through the real
     config loader and the installed plugins: the model a plugin will be handed.
