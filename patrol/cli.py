@@ -15,8 +15,6 @@ import json
 import sys
 from typing import Sequence
 
-from . import __version__
-
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
@@ -25,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="patrol",
         description="Keep apps and services alive; watch and steer them over HTTP, UDP and a web GUI.",
     )
-    parser.add_argument("--version", action="version", version=f"patrol {__version__}")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print Patrol's version and each installed plugin's, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="supervise the apps and services of a config file")
@@ -44,6 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     client.add_commands(sub)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the kernel and every plugin, read from metadata only.
+
+    Worked out when asked for, not when the parser is built, so other commands do not
+    pay for reading every installed distribution.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from .versions import describe
+
+        print(describe())
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,6 +105,7 @@ def _load(path: str):  # type: ignore[no-untyped-def]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    _log_to_stderr()
     loaded = _load(args.config)
     if isinstance(loaded, int):
         return loaded
@@ -100,6 +119,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from .plugins import PluginLoadError, Plugins
 
+    _log_to_stderr()
     try:
         plugins = Plugins()
     except PluginLoadError as exc:
@@ -115,6 +135,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for f in info["failed"]:
         print(f"{f['name']:<20} FAILED: {f['error']}")
     return EXIT_OK
+
+
+def _log_to_stderr() -> None:
+    """Log lines (a plugin that failed to load) go to stderr: stdout is the answer
+    (``patrol plugins --json`` must stay one JSON document)."""
+    from . import log
+
+    log.setup("auto", "warning")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

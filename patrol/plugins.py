@@ -3,8 +3,10 @@
 Only this module calls ``pm.hook``. It loads each entry point of the ``patrol`` group in
 its own ``try`` so that one broken plugin never stops Patrol from starting (or
 ``patrol --help`` from working): the plugin is unregistered, whatever it registered is
-removed, and it is listed as failed by ``patrol plugins``. Set ``PATROL_STRICT_PLUGINS=1``
-(CI does) to turn any load failure into an error instead.
+removed, and it is listed as failed by ``patrol plugins``. A plugin whose distribution
+declares a kernel range that does not hold this kernel is not even imported
+(:mod:`patrol.versions`). Set ``PATROL_STRICT_PLUGINS=1`` (CI does) to turn any load
+failure into an error instead.
 
 Environment:
 
@@ -29,10 +31,10 @@ from .keepalive import KeepAlive
 from .registry import Register, Registry
 from .service import ServiceBackend
 from .transport import Transport
+from .versions import ENTRY_POINT_GROUP, IncompatiblePlugin, kernel_misfit
 
 log = structlog.get_logger("patrol.plugins")
 
-ENTRY_POINT_GROUP = "patrol"
 #: Kernel plugins registered before entry points, through the same hooks.
 DEFAULT_PLUGINS = ("patrol.http",)
 #: registration hook -> attribute holding its registry
@@ -110,6 +112,10 @@ class Plugins:
                     continue
                 dist = ep.dist.name if ep.dist else ""
                 version = ep.dist.version if ep.dist else ""
+                misfit = kernel_misfit(ep.dist)
+                if misfit:  # refused from its metadata: none of its code runs
+                    self._fail(ep.name, dist, version, IncompatiblePlugin(misfit))
+                    continue
                 self._load(ep.name, ep.load, dist=dist, version=version)
 
     # -- loading ---------------------------------------------------------------------
@@ -157,7 +163,10 @@ class Plugins:
             self.pm.unregister(plugin, name=name)
 
     def _fail(self, name: str, dist: str, version: str, exc: BaseException) -> None:
-        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        if isinstance(exc, IncompatiblePlugin):
+            error = f"incompatible: {exc}"
+        else:
+            error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         if self.strict:
             raise PluginLoadError(f"plugin {name!r} failed to load: {error}") from exc
         log.error("plugin failed to load", plugin=name, dist=dist, error=error)
