@@ -165,12 +165,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import sqlite3
 
-    from .store import StateFileLocked, Store, default_path
+    from .store import StateFileLocked, StateFileTooNew, Store, default_path
 
     state_file = config.state_file or default_path(str(config.source) if config.source else None)
     try:
         store = Store(state_file)
-    except (StateFileLocked, OSError, sqlite3.Error) as exc:
+    except (StateFileLocked, StateFileTooNew, OSError, sqlite3.Error) as exc:
         logger.error("cannot open the state file", file=state_file, error=str(exc))
         return EXIT_INVALID
     try:

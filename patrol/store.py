@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS history (
     PRIMARY KEY (grp, id, seq)
 );
 """
+#: The layout above, recorded in SQLite's ``user_version``. Patrol 0.1 left it at 0 with
+#: this same layout, so 0 is read as 1. Bump it (and migrate older files where they are
+#: opened) whenever the tables change in a way an older Patrol would misread.
+SCHEMA_VERSION = 1
 #: State fields kept in the item row (the rest is derived or per-process).
 FIELDS = (
     "cas", "keyvalue", "instance_id", "started", "lastseen", "disabled", "restart", "run_once",
@@ -42,6 +46,10 @@ FIELDS = (
 
 class StateFileLocked(Exception):
     """Another Patrol already uses this state file."""
+
+
+class StateFileTooNew(Exception):
+    """The state file was written by a newer Patrol, in a layout this one does not know."""
 
 
 class Store:
@@ -58,10 +66,25 @@ class Store:
             os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         # a short busy timeout: a write waits on the event loop, so never for long
         self.db = sqlite3.connect(path, timeout=0.1, isolation_level=None, check_same_thread=False)
+        found = self._check_version()  # before anything writes to the file
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        if found < SCHEMA_VERSION:
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._saved_history: dict[tuple[str, str], int] = {}
+
+    def _check_version(self) -> int:
+        """Refuse a file from a newer Patrol instead of misreading or rewriting it."""
+        found: int = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if found > SCHEMA_VERSION:
+            self.close()
+            raise StateFileTooNew(
+                f"state file {self.path} has layout version {found}, written by a newer Patrol; "
+                f"this one reads up to version {SCHEMA_VERSION}. Run the newer Patrol, or give "
+                "this config another state-file (the file was left unchanged)"
+            )
+        return found
 
     def _lock(self) -> None:
         lock_path = self.path + ".lock"
