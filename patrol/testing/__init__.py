@@ -138,11 +138,16 @@ def write_testapp(directory: Path, name: str = "testapp") -> Path:
 
 
 class PatrolProcess:
-    """A real ``patrol run`` in a subprocess, with helpers to talk to it."""
+    """A real ``patrol run`` in a subprocess, with helpers to talk to it.
+
+    ``command`` is the ``patrol`` to run (default: this Python's ``-m patrol``); give an
+    installed ``.../bin/patrol`` to test an installation.
+    """
 
     def __init__(self, workdir: Path, config: dict[str, Any], marker: str, env: dict[str, str] | None = None,
-                 suffix: str = ".json") -> None:
+                 suffix: str = ".json", command: list[str] | None = None) -> None:
         self.workdir = workdir
+        self.command = command or [sys.executable, "-m", "patrol"]
         self.marker = marker
         self.config = config
         self.config_path = workdir / f"patrol-{marker[:8]}{suffix}"
@@ -162,8 +167,7 @@ class PatrolProcess:
         self.write_config()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "patrol", "run", str(self.config_path), "--log-format", "json",
-             "--log-level", "debug"],
+            [*self.command, "run", str(self.config_path), "--log-format", "json", "--log-level", "debug"],
             cwd=self.workdir, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         if wait and self.http:
