@@ -12,6 +12,8 @@ so a POST survives the redirect). Every error is a JSON ``{"errors": [...]}`` wi
 get 403 (a web page must not be able to toggle apps through a visitor's browser).
 Every route is behind :class:`patrol.auth.Gate`: ``http.auth``, the rate limit beyond
 loopback and the DNS-rebinding check; guesses of item secrets are throttled here.
+Connections are accepted and timed by :mod:`patrol.http_connections` (deadlines, a cap
+that idle connections make room under, descriptors kept for the apps).
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import structlog
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from . import auth
+from . import auth, descriptors
 from .hookspecs import hookimpl
+from .http_connections import Limits, Listener
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -90,29 +93,35 @@ class HttpTransport(Transport):
     def __init__(self, patrol: "Supervisor", api: "Api") -> None:
         super().__init__(patrol, api)
         self.app = build_app(patrol, api)
-        self._server: uvicorn.Server | None = None
+        self.listener: Listener | None = None
         self._sock: socket.socket | None = None
 
     async def start(self) -> None:
+        descriptors.raise_soft_limit()
         host, port = parse_listen(self.patrol.config.http.listen, 8421)
         self._sock = bind(host, port)
         self._sock.listen(1024)
         config = uvicorn.Config(
             self.app, lifespan="off", log_config=None, access_log=False,
-            date_header=False, server_header=False, limit_concurrency=512,
+            date_header=False, server_header=False,
+            limit_concurrency=None,  # the listener caps connections (and pauses accept, never 503)
             proxy_headers=False,  # the peer address is the socket's: X-Forwarded-For is not believed
         )
         config.load()
-        server = uvicorn.Server(config)
-        server.lifespan = config.lifespan_class(config)
-        await server.startup(sockets=[self._sock])
-        self._server = server
+        self.listener = Listener(self._sock, config, self._limits)
+        self.listener.start()
+
+    def _limits(self) -> Limits:
+        config = self.patrol.config
+        return Limits(client_timeout=config.http.client_timeout, max_connections=config.http.max_connections,
+                      items=len(config.apps) + len(config.services))
 
     async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.config.timeout_graceful_shutdown = 1
-            await server.shutdown(sockets=[self._sock] if self._sock else None)
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            await listener.close()
+        if self._sock is not None:
+            self._sock.close()
         self._sock = None
 
     @property
@@ -185,7 +194,7 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
     if gui is not None:
         routes += gui.routes(patrol, api)
     access = auth.Access(patrol)  # every route is behind the gate: rate limit, then http.auth
-    return Starlette(routes=routes, exception_handlers={Exception: internal_error},
+    return Starlette(routes=routes, exception_handlers={ClientDisconnect: client_left, Exception: internal_error},
                      middleware=[Middleware(auth.Gate, access=access)])
 
 
@@ -210,6 +219,12 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     """A bug must still answer in the API's shape (and never echo the request)."""
     log.error("request failed", path=request.url.path, method=request.method, error=type(exc).__name__)
     return errors(500, "Internal Error: see Patrol's log")
+
+
+async def client_left(request: Request, exc: Exception) -> Response:
+    """The client went away (or was cut off by its deadline) while sending its body: no
+    bug, and nobody to answer."""
+    return errors(400, "Invalid Request: the client disconnected")
 
 
 def cross_site(request: Request) -> str | None:

@@ -1,4 +1,5 @@
-"""(new) Who may use the listeners: ``http.auth``, ``http.insecure-no-auth``, ``http.rate-limit``.
+"""(new) Who may use the listeners, and how much: ``http.auth``, ``http.insecure-no-auth``,
+``http.rate-limit``, ``http.client-timeout``, ``http.max-connections``, ``udp.answer``.
 
 The original Patrol had no authentication and told users never to expose it. Here an
 HTTP listener that other machines can reach must have a token (``http.auth.token`` or,
@@ -20,12 +21,19 @@ from dataclasses import replace
 from typing import Any, Mapping
 
 from .model import AppConfig, HttpAuth, Listen
-from .reader import BOOL, NUMBER, OBJECT, Report, Section, show
+from .reader import BOOL, INT, NUMBER, OBJECT, STRING, Report, Section, show
 
 TOKEN_MIN = 16
 TOKEN_MAX = 1024
 TOKEN_FILE_MAX = 64 * 1024
 GENERATE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+#: ``http.client-timeout`` bounds (seconds): below, a slow but honest client is cut off
+#: mid-request; above, an idle connection holds its slot for an hour
+CLIENT_TIMEOUT = (0.1, 3600.0)
+#: ``http.max-connections`` bounds
+MAX_CONNECTIONS = (1, 65536)
+#: ``udp.answer``: what the UDP transport answers (see patrol_keepalive_udp)
+UDP_ANSWERS = ("full", "pings-only", "minimal")
 
 
 def read_http_access(sec: Section, listen: Listen) -> Listen:
@@ -53,7 +61,29 @@ def read_http_access(sec: Section, listen: Listen) -> Listen:
     elif insecure and not auth_failed:
         sec.report.warn(sec.at("insecure-no-auth"), "on a loopback address it only turns off the check that "
                         "keeps web pages from reaching Patrol through DNS rebinding (any Host is answered)")
-    return replace(listen, auth=auth, insecure_no_auth=insecure, rate_limit=rate)
+    low, high = CLIENT_TIMEOUT
+    timeout = sec.get("client-timeout", NUMBER, Listen.client_timeout)
+    if not low <= timeout <= high:
+        sec.report.error(sec.at("client-timeout"), f"must be between {low:g} and {high:g} seconds (got {timeout:g})")
+        timeout = Listen.client_timeout
+    low_n, high_n = MAX_CONNECTIONS
+    connections = sec.get("max-connections", INT, Listen.max_connections)
+    if not low_n <= connections <= high_n:
+        sec.report.error(sec.at("max-connections"), f"must be between {low_n} and {high_n} (got {connections})")
+        connections = Listen.max_connections
+    return replace(listen, auth=auth, insecure_no_auth=insecure, rate_limit=rate, client_timeout=timeout,
+                   max_connections=connections)
+
+
+def read_udp_access(sec: Section, listen: Listen) -> Listen:
+    """``listen`` with the ``udp`` section's ``answer``; warns when UDP leaves loopback."""
+    answer = sec.get("answer", STRING, Listen.answer)
+    if answer not in UDP_ANSWERS:
+        sec.report.error(sec.at("answer"), f"must be one of {', '.join(map(json.dumps, UDP_ANSWERS))} "
+                         f"(got {json.dumps(answer[:40])})")
+        answer = Listen.answer
+    warn_udp_beyond_loopback(sec, listen)
+    return replace(listen, answer=answer)
 
 
 def warn_udp_beyond_loopback(sec: Section, listen: Listen) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from ..registry import Registry
 from ..timefmt import validate_layout
-from .access import read_http_access, warn_unauthenticated_pings, warn_udp_beyond_loopback
+from .access import read_http_access, read_udp_access, warn_unauthenticated_pings
 from .items import read_app, read_service
 from .model import (HISTORY, HTTP_LISTEN_DEFAULT, PING_TIMEOUT, TICK_EVERY, UDP_LISTEN_DEFAULT,
                     AppConfig, Listen, PatrolConfig)
@@ -154,7 +154,7 @@ def _listen(top: Section, key: str, default: str) -> Listen:
     if key == "http":
         listen = read_http_access(sec, listen)
     else:
-        warn_udp_beyond_loopback(sec, listen)
+        listen = read_udp_access(sec, listen)
     sec.warn_unread()
     return listen
 

@@ -148,8 +148,15 @@ class Listen:
     auth: HttpAuth | None = None
     #: (new, http only) serve beyond loopback without auth: a loud warning instead of an error
     insecure_no_auth: bool = False
-    #: (new, http only) requests per second per client address beyond loopback; 0 = no limit
+    #: (new, http only) requests per second per client beyond loopback; 0 = no limit
     rate_limit: float = 100.0
+    #: (new, http only) seconds a client may take to send a request (head and body), or
+    #: stall reading an answer, before its connection is closed
+    client_timeout: float = 10.0
+    #: (new, http only) HTTP connections open at once, at most (fewer when descriptors are short)
+    max_connections: int = 512
+    #: (new, udp only) what UDP answers: "full", "pings-only" or "minimal"
+    answer: str = "full"
 
 
 @dataclass(frozen=True)
