@@ -13,8 +13,6 @@ refused, group checks happen after lower-casing, a pid-less ping never leaves a 
 from __future__ import annotations
 
 import difflib
-import hashlib
-import hmac
 import json
 import os
 import signal
@@ -22,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .compare import same_secret
 from .state import TOGGLES, HistoryRecord
 from .timefmt import format_time
 
@@ -77,6 +76,9 @@ def validate_request(request: Any) -> list[str]:
         return [f"request: must be a JSON object (got {_json_type(request)})"]
     problems = []
     for key, value in request.items():
+        if not _is_text(key):  # not echoed: it could not be written out as text
+            problems.append(f"request: a field name {NOT_TEXT}")
+            continue
         expected = FIELDS.get(key)
         if expected is None:
             problems.append(f"{_shorten(key)}: unknown field{_did_you_mean(key)} (known: {', '.join(FIELDS)})")
@@ -90,18 +92,50 @@ def validate_request(request: Any) -> list[str]:
                 problems.append(f"{key}: must be between 0 and {LIMITS[key]} (got {_shorten(str(value))})")
         elif not isinstance(value, expected):
             problems.append(f"{key}: must be {_json_names[expected]} (got {_json_type(value)})")
-        elif expected is dict and _nesting(value) > MAX_KEYVALUE_DEPTH:
-            problems.append(f"{key}: arrays and objects nested more than {MAX_KEYVALUE_DEPTH} levels deep")
+        elif expected is str and not _is_text(value):
+            problems.append(f"{key}: {NOT_TEXT}")
+        elif expected is dict:
+            depth, text = _walk(value)
+            if depth > MAX_KEYVALUE_DEPTH:
+                problems.append(f"{key}: arrays and objects nested more than {MAX_KEYVALUE_DEPTH} levels deep")
+            elif not text:
+                problems.append(f"{key}: a key or value {NOT_TEXT}")
     return problems
 
 
-def _nesting(value: Any) -> int:
-    """How deep arrays and objects are nested in ``value`` (level by level, not recursive)."""
-    depth, level = 0, [value]
+#: JSON can escape a lone UTF-16 surrogate ("\ud800"), which decodes to a str that no
+#: UTF-8 encoder, state file or page template accepts: refused at the door, in every field
+NOT_TEXT = "is not valid Unicode text (it holds a lone UTF-16 surrogate)"
+
+
+def _is_text(value: str) -> bool:
+    """Is ``value`` made of Unicode scalar values only (no lone surrogates)?"""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _walk(value: Any) -> tuple[int, bool]:
+    """(how deep arrays and objects are nested in ``value``, whether every key and
+    string in it is valid text), level by level, not recursive."""
+    depth, level, text = 0, [value], True
     while containers := [v for v in level if isinstance(v, (dict, list))]:
         depth += 1
-        level = [item for v in containers for item in (v.values() if isinstance(v, dict) else v)]
-    return depth
+        level = []
+        for container in containers:
+            if isinstance(container, dict):
+                text = text and all(_is_text(k) for k in container)
+                level.extend(container.values())
+            else:
+                level.extend(container)
+        text = text and all(_is_text(v) for v in level if isinstance(v, str))
+        if depth > MAX_KEYVALUE_DEPTH:
+            break
+    return depth, text
 
 
 _json_names = {str: "a string", bool: "true or false", dict: "an object"}
@@ -122,11 +156,6 @@ def _did_you_mean(key: str) -> str:
 
 def _shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _same_secret(given: str, secret: str) -> bool:
-    """Constant time, and independent of the secret's length (both sides are hashed)."""
-    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(secret.encode()).digest())
 
 
 class Api:
@@ -168,7 +197,7 @@ class Api:
                 body = self.render(runner, ids=True, history=history, private=False, stats=not ping)
                 body["cas-invalid"] = True
                 return Response(200, body)
-            if not _same_secret(given, secret):
+            if not same_secret(given, secret):
                 return error("Secret Invalid")
         if ping or pid:
             keepalive = getattr(runner, "keepalive", None)

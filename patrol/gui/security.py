@@ -10,6 +10,9 @@
 * **Log unlocks.** Logs of an item with a secret need the secret; after it was entered
   once, an HttpOnly cookie holding an HMAC of (item, secret) opens them, so the secret
   itself never travels in URLs or links (the original put it in every log link).
+* **Comparisons** of tokens, MACs and cookies go through :func:`patrol.compare.same_secret`:
+  a cookie or form field holds whatever text the client likes (``hmac.compare_digest``
+  raised ``TypeError`` on non-ASCII text: a 500 on every page).
 * **Headers.** A strict Content-Security-Policy (no inline script or style, nothing from
   other hosts), no framing (clickjacking), no MIME sniffing of log files.
 """
@@ -26,6 +29,8 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+from ..compare import same_secret
 
 CSRF_COOKIE = "patrol_csrf"
 FLASH_COOKIE = "patrol_flash"
@@ -54,7 +59,7 @@ class Guard:
     # -- CSRF ------------------------------------------------------------------------
 
     def set_csrf_cookie(self, request: Request, response: Response) -> None:
-        if not hmac.compare_digest(request.cookies.get(CSRF_COOKIE, ""), self.csrf_token):
+        if not same_secret(request.cookies.get(CSRF_COOKIE, ""), self.csrf_token):
             _cookie(response, CSRF_COOKIE, self.csrf_token)
 
     def check_post(self, request: Request, form: Mapping[str, str]) -> str | None:
@@ -73,9 +78,9 @@ class Guard:
                 return "the form was sent from another site (Referer does not match)"
         field = form.get("csrf", "")
         cookie = request.cookies.get(CSRF_COOKIE, "")
-        if not field or not hmac.compare_digest(field, self.csrf_token):
+        if not field or not same_secret(field, self.csrf_token):
             return "the form has expired (Patrol restarted?): reload the page and try again"
-        if not hmac.compare_digest(cookie, self.csrf_token):
+        if not same_secret(cookie, self.csrf_token):
             return "the form's cookie is missing: allow cookies for Patrol, reload and try again"
         return None
 
@@ -92,7 +97,7 @@ class Guard:
         if raw is None:
             return None
         value, _, mac = raw.rpartition(".")
-        if not value or not hmac.compare_digest(mac, self._mac("flash", value)):
+        if not value or not same_secret(mac, self._mac("flash", value)):
             return None
         try:
             data = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
@@ -112,10 +117,10 @@ class Guard:
 
     def unlocked(self, request: Request, group: str, item_id: str, secret: str) -> bool:
         cookie = request.cookies.get(UNLOCK_PREFIX + f"{group}_{item_id}", "")
-        return bool(cookie) and hmac.compare_digest(cookie, self._mac("unlock", group, item_id, secret))
+        return bool(cookie) and same_secret(cookie, self._mac("unlock", group, item_id, secret))
 
     def _mac(self, purpose: str, *parts: str) -> str:
-        message = "\0".join((purpose, *parts)).encode()
+        message = "\0".join((purpose, *parts)).encode("utf-8", "surrogatepass")
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
 
