@@ -11,17 +11,23 @@ The threat model is in SECURITY.md. In short:
   carrying that secret, is let in without the token. The secret is the app's own
   credential (the original protocol already sends it with every ping), and it only ever
   gives power over that one app. Apps without a secret must send the token.
-* **Guessing is throttled.** A client address that sends ``FAILURES_ALLOWED`` wrong
-  tokens, or wrong secrets of one item, within ``FAILURE_WINDOW`` seconds gets 429 for
-  that credential for ``BLOCK_SECONDS`` (and the block is logged). It is counted per
-  (address, credential), so someone guessing one app's secret from 127.0.0.1 cannot
-  lock out the pings of every other app on the machine.
+* **Guessing is throttled**, over HTTP and UDP alike (:class:`Guesses`, one per Patrol).
+  A client that sends ``FAILURES_ALLOWED`` wrong tokens, or wrong secrets of one item,
+  within ``FAILURE_WINDOW`` seconds is refused for that credential for
+  ``BLOCK_SECONDS``, even with the right one (HTTP: 429; UDP: silence). A client is
+  what one attacker can cheaply be (:func:`client_key`): all of loopback (127.0.0.0/8,
+  ::1, IPv4-mapped forms) is one client, and so is an IPv6 /64. It is counted per
+  (client, credential), so someone guessing one app's secret cannot lock out the pings
+  of every other app on the machine. Failures and refusals are logged at a bounded rate
+  (:mod:`patrol.ratelog`), with the client and the credential's name, never the value.
 * **Request rate.** Addresses beyond loopback may send at most ``http.rate-limit``
   requests per second each (bursts of twice that); loopback is exempt, because every
   local app pings from it and a cap there would only hurt them.
-* **UDP** cannot carry a token. With ``http.auth`` on, the UDP API answers pings only
-  (:func:`udp_allowed`): otherwise any local user could toggle items over UDP, past
-  the token that guards the same actions over HTTP.
+* **Pings only.** The token-less HTTP ping above and every UDP request with ``http.auth``
+  on (UDP cannot carry a token) pass the same check, :func:`is_ping_only`: a ping and
+  nothing else (no toggle, no key/values). Otherwise a secret that keeps an app alive
+  would also toggle it and write its key/values past the token, and any local user could
+  toggle items over UDP.
 * Client addresses are the socket's: ``X-Forwarded-For`` is never believed.
 * **DNS rebinding.** Without ``http.auth``, a web page could point a name it controls at
   127.0.0.1 and then talk to Patrol "same-origin", past every cross-site check. Such a
@@ -43,6 +49,7 @@ import hmac
 import ipaddress
 import json
 import time
+import weakref
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote, urlencode
@@ -52,7 +59,10 @@ from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .api import validate_request
+from .compare import same_secret as same_secret  # re-exported: the GUI compares secrets through this module
 from .config.access import is_loopback
+from .ratelog import QuietLog
 
 if TYPE_CHECKING:
     from .config.model import HttpAuth
@@ -77,11 +87,6 @@ OPEN_PREFIXES = ("/static/",)
 log = structlog.get_logger("patrol.auth")
 
 
-def same_secret(given: str, secret: str) -> bool:
-    """Constant time, and independent of the secret's length (both sides are hashed)."""
-    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(secret.encode()).digest())
-
-
 def item_credential(group: str, item_id: str) -> str:
     """The throttle's name for the secret of one item."""
     return f"{group}/{item_id}"
@@ -96,12 +101,32 @@ def client_of(scope: Scope) -> str:
     return host or "unknown"
 
 
-@functools.lru_cache(maxsize=1024)  # asked on every request: parse each address once
-def _is_loopback_client(host: str) -> bool:
+#: the client key of every loopback address
+LOOPBACK = "loopback"
+
+
+@functools.lru_cache(maxsize=4096)  # asked on every request and datagram: parse each address once
+def client_key(host: str) -> str:
+    """Who a peer address is, for throttles and rate limits: what one attacker can
+    cheaply be counts as one client. Every loopback address (127.0.0.0/8, ``::1``, and
+    their IPv4-mapped forms) is ``"loopback"``: any local user can bind 127.0.0.2, and a
+    count per address would give them 16 million. An IPv6 address is its /64 (one host
+    usually gets a whole /64). An IPv4 address is itself."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host.partition("%")[0])  # a zone index (fe80::1%eth0) is no new client
     except ValueError:
-        return False
+        return host or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return LOOPBACK
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _is_loopback_client(host: str) -> bool:
+    return client_key(host) == LOOPBACK
 
 
 @functools.lru_cache(maxsize=1024)
@@ -123,7 +148,9 @@ def host_is_address(host: str) -> bool:
 
 
 class Throttle:
-    """Failed attempts per (client address, credential); too many block that pair for a while."""
+    """Failed attempts per (client, credential); too many block that pair for a while.
+
+    ``client`` is a :func:`client_key`; callers with a peer address use :class:`Guesses`."""
 
     def __init__(self, allowed: int = FAILURES_ALLOWED, window: float = FAILURE_WINDOW,
                  block: float = BLOCK_SECONDS, clock: Callable[[], float] = time.monotonic,
@@ -183,6 +210,56 @@ def _bound(table: OrderedDict[Any, Any], size: int) -> None:
         table.popitem(last=False)
 
 
+class Guesses:
+    """Every transport's guesses of secrets and tokens, counted in one :class:`Throttle`.
+
+    Over HTTP or UDP, a secret is the same secret: an attacker must not get ten guesses
+    per minute per transport, nor unlimited ones over the transport that forgot to count.
+    Addresses are turned into clients (:func:`client_key`) here, so no caller can count
+    per address by mistake. Log lines are rate limited per (client, credential).
+    """
+
+    def __init__(self, throttle: Throttle | None = None, quiet: QuietLog | None = None) -> None:
+        self.throttle = throttle or Throttle()
+        self.quiet = quiet or QuietLog(log)
+
+    def retry_after(self, address: str, credential: str, transport: str = "http") -> float:
+        """Seconds ``address``'s client must wait before trying ``credential`` again
+        (0 when it may now); a refused attempt is logged (rate limited)."""
+        client = client_key(address)
+        wait = self.throttle.retry_after(client, credential)
+        if wait:
+            self.quiet.emit(("refused", client, credential), "warning", "attempt refused: too many failed attempts",
+                            client=client, address=address, credential=_name(credential), transport=transport,
+                            seconds=round(wait))
+        return wait
+
+    def failed(self, address: str, credential: str, transport: str = "http") -> None:
+        client = client_key(address)
+        fields = {"client": client, "address": address, "credential": _name(credential), "transport": transport}
+        if self.throttle.failed(client, credential):
+            self.quiet.emit(("blocked", client, credential), "warning", "too many failed attempts: blocked",
+                            seconds=self.throttle.block, **fields)
+        else:
+            self.quiet.emit(("failed", client, credential), "info", "authentication failed", **fields)
+
+
+def _name(credential: str) -> str:
+    """A credential as log lines name it (never its value)."""
+    return "token" if credential == TOKEN else f"secret of {credential}"
+
+
+_guesses: "weakref.WeakKeyDictionary[Any, Guesses]" = weakref.WeakKeyDictionary()
+
+
+def guesses_of(patrol: "Supervisor") -> Guesses:
+    """The one :class:`Guesses` of ``patrol``, shared by its HTTP and UDP transports."""
+    found = _guesses.get(patrol)
+    if found is None:
+        found = _guesses[patrol] = Guesses()
+    return found
+
+
 class Access:
     """The access state of one HTTP listener, shared by the gate and the login page."""
 
@@ -190,7 +267,7 @@ class Access:
         self.patrol = patrol
         #: what is actually bound: a reload may change the config, not the socket
         self.listen = patrol.config.http.listen
-        self.throttle = Throttle()
+        self.guesses = guesses_of(patrol)
         self.rate = RateLimit()
         self._last_auth: HttpAuth | None = None
         self._kept_warned = False
@@ -231,7 +308,7 @@ class Access:
         if not expires.isdigit() or len(expires) > 12 or int(expires) < time.time():
             return False
         expected = self._session_mac(int(expires))
-        return bool(expected) and hmac.compare_digest(mac, expected)
+        return bool(expected) and same_secret(mac, expected)
 
     def _session_mac(self, expires: int) -> str:
         auth = self.auth
@@ -242,16 +319,11 @@ class Access:
 
     # -- throttling ------------------------------------------------------------------
 
-    def retry_after(self, client: str, credential: str) -> float:
-        return self.throttle.retry_after(client, credential)
+    def retry_after(self, address: str, credential: str) -> float:
+        return self.guesses.retry_after(address, credential)
 
-    def failed(self, client: str, credential: str) -> None:
-        what = "token" if credential == TOKEN else f"secret of {credential}"
-        if self.throttle.failed(client, credential):
-            log.warning("too many failed attempts: blocked", client=client, credential=what,
-                        seconds=self.throttle.block)
-        else:
-            log.info("authentication failed", client=client, credential=what)
+    def failed(self, address: str, credential: str) -> None:
+        self.guesses.failed(address, credential)
 
 
 # -- helpers for handlers --------------------------------------------------------------
@@ -312,7 +384,8 @@ class Gate:
         """Refusals before any credential is looked at: the rate limit, DNS rebinding."""
         http = self.access.patrol.config.http
         client = client_of(conn.scope)
-        if http.rate_limit and not _is_loopback_client(client) and not self.access.rate.allow(client, http.rate_limit):
+        if http.rate_limit and not _is_loopback_client(client) and \
+                not self.access.rate.allow(client_key(client), http.rate_limit):
             return problem(429, f"Too Many Requests: at most {http.rate_limit:g} requests per second per client",
                            {"Retry-After": "1"})
         if self.access.auth is None and not http.insecure_no_auth:
@@ -373,12 +446,17 @@ class Gate:
         return problem(401, REQUIRED)
 
     def _ping_of(self, body: bytes | None) -> tuple[str | None, Any]:
-        """(secret, app) of an HTTP ping of an app with a secret, else (None, None)."""
+        """(secret, app) of an HTTP ping of an app with a secret, else (None, None).
+
+        Only a valid request that is a ping and nothing else (:func:`is_ping_only`) is
+        one: the secret that keeps an app alive opens nothing more without the token."""
+        from .http import loads  # not at the top: http imports this module
+
         try:
-            request = json.loads(body) if body else None
+            request = loads(body) if body else None
         except (ValueError, RecursionError):
             return None, None
-        if not isinstance(request, dict) or request.get("ping") is not True:
+        if not is_ping_only(request) or validate_request(request):
             return None, None
         group, item_id, secret = request.get("group"), request.get("id"), request.get("secret")
         if not (isinstance(group, str) and isinstance(item_id, str) and isinstance(secret, str) and secret):
@@ -451,11 +529,17 @@ async def _buffer(receive: Receive) -> tuple[bytes | None, Receive]:
 PING_FIELDS = frozenset(("id", "group", "ping", "pid", "secret"))
 
 
+def is_ping_only(request: Any) -> bool:
+    """Is ``request`` a ping and nothing else? The one rule for every request let in
+    without the token: HTTP pings carrying their app's secret, UDP with ``http.auth``."""
+    return isinstance(request, dict) and request.get("ping") is True and request.keys() <= PING_FIELDS
+
+
 def udp_allowed(patrol: "Supervisor", request: Any) -> bool:
-    """May this UDP request be answered? Always without http.auth; with it, pings only."""
+    """May this UDP request be handled? Always without http.auth; with it, pings only."""
     if patrol.config.http.auth is None:
         return True
-    return isinstance(request, dict) and request.get("ping") is True and request.keys() <= PING_FIELDS
+    return is_ping_only(request)
 
 
 def secret_credential(request: Any) -> str | None:

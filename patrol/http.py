@@ -152,6 +152,9 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
                 return errors(400, parsed.message)
         else:
             return errors(405, "Invalid Method")
+        token_less_ping = request.scope.get(auth.HOW_KEY) == "ping"
+        if token_less_ping and not auth.is_ping_only(parsed):  # the gate let in a ping: nothing else
+            return errors(401, auth.REQUIRED)
         credential = auth.secret_credential(parsed)  # guessing an item's secret is throttled
         wait = auth.retry_after(request, credential) if credential else 0
         if wait:
@@ -159,7 +162,8 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
         result = api.handle(parsed, "http")
         if credential and "Secret Invalid" in result.body.get("errors", ()):
             auth.record_failure(request, credential)
-        return json_response(result.body, result.status)
+        body = without_keyvalues(result.body) if token_less_ping else result.body
+        return json_response(body, result.status)
 
     async def reload_endpoint(request: Request) -> Response:
         """``POST /-/reload``: re-read the config file and apply the difference (as SIGHUP)."""
@@ -196,6 +200,16 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
     access = auth.Access(patrol)  # every route is behind the gate: rate limit, then http.auth
     return Starlette(routes=routes, exception_handlers={ClientDisconnect: client_left, Exception: internal_error},
                      middleware=[Middleware(auth.Gate, access=access)])
+
+
+def without_keyvalues(body: dict[str, Any]) -> dict[str, Any]:
+    """An answer to a ping let in without the token: the secret that keeps an app alive
+    does not read its key/values (as UDP's answers, which never carry them)."""
+    body = {k: v for k, v in body.items() if k != "keyvalue"}
+    if isinstance(body.get("history"), list):
+        body["history"] = [{k: v for k, v in r.items() if k != "keyvalue"} if isinstance(r, dict) else r
+                           for r in body["history"]]
+    return body
 
 
 class AnyMethod:

@@ -7,7 +7,19 @@ A request with errors gets no reply at all (as the original), and a failed send 
 logged, never fatal (the original shut the whole daemon down on any UDP error).
 
 UDP has no connection and the source address can be forged: it is meant for pings on
-a trusted network (loopback by default), never for secrets.
+a trusted network (loopback by default), never for secrets. Two defences follow:
+
+* **Guessing secrets is throttled** with HTTP's own throttle (:func:`patrol.auth.guesses_of`),
+  keyed by client (all of loopback is one): after too many wrong secrets of one item,
+  that client's datagrams carrying that item's secret get silence, even the right one,
+  and a (rate-limited) log line.
+* **Reflection.** An answer goes to the source address, which anyone can forge, and is
+  several times larger than the request (measured: 7-16 times): a small spoofed datagram
+  makes Patrol send a larger one to a victim. ``udp.answer`` limits what UDP answers:
+  ``full`` (the original's behaviour, the default), ``pings-only`` (only pings are
+  handled; other requests are dropped unanswered) or ``minimal`` (pings only, answered
+  with ``{}``, or ``{"cas-invalid":true}`` when the ping was not taken: never larger
+  than the request).
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from patrol import hookimpl
-from patrol.auth import udp_allowed
+from patrol.auth import guesses_of, is_ping_only, secret_credential, udp_allowed
 from patrol.http import bind, dumps, loads, parse_listen
 from patrol.ping import PingKeepAlive
 from patrol.transport import Transport
@@ -29,6 +41,8 @@ if TYPE_CHECKING:
     from patrol.supervisor import Supervisor
 
 MAX_DATAGRAM = 2048
+#: ``udp.answer``: what UDP answers (see the module's docstring)
+ANSWERS = ("full", "pings-only", "minimal")
 log = structlog.get_logger("patrol.udp")
 
 
@@ -47,7 +61,7 @@ class _Protocol(asyncio.DatagramProtocol):
         self.sock = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        reply = self.owner.answer(data)
+        reply = self.owner.answer(data, str(addr[0]) if isinstance(addr, tuple) and addr else "")
         if reply is None or self.sock is None:
             self.owner.dropped += 1
             return
@@ -86,8 +100,9 @@ class UdpTransport(Transport):
     def address(self) -> tuple[str, int] | None:
         return self._sock.getsockname()[:2] if self._sock is not None else None
 
-    def answer(self, data: bytes) -> bytes | None:
-        """The reply to one datagram, or None for silence (bad input or an error)."""
+    def answer(self, data: bytes, peer: str = "") -> bytes | None:
+        """The reply to one datagram from ``peer`` (its source address), or None for
+        silence (bad input, an error, a refused guess)."""
         if len(data) > MAX_DATAGRAM:
             return None
         try:
@@ -96,13 +111,25 @@ class UdpTransport(Transport):
             return None
         if request is None or not udp_allowed(self.patrol, request):  # with http.auth: pings only
             return None
+        mode = self.patrol.config.udp.answer
+        if mode != "full" and not is_ping_only(request):
+            return None
+        guesses = guesses_of(self.patrol)
+        credential = secret_credential(request)
+        if credential and guesses.retry_after(peer, credential, "udp"):
+            return None
         try:
             result = self.api.handle(request, "udp", history=False)
         except Exception as exc:  # noqa: BLE001 - a datagram must never take Patrol down
             log.error("udp request failed", error=type(exc).__name__)
             return None
+        if credential and "Secret Invalid" in result.body.get("errors", ()):
+            guesses.failed(peer, credential, "udp")
         if not result.ok:
             return None
+        if mode == "minimal":
+            reply = dumps({"cas-invalid": True} if result.body.get("cas-invalid") else {}, pretty=False)
+            return reply if len(reply) <= len(data) else None
         body = {k: v for k, v in result.body.items() if k not in ("history", "keyvalue")}
         return dumps(body, pretty=False)
 
