@@ -10,7 +10,12 @@ and datagrams just under and over the limits). After every one:
 - Patrol still answers ``/status/`` (sockets have timeouts: a hang fails the test);
 - no item's CAS ever went down, and no history is longer than the configured limit.
 
-``PATROL_FUZZ_EXAMPLES`` sets the number of examples per transport (default 150).
+Then raw bytes in every part of a request (query, headers, cookies, form and other
+bodies), on API, GUI and login routes, with and without ``http.auth`` (and with no
+credential, the token, a session, or a wrong token): never a 5xx, never a traceback.
+
+``PATROL_FUZZ_EXAMPLES`` sets the number of examples per transport (default 150),
+``PATROL_FUZZ_RAW_EXAMPLES`` those of the raw-bytes tests (default 60 each).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -25,6 +31,7 @@ import urllib.parse
 from collections import Counter
 from typing import Any, Iterator
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
@@ -330,6 +337,147 @@ def test_any_datagram_gets_a_documented_answer_or_silence(target: Target, datagr
     if len(datagram) > MAX_DATAGRAM:
         assert answer is None
     target.alive()
+
+
+# -- raw bytes in every part of a request, on every kind of route, with and without auth --------
+
+RAW_EXAMPLES = int(os.environ.get("PATROL_FUZZ_RAW_EXAMPLES", "60"))
+RAW = settings(FUZZ, max_examples=RAW_EXAMPLES)
+TOKEN = "fuzz-token-" + "0123456789abcdef"
+RAW_ROUTES = [b"/api/", b"/api", b"/status/", b"/", b"/app/plain", b"/app/vault", b"/service/db", b"/app/plain/logs/",
+              b"/app/vault/logs/", b"/app/plain/log/stdout", b"/app/plain/follow", b"/login", b"/logout",
+              b"/unlock", b"/gui/state.json", b"/stdout/", b"/stderr/", b"/logs/x", b"/openapi.json", b"/nowhere"]
+#: bytes that broke things before, or might: non-ASCII, UTF-8 of a surrogate, controls, encodings
+nasty = st.sampled_from([b"\xff", b"\xc3\xa9", b"\xe9", b"\xed\xa0\x80", b"%ed%a0%80", b"%ff", b"\x00", b"\x7f",
+                         b"\t", b"\\u00e9", b"\"", b";", b",", b"=", b"%", b"\xef\xbb\xbf", "\u2603".encode()])
+raw_bytes = st.one_of(st.binary(max_size=40), nasty, st.lists(nasty | st.binary(max_size=4), max_size=6).map(b"".join))
+cookie_names = st.sampled_from([b"patrol_session", b"patrol_csrf", b"patrol_flash", b"patrol_unlock_app_vault",
+                                b"patrol_unlock_app_plain"]) | st.binary(max_size=12)
+cookies = st.lists(st.tuples(cookie_names, raw_bytes), max_size=4).map(
+    lambda pairs: b"; ".join(name + b"=" + value for name, value in pairs))
+form_names = st.sampled_from([b"csrf", b"token", b"secret", b"id", b"group", b"action", b"next", b"confirmed",
+                              b"file", b"offset", b"last"]) | st.binary(max_size=8)
+pairs = st.lists(st.tuples(form_names | st.sampled_from([k.encode() for k in QUERY_FIELDS]), raw_bytes), max_size=6)
+encoded_pairs = pairs.map(lambda items: b"&".join(k + b"=" + v for k, v in items))
+#: headers whose fuzzing would only make Patrol wait for a body that never comes
+FRAMING = (b"content-length", b"transfer-encoding", b"expect", b"connection")
+header_names = st.sampled_from([b"Authorization", b"Cookie", b"Content-Type", b"Origin", b"Referer", b"Host",
+                                b"Sec-Fetch-Site", b"Accept", b"X-Forwarded-For", b"Forwarded"]) | st.binary(
+    min_size=1, max_size=12).filter(lambda name: name.lower() not in FRAMING)
+raw_requests = st.fixed_dictionaries({
+    "method": st.sampled_from([b"GET", b"POST", b"HEAD", b"PUT", b"DELETE"]),
+    "route": st.sampled_from(RAW_ROUTES),
+    "query": st.one_of(st.just(b""), encoded_pairs, raw_bytes),
+    "headers": st.lists(st.tuples(header_names, raw_bytes), max_size=4),
+    "cookie": st.one_of(st.just(b""), cookies),
+    "ctype": st.sampled_from([b"application/x-www-form-urlencoded", b"application/json", b"text/plain",
+                              b"multipart/form-data; boundary=x", b"application/x-www-form-urlencoded; charset=\xff"]),
+    "body": st.one_of(st.just(b""), encoded_pairs, raw_bytes, bodies.filter(lambda body: len(body) <= 8192)),
+    "credential": st.sampled_from(["none", "token", "session", "wrong"]),
+})
+
+
+def send_raw(address: tuple[str, int], method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
+             body: bytes) -> int:
+    """One request made of exactly these bytes, on a new connection; the status, or 0
+    when Patrol refused it so early that closing reset the connection (with the body
+    still unread: a malformed head). A 5xx would be in Patrol's log, checked too."""
+    head = [method + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close",
+            b"Content-Length: " + str(len(body)).encode(), *(name + b": " + value for name, value in headers)]
+    with socket.create_connection(address, timeout=10) as sock:
+        try:
+            sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
+            response = http.client.HTTPResponse(sock, method=method.decode("latin-1"))
+            response.begin()
+            response.read()
+        except (ConnectionResetError, BrokenPipeError):
+            return 0
+        return response.status
+
+
+class RawTarget:
+    """A live Patrol and the credentials a fuzzed request may carry."""
+
+    def __init__(self, p: PatrolProcess, credentials: dict[str, list[tuple[bytes, bytes]]]) -> None:
+        self.p = p
+        host, _, port = p.http.rpartition(":")
+        self.address = (host, int(port))
+        self.credentials = credentials
+
+    def attack(self, request: dict[str, Any]) -> int:
+        target = request["route"] + (b"?" + request["query"] if request["query"] else b"")
+        if any(byte <= 0x20 or byte == 0x7F for byte in target):
+            target = urllib.parse.quote_from_bytes(target, safe="/?&=%;").encode()  # a request line has no spaces
+        headers = [(b"Content-Type", request["ctype"]), *request["headers"], *self.credentials[request["credential"]]]
+        if request["cookie"]:
+            headers.append((b"Cookie", request["cookie"]))
+        headers = [(n, v) for n, v in headers if b"\r" not in n + v and b"\n" not in n + v]  # one header each
+        status = send_raw(self.address, request["method"], target, headers, request["body"])
+        assert status < 500, f"{status}: {request!r}"
+        return status
+
+    def alive(self) -> None:
+        """Patrol still answers (a session, not the token: wrong tokens may have blocked it)."""
+        status = send_raw(self.address, b"GET", b"/status/", self.credentials["session"], b"")
+        assert status == 200, status
+
+
+@pytest.fixture(scope="module")
+def raw_targets(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RawTarget]]:
+    """The fuzz target (no auth), and a second Patrol with ``http.auth``: requests to it
+    carry no credential, the token, a session cookie from its login form, or junk."""
+    factory = PatrolFactory(tmp_path_factory.mktemp("fuzz-auth"))
+    token_file = factory.tmp_path / "token"
+    token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
+    apps = {"plain": factory.app(1), "vault": factory.app(1, secret=SECRET, **{"pid-path": "vault.pid"}),
+            "web": factory.app(3, secret=SECRET, env=[f"PATROL_SECRET={SECRET}"], **{"pid-path": "web.pid"})}
+    config = factory.config(apps=apps)
+    config["http"].update({"auth": {"token-file": str(token_file)}, "client-timeout": 2})
+    try:
+        p = factory.start(config, env=UNITTEST_ENV)
+        with httpx.Client(base_url=f"http://{p.http}", timeout=10) as c:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text)
+            assert csrf, "no CSRF field on the login page"
+            login = c.post("/login", data={"csrf": csrf.group(1), "token": TOKEN, "next": "/"})
+            assert login.status_code == 303
+            session = c.cookies["patrol_session"].encode()
+        bearer = [(b"Authorization", b"Bearer " + TOKEN.encode())]
+        yield {
+            "no-auth": RawTarget(target.p, {"none": [], "token": [], "session": [], "wrong": bearer}),
+            "auth": RawTarget(p, {"none": [], "token": bearer, "session": [(b"Cookie", b"patrol_session=" + session)],
+                                  "wrong": [(b"Authorization", b"Bearer " + b"x" * 20)]}),
+        }
+    finally:
+        factory.cleanup()
+
+
+@RAW
+@given(request=raw_requests)
+@example(request={"method": b"POST", "route": b"/login", "query": b"", "headers": [], "credential": "none",
+                  "cookie": b"patrol_csrf=\xc3\xa9", "ctype": b"application/x-www-form-urlencoded",
+                  "body": b"csrf=%C3%A9&token=%C3%A9"})  # hmac.compare_digest on non-ASCII: 500 (F15)
+@example(request={"method": b"GET", "route": b"/", "query": b"", "headers": [], "credential": "none",
+                  "cookie": b"patrol_session=\xe9", "ctype": b"text/plain", "body": b""})
+def test_any_bytes_anywhere_get_no_5xx_without_auth(raw_targets: dict[str, RawTarget], request: dict[str, Any]) -> None:
+    target = raw_targets["no-auth"]
+    target.attack(request)
+    target.alive()
+
+
+@RAW
+@given(request=raw_requests)
+@example(request={"method": b"POST", "route": b"/api/", "query": b"", "headers": [], "credential": "none",
+                  "cookie": b"", "ctype": b"application/json",
+                  "body": b'{"id": "web", "group": "app", "ping": true, "secret": "\\ud800"}'})  # 500 (F14)
+@example(request={"method": b"GET", "route": b"/login", "query": b"next=%ff", "headers": [], "credential": "none",
+                  "cookie": b"patrol_session=99999999999.\xc3\xa9", "ctype": b"text/plain", "body": b""})  # 500 (F15)
+def test_any_bytes_anywhere_get_no_5xx_with_auth(raw_targets: dict[str, RawTarget], request: dict[str, Any]) -> None:
+    target = raw_targets["auth"]
+    target.attack(request)
+    target.alive()
+    log = target.p.log()
+    assert "Traceback" not in log and "request failed" not in log, log[-2000:]
 
 
 def test_patrol_survived_and_still_supervises(target: Target) -> None:
