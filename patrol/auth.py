@@ -20,9 +20,9 @@ The threat model is in SECURITY.md. In short:
   (client, credential), so someone guessing one app's secret cannot lock out the pings
   of every other app on the machine. Failures and refusals are logged at a bounded rate
   (:mod:`patrol.ratelog`), with the client and the credential's name, never the value.
-* **Request rate.** Addresses beyond loopback may send at most ``http.rate-limit``
-  requests per second each (bursts of twice that); loopback is exempt, because every
-  local app pings from it and a cap there would only hurt them.
+* **Request rate.** Clients beyond loopback (:func:`client_key`) may send at most
+  ``http.rate-limit`` requests per second each (bursts of twice that); loopback is
+  exempt, because every local app pings from it and a cap there would only hurt them.
 * **Pings only.** The token-less HTTP ping above and every UDP request with ``http.auth``
   on (UDP cannot carry a token) pass the same check, :func:`is_ping_only`: a ping and
   nothing else (no toggle, no key/values). Otherwise a secret that keeps an app alive

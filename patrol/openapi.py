@@ -369,7 +369,10 @@ UDP = {
     "description": f"One request per datagram of at most {MAX_DATAGRAM} bytes (larger ones are dropped), "
     "to the address in the config's `udp.listen` (default 127.0.0.1:1248; apps find it in `PATROL_UDP`). "
     "The answer is compact JSON sent to the sender's address. Invalid JSON, `null` and refused requests "
-    "get no answer at all (as the original). Unencrypted and forgeable: not for secrets.",
+    "get no answer at all (as the original). Unencrypted and forgeable: not for secrets. The config's "
+    "`udp.answer` limits what is answered (source addresses can be forged): `full` (default, as described "
+    "here), `pings-only` (pings only), `minimal` (pings only, answered with `{}` or "
+    "`{\"cas-invalid\":true}`, never larger than the request).",
     "max-datagram": MAX_DATAGRAM,
     "request": _ref("Request"),
     "answer": _ref("UdpAnswer"),
