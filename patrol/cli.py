@@ -110,7 +110,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if isinstance(loaded, int):
         return loaded
     _, config, warnings = loaded
-    for line in warnings:
+    from .config.files import machine_warnings
+
+    for line in warnings + machine_warnings(config, args.config):
         print(f"warning: {line}", file=sys.stderr)
     print(f"{args.config}: ok ({len(config.apps)} apps, {len(config.services)} services)")
     return EXIT_OK

@@ -226,6 +226,10 @@ class Supervisor:
         except ConfigError as exc:
             log.error("reload refused: the config has errors", errors=exc.errors)
             return {"errors": list(exc.errors)}
+        except Exception as exc:  # noqa: BLE001 - a bug in loading must not kill the reload task
+            log.exception("reload refused: the config could not be loaded", file=str(self.config.source))
+            return {"errors": [f"{self.config.source}: could not be loaded ({type(exc).__name__}); "
+                               "the running config stays (details in Patrol's log)"]}
         for line in warnings:
             log.warning("config", problem=line)
         return await self.reload(self.adjust_config(config))

@@ -167,7 +167,8 @@ def test_config_dir_must_be_a_whole_path_component(tmp_path):
     ('{"tick-every": NaN}', "invalid JSON: NaN is not valid JSON"),
     ('{"tick-every": 1e999}', "invalid JSON: number 1e999 is out of range"),
     (b'{"apps": "\xff"}', "is not UTF-8 text (bad byte at offset 10)"),
-    ("[" * 100000, "invalid JSON: nested too deeply"),
+    ("[" * 100000, "nested too deeply: arrays and objects (TOML: arrays and tables) may be nested at most 64 "
+                    "levels deep"),
 ])
 def test_undecodable_json_is_unreadable(tmp_path, content, message):
     path = write(tmp_path, content)

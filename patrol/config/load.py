@@ -24,11 +24,16 @@ from .access import read_http_access, read_udp_access, warn_unauthenticated_ping
 from .items import read_app, read_service
 from .model import (HISTORY, HTTP_LISTEN_DEFAULT, PING_TIMEOUT, TICK_EVERY, UDP_LISTEN_DEFAULT,
                     AppConfig, Listen, PatrolConfig)
-from .reader import (ANY, INT, NUMBER, OBJECT, STRING, Kind, Report, Section, child, got,
+from .reader import (ANY, INT, NUMBER, OBJECT, STRING, Kind, Report, Section, child, got, nesting,
                      warn_duplicates)
 from .rules import id_problem
 
 T = TypeVar("T")
+#: Deepest nesting of arrays and objects (TOML: arrays and tables) a config may have. No
+#: config needs more, and a deeper one breaks every recursive walk over it (the TOML
+#: parser itself, a GUI page showing ``x``, the state file storing ``keyvalue``) at
+#: Python's recursion limit: it is refused at the door instead, with this rule named.
+MAX_NESTING = 64
 
 
 class ConfigError(Exception):
@@ -226,8 +231,19 @@ def read_document(path: Path, source: str) -> tuple[Any, list[str]]:
         raise ConfigError([f"{source}: is not UTF-8 text (bad byte at offset {exc.start})"],
                           unreadable=True)
     if path.suffix.lower() == ".toml":
-        return _decode_toml(text, source), []
-    return _decode_json(text, source)
+        data, warnings = _decode_toml(text, source), []
+    else:
+        data, warnings = _decode_json(text, source)
+    if nesting(data) > MAX_NESTING:
+        raise ConfigError([_too_deep(source)], unreadable=True)
+    if path.suffix.lower() == ".toml":
+        data = _plain(data)
+    return data, warnings
+
+
+def _too_deep(source: str) -> str:
+    return (f"{source}: nested too deeply: arrays and objects (TOML: arrays and tables) may be nested "
+            f"at most {MAX_NESTING} levels deep")
 
 
 def _decode_json(text: str, source: str) -> tuple[Any, list[str]]:
@@ -241,7 +257,7 @@ def _decode_json(text: str, source: str) -> tuple[Any, list[str]]:
     except ValueError as exc:  # from _finite / _no_constant
         raise ConfigError([f"{source}: invalid JSON: {exc}"], unreadable=True)
     except RecursionError:
-        raise ConfigError([f"{source}: invalid JSON: nested too deeply"], unreadable=True)
+        raise ConfigError([_too_deep(source)], unreadable=True)
     rest = re.search(r"[^ \t\r\n]", text[end:])
     if rest is None:
         return value, []
@@ -251,9 +267,11 @@ def _decode_json(text: str, source: str) -> tuple[Any, list[str]]:
 
 def _decode_toml(text: str, source: str) -> Any:
     try:
-        return _plain(tomllib.loads(text))
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{source}: invalid TOML: {exc}"], unreadable=True)
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError([_too_deep(source)], unreadable=True)
 
 
 def _plain(value: Any) -> Any:

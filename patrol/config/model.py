@@ -93,18 +93,23 @@ class AppConfig:
     #: values of the keepalive plugin's own options
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
+    # Every part of Patrol finds the app's files through these three properties, never by
+    # joining paths itself, so the rule below holds everywhere at once.
+
     @property
     def program(self) -> str:
-        """Absolute program path: clean(working-directory + "/" + binary), as the original."""
-        return _join(self.working_directory, self.binary)
+        """The program Patrol executes: ``binary``, below ``working-directory`` when relative."""
+        return resolve(self.working_directory, self.binary)
 
     @property
     def log_root(self) -> str:
-        return _join(self.working_directory, self.log_directory)
+        """The app's log directory: ``log-directory``, below ``working-directory`` when relative."""
+        return resolve(self.working_directory, self.log_directory)
 
     @property
     def pid_file(self) -> str:
-        return _join(self.working_directory, self.pid_path) if self.pid_path else ""
+        """The pid file: ``pid-path``, below ``working-directory`` when relative ("" when unset)."""
+        return resolve(self.working_directory, self.pid_path) if self.pid_path else ""
 
 
 @dataclass(frozen=True)
@@ -186,5 +191,12 @@ def clean(path: str) -> str:
     return cleaned
 
 
-def _join(base: str, rel: str) -> str:
-    return clean(base + "/" + rel)
+def resolve(base: str, path: str) -> str:
+    """``path`` as given when absolute, else below ``base``; cleaned either way.
+
+    The original joined every path under the working directory, absolute ones too:
+    ``"binary": "/usr/bin/python3"`` ran ``<working-directory>/usr/bin/python3``, and an
+    absolute log directory landed inside the working directory. An absolute path here
+    means what it says.
+    """
+    return clean(path) if path.startswith("/") else clean(base + "/" + path)

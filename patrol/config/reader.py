@@ -75,6 +75,16 @@ def got(value: Any, *, hide: bool = False) -> str:
     return f"(got {kind})" if kind == "null" or hide else f"(got {kind} {show(value)})"
 
 
+def nesting(value: Any) -> int:
+    """How deep arrays and objects are nested in ``value``: level by level, never
+    recursively, so any depth can be measured."""
+    depth, level = 0, [value]
+    while containers := [v for v in level if isinstance(v, (dict, list))]:
+        depth += 1
+        level = [item for v in containers for item in (v.values() if isinstance(v, dict) else v)]
+    return depth
+
+
 def warn_duplicates(report: Report, path: str, data: Mapping[str, Any]) -> None:
     """Keys the JSON decoder saw twice in ``data`` (it keeps the last value, as Go)."""
     for key in getattr(data, "duplicates", ()):
