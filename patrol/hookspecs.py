@@ -38,7 +38,9 @@ def patrol_register_keepalives(register):  # type: ignore[empty-body]
     ``"keepalive"``) and optionally ``aliases`` (the original numeric values, such as
     ``1`` for ``pid-patrol``). A name or alias registered twice is an error that names
     both plugins; the second registration is refused and the plugin is listed as
-    failed by ``patrol plugins``.
+    failed by ``patrol plugins``, and a config using the contested name or alias is an
+    error naming both (whichever loaded first: order never decides). The same holds for
+    the other registration hooks.
 
     :param register: a :class:`patrol.registry.Register` bound to the keepalive registry.
 

@@ -49,13 +49,29 @@ class Entry(Generic[T]):
     plugin: str
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """Two plugins registered the same name or alias: which one a config meant is unknown."""
+
+    key: str | int
+    first: str  # the plugin that registered it first (it stays loaded)
+    second: str  # the plugin refused for it (listed as failed)
+
+
 @dataclass
 class Registry(Generic[T]):
-    """Classes of one kind (keepalives, service backends, transports), keyed by name."""
+    """Classes of one kind (keepalives, service backends, transports), keyed by name.
+
+    A name or alias registered twice is refused and remembered as a :class:`Conflict`:
+    the second plugin fails to load, and the contested key resolves to nothing, so a
+    config naming it is an error that names both plugins instead of silently getting
+    whichever plugin happened to load first.
+    """
 
     kind: str
     entries: dict[str, Entry[T]] = field(default_factory=dict)
     aliases: dict[str | int, str] = field(default_factory=dict)
+    conflicts: dict[str | int, Conflict] = field(default_factory=dict)
 
     def add(self, cls: type[T], plugin: str) -> None:
         name = getattr(cls, "name", None)
@@ -63,15 +79,23 @@ class Registry(Generic[T]):
             raise RegistrationError(f"{plugin}: {cls.__qualname__} has no 'name' (a non-empty str)")
         keys: list[str | int] = [name, *getattr(cls, "aliases", ())]
         for key in keys:
-            taken = self.resolve(key)
+            taken = self._owner(key)
             if taken is not None:
+                first = self.entries[taken].plugin
+                self.conflicts.setdefault(key, Conflict(key, first, plugin))
                 raise RegistrationError(
                     f"{self.kind} {key!r} from {plugin} ({cls.__qualname__}) "
-                    f"is already registered by {self.entries[taken].plugin}"
+                    f"is already registered by {first}: {plugin} is refused, and a config using "
+                    f"{key!r} is an error until one of the two is uninstalled or disabled"
                 )
         self.entries[name] = Entry(cls, plugin)
         for key in keys[1:]:
             self.aliases[key] = name
+
+    def _owner(self, key: str | int) -> str | None:
+        if isinstance(key, str) and key in self.entries:
+            return key
+        return self.aliases.get(key)
 
     def remove_plugin(self, plugin: str) -> None:
         """Forget everything ``plugin`` registered (used when a plugin fails half-way)."""
@@ -82,10 +106,15 @@ class Registry(Generic[T]):
             del self.aliases[alias]
 
     def resolve(self, key: str | int) -> str | None:
-        """Canonical name for a name or alias, or None when nothing registered it."""
-        if isinstance(key, str) and key in self.entries:
-            return key
-        return self.aliases.get(key)
+        """Canonical name for a name or alias; None when nothing (or more than one
+        plugin: see :meth:`conflict`) registered it."""
+        if key in self.conflicts:
+            return None
+        return self._owner(key)
+
+    def conflict(self, key: str | int) -> Conflict | None:
+        """The two plugins that registered ``key``, if two did."""
+        return self.conflicts.get(key)
 
     def get(self, name: str) -> type[T]:
         return self.entries[name].cls
@@ -99,6 +128,11 @@ class Registry(Generic[T]):
 
     def missing_hint(self, key: str | int) -> str:
         """Explain an unknown name: which package provides it, or what is installed."""
+        conflict = self.conflicts.get(key)
+        if conflict is not None:
+            return (f"{self.kind} {key!r} is registered by two plugins, {conflict.first} and {conflict.second}, "
+                    f"so which one is meant is unknown: uninstall one, or disable one with "
+                    f"PATROL_DISABLE_PLUGINS={conflict.second} (patrol plugins lists them)")
         known = KNOWN_PROVIDERS.get(self.kind, {}).get(key)
         if known is not None:
             return f"{self.kind} {key!r} needs: pip install {known[1]}"

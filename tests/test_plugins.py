@@ -1,5 +1,7 @@
 """Plugin loading: registries, safe loading, strict mode, trigger isolation."""
 
+import json
+import os
 import subprocess
 import sys
 
@@ -199,3 +201,106 @@ def test_disabled_plugins_are_not_loaded(monkeypatch):
     p = Plugins(strict=True)
     assert p.keepalives.resolve(4) is None and "udp" not in dict(p.transports)
     assert p.keepalives.resolve(1) == "pid-patrol"
+
+
+# -- two installed plugins registering the same name (P2) ---------------------------------------------
+
+TWIN = '''from patrol import hookimpl
+from patrol.keepalive import KeepAlive
+
+
+class Twin(KeepAlive):
+    name = "twin"
+
+
+class Own(KeepAlive):
+    name = "only-{n}"
+
+
+@hookimpl
+def patrol_register_keepalives(register):
+    register(Own)
+    register(Twin)
+'''
+
+
+def twin_site(tmp_path):
+    """Two fake installed distributions whose plugins both register keepalive "twin"."""
+    site = tmp_path / "site"
+    for n in ("one", "two"):
+        dist = site / f"patrol_twin_{n}-0.1.dist-info"
+        dist.mkdir(parents=True, exist_ok=True)
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: patrol-twin-{n}\nVersion: 0.1\n")
+        (dist / "entry_points.txt").write_text(f"[patrol]\ntwin_{n} = patrol_twin_{n}\n")
+        (site / f"patrol_twin_{n}.py").write_text(TWIN.replace("{n}", n))
+    return site
+
+
+def patrol_cli(tmp_path, *args, strict=False):
+    env = {k: v for k, v in os.environ.items() if k != "PATROL_STRICT_PLUGINS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(twin_site(tmp_path)), env.get("PYTHONPATH")]))
+    if strict:
+        env["PATROL_STRICT_PLUGINS"] = "1"
+    return subprocess.run([sys.executable, "-m", "patrol", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def twin_config(tmp_path, keepalive):
+    (tmp_path / "app").write_text("#!/bin/sh\n")
+    (tmp_path / "app").chmod(0o755)
+    app = {"keepalive": keepalive, "name": "A", "binary": "app", "working-directory": str(tmp_path),
+           "log-directory": "logs"}
+    path = tmp_path / f"{keepalive}.json"
+    path.write_text(json.dumps({"apps": {"a": app}}))
+    return path
+
+
+def test_two_plugins_registering_one_name_the_second_fails_naming_both(tmp_path):
+    out = patrol_cli(tmp_path, "plugins", "--json")
+    assert out.returncode == 0, out.stderr
+    listing = json.loads(out.stdout)
+    assert "twin_one" in {p["name"] for p in listing["loaded"]}
+    (failed,) = [f for f in listing["failed"] if f["name"] == "twin_two"]
+    assert "keepalive 'twin'" in failed["error"] and "twin_one" in failed["error"] and "twin_two" in failed["error"]
+
+
+def test_a_config_using_a_name_two_plugins_registered_fails_check_naming_the_conflict(tmp_path):
+    """Before: the plugin whose entry point sorts first won silently and check said ok."""
+    path = twin_config(tmp_path, "twin")
+    out = patrol_cli(tmp_path, "check", str(path))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert (f"{path}: apps.a.keepalive: keepalive 'twin' is registered by two plugins, twin_one and twin_two"
+            in out.stderr), out.stderr
+    assert "ok" not in out.stdout
+    upper = twin_config(tmp_path, "TWIN")  # names match case-insensitively: the same conflict
+    assert "registered by two plugins, twin_one and twin_two" in patrol_cli(tmp_path, "check", str(upper)).stderr
+    # the first plugin's other method is untouched; the refused plugin's is gone, and said why
+    assert patrol_cli(tmp_path, "check", str(twin_config(tmp_path, "only-one"))).returncode == 0
+    refused = patrol_cli(tmp_path, "check", str(twin_config(tmp_path, "only-two")))
+    assert refused.returncode == 1 and "note: plugin twin_two failed to load" in refused.stderr
+    strict = patrol_cli(tmp_path, "check", str(path), strict=True)
+    assert strict.returncode == 1 and "twin_one" in strict.stderr and "twin_two" in strict.stderr
+
+
+def test_a_conflict_on_an_alias_makes_only_the_alias_unusable():
+    class First(KeepAlive):
+        name = "first"
+        aliases = (42,)
+
+    class Second(KeepAlive):
+        name = "second"
+        aliases = (42,)
+
+    class A:
+        @hookimpl
+        def patrol_register_keepalives(self, register):
+            register(First)
+
+    class B:
+        @hookimpl
+        def patrol_register_keepalives(self, register):
+            register(Second)
+
+    p = kernel(A(), B())
+    assert p.keepalives.resolve("first") == "first" and p.keepalives.resolve(42) is None
+    assert "registered by two plugins" in p.keepalives.missing_hint(42)

@@ -121,6 +121,8 @@ def _resolve(sec: Section, key: str, value: int | str, registry: Registry[Any]) 
     name = registry.resolve(value)
     if name is None and isinstance(value, str):
         name = registry.resolve(value.lower())
+        if name is None and registry.conflict(value.lower()) is not None:
+            value = value.lower()  # say which two plugins registered it
     if name is None:
         sec.report.error(sec.at(key), registry.missing_hint(value))
     return name
