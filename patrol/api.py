@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .compare import same_secret
 from .state import TOGGLES, HistoryRecord
 from .timefmt import format_time
+from .visibility import visible_keyvalue
 
 if TYPE_CHECKING:
     from .supervisor import Runner, Supervisor
@@ -193,8 +194,8 @@ class Api:
         secret = runner.config.secret
         if secret:
             given = req.get("secret", "")
-            if not given:  # may read, changes nothing, and says so
-                body = self.render(runner, ids=True, history=history, private=False, stats=not ping)
+            if not given:  # may read what anyone may see, changes nothing, and says so
+                body = self.render(runner, ids=True, history=history, proven=False, stats=not ping)
                 body["cas-invalid"] = True
                 return Response(200, body)
             if not same_secret(given, secret):
@@ -215,7 +216,7 @@ class Api:
         keyvalue = req.get("keyvalue") or {}
         if keyvalue and not cas_invalid and (problem := self._keyvalue_problem(runner, req)):
             return error(problem)
-        body = self.render(runner, ids=True, history=history, stats=not ping)
+        body = self.render(runner, ids=True, history=history, proven=bool(secret), stats=not ping)
         toggle = req.get("toggle", 0) if not cas_invalid else 0
         with runner.state.session() as s:  # one request, one CAS bump
             if not cas_invalid:
@@ -244,37 +245,38 @@ class Api:
     def status(self) -> dict[str, Any]:
         """The ``/status/`` object (note the original's singular ``service`` key).
 
-        Key/values of items that have a secret are left out: the status page asks for
-        no secret, so it shows only what any request without the secret may see.
+        The status page asks for no secret: it shows what a caller without any item's
+        secret may see (patrol.visibility).
         """
         body: dict[str, Any] = {
             "instance-id": self.patrol.instance_id,
-            "apps": {i: self.render(r, private=not r.config.secret, stats=True) for i, r in self.patrol.apps.items()},
-            "service": {i: self.render(r, private=not r.config.secret) for i, r in self.patrol.services.items()},
+            "apps": {i: self.render(r, proven=False, stats=True) for i, r in self.patrol.apps.items()},
+            "service": {i: self.render(r, proven=False) for i, r in self.patrol.services.items()},
             "started": self._time(self.patrol.started),
             "shutdown": self.patrol.shutting_down,
         }
         return _omit_empty(body, keep=("apps", "service"))
 
     def snapshot(self, runner: "Runner") -> dict[str, Any]:
-        """What events carry: ids and key/values, no history (the original's Snapshot())."""
-        return self.render(runner, ids=True, history=False)
+        """What events carry: ids and key/values, no history (the original's Snapshot()),
+        as a caller without the item's secret sees it: observers forward events."""
+        return self.render(runner, ids=True, history=False, proven=False)
 
     def render(
         self,
         runner: "Runner",
         *,
+        proven: bool,
         ids: bool = False,
         history: bool = True,
-        private: bool = True,
         stats: bool = False,
     ) -> dict[str, Any]:
-        """One item as the API shows it.
+        """One item as the API shows it to a caller that did (``proven``) or did not
+        show the item's secret: patrol.visibility decides what that caller sees.
 
         ``ids`` adds ``id``/``group``/``shutdown`` (API responses; not status entries);
-        ``private`` includes key/values (top level and in history records); ``stats``
-        adds the process's CPU and memory, read from ``/proc`` (not for pings and
-        events: they are frequent and nobody reads those numbers there).
+        ``stats`` adds the process's CPU and memory, read from ``/proc`` (not for pings
+        and events: they are frequent and nobody reads those numbers there).
         """
         st = runner.state
         is_app = runner.group == "app"
@@ -302,9 +304,10 @@ class Api:
         if ids:
             body["shutdown"] = self.patrol.shutting_down
         if history:
-            body["history"] = [self.render_record(r, runner.group, private=private) for r in st.history]
-        if private:
-            body["keyvalue"] = dict(st.keyvalue)
+            body["history"] = [self.render_record(r, runner, proven=proven) for r in st.history]
+        keyvalue = visible_keyvalue(runner, st.keyvalue, proven=proven)
+        if keyvalue is not None:
+            body["keyvalue"] = keyvalue
         body["secret"] = bool(runner.config.secret)
         body["cas"] = st.cas
         # new keys, beside the original ones
@@ -324,7 +327,10 @@ class Api:
             body.update(self.processes.sample(f"{runner.group}/{runner.id}", st.pid))
         return body
 
-    def render_record(self, record: HistoryRecord, group: str, *, private: bool = True) -> dict[str, Any]:
+    def render_record(self, record: HistoryRecord, runner: "Runner", *, proven: bool) -> dict[str, Any]:
+        """One history record of ``runner``, as a caller that did (``proven``) or did
+        not show the item's secret may see it."""
+        group = runner.group
         body: dict[str, Any] = {"instance-id": record.instance_id}
         if group == "app":
             body["pid"] = record.pid
@@ -343,8 +349,9 @@ class Api:
             body["exit-code"] = record.exit_code
             if record.exit_signal is not None:
                 body["exit-signal"] = _signal_name(record.exit_signal)
-        if private:
-            body["keyvalue"] = dict(record.keyvalue)
+        keyvalue = visible_keyvalue(runner, record.keyvalue, proven=proven)
+        if keyvalue is not None:
+            body["keyvalue"] = keyvalue
         if record.reason:
             body["reason"] = record.reason
         return _omit_empty(body)

@@ -58,8 +58,10 @@ class Event:
     """One lifecycle event.
 
     ``group`` is ``"patrol"``, ``"app"`` or ``"service"``; ``id`` the app or service id
-    (empty for Patrol events); ``snapshot`` the item's state as the API reports it
-    (no history, no secret); ``record`` the history record for ``*.closed``;
+    (empty for Patrol events); ``snapshot`` the item's state as the API reports it to a
+    caller without the item's secret (no history, no secret, and no key/values of an
+    item with a secret: see patrol.visibility); ``record`` the history record for
+    ``*.closed``, seen the same way;
     ``error`` the reason for ``*.start_failed`` and ``*.gave_up``.
     """
 

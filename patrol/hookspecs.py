@@ -89,7 +89,8 @@ def patrol_trigger(patrol, event):  # type: ignore[empty-body]
     shutdown; app and service start, started, start failed, pinged, running, disabled,
     closed (with the history record) and shutdown. ``event.name`` is a dotted string
     such as ``"app.closed"``; ``event.snapshot`` is the item's state at that moment as
-    the API would report it (secrets are never included).
+    the API would report it to a caller without the item's secret (secrets are never
+    included, nor the key/values of an item that has one: observers forward events).
 
     Observers run on Patrol's event loop: return quickly, and hand slow work to a
     thread or a task. An implementation that raises is logged and skipped; the other

@@ -349,7 +349,7 @@ class Supervisor:
         else:
             snapshot = self.api.snapshot(runner) if self.api is not None else {}
             record = extra.pop("record", None)
-            if record is not None and self.api is not None:
-                record = self.api.render_record(record, runner.group)
+            if record is not None and self.api is not None:  # as anyone without the secret sees it
+                record = self.api.render_record(record, runner, proven=False)
             event = Event(name, runner.group, runner.id, snapshot, record, **extra)
         self.plugins.trigger(self, event)

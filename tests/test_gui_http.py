@@ -381,7 +381,7 @@ def test_logs_of_an_app_with_a_secret_open_with_it_only(live: PatrolProcess) -> 
     assert "s3cret" not in r.headers["set-cookie"]
     opened = c.get("/app/sec/log/stdout")
     assert opened.status_code == 200 and "testapp sec started" in opened.text
-    assert "Logs of app &#34;Secretive&#34; (sec) are open" in opened.text
+    assert "Logs and key/values of app &#34;Secretive&#34; (sec) are open" in opened.text
     # the original's ?secret= still works for scripts, and a fresh client stays locked
     fresh = httpx.Client(base_url=f"http://{live.http}")
     assert fresh.get("/stdout/?group=app&id=sec&secret=s3cret").text.startswith("testapp sec started")

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from .. import __version__, auth
+from .. import __version__, auth, visibility
 from . import fmt
 from .procstat import ProcStats
 from .security import Guard, secure
@@ -69,14 +69,19 @@ class Gui:
             auth.record_failure(request, credential)
         return False
 
-    def logs_open(self, request: Request, runner: "Runner") -> bool:
-        """Logs of an item with a secret need it: in ``?secret=`` (as the original's
-        links) or through the unlock cookie a correct secret sets."""
+    def proven(self, request: Request, runner: "Runner") -> bool:
+        """Did this request show the item's secret: in ``?secret=`` (as the original's
+        links) or through the unlock cookie a correct secret sets?"""
         if not runner.config.secret:
-            return True
+            return False
         if self.secret_matches(runner, request.query_params.get("secret", ""), request):
             return True
         return self.guard.unlocked(request, runner.group, runner.id, runner.config.secret)
+
+    def sees_private(self, request: Request, runner: "Runner") -> bool:
+        """May this request see the item's key/values and logs (patrol.visibility)?
+        Ask once per request: a wrong ``?secret=`` counts as one guess each time."""
+        return visibility.sees_private(runner, proven=self.proven(request, runner))
 
     def patrol_info(self) -> dict[str, Any]:
         started = self.patrol.started

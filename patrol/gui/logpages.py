@@ -167,7 +167,7 @@ class LogPages:
         if runner is None:
             message = f"id: there is no app with the id {item_id[:70]!r}"
             return self.gui.error(request, 404, "Unknown app", message) if page else _json_error(404, message)
-        if not self.gui.logs_open(request, runner):
+        if not self.gui.sees_private(request, runner):
             if not page:
                 return _json_error(403, "secret: this app's logs need its secret")
             return self.gui.render(request, "locked.html", {"runner": runner, "next": request.url.path}, 403)
@@ -186,7 +186,7 @@ class LogPages:
         runner = self.gui.find("app", query.get("id", ""))
         if runner is None:
             return None, 404, f"Unknown App: there is no app with the id {query.get('id', '')[:70]!r}"
-        if check_secret and not self.gui.logs_open(request, runner):
+        if check_secret and not self.gui.sees_private(request, runner):
             return None, 403, "Secret Invalid: this app's logs need its secret (secret=...)"
         return runner, 200, ""
 

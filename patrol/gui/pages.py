@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from .. import auth
 from ..state import DISABLE, ENABLE, RESTART, RUNONCE_DISABLE, RUNONCE_ENABLE
+from ..visibility import visible_keyvalue
 from . import views
 from .logs import STREAMS, LogDir, Run
 from .security import safe_next, secure
@@ -110,22 +111,29 @@ class Pages:
             return self.gui.error(request, 404, f"Unknown {group}",
                                   f"id: there is no {group} with the id {request.path_params['id'][:70]!r}")
         item = views.item(runner, self.gui.patrol.wall(), self.gui.stats)
+        opened = self.gui.sees_private(request, runner)
+        values = visible_keyvalue(runner, runner.state.keyvalue, proven=opened)
         context: dict[str, Any] = {
             "it": item,
             "runner": runner,
-            "keyvalues": views.keyvalues(runner.state.keyvalue),
+            "keyvalues": views.keyvalues(values) if values is not None else None,
+            "locked": not opened,
             "next": auth.here(request),
             "live": True,
         }
         if group == "app":
-            context.update(await self._app_context(request, runner))
+            context.update(await self._app_context(request, runner, opened))
         else:
             context.update(settings=views.service_settings(runner.config),  # type: ignore[arg-type]
                            history=views.history_rows(runner.state.history, group, lambda _: None))
         return self.gui.render(request, "detail.html", context)
 
-    async def _app_context(self, request: Request, runner: "Runner") -> dict[str, Any]:
+    async def _app_context(self, request: Request, runner: "Runner", opened: bool) -> dict[str, Any]:
         logdir = LogDir(runner.config.log_root)  # type: ignore[union-attr]
+        if not opened:  # its logs are private: not even the names and sizes of its runs
+            return {"settings": views.app_settings(runner.config),  # type: ignore[arg-type]
+                    "history": views.history_rows(runner.state.history, "app", lambda _: None),
+                    "current_logs": [], "runs": [], "browse": "", "sharing": []}
         runs: list[Run] = await run_in_threadpool(logdir.runs, MATCH_RUNS)
 
         def find_log(record: "HistoryRecord") -> str | None:
@@ -154,7 +162,6 @@ class Pages:
             "browse": f"/app/{runner.id}/logs/",
             "sharing": sorted(other.id for other in self.gui.patrol.apps.values()
                               if other is not runner and LogDir(other.config.log_root).root == logdir.root),
-            "locked": not self.gui.logs_open(request, runner),
         }
 
     # -- actions ---------------------------------------------------------------------
@@ -199,22 +206,28 @@ class Pages:
         return self._redirect(back, True, action.done.format(what=describe(runner)))
 
     async def unlock(self, request: Request) -> Response:
-        """Open the logs of an app with a secret for this browser (see security.py)."""
+        """Open the private parts (patrol.visibility) of an item with a secret for this
+        browser: an app's logs and key/values, a service's key/values (see security.py)."""
         form = await self._form(request)
         if isinstance(form, Response):
             return form
-        runner = self.gui.find("app", form.get("id", ""))
+        group = form.get("group", "app") or "app"
+        if group not in ("app", "service"):
+            return self.gui.error(request, 400, "The action was not understood",
+                                  f"group: must be app or service (got {group[:40]!r})")
+        runner = self.gui.find(group, form.get("id", ""))
         if runner is None:
-            return self.gui.error(request, 400, "Unknown app",
-                                  f"id: there is no app with the id {form.get('id', '')[:70]!r}")
-        back = safe_next(form.get("next"), f"/app/{runner.id}")
-        wait = auth.retry_after(request, auth.item_credential("app", runner.id))
+            return self.gui.error(request, 400, f"Unknown {group}",
+                                  f"id: there is no {group} with the id {form.get('id', '')[:70]!r}")
+        back = safe_next(form.get("next"), f"/{group}/{runner.id}")
+        what = "Logs and key/values" if group == "app" else "Key/values"
+        wait = auth.retry_after(request, auth.item_credential(group, runner.id))
         if wait:
-            return self._redirect(back, False, f"Logs of {describe(runner)}: {auth.too_many(wait)}")
+            return self._redirect(back, False, f"{what} of {describe(runner)}: {auth.too_many(wait)}")
         if not self.gui.secret_matches(runner, form.get("secret", ""), request):
-            return self._redirect(back, False, f"Logs of {describe(runner)}: the secret does not match.")
-        response = self._redirect(back, True, f"Logs of {describe(runner)} are open for this browser session.")
-        self.gui.guard.unlock(response, "app", runner.id, runner.config.secret)
+            return self._redirect(back, False, f"{what} of {describe(runner)}: the secret does not match.")
+        response = self._redirect(back, True, f"{what} of {describe(runner)} are open for this browser session.")
+        self.gui.guard.unlock(response, group, runner.id, runner.config.secret)
         return response
 
     async def _form(self, request: Request) -> dict[str, str] | Response:

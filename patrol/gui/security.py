@@ -7,9 +7,10 @@
   does. A Patrol restart makes old pages' tokens invalid, on purpose.
 * **Flash messages** (the result of an action, shown after the redirect) live in a
   signed cookie, so nobody can put words on Patrol's page through a link.
-* **Log unlocks.** Logs of an item with a secret need the secret; after it was entered
-  once, an HttpOnly cookie holding an HMAC of (item, secret) opens them, so the secret
-  itself never travels in URLs or links (the original put it in every log link).
+* **Unlocks.** Logs and key/values of an item with a secret need the secret
+  (patrol.visibility); after it was entered once, an HttpOnly cookie holding an HMAC of
+  (item, secret) opens them, so the secret itself never travels in URLs or links (the
+  original put it in every log link).
 * **Comparisons** of tokens, MACs and cookies go through :func:`patrol.compare.same_secret`:
   a cookie or form field holds whatever text the client likes (``hmac.compare_digest``
   raised ``TypeError`` on non-ASCII text: a 500 on every page).
