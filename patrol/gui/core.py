@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import json
+
 import jinja2
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
 from .. import __version__, auth, visibility
@@ -36,6 +38,27 @@ def template_env() -> jinja2.Environment:
     env.filters.update(duration=fmt.duration, local_time=fmt.local_time, iso_time=fmt.iso_time, size=fmt.size)
     env.globals["version"] = __version__
     return env
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8, whatever it holds.
+
+    Stored data (a key/value from an older state file, a name in a config, an app's
+    log) may hold lone UTF-16 surrogates, which have no UTF-8 encoding: encoding the
+    page would raise, and every visitor would get a 500. They become U+FFFD instead.
+    The usual case costs one encode.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
+
+
+class JSON(JSONResponse):
+    """A JSON answer of the GUI's own routes that stored data cannot break (see utf8)."""
+
+    def render(self, content: Any) -> bytes:
+        return utf8(json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
 
 
 class Gui:
@@ -93,14 +116,16 @@ class Gui:
 
     def render(self, request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         """A page in the common frame, with the CSRF token, the action result (once)
-        and the security headers."""
-        response = self.templates.TemplateResponse(request, name, {
+        and the security headers. Nothing a page shows can make it fail to encode."""
+        html = self.templates.get_template(name).render({
+            "request": request,
             "csrf": self.guard.csrf_token,
             "patrol": self.patrol_info(),
             "flash": self.guard.read_flash(request),
             "signed_in": request.scope.get(auth.HOW_KEY) == "session",  # shows the logout button
             **context,
-        }, status_code=status)
+        })
+        response = HTMLResponse(utf8(html), status)
         self.guard.clear_flash(request, response)
         self.guard.set_csrf_cookie(request, response)
         return secure(response)

@@ -15,10 +15,11 @@ from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from . import views
+from .core import JSON, utf8
 from .logs import MAX_LINES, LogDir, read_from, stream_file, tail
 from .pages import describe, log_url
 from .security import secure
@@ -125,7 +126,7 @@ class LogPages:
             files = views.current_logs(runner)
             current = files.get("merged") or files.get(stream)
             body["current"] = logdir.relative(current) if current else None
-        return secure(JSONResponse(body))
+        return secure(JSON(body))
 
     # -- the original's URLs ---------------------------------------------------------
 
@@ -222,7 +223,7 @@ class LogPages:
         try:
             if last is not None:
                 result = await run_in_threadpool(tail, path, last)
-                return secure(PlainTextResponse(result.text, media_type=TEXT))
+                return secure(PlainTextResponse(utf8(result.text), media_type=TEXT))
             size = os.stat(path).st_size
         except OSError as exc:
             return _text_error(404, f"cannot read the log: {exc.strerror or exc}")
@@ -255,9 +256,9 @@ def _crumbs(item_id: str, relative: str) -> list[tuple[str, str]]:
 
 
 def _text_error(status: int, *messages: str) -> Response:
-    return secure(PlainTextResponse("\n".join(messages) + "\n", status, media_type=TEXT))
+    return secure(PlainTextResponse(utf8("\n".join(messages) + "\n"), status, media_type=TEXT))
 
 
 def _json_error(status: int, *messages: str) -> Response:
-    return secure(JSONResponse({"errors": list(messages)}, status))
+    return secure(JSON({"errors": list(messages)}, status))
 

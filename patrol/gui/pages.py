@@ -14,13 +14,14 @@ from urllib.parse import parse_qsl, quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import auth
 from ..state import DISABLE, ENABLE, RESTART, RUNONCE_DISABLE, RUNONCE_ENABLE
 from ..visibility import visible_keyvalue
 from . import views
+from .core import JSON
 from .logs import STREAMS, LogDir, Run
 from .security import safe_next, secure
 
@@ -102,7 +103,7 @@ class Pages:
     async def state_json(self, request: Request) -> Response:
         rows = views.items(self.gui.patrol, self.gui.stats)
         body = {"patrol": self.gui.patrol_info(), "items": {r.key: r.live() for r in rows}}
-        return secure(JSONResponse(body))
+        return secure(JSON(body))
 
     async def detail(self, request: Request) -> Response:
         group = request.url.path.split("/")[1]
