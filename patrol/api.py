@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .compare import same_secret
 from .state import TOGGLES, HistoryRecord
+from .steps import Chunks, Steps
 from .timefmt import format_time
 from .visibility import visible_keyvalue
 
@@ -47,6 +48,9 @@ GROUPS = {"app": "app", "apps": "app", "service": "service", "services": "servic
 #: Upper bound of an item's key/values as compact JSON. Requests are size-limited, but
 #: repeated merges are not: without a bound any client could grow Patrol's memory.
 MAX_KEYVALUE_BYTES = 64 * 1024
+#: Units of work (an item, or one of its history records) per step of ``/status/``:
+#: about 13 us each, so a step takes under 2 ms (see patrol.steps).
+STATUS_STEP = 120
 #: Deepest nesting of arrays and objects in ``keyvalue``. JSON nested hundreds of levels
 #: deep parses, but every recursive walk over it later (the state file's writer, the
 #: pretty-printer of answers) can hit Python's recursion limit, and then fails forever.
@@ -257,6 +261,42 @@ class Api:
         }
         return _omit_empty(body, keep=("apps", "service"))
 
+    async def status_json(self, steps: Steps | None = None) -> list[bytes]:
+        """``/status/`` as the bytes the original sent (TAB-indented JSON, ``<>&``
+        escaped, a final newline: joined, byte for byte ``http.dumps(self.status())``),
+        in chunks, built in steps that give the loop a turn (patrol.steps): with 10,000
+        apps the whole answer is seconds of work.
+        """
+        steps = steps or Steps(STATUS_STEP)
+        out = Chunks()
+        first = True
+
+        def field(key: str) -> None:
+            nonlocal first
+            out.add((b"{" if first else b",") + b"\n\t" + _pretty(key).encode() + b": ")
+            first = False
+
+        field("instance-id")  # never empty: a uuid
+        out.add(_pretty(self.patrol.instance_id).encode())
+        for key, table, stats in (("apps", self.patrol.apps, True), ("service", self.patrol.services, False)):
+            field(key)  # kept even when empty, as status() does
+            runners = list(table.items())
+            if not runners:
+                out.add(b"{}")
+                continue
+            for n, (item_id, runner) in enumerate(runners):
+                await steps.take(1 + len(runner.state.history))
+                item = self.render(runner, proven=False, stats=stats)
+                out.add((b"{" if n == 0 else b",") + b"\n\t\t" + _pretty(item_id).encode() + b": "
+                        + _pretty(item, level=2).encode())
+            out.add(b"\n\t}")
+        for key, value in (("started", self._time(self.patrol.started)), ("shutdown", self.patrol.shutting_down)):
+            if not _empty(value):  # the original's omit-if-empty, as status() applies it
+                field(key)
+                out.add(_pretty(value, level=1).encode())
+        out.add(b"\n}\n")
+        return out.done()
+
     def snapshot(self, runner: "Runner") -> dict[str, Any]:
         """What events carry: ids and key/values, no history (the original's Snapshot()),
         as a caller without the item's secret sees it: observers forward events."""
@@ -431,6 +471,14 @@ def _uptime() -> float:
             return float(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def _pretty(value: Any, level: int = 0) -> str:
+    """``value`` as the original's TAB-indented JSON (``<>&`` escaped), to be placed
+    ``level`` levels deep in a bigger document (lines after the first are indented)."""
+    text = json.dumps(value, indent="\t")
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text.replace("\n", "\n" + "\t" * level) if level else text
 
 
 def _omit_empty(body: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -187,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 async def _serve(config, plugins, store) -> int:  # type: ignore[no-untyped-def]
     from .supervisor import Supervisor
 
-    await Supervisor(config, plugins, store=store).run(daemon_signals=True)
+    await Supervisor(config, plugins, store=store).run(daemon_signals=True, freeze_heap=True)
     return EXIT_OK
 
 

@@ -29,11 +29,11 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from . import auth, descriptors
+from . import auth, descriptors, steps
 from .hookspecs import hookimpl
 from .http_connections import Limits, Listener
 from .transport import Transport
@@ -133,7 +133,10 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
     from . import openapi  # not at the top: it reads this module's constants
 
     async def status(request: Request) -> Response:
-        return json_response(api.status())
+        # built in steps and sent in chunks: with thousands of items, one go would stall the loop (patrol.steps)
+        chunks = await api.status_json()
+        return StreamingResponse(steps.each(chunks), 200, media_type="application/json; charset=utf-8",
+                                 headers={"Content-Length": str(sum(map(len, chunks)))})
 
     async def api_endpoint(request: Request) -> Response:
         refused = cross_site(request)

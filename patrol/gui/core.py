@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import json
 
 import jinja2
+from markupsafe import Markup
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.templating import Jinja2Templates
 
 from .. import __version__, auth, visibility
+from ..steps import each
 from . import fmt
 from .procstat import ProcStats
 from .security import Guard, secure
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 PACKAGE = Path(__file__).resolve().parent.parent
 TEMPLATES = PACKAGE / "templates"
 STATIC = PACKAGE / "static"
+#: where a page's pre-rendered part goes (a string no template or value can contain)
+SLOT = "\x00patrol-slot\x00"
 
 
 def template_env() -> jinja2.Environment:
@@ -58,6 +62,10 @@ class JSON(JSONResponse):
     """A JSON answer of the GUI's own routes that stored data cannot break (see utf8)."""
 
     def render(self, content: Any) -> bytes:
+        return self.encode(content)
+
+    @staticmethod
+    def encode(content: Any) -> bytes:
         return utf8(json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
 
 
@@ -114,10 +122,16 @@ class Gui:
             "shutdown": self.patrol.shutting_down,
         }
 
-    def render(self, request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    def render(self, request: Request, name: str, context: dict[str, Any], status: int = 200,
+               *, slot: Sequence[bytes] = ()) -> Response:
         """A page in the common frame, with the CSRF token, the action result (once)
-        and the security headers. Nothing a page shows can make it fail to encode."""
+        and the security headers. Nothing a page shows can make it fail to encode.
+
+        ``slot``: parts rendered beforehand (in steps, patrol.steps) that go where the
+        template says ``{{ slot }}``.
+        """
         html = self.templates.get_template(name).render({
+            "slot": Markup(SLOT),
             "request": request,
             "csrf": self.guard.csrf_token,
             "patrol": self.patrol_info(),
@@ -125,7 +139,14 @@ class Gui:
             "signed_in": request.scope.get(auth.HOW_KEY) == "session",  # shows the logout button
             **context,
         })
-        response = HTMLResponse(utf8(html), status)
+        if slot:  # megabytes: sent a chunk at a time, never joined (see patrol.steps)
+            head, _, tail = html.partition(SLOT)
+            parts = [utf8(head), *slot, utf8(tail)]
+            response: Response = StreamingResponse(
+                each(parts), status, media_type="text/html; charset=utf-8",
+                headers={"Content-Length": str(sum(map(len, parts)))})
+        else:
+            response = HTMLResponse(utf8(html.replace(SLOT, "")), status)
         self.guard.clear_flash(request, response)
         self.guard.set_csrf_cookie(request, response)
         return secure(response)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from urllib.parse import urlencode
 
+from ..steps import Steps
 from . import fmt
 from .procstat import ProcStats
 
@@ -144,6 +145,20 @@ def _note(runner: "Runner") -> str:
 def items(patrol: "Supervisor", stats: ProcStats) -> list[Item]:
     wall = patrol.wall()
     return [item(r, wall, stats) for r in patrol.runners()]
+
+
+#: units of work (patrol.steps) of building one Item (a /proc read for a running app)
+ITEM_UNITS = 1
+
+
+async def items_in_steps(patrol: "Supervisor", stats: ProcStats, steps: Steps) -> list[Item]:
+    """:func:`items`, giving the loop a turn between steps (10,000 items: ~50 ms)."""
+    wall = patrol.wall()
+    rows = []
+    for runner in patrol.runners():
+        await steps.take(ITEM_UNITS)
+        rows.append(item(runner, wall, stats))
+    return rows
 
 
 # -- sorting and filtering -------------------------------------------------------------

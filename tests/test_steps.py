@@ -1,0 +1,204 @@
+"""Big answers are built in bounded steps (F20), and stay byte for byte what they were.
+
+With 10,000 apps, ``/status/`` and the dashboard are seconds of work; done in one go,
+they stalled the loop (and every ping) for that long. These tests drive the renderers
+by hand, one step at a time (each ``send`` runs exactly one step), count the work done
+in each step from outside, and compare the answer with the one-shot rendering. No
+clock is involved: the bounds are counts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Coroutine
+
+import pytest
+from starlette.requests import Request
+
+from patrol.api import STATUS_STEP, Api
+from patrol.config import Methods, parse_config
+from patrol.gui import pages as pages_module
+from patrol.gui import views
+from patrol.gui.core import Gui
+from patrol.gui.pages import DASHBOARD_STEP, LIVE_UNITS, ROW_UNITS, Pages
+from patrol.http import dumps
+from patrol.plugins import Plugins
+from patrol.state import HistoryRecord
+from patrol.steps import Steps
+from patrol.supervisor import Supervisor
+
+NOW = 1_800_000_000.0
+APPS = 1500
+
+
+def supervisor(apps: int = APPS, services: int = 40) -> Supervisor:
+    """A real supervisor (not running) over a real config, with history and key/values
+    full of characters the original escaped (<>&), non-ASCII text and a secret item."""
+    plugins = Plugins(strict=True)
+    app = {"keepalive": 1, "binary": "b", "working-directory": "/srv", "log-directory": "l", "pid-path": "p"}
+    doc = {
+        "apps": {f"app-{i}": {**app, "name": f"App <{i}> & é", "disabled": i % 3 == 0,
+                              "keyvalue": {"k<&>": [i, {"t": "ü\u2028"}]}, **({"secret": "s"} if i % 5 == 0 else {})}
+                 for i in range(apps)},
+        "services": {f"svc-{i}": {"name": f"Svc {i}", "service": f"svc{i}", "management": "service",
+                                  "disabled": True} for i in range(services)},
+        "history": 1000,
+    }
+    config, _ = parse_config(doc, Methods(plugins.keepalives, plugins.services))
+    sup = Supervisor(config, plugins, wall=lambda: NOW)
+    sup.api = Api(sup)
+    sup.started = NOW - 3600
+    for n, runner in enumerate(sup.runners()):
+        for j in range(n % 9 if n != 7 else 700):  # one app with a history longer than a step
+            runner.state.history.append(HistoryRecord(
+                instance_id=f"{n}-{j}", pid=100 + j, started=NOW - 60, lastseen=NOW - 50, stopped=NOW - 40,
+                exit_code=j % 3, reason="exited <oops> & more", keyvalue={"j": j}))
+    return sup
+
+
+def drive(coro: Coroutine[Any, Any, Any], each_step: Any) -> Any:
+    """Run ``coro`` one step at a time without an event loop; ``each_step()`` after each."""
+    while True:
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            each_step()
+            return done.value
+        each_step()
+
+
+def test_status_is_built_in_steps_of_bounded_work_byte_identical_to_one_go():
+    sup = supervisor()
+    api = sup.api
+    expected = dumps(api.status())  # today's one-shot answer: TAB-indented, <>& escaped
+    work: list[int] = [0]
+    steps_seen: list[int] = []
+    render = api.render
+
+    def counting_render(runner: Any, **kwargs: Any) -> dict[str, Any]:
+        work[0] += 1 + len(runner.state.history)
+        return render(runner, **kwargs)
+
+    api.render = counting_render  # type: ignore[method-assign]
+
+    def step() -> None:
+        steps_seen.append(work[0])
+        work[0] = 0
+
+    body = b"".join(drive(api.status_json(Steps(STATUS_STEP, seconds=float("inf"))), step))
+    assert body == expected
+    big = 1 + 700
+    assert max(steps_seen) <= max(STATUS_STEP, big)
+    assert sorted(steps_seen)[-2] <= STATUS_STEP  # only the one long-history app is a step of its own
+    total = sum(1 + len(r.state.history) for r in sup.runners())
+    assert len(steps_seen) >= (total - big) // STATUS_STEP  # it did yield, many times
+    json.loads(body)  # and it is JSON
+
+
+def test_status_of_an_empty_or_shutting_down_patrol_is_byte_identical():
+    plugins = Plugins(strict=True)
+    for doc in ({"services": {"s": {"name": "S", "service": "s", "management": "service"}}},
+                {"apps": {"a": {"keepalive": 1, "name": "A", "binary": "b", "working-directory": "/srv",
+                                "log-directory": "l", "pid-path": "p"}}}):
+        config, _ = parse_config(doc, Methods(plugins.keepalives, plugins.services))
+        sup = Supervisor(config, plugins, wall=lambda: NOW)
+        sup.api = Api(sup)
+        for started, shutting_down in ((None, False), (NOW, True)):
+            sup.started, sup.shutting_down = started, shutting_down
+            assert b"".join(drive(sup.api.status_json(), lambda: None)) == dumps(sup.api.status())
+
+
+def body_of(response: Any) -> bytes:
+    """The bytes a response sends (a streaming one is read through, without a loop)."""
+    if not hasattr(response, "body_iterator"):
+        return response.body
+
+    async def read() -> bytes:
+        return b"".join([chunk async for chunk in response.body_iterator])
+
+    body = drive(read(), lambda: None)
+    assert int(response.headers["content-length"]) == len(body)
+    return body
+
+
+def request(path: str = "/", query: bytes = b"") -> Request:
+    return Request({"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": query,
+                    "headers": [(b"host", b"127.0.0.1:8421")], "scheme": "http", "server": ("127.0.0.1", 8421),
+                    "client": ("127.0.0.1", 50000), "root_path": ""})
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts of the dashboard's units of work: items built and rows rendered (a row
+    calls Item.live once) -- counted from outside the renderer."""
+    counts = {"item": 0, "live": 0}
+    item, live = views.item, views.Item.live
+
+    def counting_item(*args: Any) -> views.Item:
+        counts["item"] += 1
+        return item(*args)
+
+    def counting_live(self: views.Item) -> dict[str, Any]:
+        counts["live"] += 1
+        return live(self)
+
+    monkeypatch.setattr(views, "item", counting_item)
+    monkeypatch.setattr(views.Item, "live", counting_live)
+    return counts
+
+
+@pytest.mark.parametrize("query", [b"", b"sort=state&order=desc&q=app-1"])
+def test_the_dashboard_is_built_in_steps_of_bounded_work_and_renders_as_in_one_go(counted, monkeypatch, query):
+    sup = supervisor()
+    pages = Pages(Gui(sup, sup.api))
+    per_step: list[int] = []
+
+    def step() -> None:
+        per_step.append(counted["item"] * views.ITEM_UNITS + counted["live"] * ROW_UNITS)
+        counted["item"] = counted["live"] = 0
+
+    response = drive(pages.dashboard(request(query=query)), step)
+    assert response.status_code == 200
+    assert max(per_step) <= DASHBOARD_STEP and len(per_step) > len(sup.runners()) * ROW_UNITS // DASHBOARD_STEP
+    html = body_of(response).decode()
+    assert html.count("<tr data-key=") == len(sup.runners())
+    assert "App &lt;12&gt; &amp; é" in html
+    # in one go (one template call for every row, no step): the same page
+    monkeypatch.setattr(pages_module, "ROW_CHUNK", 10**9)
+    monkeypatch.setattr(pages_module, "DASHBOARD_STEP", 10**9)
+    assert body_of(drive(pages.dashboard(request(query=query)), lambda: None)) == html.encode()
+
+
+def test_the_live_state_is_built_in_steps_of_bounded_work_and_is_the_same_json(counted):
+    sup = supervisor()
+    gui = Gui(sup, sup.api)
+    pages = Pages(gui)
+    per_step: list[int] = []
+
+    def step() -> None:
+        per_step.append(counted["item"] * views.ITEM_UNITS + counted["live"] * LIVE_UNITS)
+        counted["item"] = counted["live"] = 0
+
+    response = drive(pages.state_json(request("/gui/state.json")), step)
+    assert max(per_step) <= DASHBOARD_STEP and len(per_step) > 3
+    rows = views.items(sup, gui.stats)
+    one_go = {"patrol": gui.patrol_info(), "items": {r.key: r.live() for r in rows}}
+    assert response.body == json.dumps(one_go, ensure_ascii=False, separators=(",", ":")).encode()
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_a_step_ends_when_its_budget_is_spent_and_never_splits_an_item():
+    done: list[int] = []
+    grouped: list[list[int]] = []
+
+    async def work(steps: Steps) -> None:
+        for units in (4, 4, 4, 30, 1, 9, 1):
+            await steps.take(units)
+            done.append(units)
+
+    def step() -> None:
+        grouped.append(done[:])
+        done.clear()
+
+    drive(work(Steps(10, seconds=float("inf"))), step)
+    assert grouped == [[4, 4], [4], [30], [1, 9], [1]]  # 30 > 10: one item, a step of its own
