@@ -12,6 +12,7 @@ refused, group checks happen after lower-casing, a pid-less ping never leaves a 
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import os
@@ -51,6 +52,7 @@ MAX_KEYVALUE_BYTES = 64 * 1024
 #: Units of work (an item, or one of its history records) per step of ``/status/``:
 #: about 13 us each, so a step takes under 2 ms (see patrol.steps).
 STATUS_STEP = 120
+BIG_ANSWERS = 2
 #: Deepest nesting of arrays and objects in ``keyvalue``. JSON nested hundreds of levels
 #: deep parses, but every recursive walk over it later (the state file's writer, the
 #: pretty-printer of answers) can hit Python's recursion limit, and then fails forever.
@@ -169,6 +171,10 @@ class Api:
     def __init__(self, patrol: "Supervisor") -> None:
         self.patrol = patrol
         self.processes = ProcessStats()
+        #: answers that take many steps (``/status/``, the dashboard, the live state)
+        #: are built at most BIG_ANSWERS at a time: each holds megabytes until sent, and
+        #: every one built at once adds a step to each turn of the loop
+        self.big_answers = asyncio.Semaphore(BIG_ANSWERS)
 
     # -- requests --------------------------------------------------------------------
 
@@ -267,7 +273,10 @@ class Api:
         in chunks, built in steps that give the loop a turn (patrol.steps): with 10,000
         apps the whole answer is seconds of work.
         """
-        steps = steps or Steps(STATUS_STEP)
+        async with self.big_answers:
+            return await self._status_json(steps or Steps(STATUS_STEP))
+
+    async def _status_json(self, steps: Steps) -> list[bytes]:
         out = Chunks()
         first = True
 

@@ -129,6 +129,9 @@ class Registry(Generic[T]):
     def missing_hint(self, key: str | int) -> str:
         """Explain an unknown name: which package provides it, or what is installed."""
         conflict = self.conflicts.get(key)
+        if conflict is not None and conflict.first == conflict.second:
+            return (f"{self.kind} {key!r} is registered twice by the plugin {conflict.first}, which was refused "
+                    f"for it (patrol plugins lists it)")
         if conflict is not None:
             return (f"{self.kind} {key!r} is registered by two plugins, {conflict.first} and {conflict.second}, "
                     f"so which one is meant is unknown: uninstall one, or disable one with "

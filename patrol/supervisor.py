@@ -31,6 +31,8 @@ from .store import Store
 
 log = structlog.get_logger("patrol.supervisor")
 UNITTEST_VALUE = "I KNOW WHAT I AM DOING"
+#: longest a reload waits for the config file to be read and checked
+RELOAD_READ_TIMEOUT = 60.0
 
 Runner = AppRunner | ServiceRunner
 R = TypeVar("R", AppRunner, ServiceRunner)
@@ -243,10 +245,16 @@ class Supervisor:
 
         if self.config.source is None:
             return {"errors": ["this Patrol was not started from a config file"]}
+        methods = Methods(keepalives=self.plugins.keepalives, services=self.plugins.services)
         try:
-            config, warnings = load_config(
-                self.config.source, Methods(keepalives=self.plugins.keepalives, services=self.plugins.services)
-            )
+            # off the loop: reading and checking 10,000 apps takes ~0.3 s, and the path
+            # could be anything (a FIFO would block); the loader only reads its inputs
+            config, warnings = await asyncio.wait_for(
+                asyncio.to_thread(load_config, self.config.source, methods), RELOAD_READ_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.error("reload refused: the config could not be read in time", file=str(self.config.source))
+            return {"errors": [f"{self.config.source}: could not be read within {RELOAD_READ_TIMEOUT:g} s; "
+                               "the running config stays"]}
         except ConfigError as exc:
             log.error("reload refused: the config has errors", errors=exc.errors)
             return {"errors": list(exc.errors)}

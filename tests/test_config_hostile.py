@@ -149,3 +149,17 @@ def test_check_warns_about_a_binary_that_is_missing_or_not_executable(tmp_path):
     if not os.access("/usr/bin/python3", os.X_OK):  # pragma: no cover - Debian has it
         pytest.skip("no /usr/bin/python3 on this machine")
     assert warnings == expect, done.stderr
+
+
+@pytest.mark.parametrize("wd,log_directory", [("/srv/app", "/var/log"), ("/", "etc"), ("/srv/app", "/")])
+def test_a_log_directory_of_the_system_is_warned_about(wd, log_directory):
+    """The log browser serves every file below an app's log directory: with absolute
+    log directories honoured, "/var/log" is easy to write and would publish syslog."""
+    from patrol.config import Methods, parse_config
+    from patrol.plugins import Plugins
+
+    plugins = Plugins(strict=True)
+    app = {"keepalive": 1, "name": "A", "binary": "b", "working-directory": wd, "log-directory": log_directory,
+           "pid-path": "a.pid"}
+    _, warnings = parse_config({"apps": {"a": app}}, Methods(plugins.keepalives, plugins.services))
+    assert len(warnings) == 1 and "apps.a.log-directory: is /" in warnings[0] and "log browser" in warnings[0]

@@ -304,3 +304,15 @@ def test_a_conflict_on_an_alias_makes_only_the_alias_unusable():
     p = kernel(A(), B())
     assert p.keepalives.resolve("first") == "first" and p.keepalives.resolve(42) is None
     assert "registered by two plugins" in p.keepalives.missing_hint(42)
+
+
+def test_a_plugin_registering_one_name_twice_is_refused_and_the_name_says_so():
+    class Twice:
+        @hookimpl
+        def patrol_register_keepalives(self, register):
+            register(Alpha)
+            register(AlphaAgain)
+
+    p = kernel(Twice())
+    assert p.failed and p.keepalives.resolve("alpha") is None
+    assert "registered twice by the plugin" in p.keepalives.missing_hint("alpha")

@@ -9,6 +9,7 @@ clock is involved: the bounds are counts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, Coroutine
 
@@ -29,6 +30,7 @@ from patrol.supervisor import Supervisor
 
 NOW = 1_800_000_000.0
 APPS = 1500
+LONG = 10  # app-10: 700 history records, and a secret
 
 
 def supervisor(apps: int = APPS, services: int = 40) -> Supervisor:
@@ -49,7 +51,7 @@ def supervisor(apps: int = APPS, services: int = 40) -> Supervisor:
     sup.api = Api(sup)
     sup.started = NOW - 3600
     for n, runner in enumerate(sup.runners()):
-        for j in range(n % 9 if n != 7 else 700):  # one app with a history longer than a step
+        for j in range(n % 9 if runner.id != f"app-{LONG}" else 700):  # one app (with a secret): a long history
             runner.state.history.append(HistoryRecord(
                 instance_id=f"{n}-{j}", pid=100 + j, started=NOW - 60, lastseen=NOW - 50, stopped=NOW - 40,
                 exit_code=j % 3, reason="exited <oops> & more", keyvalue={"j": j}))
@@ -121,10 +123,10 @@ def body_of(response: Any) -> bytes:
     return body
 
 
-def request(path: str = "/", query: bytes = b"") -> Request:
+def request(path: str = "/", query: bytes = b"", **path_params: str) -> Request:
     return Request({"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": query,
                     "headers": [(b"host", b"127.0.0.1:8421")], "scheme": "http", "server": ("127.0.0.1", 8421),
-                    "client": ("127.0.0.1", 50000), "root_path": ""})
+                    "client": ("127.0.0.1", 50000), "root_path": "", "path_params": path_params})
 
 
 @pytest.fixture
@@ -202,3 +204,61 @@ def test_a_step_ends_when_its_budget_is_spent_and_never_splits_an_item():
 
     drive(work(Steps(10, seconds=float("inf"))), step)
     assert grouped == [[4, 4], [4], [30], [1, 9], [1]]  # 30 > 10: one item, a step of its own
+
+
+def test_a_detail_page_with_a_long_history_is_built_in_steps_and_renders_as_in_one_go(monkeypatch):
+    sup = supervisor(apps=20, services=0)
+    gui = Gui(sup, sup.api)
+    pages = Pages(gui)
+    template = gui.templates.get_template("detail_history_rows.html")
+    render, rows = template.render, [0]
+    per_step: list[int] = []
+
+    def counting_render(**context: Any) -> str:
+        rows[0] += len(context["history"])
+        return render(**context)
+
+    monkeypatch.setattr(template, "render", counting_render)
+
+    def step() -> None:
+        per_step.append(rows[0] * ROW_UNITS)
+        rows[0] = 0
+
+    page = request(f"/app/app-{LONG}", id=f"app-{LONG}")
+    html = body_of(drive(pages.detail(page), step)).decode()
+    assert sum(per_step) == 700 * ROW_UNITS and max(per_step) <= DASHBOARD_STEP
+    assert html.count("<td data-label=\"Instance\">") == 700 and "exited &lt;oops&gt; &amp; more" in html
+    monkeypatch.setattr(pages_module, "ROW_CHUNK", 10**9)
+    monkeypatch.setattr(pages_module, "DASHBOARD_STEP", 10**9)
+    assert body_of(drive(pages.detail(page), lambda: None)).decode() == html
+
+
+def test_at_most_two_big_answers_are_built_at_once_and_all_are_answered():
+    """Each holds megabytes until sent, and each one being built adds a step to every
+    turn of the loop: five parallel requests are built two at a time."""
+    sup = supervisor(apps=600, services=0)
+    api = sup.api
+    building: set[Any] = set()
+    most = [0]
+    render = api.render
+
+    def tracking(runner: Any, **kwargs: Any) -> dict[str, Any]:
+        building.add(asyncio.current_task())
+        most[0] = max(most[0], len(building))
+        return render(runner, **kwargs)
+
+    api.render = tracking  # type: ignore[method-assign]
+
+    async def one() -> bytes:
+        try:
+            return b"".join(await api.status_json(Steps(STATUS_STEP, seconds=float("inf"))))
+        finally:
+            building.discard(asyncio.current_task())
+
+    async def five() -> list[bytes]:
+        return await asyncio.gather(*(one() for _ in range(5)))
+
+    answers = asyncio.run(five())
+    api.render = render  # type: ignore[method-assign]
+    assert most[0] == 2
+    assert len(set(answers)) == 1 and answers[0] == dumps(api.status())

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from ..service import ServiceBackend
 
 _EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
+#: log directories that hold much more than an app's logs (an absolute log-directory,
+#: or a working-directory of "/", can name them)
+SYSTEM_DIRECTORIES = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/opt", "/proc", "/root",
+                                "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/log"})
 _UNSET = object()
 
 
@@ -57,6 +61,10 @@ def read_app(sec: Section, app_id: str, keepalives: Registry[type[KeepAlive]]) -
     if len(sec.report.errors) > errors:
         return None
     app = AppConfig(**values)
+    if app.log_root in SYSTEM_DIRECTORIES:
+        sec.report.warn(sec.at("log-directory"), f"is {app.log_root}, a directory of the system: the GUI's log "
+                        "browser lists and serves every file below it to whoever may read this app's logs "
+                        "(give the app a log directory of its own)")
     _plugin_checks(sec, [cls] if cls else [], app)
     return app
 
