@@ -20,7 +20,7 @@ import structlog
 
 from .config.model import AppConfig, PatrolConfig
 from .keepalive import Cancellable, ExitStatus, KeepAlive
-from .logfiles import copytruncate, open_logs, oversized
+from .logpipe import InstanceLogs
 from .process import (
     getpgid,
     group_alive,
@@ -62,7 +62,8 @@ class AppRunner:
         self.launching = False
         self.retired = False  # stopped for good (shutdown, or replaced by a reload)
         self.fault_message: str | None = None  # a problem that does not end the instance
-        self._rotating: asyncio.Task[None] | None = None
+        self._logs: InstanceLogs | None = None  # the pipes and files of the last spawn
+        self._log_pipes: dict[str, int] = {}  # stream -> pipe inode, to read it again after a restart
         self._leftovers: set[asyncio.Task[None]] = set()  # stopping what an instance left behind
         self._known = False  # the state file had this app
         self.given_up = False
@@ -179,10 +180,13 @@ class AppRunner:
         self._restored_trust = bool(row.get("trusted", True))  # a pid only a ping named stays untrusted
         self._groups = {int(g) for g in row.get("groups", ())}
         self._known = True  # no startup grace: the state file says whether it was running
+        pipes = row.get("log-pipes")
+        self._log_pipes = {k: v for k, v in pipes.items() if isinstance(v, int)} if isinstance(pipes, dict) else {}
 
     def persist_extra(self) -> dict[str, Any]:
         """What the state file needs beyond :class:`State` to adopt the instance later."""
-        return {"pid-start": self._pid_start, "groups": sorted(self._groups), "trusted": self._trusted_pid}
+        return {"pid-start": self._pid_start, "groups": sorted(self._groups), "trusted": self._trusted_pid,
+                "log-pipes": self._log_pipes}
 
     def _adopt_restored(self) -> None:
         """Adopt the instance that ran when Patrol stopped, if it is the very same process.
@@ -197,6 +201,7 @@ class AppRunner:
             self._groups = {g for g in self._groups if group_alive(g)}
             self.starts += 1
             self.log.info("adopted", pid=pid, instance=self.state.instance_id)
+            self._logs = self.sup.logs.reattach(self.config, self.state.started_log, self._log_pipes, pid)
         else:
             self._groups = set()
             self._close("gone while Patrol was down", None)
@@ -204,7 +209,6 @@ class AppRunner:
     def tick(self) -> None:
         self.keepalive.check()
         if self.state.running:
-            self._limit_logs()
             self.emit("app.running")
         elif self.state.disabled:
             self.emit("app.disabled")
@@ -250,25 +254,6 @@ class AppRunner:
                 self._retry = None
         self.sup.loop.call_soon(self.reconcile)
 
-    def _limit_logs(self) -> None:
-        """Rotate log files beyond ``log-max-bytes`` (in a thread: copying takes time)."""
-        files, limit = self.state.started_log, self.config.log_max_bytes
-        if not files or not limit or self._rotating is not None:
-            return
-        paths = oversized(files, limit)
-        if paths:
-            self.log.info("rotating log files", files=paths, limit=limit)
-            self._rotating = self.sup.loop.create_task(self._rotate(paths))
-
-    async def _rotate(self, paths: list[str]) -> None:
-        try:
-            for path in paths:
-                await asyncio.to_thread(copytruncate, path)
-        except OSError as exc:
-            self.log.error("log rotation failed", error=str(exc))
-        finally:
-            self._rotating = None
-
     # -- spawning --------------------------------------------------------------------
 
     def spawn(self) -> None:
@@ -280,8 +265,8 @@ class AppRunner:
             if self.state.run_once:
                 s.set(run_once_consumed=True)
         now_ns = time.time_ns()
-        try:
-            logs = open_logs(self.config.log_root, self.config.std_merge, now_ns)
+        try:  # the app writes into pipes; Patrol writes (and rotates) the files
+            logs = self.sup.logs.open_instance(self.config, now_ns)
         except OSError as exc:
             return self._start_failed(f"cannot open log files in {self.config.log_root}: {exc.strerror or exc}")
         try:
@@ -289,13 +274,16 @@ class AppRunner:
                 self.argv(),
                 env=self.environment(),
                 cwd=self.config.working_directory,
-                stdout=logs.stdout_fd,
-                stderr=logs.stderr_fd,
+                stdout=logs.child_stdout,
+                stderr=logs.child_stderr,
             )
         except OSError as exc:
+            logs.abort()
             return self._start_failed(f"cannot execute {self.config.program}: {exc.strerror or exc}")
         finally:
-            logs.close()
+            logs.close_child_ends()
+        logs.start()
+        self._logs, self._log_pipes = logs, logs.pipes
         self.launcher_pid = proc.pid
         self.launching = True
         self._stop_reason = ""

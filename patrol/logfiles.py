@@ -1,23 +1,51 @@
 """App log files in the original layout: ``LOGDIR/YEAR/month/DAY/<ns>.stdout.log``.
 
 YEAR has four digits, month is the lower-case English name, DAY has no zero padding,
-all in local time; the file name is the start time in Unix nanoseconds. The parent
-keeps no descriptor open after the spawn (the original leaked one per start).
+all in local time; the file name is the start time in Unix nanoseconds.
+
+Patrol writes these files itself (the app writes into a pipe, see
+:mod:`patrol.logpipe`), so rotation is a rename and a reopen: nothing is copied,
+nothing is lost, and a file never grows beyond ``log-max-bytes``. Rotated generations
+are ``<file>.1`` (newest) .. ``<file>.N`` (oldest, N = ``log-max-files``).
+
+Anything under a log directory may have been put there by someone else: a path is only
+ever opened with ``O_NONBLOCK`` (a FIFO cannot block the opener), without following a
+symlink at the last component, and refused unless it is a regular file with one link.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
+import re
+import stat
 import time
 from dataclasses import dataclass
+from typing import BinaryIO, Callable, Mapping
+
+import structlog
 
 from .state import LogFiles
+
+log = structlog.get_logger("patrol.logs")
 
 MONTHS = (
     "january", "february", "march", "april", "may", "june",
     "july", "august", "september", "october", "november", "december",
 )
+#: log files are readable by their owner and group only (apps' output may be confidential)
+LOG_MODE = 0o640
+#: seconds between attempts to reopen a log file that could not be written
+RETRY_SECONDS = 1.0
+#: a current file, or one of its rotated generations
+LOG_NAME = re.compile(r"(\d{1,20})\.(stdout|stderr|stdmerge)\.log(?:\.(\d{1,4}))?")
+
+
+class NotRegularFile(OSError):
+    """A path under a log directory that is not a plain file (FIFO, device, socket, link)."""
+
+    def __init__(self, path: str, what: str) -> None:
+        super().__init__(errno.EINVAL, f"not a regular file ({what})", path)
 
 
 def day_directory(root: str, when_ns: int) -> str:
@@ -25,64 +53,329 @@ def day_directory(root: str, when_ns: int) -> str:
     return os.path.join(root, f"{t.tm_year:04d}", MONTHS[t.tm_mon - 1], str(t.tm_mday))
 
 
-@dataclass
-class OpenLogs:
-    """Descriptors to hand to the child; close them in the parent right after spawn."""
-
-    files: LogFiles
-    stdout_fd: int
-    stderr_fd: int
-
-    def close(self) -> None:
-        for fd in {self.stdout_fd, self.stderr_fd}:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def open_logs(root: str, merged: bool, when_ns: int | None = None) -> OpenLogs:
-    """Create the day directory and open the log file(s) for appending.
-
-    Raises ``OSError`` (with the path) when the directory or a file cannot be made.
-    """
-    when_ns = time.time_ns() if when_ns is None else when_ns
+def log_paths(root: str, merged: bool, when_ns: int) -> LogFiles:
+    """Where an instance started at ``when_ns`` writes (nothing is created here)."""
     directory = day_directory(root, when_ns)
-    os.makedirs(directory, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
     if merged:
         path = os.path.join(directory, f"{when_ns}.stdmerge.log")
-        fd = os.open(path, flags, 0o644)
-        return OpenLogs(LogFiles(path, path, True), fd, fd)
-    out = os.path.join(directory, f"{when_ns}.stdout.log")
-    err = os.path.join(directory, f"{when_ns}.stderr.log")
-    out_fd = os.open(out, flags, 0o644)
+        return LogFiles(path, path, True)
+    return LogFiles(os.path.join(directory, f"{when_ns}.stdout.log"),
+                    os.path.join(directory, f"{when_ns}.stderr.log"))
+
+
+# -- opening safely ---------------------------------------------------------------------
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symlink")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def _checked(fd: int, path: str, *, single_link: bool) -> int:
     try:
-        err_fd = os.open(err, flags, 0o644)
-    except OSError:
-        os.close(out_fd)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(path, _kind(st.st_mode))
+        if single_link and st.st_nlink > 1:
+            raise NotRegularFile(path, f"{st.st_nlink} hard links")
+    except BaseException:
+        os.close(fd)
         raise
-    return OpenLogs(LogFiles(out, err), out_fd, err_fd)
+    return fd
 
 
-def oversized(files: LogFiles, limit: int) -> list[str]:
-    """The log files of an instance that have grown beyond ``limit`` bytes."""
-    found = []
-    for path in dict.fromkeys((files.stdout, files.stderr)):
+def open_for_reading(path: str) -> BinaryIO:
+    """Open a log file to read it; never blocks on a FIFO, never opens a device.
+
+    ``lstat`` first, so a device or FIFO is refused without being opened at all (opening
+    some devices has side effects); the descriptor is checked again after the open, so a
+    file swapped in between is refused too.
+    """
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(path, _kind(st.st_mode))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
+    return os.fdopen(_checked(fd, path, single_link=False), "rb")
+
+
+def open_for_append(path: str, *, exclusive: bool) -> int:
+    """Open (creating it) a log file Patrol writes; ``exclusive``: it must be new.
+
+    A file with more than one link is refused: a hard link planted under a log directory
+    must not make Patrol append to the file it points at.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+    if exclusive:
+        flags |= os.O_EXCL
+    try:
+        fd = os.open(path, flags, LOG_MODE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegularFile(path, "a symlink") from None
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads: O_NONBLOCK made the open fail at once
+            raise NotRegularFile(path, "a FIFO") from None
+        raise
+    return _checked(fd, path, single_link=True)
+
+
+# -- one file Patrol writes ---------------------------------------------------------------
+
+@dataclass
+class LogSink:
+    """One log file Patrol appends an app's output to, rotated by rename.
+
+    * **Bounded:** with ``max_bytes`` the file never grows beyond it. Output that does
+      not fit is cut at its last newline, the file is rotated (``X`` -> ``X.1``, older
+      generations shifted, the one beyond ``max_files`` overwritten) and the rest goes to
+      a fresh ``X``; only a line longer than ``max_bytes`` is split. So one stream of one
+      instance never holds more than ``(max_files + 1) * max_bytes`` bytes on disk.
+    * **Lossless:** the renamed file is complete (nothing is written to it after the
+      rename), so ``X.N`` .. ``X.1`` + ``X`` is exactly what the app wrote.
+    * **Never raises:** a write error (disk full, I/O error, directory deleted) drops the
+      data (counted in ``dropped``), is logged once per episode, and the file is reopened
+      at most every ``RETRY_SECONDS`` until writing works again. The caller keeps
+      draining the app's pipe whatever happens here, so the app never blocks on the disk.
+    """
+
+    path: str
+    max_bytes: int = 0
+    max_files: int = 5
+    on_rotated: Callable[["LogSink"], None] | None = None
+    clock: Callable[[], float] = time.monotonic
+    fd: int = -1
+    size: int = 0
+    inode: int = 0
+    dropped: int = 0  # bytes lost to write errors, in total
+    rotations: int = 0
+    failing: str | None = None  # the error of the current episode
+    _episode_dropped: int = 0
+    _retry_at: float = 0.0
+
+    def open(self, *, exclusive: bool) -> None:
+        """Open (and create) the file; raises ``OSError``. ``exclusive``: it must be new."""
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = open_for_append(self.path, exclusive=exclusive)
+        st = os.fstat(fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd, self.size, self.inode = fd, st.st_size, st.st_ino
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def remove_if_empty(self) -> None:
+        """Undo the creation of a file nothing was written to (a start that failed)."""
         try:
-            if path and os.stat(path).st_size > limit:
-                found.append(path)
+            st = os.lstat(self.path)
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0 and st.st_ino == self.inode:
+                os.unlink(self.path)
         except OSError:
             pass
+
+    # -- writing ---------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.fd < 0 and not self.reopen():
+            self._drop(len(data))
+            return
+        view = memoryview(data)
+        while view:
+            piece = view
+            if self.max_bytes:
+                room = self.max_bytes - self.size
+                if room <= 0:
+                    if not self._rotate():
+                        self._drop(len(view))
+                        return
+                    continue
+                if len(view) > room:
+                    cut = bytes(view[:room]).rfind(b"\n") + 1
+                    if cut == 0 and self.size > 0:  # the line does not fit: it starts the next file
+                        if not self._rotate():
+                            self._drop(len(view))
+                            return
+                        continue
+                    piece = view[: cut or room]
+            try:
+                written = os.write(self.fd, piece)
+            except OSError as exc:
+                self._fail(exc)
+                self._drop(len(view))
+                return
+            self.size += written
+            view = view[written:]
+        if self.failing is not None:
+            log.info("writing the log file again", file=self.path, dropped_bytes=self._episode_dropped)
+            self.failing = None
+            self._episode_dropped = 0
+
+    def check(self) -> None:
+        """Reopen the file when it was deleted or moved away by someone else (each tick)."""
+        if self.fd < 0:
+            if self.reopen():
+                log.info("log file reopened", file=self.path)
+            return
+        try:
+            gone = os.fstat(self.fd).st_nlink == 0 or os.lstat(self.path).st_ino != self.inode
+        except FileNotFoundError:
+            gone = True
+        except OSError:
+            return
+        if gone:
+            log.warning("log file was deleted or moved away; opening it again", file=self.path)
+            self.close()
+            self._retry_at = 0.0
+            self.reopen()
+
+    def reopen(self) -> bool:
+        """Open the file again unless the last failure was too recent; False if it cannot be."""
+        if self.clock() < self._retry_at:
+            return False
+        try:
+            self.open(exclusive=False)
+            return True
+        except OSError as exc:
+            self._fail(exc)
+            return False
+
+    def _fail(self, exc: OSError) -> None:
+        self.close()
+        self._retry_at = self.clock() + RETRY_SECONDS
+        message = exc.strerror or str(exc)
+        if self.failing is None:
+            log.warning("cannot write the log file; dropping the app's output until it works again",
+                        file=self.path, error=message)
+        self.failing = message
+
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        self._episode_dropped += count
+
+    # -- rotation --------------------------------------------------------------------
+
+    def _rotate(self) -> bool:
+        """Rename the full file away and start a new one; False when nothing can be written."""
+        try:
+            if self.max_files == 0:
+                os.unlink(self.path)
+            else:
+                self._shift()
+                os.rename(self.path, f"{self.path}.1")
+        except OSError as exc:
+            # It cannot be renamed (or it is gone): keep the disk bounded anyway.
+            log.error("cannot rotate the log file; emptying it instead", file=self.path, error=exc.strerror or str(exc))
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError as again:
+                self._fail(again)
+                return False
+            self.size = 0
+            return True
+        self.close()
+        self.rotations += 1
+        try:
+            self.open(exclusive=True)
+        except OSError as exc:
+            self._fail(exc)
+        if self.on_rotated is not None:
+            self.on_rotated(self)
+        return self.fd >= 0
+
+    def _shift(self) -> None:
+        """``X.k`` -> ``X.k+1`` for the generations that exist (the oldest is overwritten)."""
+        top = 1
+        while top < self.max_files and os.path.lexists(f"{self.path}.{top}"):
+            top += 1
+        for n in range(top - 1, 0, -1):
+            try:
+                os.rename(f"{self.path}.{n}", f"{self.path}.{n + 1}")
+            except OSError:
+                pass  # something else sits there (a directory?): that generation is skipped
+
+
+def generations(path: str, limit: int = 1000) -> list[str]:
+    """``path.1``, ``path.2``, ... that exist, newest first (stops at the first gap)."""
+    found = []
+    for n in range(1, limit + 1):
+        candidate = f"{path}.{n}"
+        if not os.path.lexists(candidate):
+            break
+        found.append(candidate)
     return found
 
 
-def copytruncate(path: str) -> None:
-    """Keep the file's content as ``path.1`` and empty it in place.
+# -- the per-directory budget -------------------------------------------------------------
 
-    The app keeps writing to its open descriptor (opened with O_APPEND), so truncating
-    is the only rotation that needs no help from the app; what it writes between the
-    copy and the truncation is lost, as with logrotate's ``copytruncate``.
+@dataclass(frozen=True)
+class Pruned:
+    removed: list[str]
+    freed: int
+    total: int  # bytes left in the directory's log files
+
+
+def prune(root: str, budget: int, writing: Mapping[str, int]) -> Pruned:
+    """Delete the oldest log files under ``root`` until they total at most ``budget``.
+
+    Oldest means: older instances first (by the start time in the name), and within an
+    instance the highest generation first. Files being ``writing`` (path -> the size it
+    may reach before its next rotation) are never deleted and count as that size: so the
+    directory stays within the budget while they grow, not only right after a prune.
+    Only regular files with Patrol's names in the YEAR/month/DAY layout are counted or
+    touched; symlinked directories are not entered. Meant for a worker thread: it lists
+    directories.
     """
-    shutil.copyfile(path, path + ".1")
-    os.truncate(path, 0)
+    files: list[tuple[int, int, str, int]] = []
+    for day in _day_dirs(root):
+        try:
+            entries = list(os.scandir(day))
+        except OSError:
+            continue
+        for entry in entries:
+            match = LOG_NAME.fullmatch(entry.name)
+            if match is None:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                size = max(st.st_size, writing.get(entry.path, 0))
+                files.append((int(match.group(1)), -int(match.group(3) or 0), entry.path, size))
+    total = sum(f[3] for f in files)
+    removed: list[str] = []
+    freed = 0
+    for _, _, path, size in sorted(files):
+        if total <= budget:
+            break
+        if path in writing:
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        removed.append(path)
+        total -= size
+        freed += size
+    return Pruned(removed, freed, total)
+
+
+def _day_dirs(root: str) -> list[str]:
+    days = []
+    for year in _subdirs(root, str.isdigit):
+        for month in _subdirs(year, MONTHS.__contains__):
+            days.extend(_subdirs(month, str.isdigit))
+    return days
+
+
+def _subdirs(directory: str, name_ok: Callable[[str], bool]) -> list[str]:
+    try:
+        with os.scandir(directory) as it:
+            return [e.path for e in it if name_ok(e.name) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []

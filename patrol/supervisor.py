@@ -22,6 +22,7 @@ import structlog
 from .apps import AppRunner
 from .config.model import AppConfig, PatrolConfig, ServiceConfig
 from .events import Event
+from .logpipe import LogRouter, raise_descriptor_limit
 from .plugins import Plugins
 from .process import Reaper, become_subreaper
 from .services import ServiceRunner
@@ -68,6 +69,7 @@ class Supervisor:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by run()
         self.signals: SignalRouter = None  # type: ignore[assignment]
         self.reaper: Reaper = None  # type: ignore[assignment]
+        self.logs: LogRouter = None  # type: ignore[assignment]  # every app's output pipes
         self.apps: dict[str, AppRunner] = {i: self._app_runner(c) for i, c in sorted(config.apps.items())}
         self.services: dict[str, ServiceRunner] = {
             i: self._service_runner(c) for i, c in sorted(config.services.items())
@@ -102,6 +104,8 @@ class Supervisor:
         self.signals = SignalRouter(self.loop)
         self.reaper = Reaper(self.loop, self.signals)
         self.reaper.install()
+        raise_descriptor_limit()  # two pipes and two files per app
+        self.logs = LogRouter(self.loop, lambda: [runner.config for runner in self.apps.values()])
         if daemon_signals:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
                 self.signals.add(sig, self.request_shutdown)
@@ -122,6 +126,7 @@ class Supervisor:
                     runner.start()
                 except Exception:  # noqa: BLE001 - one runner's bug must not stop the others
                     log.exception("start failed", id=runner.id, group=runner.group)
+            self.logs.prune_all()
             log.info("patrol started", apps=len(self.apps), services=len(self.services), pid=os.getpid())
             self._freeze_heap()
             while not self._stop.is_set():
@@ -136,6 +141,7 @@ class Supervisor:
 
     def tick(self) -> None:
         self.emit("patrol.tick")
+        self.logs.tick()
         for runner in self.runners():
             try:
                 runner.tick()
@@ -174,6 +180,7 @@ class Supervisor:
                 log.error("stop failed during shutdown", error=repr(result))
         for runner in self.runners():
             runner.emit(f"{runner.group}.shutdown")
+        self.logs.close()
         if self._flush_timer is not None:
             self._flush_timer.cancel()
         if self._dirty:

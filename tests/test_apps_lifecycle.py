@@ -190,14 +190,16 @@ def test_restart_toggle_sends_sigusr2_and_history_says_restart(patrol):
 def test_a_chatty_app_has_its_log_rotated(patrol):
     from patrol.testing import UNITTEST_ENV
 
-    app = patrol.app(1, env=["TESTAPP_PRINT_EVERY=0.001"], **{"log-max-bytes": 4096})
-    p = patrol.start(patrol.config(apps={"t": app}), env=UNITTEST_ENV)  # tick every 2 s
+    app = patrol.app(1, env=["TESTAPP_PRINT_EVERY=0.001"], **{"log-max-bytes": 4096, "log-max-files": 50})
+    p = patrol.start(patrol.config(apps={"t": app}), env=UNITTEST_ENV)
     p.running_pid("t")
     rotated = wait_for(lambda: list((p.workdir / "logs").rglob("*.stdout.log.1")), 10, "a rotated log")
-    assert rotated[0].stat().st_size > 4096
     current = rotated[0].with_suffix("")
     assert current.exists()
-    assert "started" in rotated[0].read_text()  # the first lines are kept in the .1 file
+    generations = sorted(current.parent.glob(current.name + ".*"), key=lambda f: int(f.suffix[1:]))
+    for generation in generations:  # renamed when full: never beyond the limit, cut between lines
+        assert 0 < generation.stat().st_size <= 4096 and generation.read_bytes().endswith(b"\n")
+    assert "started" in generations[-1].read_text()  # the first lines are kept in the oldest file
 
 
 def test_a_pid_only_a_ping_named_never_delays_shutdown(patrol):

@@ -21,7 +21,8 @@ EXAMPLES = int(os.environ.get("PATROL_FUZZ_EXAMPLES", "300"))
 APP_KEYS = ["keepalive", "name", "binary", "working-directory", "log-directory", "pid-path", "pid-verify",
             "disabled", "keyvalue", "keyvalue-clear", "secret", "execute-timeout", "args", "env", "env-parent",
             "std-merge", "x", "stop-signal", "restart-signal", "stop-timeout", "backoff-base", "backoff-factor",
-            "backoff-max", "backoff-reset", "start-limit", "log-max-bytes", "pid-grace"]
+            "backoff-max", "backoff-reset", "start-limit", "log-max-bytes", "log-max-files",
+            "log-max-total-bytes", "pid-grace"]
 SERVICE_KEYS = ["management", "management-start", "management-status", "management-stop", "management-restart",
                 "management-start-parameter", "name", "service", "ignore-exit-codes-start",
                 "ignore-exit-codes-status", "disabled", "keyvalue", "secret", "status-timeout",

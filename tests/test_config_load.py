@@ -126,6 +126,19 @@ def test_toml_nan_is_not_a_number(tmp_path):
     assert load_error(path).errors == [f"{path}: tick-every: must be a number (got number NaN)"]
 
 
+def test_toml_log_limits_are_checked_like_json(tmp_path):
+    path = write(tmp_path, '[apps.web]\nkeepalive = 3\nname = "Web"\nworking-directory = "/srv"\n'
+                           'binary = "app"\nlog-directory = "logs"\nlog-max-files = 1000\n'
+                           'log-max-total-bytes = -1\n', "c.toml")
+    assert load_error(path).errors == [f"{path}: apps.web.log-max-files: must be at most 100 (got 1000)",
+                                       f"{path}: apps.web.log-max-total-bytes: must be at least 0 (got -1)"]
+    path = write(tmp_path, '[apps.web]\nkeepalive = 3\nname = "Web"\nworking-directory = "/srv"\n'
+                           'binary = "app"\nlog-directory = "logs"\nlog-max-files = 2\n'
+                           'log-max-total-bytes = 4096\n', "d.toml")
+    app = load(path)[0].apps["web"]
+    assert (app.log_max_files, app.log_max_total_bytes) == (2, 4096)
+
+
 # -- home expansion ------------------------------------------------------------------------------
 
 def test_tilde_slash_expands_to_home(home, tmp_path):

@@ -157,6 +157,12 @@ def test_unclean_paths(path):
     ({"backoff_base": 5, "backoff_max": 2}, "backoff-max: must be at least backoff-base (2 < 5)"),
     ({"start_limit": -1}, "start-limit: must be at least 0 (got -1)"),
     ({"start_limit": 1.5}, "start-limit: must be an integer (got number 1.5)"),
+    ({"log_max_bytes": -1}, "log-max-bytes: must be at least 0 (got -1)"),
+    ({"log_max_files": -1}, "log-max-files: must be at least 0 (got -1)"),
+    ({"log_max_files": 101}, "log-max-files: must be at most 100 (got 101)"),
+    ({"log_max_files": 2.5}, "log-max-files: must be an integer (got number 2.5)"),
+    ({"log_max_total_bytes": -5}, "log-max-total-bytes: must be at least 0 (got -5)"),
+    ({"log_max_total_bytes": "1G"}, 'log-max-total-bytes: must be an integer (got string "1G")'),
 ])
 def test_app_rule(changes, expected):
     assert one_error(with_app(**changes)).startswith("config.json: apps.app." + expected)
@@ -393,6 +399,17 @@ def test_app_defaults_of_the_new_keys():
     app = parse(with_app(backoff_base=1, backoff_factor=3, backoff_max=60, backoff_reset=5,
                          start_limit=4))[0].apps["app"]
     assert app.backoff == type(app.backoff)(base=1.0, factor=3.0, max=60.0, reset=5.0, limit=4)
+
+
+def test_log_limits_default_and_derive():
+    app = parse(with_app())[0].apps["app"]
+    assert (app.log_max_bytes, app.log_max_files, app.log_max_total_bytes) == (50 << 20, 5, 20 * (50 << 20))
+    app = parse(with_app(log_max_bytes=1000))[0].apps["app"]
+    assert app.log_max_total_bytes == 20_000  # the budget follows log-max-bytes unless set
+    app = parse(with_app(log_max_bytes=0))[0].apps["app"]
+    assert app.log_max_total_bytes == 0  # never rotated: no budget unless one is set
+    app = parse(with_app(log_max_bytes=1000, log_max_files=0, log_max_total_bytes=0))[0].apps["app"]
+    assert (app.log_max_files, app.log_max_total_bytes) == (0, 0)
 
 
 # -- plugin options and checks -----------------------------------------------------------------

@@ -5,9 +5,7 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 
-import pytest
 
 from patrol.testing import UNITTEST_ENV, pid_alive, pids_with_marker, wait_for
 
@@ -21,39 +19,6 @@ def test_log_directory_deleted_while_apps_run(patrol):
     p.running_pid("a", other_than=pid)
     wait_for(lambda: list((p.workdir / "logs").rglob("*.stdout.log")), 10, "the log directory made again")
     assert p.app("b")["pid"] == b  # the other app was not touched
-
-
-@pytest.fixture
-def small_fs(tmp_path):
-    mountpoint = tmp_path / "small"
-    mountpoint.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mountpoint)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-
-
-def test_log_disk_full_then_freed(patrol, small_fs):
-    logs = small_fs / "logs"
-    app = patrol.app(1, **{"log-directory": str(logs.relative_to(patrol.tmp_path)), "backoff-max": 0.5})
-    p = patrol.start(patrol.config(apps={"full": app, "other": patrol.app(1, **{"log-directory": "ok"})}))
-    pid = p.running_pid("full")
-    other = p.running_pid("other")
-    filler = small_fs / "filler"
-    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k", "count=1000"], capture_output=True)
-    os.kill(pid, signal.SIGKILL)
-    # the app cannot write its first line: it fails, Patrol retries with backoff and says so
-    wait_for(lambda: p.app("full").get("last-exit", "").startswith("exit code ")  # Python: 120
-             and p.app("full")["last-exit"] != "exit code 0"
-             and p.app("full")["restarts"] >= 2, 15, "failing restarts while the disk is full")
-    assert p.app("other")["pid"] == other and pid_alive(other)
-    filler.unlink()
-    new = p.running_pid("full", other_than=pid)
-    wait_for(lambda: any(f"started, pid {new}," in f.read_text() for f in logs.rglob("*.log")), 10)
 
 
 def test_pid_file_goes_bad_while_the_app_runs(patrol):

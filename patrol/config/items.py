@@ -54,7 +54,7 @@ def read_app(sec: Section, app_id: str, keepalives: Registry[type[KeepAlive]]) -
         restart_signal=_signal(sec, "restart-signal", AppConfig.restart_signal),
         stop_timeout=_number(sec, "stop-timeout", AppConfig.stop_timeout),
         backoff=_backoff(sec),
-        log_max_bytes=_number(sec, "log-max-bytes", AppConfig.log_max_bytes, kind=INT),
+        **_log_limits(sec),
         options=_options(sec, cls.options if cls else ()),
     )
     sec.warn_unread()
@@ -306,6 +306,22 @@ def _backoff(sec: Section) -> Backoff:
         sec.report.error(sec.at("backoff-max"),
                          f"must be at least backoff-base ({backoff.max:g} < {backoff.base:g})")
     return backoff
+
+
+#: the most rotated generations per log file (each rotation renames them all)
+LOG_MAX_FILES = 100
+#: the default per-directory budget, in multiples of log-max-bytes
+LOG_BUDGET_FILES = 20
+
+
+def _log_limits(sec: Section) -> dict[str, int]:
+    max_bytes = _number(sec, "log-max-bytes", AppConfig.log_max_bytes, kind=INT)
+    max_files = _number(sec, "log-max-files", AppConfig.log_max_files, kind=INT)
+    if max_files > LOG_MAX_FILES:
+        sec.report.error(sec.at("log-max-files"), f"must be at most {LOG_MAX_FILES} (got {max_files})")
+        max_files = AppConfig.log_max_files
+    total = _number(sec, "log-max-total-bytes", LOG_BUDGET_FILES * max_bytes, kind=INT)
+    return dict(log_max_bytes=max_bytes, log_max_files=max_files, log_max_total_bytes=total)
 
 
 def _exit_codes(sec: Section, key: str) -> frozenset[int]:

@@ -88,8 +88,14 @@ class AppConfig:
     restart_signal: int = 12  # SIGUSR2
     stop_timeout: float = 10.0
     backoff: Backoff = field(default_factory=Backoff)
-    #: (new) a log file larger than this is rotated to ``<file>.1`` (checked each tick); 0 = never
+    #: (new) a log file never grows beyond this: it is renamed to ``<file>.1`` and a new one
+    #: started (older generations shift to ``.2`` ...); 0 = never rotated
     log_max_bytes: int = 50 * 1024 * 1024
+    #: (new) rotated generations kept per file (``.1`` .. ``.N``); 0 = none (a full file is deleted)
+    log_max_files: int = 5
+    #: (new) the most bytes the log files in the app's log directory may take together
+    #: (current files never deleted); 0 = no limit. Default: 20 x log-max-bytes
+    log_max_total_bytes: int = 20 * 50 * 1024 * 1024
     #: values of the keepalive plugin's own options
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 

@@ -5,22 +5,31 @@ follow, the log directory browser, and the original's ``/stdout/``, ``/stderr/``
 Files are only ever found through :class:`patrol.gui.logs.LogDir`, so no request can
 read outside the app's log directory. Log text is served as ``text/plain`` with
 ``nosniff``, or escaped into a page: a log line can never become markup.
+
+Everything that touches the log directory (resolving, listing, reading) runs in a small
+thread pool of its own and is awaited at most :data:`FILE_TIMEOUT` seconds: a hung disk
+makes a request fail with 503, never the loop wait, and cannot take the threads other
+pages need. Only regular files are opened (see :mod:`patrol.logfiles`): a FIFO, device
+or socket in the log directory is answered with 404 at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from typing import TYPE_CHECKING, Any, Mapping
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 from urllib.parse import urlencode
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from . import views
+from ..logfiles import NotRegularFile
 from .core import JSON, utf8
-from .logs import MAX_LINES, LogDir, read_from, stream_file, tail
+from .logs import MAX_LINES, Chunk, LogDir, follow, open_raw, stream_file, tail
 from .pages import describe, log_url
 from .security import secure
 
@@ -31,11 +40,55 @@ if TYPE_CHECKING:
 DEFAULT_LINES = 200
 STREAMS = ("stdout", "stderr", "merged")
 TEXT = "text/plain; charset=utf-8"
+#: the longest a request waits for the log directory
+FILE_TIMEOUT = 5.0
+#: threads for log directory work (a hung disk can hold these, and nothing else)
+FILE_THREADS = 8
+T = TypeVar("T")
+
+
+class FileTimeout(Exception):
+    """The log directory did not answer within FILE_TIMEOUT."""
+
+
+def _look(root: str, relative: str) -> tuple[LogDir, str | None, str]:
+    """The log directory, the real path of ``relative`` in it, and what that is:
+    ``dir``, ``file`` or ``other`` (a FIFO, socket or device)."""
+    logdir = LogDir(root)
+    path = logdir.resolve(relative)
+    if path is None:
+        return logdir, None, ""
+    mode = os.stat(path).st_mode
+    return logdir, path, "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def _current(root: str, path: str) -> str | None:
+    """``path`` (a current log file) relative to the log directory, if it is a file there."""
+    logdir = LogDir(root)
+    relative = logdir.relative(path)
+    if relative is None or not stat.S_ISREG(os.stat(os.path.join(logdir.root, relative)).st_mode):
+        return None
+    return relative
+
+
+def _follow(root: str, relative: str, offset: int, inode: int | None,
+            current: str | None) -> tuple[Chunk | None, str | None]:
+    chunk = follow(root, relative, offset, inode)
+    return chunk, (LogDir(root).relative(current) if current else None)
 
 
 class LogPages:
     def __init__(self, gui: "Gui") -> None:
         self.gui = gui
+        self._threads = ThreadPoolExecutor(max_workers=FILE_THREADS, thread_name_prefix="patrol-gui-logs")
+
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the log threads, awaited at most FILE_TIMEOUT seconds."""
+        future = asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
+        try:
+            return await asyncio.wait_for(future, FILE_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise FileTimeout(f"the log directory did not answer within {FILE_TIMEOUT:g} s") from None
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -64,9 +117,14 @@ class LogPages:
             why = ("stdout and stderr of this app are separate files (std-merge is off)" if stream == "merged"
                    and files else "the app has not been started yet, so it has no log")
             return self.gui.error(request, 404, "No log", why)
-        relative = LogDir(runner.config.log_root).relative(path)
-        if relative is None or not os.path.isfile(path):
-            return self.gui.error(request, 404, "No log", f"the log file {path} no longer exists")
+        try:
+            relative = await self._off_loop(_current, runner.config.log_root, path)
+        except FileTimeout as exc:
+            return self.gui.error(request, 503, "Log directory not answering", str(exc))
+        except OSError:
+            relative = None
+        if relative is None:
+            return self.gui.error(request, 404, "No log", f"the log file {path} no longer exists or is no file")
         return await self._viewer(request, runner, relative, path, stream)
 
     async def to_browser(self, request: Request) -> Response:
@@ -77,15 +135,25 @@ class LogPages:
         runner = self._app(request)
         if isinstance(runner, Response):
             return runner
-        logdir = LogDir(runner.config.log_root)
+        root = runner.config.log_root
         relative = request.path_params["path"]
-        path = logdir.resolve(relative)
+        try:
+            logdir, path, kind = await self._off_loop(_look, root, relative)
+        except FileTimeout as exc:
+            return self.gui.error(request, 503, "Log directory not answering", str(exc))
+        except OSError:
+            path, kind = None, ""
         if path is None:
             return self.gui.error(request, 404, "Not found",
                                   f"{relative[:200]!r} does not exist in the log directory of {describe(runner)}")
-        if os.path.isdir(path):
+        if kind == "other":
+            return self.gui.error(request, 404, "Not a log file",
+                                  f"{relative[:200]!r} is not a regular file (a FIFO, socket or device is never read)")
+        if kind == "dir":
             try:
-                entries = await run_in_threadpool(logdir.listing, path)
+                entries = await self._off_loop(logdir.listing, path)
+            except FileTimeout as exc:
+                return self.gui.error(request, 503, "Log directory not answering", str(exc))
             except OSError as exc:
                 return self.gui.error(request, 500, "Cannot read the directory", exc.strerror or str(exc))
             here = logdir.relative(path) or ""
@@ -112,20 +180,30 @@ class LogPages:
         offset = query.get("offset", "0")
         if not (offset.isascii() and offset.isdigit()) or len(offset) > 18:
             return _json_error(400, f"offset: must be a non-negative integer (got {offset[:40]!r})")
-        logdir = LogDir(runner.config.log_root)
-        path = logdir.resolve(query.get("file", ""))
-        if path is None or not os.path.isfile(path):
-            return _json_error(404, f"file: {query.get('file', '')[:200]!r} is not a file in the log directory")
-        try:
-            chunk = await run_in_threadpool(read_from, path, int(offset))
-        except OSError as exc:
-            return _json_error(404, f"file: cannot read it ({exc.strerror or exc})")
-        body: dict[str, Any] = {"text": chunk.text, "offset": chunk.offset, "reset": chunk.reset, "more": chunk.more}
+        inode = query.get("inode", "")
+        if inode and (not (inode.isascii() and inode.isdigit()) or len(inode) > 20):
+            return _json_error(400, f"inode: must be the inode number a previous answer gave (got {inode[:40]!r})")
         stream = query.get("stream", "")
+        current = None
         if stream:
             files = views.current_logs(runner)
             current = files.get("merged") or files.get(stream)
-            body["current"] = logdir.relative(current) if current else None
+        name = query.get("file", "")
+        try:
+            chunk, current_relative = await self._off_loop(
+                _follow, runner.config.log_root, name, int(offset), int(inode) if inode else None, current)
+        except FileTimeout as exc:
+            return _json_error(503, str(exc))
+        except NotRegularFile:
+            return _json_error(404, f"file: {name[:200]!r} is not a regular file (never read)")
+        except OSError as exc:
+            return _json_error(404, f"file: cannot read it ({exc.strerror or exc})")
+        if chunk is None:
+            return _json_error(404, f"file: {name[:200]!r} is not a file in the log directory")
+        body: dict[str, Any] = {"text": chunk.text, "offset": chunk.offset, "reset": chunk.reset, "more": chunk.more,
+                                "inode": str(chunk.inode), "rotated": chunk.rotated, "lost": chunk.lost}
+        if stream:
+            body["current"] = current_relative
         return secure(JSON(body))
 
     # -- the original's URLs ---------------------------------------------------------
@@ -142,7 +220,7 @@ class LogPages:
         stream = request.url.path.strip("/")
         files = views.current_logs(runner)
         path = files.get("merged") or files.get(stream)
-        if path is None or not os.path.isfile(path):
+        if path is None:
             return _text_error(404, "404 log type doesn't exist: the app has no log yet")
         return await self._raw(request, path)
 
@@ -198,7 +276,9 @@ class LogPages:
             return self.gui.error(request, 400, "Bad line count", last)
         assert last is not None
         try:
-            result = await run_in_threadpool(tail, path, last)
+            result = await self._off_loop(tail, path, last)
+        except FileTimeout as exc:
+            return self.gui.error(request, 503, "Log directory not answering", str(exc))
         except OSError as exc:
             return self.gui.error(request, 404, "Cannot read the log", exc.strerror or str(exc))
         follow = {"file": relative, **({"stream": stream} if stream else {})}
@@ -211,6 +291,7 @@ class LogPages:
             "last": last,
             "max_lines": MAX_LINES,
             "follow_url": f"/app/{runner.id}/follow?{urlencode(follow)}",
+            "inode": str(result.inode),
             "file_url": file_url,
             "raw_url": f"{file_url}?raw=1",
             "crumbs": _crumbs(runner.id, relative),
@@ -222,12 +303,14 @@ class LogPages:
             return _text_error(400, last)
         try:
             if last is not None:
-                result = await run_in_threadpool(tail, path, last)
+                result = await self._off_loop(tail, path, last)
                 return secure(PlainTextResponse(utf8(result.text), media_type=TEXT))
-            size = os.stat(path).st_size
+            opened, size = await self._off_loop(open_raw, path)
+        except FileTimeout as exc:
+            return _text_error(503, str(exc))
         except OSError as exc:
             return _text_error(404, f"cannot read the log: {exc.strerror or exc}")
-        response = StreamingResponse(stream_file(path, size), media_type=TEXT,
+        response = StreamingResponse(stream_file(opened, size), media_type=TEXT,
                                      headers={"Content-Length": str(size)})
         return secure(response)
 

@@ -1,9 +1,16 @@
 """Reading an app's log files safely: containment, tail, follow, listing, runs.
 
 Every path a request names is resolved (symlinks too) and must stay inside the app's
-log directory, so no URL, ``..`` or symlink can make Patrol serve another file. Reads
-are bounded (a tail reads from the end, a follow returns at most one chunk) and are
-meant to run in a worker thread, never on the supervisor's loop.
+log directory, so no URL, ``..`` or symlink can make Patrol serve another file. Only
+regular files are opened, with ``O_NONBLOCK`` (a FIFO, device or socket someone put in
+the log directory is refused, never waited on). Reads are bounded (a tail reads from the
+end, a follow returns at most one chunk) and are meant to run in a worker thread, never
+on the supervisor's loop.
+
+Following survives rotation by rename (see :mod:`patrol.logfiles`): a follower names the
+file *and* the inode it read; when the path has a new inode, the old file is found among
+the rotated generations and read to its end before the new file is read from its start,
+so every byte is returned exactly once.
 """
 
 from __future__ import annotations
@@ -12,11 +19,12 @@ import codecs
 import os
 import re
 import stat
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import BinaryIO, Iterator
 from urllib.parse import quote
 
-from ..logfiles import MONTHS
+from ..logfiles import MONTHS, generations, open_for_reading
 
 #: the most lines a tail returns, and the most bytes it reads to find them
 MAX_LINES = 10_000
@@ -57,14 +65,18 @@ class Tail:
     text: str
     offset: int  # where a follow continues (the file size when read)
     truncated: bool  # fewer lines than asked because the byte limit was reached
+    inode: int = 0  # the file read (a follow names it, to notice a rotation)
 
 
 @dataclass(frozen=True)
 class Chunk:
     text: str
     offset: int
-    reset: bool  # the file shrank (truncated or replaced): reading restarted at 0
+    reset: bool  # the file shrank (truncated in place): reading restarted at 0
     more: bool  # there is more to read right away
+    inode: int = 0  # the file this chunk came from; the offset is in that file
+    rotated: bool = False  # the followed file was rotated: reading moved on to the new one
+    lost: bool = False  # the rotated file was removed before it was read to its end
 
 
 class LogDir:
@@ -104,6 +116,8 @@ class LogDir:
                 except OSError:
                     continue  # a dangling symlink: nothing to show
                 is_dir = stat.S_ISDIR(st.st_mode)
+                if not is_dir and not stat.S_ISREG(st.st_mode):
+                    continue  # a FIFO, socket or device is no log: never shown, never opened
                 raw = os.fsencode(item.name)
                 href = _quote(raw) + ("/" if is_dir else "")
                 name = raw.decode("utf-8", "replace")
@@ -145,8 +159,9 @@ class LogDir:
 
 def tail(path: str, lines: int, max_bytes: int = TAIL_MAX_BYTES) -> Tail:
     """The last ``lines`` lines of a file, reading backwards in blocks from its end."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    with open_for_reading(path) as f:
+        st = os.fstat(f.fileno())
+        size = st.st_size
         pos = size
         data = b""
         while pos > 0 and data.count(b"\n") <= lines and size - pos < max_bytes:
@@ -168,29 +183,107 @@ def tail(path: str, lines: int, max_bytes: int = TAIL_MAX_BYTES) -> Tail:
     else:  # the byte limit was reached: drop the partial line it cut through
         truncated = True
         cut = body.find(b"\n") + 1
-    return Tail(data[cut:].decode("utf-8", "replace"), size, truncated)
+    return Tail(data[cut:].decode("utf-8", "replace"), size, truncated, st.st_ino)
 
 
 def read_from(path: str, offset: int, limit: int = FOLLOW_CHUNK) -> Chunk:
     """What was appended since ``offset``: at most ``limit`` bytes, and a UTF-8
     character split at the end waits for the next step."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        reset = offset > size
-        if reset:
-            offset = 0
-        f.seek(offset)
-        data = f.read(min(limit, size - offset))
+    with open_for_reading(path) as f:
+        return _read_open(f, offset, limit)
+
+
+def _read_open(f: BinaryIO, offset: int, limit: int) -> Chunk:
+    st = os.fstat(f.fileno())
+    size = st.st_size
+    reset = offset > size
+    if reset:
+        offset = 0
+    f.seek(offset)
+    data = f.read(min(limit, size - offset))
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     text = decoder.decode(data, final=False)
     consumed = len(data) - len(decoder.getstate()[0])
-    return Chunk(text, offset + consumed, reset, offset + len(data) < size)
+    return Chunk(text, offset + consumed, reset, offset + len(data) < size, st.st_ino)
 
 
-def stream_file(path: str, size: int) -> Iterator[bytes]:
+def follow(root: str, relative: str, offset: int, inode: int | None, limit: int = FOLLOW_CHUNK) -> Chunk | None:
+    """The next chunk of the log file ``relative`` for a follower at ``offset`` of ``inode``.
+
+    Rotation renames ``X`` to ``X.1`` (and ``X.n`` to ``X.n+1``) and starts a new ``X``.
+    When ``relative`` no longer is the file ``inode``, that file is found among the
+    generations; once it is read to its end, the follower moves to the next newer one
+    (``X.n-1`` .. ``X.1``, then ``X``) from its start (``rotated``). So a follower that
+    fell behind by several rotations still gets every byte once, as long as the files it
+    has not read yet are kept. None: there is no such file.
+    """
+    logdir = LogDir(root)
+    path = logdir.resolve(relative)
+    with ExitStack() as stack:
+        current = stack.enter_context(open_for_reading(path)) if path is not None else None
+        if inode is None or (current is not None and os.fstat(current.fileno()).st_ino == inode):
+            return _read_open(current, offset, limit) if current is not None else None
+        rotated = _generations(logdir, relative)
+        found = _find_inode(rotated, inode)
+        if found is not None:
+            n, old = found
+            with old:
+                chunk = _read_open(old, offset, limit)
+            if chunk.text or chunk.more:
+                return chunk
+            newer = _open_quietly(rotated[n - 1]) if n > 0 else None
+            if newer is not None:
+                stack.enter_context(newer)
+            elif current is None:  # between the rename and the new file: nothing new yet
+                return chunk
+            else:
+                newer = current
+        elif current is None:
+            return None
+        else:
+            newer = current
+        chunk = _read_open(newer, 0, limit)
+        return Chunk(chunk.text, chunk.offset, False, chunk.more, chunk.inode, rotated=True, lost=found is None)
+    return None  # pragma: no cover - ExitStack does not swallow exceptions
+
+
+def _generations(logdir: LogDir, relative: str) -> list[str]:
+    """The rotated generations of ``relative`` that are plain files in the directory, newest first."""
+    directory = logdir.resolve(os.path.dirname(relative.lstrip("/")))
+    if directory is None:
+        return []
+    return generations(os.path.join(directory, os.path.basename(relative)))
+
+
+def _find_inode(paths: list[str], inode: int) -> tuple[int, BinaryIO] | None:
+    """The index in ``paths`` of the file ``inode``, opened."""
+    for n, candidate in enumerate(paths):
+        f = _open_quietly(candidate)
+        if f is None:
+            continue
+        if os.fstat(f.fileno()).st_ino == inode:
+            return n, f
+        f.close()
+    return None
+
+
+def _open_quietly(path: str) -> BinaryIO | None:
+    try:
+        return open_for_reading(path)  # a symlink or anything but a regular file is refused
+    except OSError:
+        return None
+
+
+def open_raw(path: str) -> tuple[BinaryIO, int]:
+    """A log file opened for sending whole, and its size now."""
+    f = open_for_reading(path)
+    return f, os.fstat(f.fileno()).st_size
+
+
+def stream_file(source: str | BinaryIO, size: int) -> Iterator[bytes]:
     """A file's first ``size`` bytes in blocks: a log that grows while it is sent
     must not overrun the Content-Length announced from ``size``."""
-    with open(path, "rb") as f:
+    with open_for_reading(source) if isinstance(source, str) else source as f:
         left = size
         while left > 0:
             block = f.read(min(BLOCK, left))

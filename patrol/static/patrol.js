@@ -188,6 +188,7 @@ function startFollow() {
   let following = false;
   let timer = null;
   let offset = Number(log.dataset.offset);
+  let inode = log.dataset.inode || ""; // the file the offset is in: a rotation renames it away
   let file = log.dataset.file;
   const stream = log.dataset.stream || "";
 
@@ -207,6 +208,7 @@ function startFollow() {
 
   function url() {
     const params = new URLSearchParams({ file, offset: String(offset) });
+    if (inode) params.set("inode", inode);
     if (stream) params.set("stream", stream);
     return `${log.dataset.follow.split("?")[0]}?${params}`;
   }
@@ -218,12 +220,15 @@ function startFollow() {
     try {
       const chunk = await getJSON(url());
       if (chunk.reset) append("\n── the file was truncated; reading it from the start ──\n", true);
+      if (chunk.lost) append("\n── the file was rotated and removed before all of it was shown ──\n", true);
       append(chunk.text, false);
       offset = chunk.offset;
-      more = chunk.more;
+      inode = chunk.inode || "";
+      more = chunk.more || chunk.rotated;
       if (!more && stream && chunk.current && chunk.current !== file) {
         file = chunk.current;
         offset = 0;
+        inode = "";
         more = true;
         append(`\n── a new instance started: ${file} ──\n`, true);
       }

@@ -21,6 +21,10 @@ Knobs for tests (environment):
 ``TESTAPP_CHILDREN``     start this many children that ignore SIGTERM/SIGUSR1/2/HUP
 ``TESTAPP_IGNORE``       comma list of signal names to ignore (e.g. ``SIGUSR1,SIGTERM``)
 ``TESTAPP_PRINT_EVERY``  print a numbered line every N seconds
+``TESTAPP_FLOOD``        write numbered 100-byte lines (``line 000000001 xx..``) to stdout at this
+                         many bytes per second, then print ``flood done N``
+``TESTAPP_FLOOD_LINES``  how many lines to flood (default 0: no end)
+``TESTAPP_PROGRESS``     after each write, the number of the last line written goes to this file
 """
 
 from __future__ import annotations
@@ -89,6 +93,9 @@ def main() -> int:
         os.replace(tmp, path)
     if keepalive in ("3", "4"):
         threading.Thread(target=ping_loop, args=(app_id, keepalive, stop_pinging), daemon=True).start()
+    if env_float("TESTAPP_FLOOD", 0):
+        flood(env_float("TESTAPP_FLOOD", 0), int(os.environ.get("TESTAPP_FLOOD_LINES", "0")),
+              os.environ.get("TESTAPP_PROGRESS", ""))
     every = env_float("TESTAPP_PRINT_EVERY", 0)
     deadline = time.monotonic() + env_float("TESTAPP_LIFETIME", 300)
     n = 0
@@ -100,6 +107,39 @@ def main() -> int:
         else:
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     return 0
+
+
+FLOOD_LINE = 100
+
+
+def flood_line(n: int) -> bytes:
+    head = f"line {n:09d} "
+    return (head + "x" * (FLOOD_LINE - 1 - len(head)) + "\n").encode()
+
+
+def flood(rate: float, lines: int, progress: str) -> None:
+    """Write numbered lines at ``rate`` bytes/s in small batches; a blocked write shows as
+    the progress file standing still."""
+    sys.stdout.flush()
+    started = time.monotonic()
+    n = 0
+    while not lines or n < lines:
+        due = int((time.monotonic() - started) * rate / FLOOD_LINE)
+        due = min(due, n + 10_000, lines or due)
+        if due <= n:
+            time.sleep(0.005)
+            continue
+        data = b"".join(flood_line(i) for i in range(n + 1, due + 1))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(1, view):]
+        n = due
+        if progress:
+            tmp = f"{progress}.tmp"
+            with open(tmp, "w") as f:
+                f.write(str(n))
+            os.replace(tmp, progress)
+    print(f"flood done {n}", flush=True)
 
 
 def ping_loop(app_id: str, keepalive: str, stop: threading.Event) -> None:
