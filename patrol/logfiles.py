@@ -164,8 +164,11 @@ class LogSink:
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+            fd, self.fd = self.fd, -1
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # already bad (EBADF, EIO): it is closed either way
 
     def remove_if_empty(self) -> None:
         """Undo the creation of a file nothing was written to (a start that failed)."""

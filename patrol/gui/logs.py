@@ -215,7 +215,9 @@ def follow(root: str, relative: str, offset: int, inode: int | None, limit: int 
     generations; once it is read to its end, the follower moves to the next newer one
     (``X.n-1`` .. ``X.1``, then ``X``) from its start (``rotated``). So a follower that
     fell behind by several rotations still gets every byte once, as long as the files it
-    has not read yet are kept. None: there is no such file.
+    has not read yet are kept (``lost`` says when they were not; a file is known by its
+    inode only, so if a deleted file's inode number was reused by a newer generation, a
+    follower that far behind may skip lines unnoticed). None: there is no such file.
     """
     logdir = LogDir(root)
     path = logdir.resolve(relative)
@@ -229,6 +231,8 @@ def follow(root: str, relative: str, offset: int, inode: int | None, limit: int 
             n, old = found
             with old:
                 chunk = _read_open(old, offset, limit)
+            if chunk.reset:  # shorter than where the follower was: not its file (an inode reused)
+                return Chunk(chunk.text, chunk.offset, False, chunk.more, chunk.inode, lost=True)
             if chunk.text or chunk.more:
                 return chunk
             newer = _open_quietly(rotated[n - 1]) if n > 0 else None

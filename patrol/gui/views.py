@@ -275,6 +275,11 @@ def app_settings(cfg: "AppConfig") -> list[Setting]:
     ]
     rotate = cfg.log_max_bytes
     rows.append(Setting("log-max-bytes", f"{fmt.size(rotate)} (then rotated)" if rotate else "never rotated"))
+    if rotate:
+        rows.append(Setting("log-max-files", f"{cfg.log_max_files} rotated files kept" if cfg.log_max_files
+                            else "none kept (a full file is deleted)"))
+    budget = cfg.log_max_total_bytes
+    rows.append(Setting("log-max-total-bytes", f"{fmt.size(budget)} for the log directory" if budget else "no limit"))
     return rows + _common_settings(cfg) + _other_settings(cfg, APP_SHOWN)
 
 
@@ -311,7 +316,7 @@ _COMMON_SHOWN = {"id", "name", "disabled", "keyvalue", "keyvalue_clear", "secret
 APP_SHOWN = _COMMON_SHOWN | {
     "keepalive", "binary", "working_directory", "log_directory", "pid_path", "pid_verify", "execute_timeout",
     "args", "env", "env_parent", "std_merge", "stop_signal", "restart_signal", "stop_timeout", "backoff",
-    "log_max_bytes"}
+    "log_max_bytes", "log_max_files", "log_max_total_bytes"}
 SERVICE_SHOWN = _COMMON_SHOWN | {
     "service", "management", "parameters", "ignore_exit_codes", "status_timeout", "command_timeout",
     "stop_on_shutdown"}
