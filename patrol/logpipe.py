@@ -44,8 +44,6 @@ PIPE_SIZE = 1024 * 1024
 #: one read, and the most reads per wake-up (so one chatty app cannot starve the others)
 READ_SIZE = 64 * 1024
 READS_PER_WAKEUP = 4
-#: descriptors of an app's process searched for its pipe after a restart
-MAX_FDS_SEARCHED = 4096
 
 _pipe_size_warned = False
 
@@ -77,22 +75,20 @@ def make_pipe() -> tuple[int, int]:
 
 
 def find_pipe(pid: int, inode: int) -> int | None:
-    """Open the pipe ``pipe:[inode]`` that process ``pid`` holds, for reading; None if it holds none.
+    """Open the pipe ``pipe:[inode]`` that process ``pid`` has as stdout or stderr, for
+    reading; None if it has not.
 
-    Looks at stdout and stderr first, then at the process's other descriptors (an app may
-    have moved them). The opened descriptor is checked to be that very pipe.
+    Only descriptors 1 and 2 are looked at: a pipe the app made for itself must never be
+    read by Patrol, even if its inode number happens to be the recorded one (numbers are
+    reused once a pipe is gone). The opened descriptor is checked to be that very pipe.
     """
     target = f"pipe:[{inode}]"
-    base = f"/proc/{pid}/fd"
-    try:
-        names = ["1", "2"] + [n for n in os.listdir(base)[:MAX_FDS_SEARCHED] if n not in ("1", "2")]
-    except OSError:
-        return None
-    for name in names:
+    for fd_number in (1, 2):
+        path = f"/proc/{pid}/fd/{fd_number}"
         try:
-            if os.readlink(f"{base}/{name}") != target:
+            if os.readlink(path) != target:
                 continue
-            fd = os.open(f"{base}/{name}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             continue
         st = os.fstat(fd)
@@ -255,16 +251,17 @@ class LogRouter:
                  pid: int) -> InstanceLogs | None:
         """After a restart of Patrol: read an adopted instance's pipes again, into its files."""
         if files is None or not pipes:
-            log.info("the adopted instance writes its log files itself (started by an older Patrol): "
-                     "they are not rotated", app=config.id, pid=pid)
+            log.info("no output pipe recorded for the adopted instance (started by an older Patrol, or not "
+                     "by Patrol): Patrol does not write or rotate its log files", app=config.id, pid=pid)
             return None
         instance = InstanceLogs(self, config.id, config.log_root, files)
         for name, path in _stream_paths(files):
             inode = pipes.get(name)
             fd = find_pipe(pid, inode) if isinstance(inode, int) else None
             if fd is None:
-                log.warning("cannot find the adopted app's output pipe; that output is no longer logged",
-                            app=config.id, pid=pid, stream=name)
+                log.warning("the adopted process does not have its output pipe as stdout/stderr (redirected, or "
+                            "not the process Patrol started): that output is not read", app=config.id, pid=pid,
+                            stream=name)
                 continue
             sink = self._sink(config, path)
             self.writing[path] = config.log_max_bytes
