@@ -61,19 +61,26 @@ def when(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def printed_lines(directory: Path) -> int:
-    """Lines the test app printed into its newest stdout log (``TESTAPP_PRINT_EVERY``)."""
-    logs = sorted(directory.rglob("*.stdout.log"), key=lambda f: int(f.name.split(".")[0]))
-    return logs[-1].read_text(errors="replace").count("\nline ") if logs else 0
-
-
 def outlive_patrol(p: PatrolProcess, apps: dict[int, Path]) -> None:
     """SIGKILL Patrol; its apps (pid -> log directory), in their own sessions and
-    without a death signal, go on."""
-    before = {pid: printed_lines(log_dir) for pid, log_dir in apps.items()}
+    without a death signal, go on printing. With Patrol gone, what they print waits in
+    their output pipe: the test reads it there, as a restarted Patrol would."""
     p.kill()
-    for pid, log_dir in apps.items():
-        wait_for(lambda d=log_dir, n=before[pid]: printed_lines(d) > n + 2, 5, "the app to keep printing")
+    for pid in apps:
+        fd = os.open(f"/proc/{pid}/fd/1", os.O_RDONLY | os.O_NONBLOCK)
+        held = bytearray()
+
+        def printing(fd: int = fd, held: bytearray = held) -> bool:
+            try:
+                held.extend(os.read(fd, 65536))
+            except BlockingIOError:
+                pass
+            return held.count(b"line ") > 2
+
+        try:
+            wait_for(printing, 5, "the app to keep printing")
+        finally:
+            os.close(fd)
         assert pid_alive(pid)
         os.kill(pid, signal.SIGKILL)
 

@@ -83,7 +83,13 @@ def first_file_inode(current: Path) -> int | None:
 
 
 def log_bytes(directory: Path) -> int:
-    return sum(p.stat().st_size for p in directory.rglob("*.log*") if p.is_file())
+    total = 0
+    for path in directory.rglob("*.log*"):
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:
+            pass  # pruned while we looked
+    return total
 
 
 def get(p, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
