@@ -100,24 +100,57 @@ def open_for_reading(path: str) -> BinaryIO:
     return os.fdopen(_checked(fd, path, single_link=False), "rb")
 
 
-def open_for_append(path: str, *, exclusive: bool) -> int:
+def open_for_append(path: str, *, exclusive: bool, dir_fd: int | None = None, shown: str = "") -> int:
     """Open (creating it) a log file Patrol writes; ``exclusive``: it must be new.
 
     A file with more than one link is refused: a hard link planted under a log directory
-    must not make Patrol append to the file it points at.
+    must not make Patrol append to the file it points at. With ``dir_fd``, ``path`` is a
+    name in that directory (``shown`` is the whole path, for messages).
     """
+    shown = shown or path
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
     if exclusive:
         flags |= os.O_EXCL
     try:
-        fd = os.open(path, flags, LOG_MODE)
+        fd = os.open(path, flags, LOG_MODE, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise NotRegularFile(path, "a symlink") from None
+            raise NotRegularFile(shown, "a symlink") from None
         if exc.errno == errno.ENXIO:  # a FIFO nobody reads: O_NONBLOCK made the open fail at once
-            raise NotRegularFile(path, "a FIFO") from None
+            raise NotRegularFile(shown, "a FIFO") from None
         raise
-    return _checked(fd, path, single_link=True)
+    return _checked(fd, shown, single_link=True)
+
+
+def open_directory(root: str, relative: str) -> int:
+    """A descriptor of ``root/relative``, made if missing, never through a symlink below
+    ``root`` (the configured log directory, trusted as written).
+
+    A YEAR/month/DAY directory swapped for a symlink would otherwise make Patrol, often
+    root, create and rename files wherever it points.
+    """
+    os.makedirs(root, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in [p for p in relative.split("/") if p and p != "."]:
+            if part == "..":
+                raise OSError(errno.EINVAL, "a log path must stay inside the log directory", relative)
+            try:
+                os.mkdir(part, 0o777, dir_fd=fd)
+            except FileExistsError:
+                pass
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise NotRegularFile(os.path.join(root, part), "not a plain directory") from None
+                raise
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 # -- one file Patrol writes ---------------------------------------------------------------
@@ -137,9 +170,12 @@ class LogSink:
       data (counted in ``dropped``), is logged once per episode, and the file is reopened
       at most every ``RETRY_SECONDS`` until writing works again. The caller keeps
       draining the app's pipe whatever happens here, so the app never blocks on the disk.
+    * **Stays inside ``root``** (the log directory): the directories below it are opened
+      one by one without following symlinks, for every open and every rotation.
     """
 
     path: str
+    root: str = ""  # the log directory; "" = the file's own directory
     max_bytes: int = 0
     max_files: int = 5
     on_rotated: Callable[["LogSink"], None] | None = None
@@ -153,10 +189,25 @@ class LogSink:
     _episode_dropped: int = 0
     _retry_at: float = 0.0
 
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    def _directory(self) -> int:
+        directory = os.path.dirname(self.path)
+        root = self.root or directory
+        return open_directory(root, os.path.relpath(directory, root))
+
     def open(self, *, exclusive: bool) -> None:
         """Open (and create) the file; raises ``OSError``. ``exclusive``: it must be new."""
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = open_for_append(self.path, exclusive=exclusive)
+        directory = self._directory()
+        try:
+            self._open_in(directory, exclusive=exclusive)
+        finally:
+            os.close(directory)
+
+    def _open_in(self, directory: int, *, exclusive: bool) -> None:
+        fd = open_for_append(self.name, exclusive=exclusive, dir_fd=directory, shown=self.path)
         st = os.fstat(fd)
         if self.fd >= 0:
             os.close(self.fd)
@@ -263,41 +314,59 @@ class LogSink:
     def _rotate(self) -> bool:
         """Rename the full file away and start a new one; False when nothing can be written."""
         try:
-            if self.max_files == 0:
-                os.unlink(self.path)
-            else:
-                self._shift()
-                os.rename(self.path, f"{self.path}.1")
+            directory = self._directory()
         except OSError as exc:
-            # It cannot be renamed (or it is gone): keep the disk bounded anyway.
-            log.error("cannot rotate the log file; emptying it instead", file=self.path, error=exc.strerror or str(exc))
-            try:
-                os.ftruncate(self.fd, 0)
-            except OSError as again:
-                self._fail(again)
-                return False
-            self.size = 0
-            return True
-        self.close()
-        self.rotations += 1
+            return self._empty_in_place(exc)
         try:
-            self.open(exclusive=True)
-        except OSError as exc:
-            self._fail(exc)
+            try:
+                if self.max_files == 0:
+                    os.unlink(self.name, dir_fd=directory)
+                else:
+                    self._shift(directory)
+                    os.rename(self.name, f"{self.name}.1", src_dir_fd=directory, dst_dir_fd=directory)
+            except OSError as exc:
+                return self._empty_in_place(exc)
+            self.close()
+            self.rotations += 1
+            try:
+                self._open_in(directory, exclusive=True)
+            except OSError as exc:
+                self._fail(exc)
+        finally:
+            os.close(directory)
         if self.on_rotated is not None:
             self.on_rotated(self)
         return self.fd >= 0
 
-    def _shift(self) -> None:
+    def _empty_in_place(self, exc: OSError) -> bool:
+        """It cannot be renamed (or it is gone): keep the disk bounded anyway."""
+        log.error("cannot rotate the log file; emptying it instead", file=self.path, error=exc.strerror or str(exc))
+        try:
+            os.ftruncate(self.fd, 0)
+        except OSError as again:
+            self._fail(again)
+            return False
+        self.size = 0
+        return True
+
+    def _shift(self, directory: int) -> None:
         """``X.k`` -> ``X.k+1`` for the generations that exist (the oldest is overwritten)."""
         top = 1
-        while top < self.max_files and os.path.lexists(f"{self.path}.{top}"):
+        while top < self.max_files and _exists(f"{self.name}.{top}", directory):
             top += 1
         for n in range(top - 1, 0, -1):
             try:
-                os.rename(f"{self.path}.{n}", f"{self.path}.{n + 1}")
+                os.rename(f"{self.name}.{n}", f"{self.name}.{n + 1}", src_dir_fd=directory, dst_dir_fd=directory)
             except OSError:
                 pass  # something else sits there (a directory?): that generation is skipped
+
+
+def _exists(name: str, directory: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=directory)
+        return True
+    except OSError:
+        return False
 
 
 def generations(path: str, limit: int = 1000) -> list[str]:

@@ -275,7 +275,7 @@ class LogRouter:
         return instance
 
     def _sink(self, config: "AppConfig", path: str) -> LogSink:
-        return LogSink(path, config.log_max_bytes, config.log_max_files,
+        return LogSink(path, config.log_root, config.log_max_bytes, config.log_max_files,
                        on_rotated=lambda sink, root=config.log_root: self.prune_soon(root))
 
     def _attach(self, instance: InstanceLogs) -> None:

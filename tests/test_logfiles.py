@@ -213,3 +213,19 @@ def test_concurrent_pruning_never_deletes_the_file_being_written(tmp_path: Path)
         stop.set()
         thread.join()
     assert path.exists() and path.read_bytes().endswith(b"line 001999\n")
+
+
+def test_a_day_directory_swapped_for_a_symlink_is_never_followed(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "logs", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    day = root / "2026" / "may" / "1"
+    sink = LogSink(str(day / "1.stdout.log"), str(root), max_bytes=100, max_files=3)
+    sink.open(exclusive=True)
+    sink.write(b"a\n" * 20)
+    day.rename(day.with_name("moved"))  # someone who can write the log directory...
+    day.symlink_to(elsewhere)  # ...points the day at another directory
+    sink.write(b"b\n" * 200)  # rotations: never through the symlink, the file is emptied instead
+    with pytest.raises(NotRegularFile):
+        LogSink(str(day / "2.stdout.log"), str(root)).open(exclusive=True)
+    assert list(elsewhere.iterdir()) == []
+    assert (day.with_name("moved") / "1.stdout.log").stat().st_size <= 100
