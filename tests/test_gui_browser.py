@@ -245,6 +245,23 @@ def test_logs_tail_and_live_follow(patrol: PatrolFactory, page: Any, tmp_path: P
     expect(log).to_contain_text(f"testapp printer started, pid {p.app('printer')['pid']}")
 
 
+def test_live_follow_across_rotations_shows_every_line_once(patrol: PatrolFactory, page: Any) -> None:
+    """The log is renamed to .1 every ~100 lines while the page follows it: the viewer
+    finishes each old file before the new one (before: "the file was truncated", lines lost)."""
+    app = patrol.app(1, name="Chatty", env=["TESTAPP_PRINT_EVERY=0.002"],
+                     **{"log-max-bytes": 1024, "log-max-files": 100, "log-max-total-bytes": 0})
+    p = patrol.start(patrol.config(apps={"chatty": app}), env=UNITTEST_ENV)
+    wait_for(lambda: p.app("chatty").get("pid"), 10, "chatty to run")
+    page.goto(url(p, "/app/chatty/log/stdout?last=1&follow=1"))
+    log = page.locator("#log")
+    first = int(re.search(r"line (\d+)", wait_for(lambda: re.search(r"line \d+", log.inner_text())
+                                                    and log.inner_text(), 10, "a line")).group(1))
+    expect(log).to_contain_text(f"line {first + 1500}\n", timeout=30_000)  # about 15 rotations
+    followed = [int(n) for n in re.findall(r"line (\d+)", log.inner_text())]
+    assert followed == list(range(first, followed[-1] + 1))  # nothing lost, nothing twice
+    assert "truncated" not in log.inner_text() and "removed before" not in log.inner_text()
+
+
 def test_hostile_strings_render_inert(patrol: PatrolFactory, page: Any, tmp_path: Path) -> None:
     script = tmp_path / "hostile.sh"
     script.write_text("#!/bin/sh\n"
