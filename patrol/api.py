@@ -237,7 +237,7 @@ class Api:
                 if toggle in TOGGLES:
                     s.toggle(toggle)
             if ping:
-                runner.keepalive.pinged(pid)  # type: ignore[union-attr]
+                runner.pinged(pid)  # type: ignore[union-attr]
         if toggle in TOGGLES:
             runner.toggled()
         body["cas-invalid"] = cas_invalid
@@ -369,6 +369,8 @@ class Api:
                 body["last-exit"] = str(last)
         if runner.last_reason:
             body["last-reason"] = runner.last_reason
+        if is_app and runner.fault_message:  # type: ignore[union-attr]
+            body["fault"] = runner.fault_message  # type: ignore[union-attr]
         body = _omit_empty(body)
         if st.started is not None:  # kept even when 0: "known and zero" is not "unknown"
             body["uptime"] = round(max(0.0, self.patrol.wall() - st.started), 1)

@@ -4,12 +4,22 @@ The runner is event-driven: a keepalive method reports the app alive or dead (th
 the :class:`patrol.keepalive.AppControl` methods implemented here) and the runner reacts
 at once: a dead app is restarted immediately, or after a backoff when it keeps crashing.
 The supervisor's tick only reconciles (``check`` and the ``running``/``disabled`` events).
+
+Ownership: the runner signals, reaps and stops only processes :mod:`patrol.ownership`
+proves to be this app's. A pid that only a ping or a pid file named is recorded (shown,
+its exit ends the instance where the method watches it) but never signalled. Processes
+that left the app's session and were re-parented to Patrol are found by their
+``PATROL_ID`` marker and stopped with the instance (and at shutdown).
+
+Every call into the keepalive plugin is isolated: an exception is logged with the
+plugin's name and traceback, and becomes the app's normal failure path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import time
@@ -18,17 +28,17 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
 
+from . import ownership
+from .backoff import capped_exponential
 from .config.model import AppConfig, PatrolConfig
 from .keepalive import Cancellable, ExitStatus, KeepAlive
 from .logpipe import InstanceLogs
 from .process import (
-    getpgid,
     group_alive,
     pid_alive,
     signal_group,
     signal_pid,
     spawn,
-    start_time,
     watch_pid,
 )
 from .state import DISABLE, HistoryRecord, State, new_instance_id
@@ -53,6 +63,8 @@ class AppRunner:
         self.sup = sup
         self.config = config
         self.id = config.id
+        self.key = f"app/{config.id}"  # the owner name of its processes (PATROL_ID=<id>)
+        self.plugin = sup.plugins.origin(sup.plugins.keepalives, config.keepalive)
         self.state = State(history_limit=sup.config.history, disabled=config.disabled)
         with self.state.session() as s:
             s.replace_keyvalue(dict(config.keyvalue))
@@ -73,10 +85,15 @@ class AppRunner:
         self.last_exit: ExitStatus | None = None
         self.last_reason = ""
         self._tentative = False
-        self._trusted_pid = False
+        self._proven = False  # the instance pid is proven to be this app's (may be signalled)
         self._started_mono = 0.0
         self._exits: dict[int, ExitStatus] = {}
-        self._groups: set[int] = set()  # process groups Patrol created for the instance
+        #: process groups of the instance that Patrol may signal -> their leader's start
+        #: time (None: the leader was gone when the group was recorded)
+        self._groups: dict[int, int | None] = {}
+        self._launch_start: int | None = None  # start time of the last launcher
+        self._stopping: set[int] = set()  # escaped processes being stopped now
+        self._plugin_error = ""  # the keepalive plugin failed for the current instance
         self._timers: list[Cancellable] = []  # owned by the current instance
         self._retry: asyncio.TimerHandle | None = None
         self._grace: asyncio.TimerHandle | None = None
@@ -85,6 +102,7 @@ class AppRunner:
         self._restarting = False
         self._pid_start: int | None = None  # the instance pid's start time (pid reuse guard)
         self._restored_trust = True
+        self._restored_leaders: dict[int, int | None] = {}
 
     # -- AppControl ------------------------------------------------------------------
 
@@ -100,35 +118,44 @@ class AppRunner:
     def running(self) -> bool:
         return self.state.running
 
+    @property
+    def disabled(self) -> bool:
+        return self.state.disabled
+
+    def owns(self, pid: int) -> bool:
+        return self.sup.owners.belongs(self.key, pid)
+
     def now(self) -> float:
         return self.sup.now()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
-        handle = self.sup.loop.call_later(delay, callback)
+        handle = self.sup.loop.call_later(delay, self._guarded, "a timer callback", callback)
         # forget cancelled timers: a keepalive re-arming one per period must not grow this list
         self._timers = [t for t in self._timers if not (isinstance(t, asyncio.TimerHandle) and t.cancelled())]
         self._timers.append(handle)
         return handle
 
     def watch_pid(self, pid: int, callback: Callable[[], None]) -> Cancellable | None:
-        watch = watch_pid(self.sup.loop, pid, callback)
+        watch = watch_pid(self.sup.loop, pid, partial(self._guarded, "a watch_pid callback", callback))
         if watch is not None:
             self._timers.append(watch)
         return watch
 
     def alive(self, pid: int, *, tentative: bool = False, trusted: bool = False, pinged: bool = False) -> None:
         st = self.state
+        if pid and not pinged and pid != st.pid and ownership.is_protected(pid):
+            self.fault(f"pid {pid} is Patrol itself, pid 1 or an ancestor of Patrol: never adopted")
+            return
         if st.running and pid and st.pid and pid != st.pid and not self._tentative:
             self._close("pid changed", None)
         if not st.running:
-            self._new_instance(pid, tentative, trusted, "app.started_pinged" if pinged else "app.started")
+            self._new_instance(pid, tentative, "app.started_pinged" if pinged else "app.started")
             return
         with st.session() as s:
             if pid and pid != st.pid:  # the launcher's pid is replaced by the real one
-                s.set(pid=pid)
                 self._tentative = tentative
-                self._trusted_pid = trusted
-                self._track(pid)
+                self._track(pid)  # before the session: the state file records its start time
+                s.set(pid=pid)
             elif pid and not tentative:
                 self._tentative = False  # the launcher confirmed it is the app itself
             s.set(lastseen=self.sup.wall())
@@ -169,23 +196,74 @@ class AppRunner:
         """Called once when the supervisor starts: adopt what runs, start what should."""
         if self.state.running:  # an instance restored from the state file
             self._adopt_restored()
-        self.keepalive.adopt()
+        self._call("adopt")
         self.reconcile()
+
+    def pinged(self, pid: int) -> None:
+        """A ping for this app arrived (the API checked transport and secret)."""
+        self._call("pinged", pid)
+
+    # -- calling the keepalive plugin ------------------------------------------------
+
+    def _call(self, method: str, *args: Any) -> Any:
+        """Call a keepalive method; an exception becomes the app's failure, not Patrol's."""
+        if self._plugin_error and self._stop_task is not None and method in ("check", "pinged"):
+            return None  # it failed already and is being stopped for it
+        try:
+            return getattr(self.keepalive, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug fails this app only
+            self._plugin_failed(f"{method}()", exc)
+            return None
+
+    def _guarded(self, what: str, callback: Callable[[], None]) -> None:
+        """Run a callback the keepalive handed to a timer or a pid watch, isolated."""
+        try:
+            callback()
+        except Exception as exc:  # noqa: BLE001
+            self._plugin_failed(what, exc)
+
+    def _plugin_failed(self, where: str, exc: Exception) -> None:
+        """The keepalive plugin raised: log it with its name, and fail the instance.
+
+        The instance's processes are stopped (a method that cannot watch them cannot be
+        trusted to see them die), it closes with the plugin's error as its reason, and
+        the restart counts as a quick failure (backoff, ``start-limit``).
+        """
+        reason = (f"keepalive {self.config.keepalive!r} (plugin {self.plugin}) failed in {where}: "
+                  f"{type(exc).__name__}: {exc}")
+        self.log.error("keepalive plugin failed", plugin=self.plugin, keepalive=self.config.keepalive,
+                       where=where, error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        if self._plugin_error:
+            return  # the instance is failing already
+        if not (self.state.running or self.launching or where == "closed()"):
+            self.last_reason = reason  # nothing runs: nothing to stop
+            return
+        self._plugin_error = reason
+        if not (self.state.running or self.launching):
+            return  # closed() of an instance that is closing: _after_death shows the reason
+        self._stop_reason = reason
+        if self._stop_task is None and not (self.sup.shutting_down or self.retired):
+            self._begin_stop(reason, self.config.stop_signal)
 
     # -- persistence -----------------------------------------------------------------
 
     def restored(self, row: dict[str, Any]) -> None:
         """The state file had this app: remember what identifies its live instance."""
         self._pid_start = row.get("pid-start")
-        self._restored_trust = bool(row.get("trusted", True))  # a pid only a ping named stays untrusted
-        self._groups = {int(g) for g in row.get("groups", ())}
+        self._restored_trust = bool(row.get("trusted", True))  # a pid only a ping named stays unproven
+        leaders = row.get("group-leaders") or {}
+        self._restored_leaders = {}
+        for g in row.get("groups", ()):
+            leader = leaders.get(str(g)) if isinstance(leaders, dict) else None
+            self._restored_leaders[int(g)] = int(leader) if isinstance(leader, int) else None
         self._known = True  # no startup grace: the state file says whether it was running
         pipes = row.get("log-pipes")
         self._log_pipes = {k: v for k, v in pipes.items() if isinstance(v, int)} if isinstance(pipes, dict) else {}
 
     def persist_extra(self) -> dict[str, Any]:
         """What the state file needs beyond :class:`State` to adopt the instance later."""
-        return {"pid-start": self._pid_start, "groups": sorted(self._groups), "trusted": self._trusted_pid,
+        return {"pid-start": self._pid_start, "groups": sorted(self._groups), "trusted": self._proven,
+                "group-leaders": {str(g): s for g, s in sorted(self._groups.items())},
                 "log-pipes": self._log_pipes}
 
     def _adopt_restored(self) -> None:
@@ -195,19 +273,25 @@ class AppRunner:
         Otherwise the instance ended while Patrol was away: close it into history.
         """
         pid = self.state.pid
-        if pid and pid_alive(pid) and self._pid_start is not None and start_time(pid) == self._pid_start:
-            self._trusted_pid = self._restored_trust
+        info = ownership.stat(pid) if pid else None
+        if info is not None and info.alive and self._pid_start is not None and info.start == self._pid_start:
+            if self._restored_trust:  # it was proven before Patrol stopped: still the same process
+                self.sup.owners.restored(self.key, pid, info.start)
+            self._proven = self.owns(pid)
             self._started_mono = self.now() - max(0.0, self.sup.wall() - (self.state.started or 0))
-            self._groups = {g for g in self._groups if group_alive(g)}
+            self._groups = {g: s for g, s in self._restored_leaders.items()
+                            if ownership.group_is_still(g, s) and group_alive(g)}
+            for g, s in self._groups.items():
+                self.sup.owners.session(self.key, g, s)
             self.starts += 1
             self.log.info("adopted", pid=pid, instance=self.state.instance_id)
             self._logs = self.sup.logs.reattach(self.config, self.state.started_log, self._log_pipes, pid)
         else:
-            self._groups = set()
+            self._groups = {}
             self._close("gone while Patrol was down", None)
 
     def tick(self) -> None:
-        self.keepalive.check()
+        self._call("check")
         if self.state.running:
             self.emit("app.running")
         elif self.state.disabled:
@@ -227,21 +311,32 @@ class AppRunner:
                     if self._stoppable():
                         self._begin_stop("disabled", self.config.stop_signal)
                     else:
-                        self.fault(f"disabled, but pid {st.pid} was not started by Patrol and is not "
-                                   "signalled; it is closed when its pings stop")
+                        self.fault(f"disabled, but pid {st.pid} is not proven to be this app's (not started "
+                                   f"by Patrol, no PATROL_ID={self.id} in its environment), so it is not "
+                                   "signalled; the instance ends when the process or its pings do")
             return
         if st.disabled or self.given_up or self._retry is not None or self._stop_task is not None:
             return
-        grace = 0.0 if self._known else self.keepalive.startup_grace()
+        grace = 0.0 if self._known else float(self._call("startup_grace") or 0.0)
         grace_left = self.sup.started_mono + grace - self.now()
         if grace_left > 0:
             if self._grace is None:
                 self._grace = self.sup.loop.call_later(grace_left, self._grace_over)
+                self.last_reason = self._waiting_reason(grace_left)
             return
         self.spawn()
 
+    def _waiting_reason(self, seconds: float) -> str:
+        """Why an app that is not running is not started yet (state ``waiting``)."""
+        up_to = f"up to {math.ceil(seconds)} s"
+        if self.keepalive.ping_transport is not None:
+            return f"waiting for the first ping ({up_to})"
+        return f"waiting for a running instance to be adopted ({up_to})"
+
     def _grace_over(self) -> None:
         self._grace = None
+        if self.last_reason.startswith("waiting for "):
+            self.last_reason = ""
         self.reconcile()
 
     def toggled(self) -> None:
@@ -287,13 +382,15 @@ class AppRunner:
         self.launcher_pid = proc.pid
         self.launching = True
         self._stop_reason = ""
-        self._groups = {proc.pid}
+        self._plugin_error = ""
+        self._launch_start = self.sup.owners.spawned(self.key, proc.pid)  # proof: Patrol spawned it
+        self._groups = {proc.pid: self._launch_start}  # its own session and group
         self._exits = {}
-        self.sup.reaper.watch(proc.pid, partial(self._on_exit, proc.pid, proc))
+        self.sup.reaper.watch(proc.pid, partial(self._on_exit, proc.pid, proc), owner=self.key)
         with self.state.session() as s:
             s.set(started_log=logs.files)
         self.log.info("spawned", pid=proc.pid, program=self.config.program)
-        self.keepalive.spawned(proc.pid)
+        self._call("spawned", proc.pid)
         if self.config.execute_timeout > 0 and (self.state.running or self.launching):
             self.call_later(self.config.execute_timeout, self._execute_timeout)
 
@@ -337,25 +434,52 @@ class AppRunner:
             proc.returncode = status.code if status.code is not None else -(status.signal or 0)
         self._exits[pid] = status
         try:
-            self.keepalive.child_exited(pid, status)
+            self._call("child_exited", pid, status)
         finally:
             if pid == self.launcher_pid:
                 self.launcher_pid = 0
 
     def _track(self, pid: int) -> None:
-        """Watch an instance pid's exit status and remember its group if Patrol made it."""
-        self._pid_start = start_time(pid)
-        if pid not in self._exits and pid != self.launcher_pid:
-            self.sup.reaper.watch(pid, partial(self._on_exit, pid, None))
-        pgid = getpgid(pid)
-        if pgid and (pgid in self._groups or _parent(pid) == os.getpid()):
-            self._groups.add(pgid)
+        """A new instance pid: if it is proven this app's, watch its exit and its group.
 
-    def _new_instance(self, pid: int, tentative: bool, trusted: bool, event: str) -> None:
+        A pid that is not proven (only a ping or a pid file named it) is only recorded:
+        its exit status stays with whoever watches it, and its group is not added.
+        """
+        info = ownership.stat(pid)
+        self._pid_start = info.start if info is not None else None
+        self._proven = info is not None and self.owns(pid)
+        if not self._proven or info is None:
+            return
+        if pid not in self._exits and pid != self.launcher_pid:
+            self.sup.reaper.watch(pid, partial(self._on_exit, pid, None), owner=self.key)
+        pgid = info.pgid
+        if pgid and pgid not in self._groups and self._group_is_ours(pid, info):
+            leader = ownership.stat(pgid)
+            self._groups[pgid] = leader.start if leader is not None else None
+
+    def _group_is_ours(self, pid: int, info: ownership.Proc) -> bool:
+        """May the process group of ``pid`` (proven this app's) be signalled as a whole?
+
+        Yes if ``pid`` leads it, if its leader is this app's too, or if ``pid`` was
+        re-parented to Patrol (then its group was made by a descendant of Patrol: a
+        double-forked daemon's). Not if it holds Patrol or its ancestors, nor a group
+        someone else made (an app started by hand in a shell's job).
+        """
+        pgid = info.pgid
+        if ownership.is_protected_group(pgid):
+            return False
+        if pgid == pid or info.ppid == os.getpid():
+            return True
+        leader = ownership.stat(pgid)
+        return leader is not None and self.owns(pgid)
+
+    def _new_instance(self, pid: int, tentative: bool, event: str) -> None:
         self.launching = False
         self._tentative = tentative
-        self._trusted_pid = trusted
+        self._proven = False
         self._started_mono = self.now()
+        self.last_reason = ""  # the reason of the previous instance's end is history now
+        self.fault(None)  # so is a problem seen while nothing ran
         if pid:
             self._track(pid)  # before the session: the state file records its start time
         with self.state.session() as s:
@@ -404,14 +528,17 @@ class AppRunner:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        self._tentative = self._trusted_pid = False
+        self._tentative = self._proven = False
         self.fault_message = None
-        self.keepalive.closed()
+        self._call("closed")
 
     def _after_death(self, uptime: float) -> None:
         self._cleanup_groups()
         restarting, self._restarting = self._restarting, False
         self._stop_reason = ""
+        if self._plugin_error:  # the keepalive plugin failed: a quick failure, whatever the uptime
+            self.last_reason, self._plugin_error = self._plugin_error, ""
+            uptime = 0.0
         if self.sup.shutting_down or self.retired or self.state.disabled:
             return
         if restarting:
@@ -448,7 +575,7 @@ class AppRunner:
             return None
         if self.failures == 1:
             return 0.0  # one crash is restarted at once; a crash *loop* backs off
-        return min(b.base * b.factor ** (self.failures - 2), b.max)
+        return capped_exponential(b.base, b.factor, self.failures - 2, b.max)
 
     def _execute_timeout(self) -> None:
         self.log.warning("execute-timeout reached, killing", seconds=self.config.execute_timeout)
@@ -474,7 +601,8 @@ class AppRunner:
         """Stop the app for good and wait until none of its processes is left.
 
         For shutdown and for a reload that removes or replaces this runner: the runner
-        is retired and never starts the app again.
+        is retired and never starts the app again. Processes of the app that left its
+        session and were re-parented to Patrol are stopped too.
         """
         self.retired = True
         for handle in (self._retry, self._grace):
@@ -492,32 +620,53 @@ class AppRunner:
             await asyncio.shield(self._stop_task)
         if self._leftovers:
             await asyncio.gather(*self._leftovers, return_exceptions=True)
+        await self._stop_escaped(self.now() + self.config.stop_timeout)
 
     async def _terminate(self, sig: int) -> None:
         """Signal, wait up to stop-timeout, then SIGKILL every group Patrol made for it."""
         deadline = self.now() + self.config.stop_timeout
         pid = self.state.pid or self.launcher_pid
-        ours = bool(pid) and self._may_signal(pid)  # a pid only a ping named is not waited on
+        ours = bool(pid) and self.owns(pid)  # a pid only a ping named is neither signalled nor waited on
         if ours:
             signal_pid(pid, sig)
         else:
-            for pgid in self._groups:  # all Patrol may address: the groups it made
-                signal_group(pgid, sig)
+            self._signal_groups(sig)  # all Patrol may address: the groups it made
         if await self._wait(lambda: not (ours and pid_alive(pid)), deadline):
-            for pgid in self._groups:  # leftovers of a clean exit get a polite signal first
-                signal_group(pgid, signal.SIGTERM)
+            self._signal_groups(signal.SIGTERM)  # leftovers of a clean exit get a polite signal first
             if await self._wait(lambda: not self._groups_alive(), deadline):
-                return
+                await self._stop_escaped(deadline)
+                return self._ended(pid, ours)
         self.log.warning("did not stop in time, killing", timeout=self.config.stop_timeout)
         self._kill_all(signal.SIGKILL)
         await self._wait(lambda: not self._groups_alive() and not (ours and pid_alive(pid)), self.now() + 5)
+        await self._stop_escaped(self.now())
+        self._ended(pid, ours)
+
+    def _ended(self, pid: int, ours: bool) -> None:
+        """After a stop: close an instance whose processes are gone, even if the keepalive
+        never said so (it failed, or the exit status went elsewhere), so a stop never
+        leaves a dead pid shown running (and a stop retried forever)."""
+        if self.state.running and self.state.pid == pid and (ours or self._plugin_error) and not pid_alive(pid):
+            self.dead(self._stop_reason or "stopped")
+        elif self._plugin_error and (self.state.running or self.launching):
+            self.dead(self._stop_reason or "stopped")
+        elif self.launching and not self.state.running and pid == self.launcher_pid and not pid_alive(pid) \
+                and not self._groups_alive():
+            self.dead(self._stop_reason or "stopped")
 
     def _kill_all(self, sig: int) -> None:
         pid = self.state.pid or self.launcher_pid
-        for pgid in self._groups:
-            signal_group(pgid, sig)
-        if pid and self._may_signal(pid):
+        self._signal_groups(sig)
+        if pid and self.owns(pid):
             signal_pid(pid, sig)
+
+    def _signal_groups(self, sig: int) -> None:
+        """Signal the instance's groups that are still the ones recorded."""
+        for pgid, leader in list(self._groups.items()):
+            if ownership.group_is_still(pgid, leader):
+                signal_group(pgid, sig)
+            else:  # emptied, and its number reused by someone else's group
+                del self._groups[pgid]
 
     async def _wait(self, done: Callable[[], bool], deadline: float) -> bool:
         """Wait for ``done()`` until ``deadline``: a bounded wait used only while stopping."""
@@ -534,45 +683,102 @@ class AppRunner:
     def _stoppable(self) -> bool:
         """Is there anything Patrol may signal to stop the instance?"""
         pid = self.state.pid or self.launcher_pid
-        return bool(pid and self._may_signal(pid)) or self._groups_alive()
+        return bool(pid and self.owns(pid)) or self._groups_alive()
 
     def _groups_alive(self) -> bool:
-        return any(group_alive(g) for g in self._groups)
+        return any(group_alive(g) for g, leader in self._groups.items() if ownership.group_is_still(g, leader))
 
     def _cleanup_groups(self) -> None:
-        """After an instance ended, processes left in its groups get stopped too.
+        """After an instance ended, processes left in its groups get stopped too, and so do
+        processes of the app that left its session (re-parented to Patrol).
 
         In the background: the next instance has groups of its own and need not wait.
         """
-        groups = {g for g in self._groups if group_alive(g)}
-        if self._stop_task is not None or not groups:
+        if self._stop_task is not None:
+            return  # the stop in progress takes care of them
+        groups = {g: s for g, s in self._groups.items() if ownership.group_is_still(g, s) and group_alive(g)}
+        for g in self._groups.keys() - groups.keys():
+            self.sup.owners.forget_session(g)
+        escaped = self._escaped()
+        self._groups = {}
+        if not groups and not escaped:
             return
-        self._groups = set()
-        self.log.info("stopping leftover processes", groups=sorted(groups))
-        task = self.sup.loop.create_task(self._stop_leftovers(groups))
+        self.log.info("stopping leftover processes", groups=sorted(groups), pids=sorted(escaped))
+        self._stop_in_background(groups, escaped)
+
+    def stray(self, pid: int, start: int) -> None:
+        """The tick found ``pid``, re-parented to Patrol and proven this app's.
+
+        Stopped if it cannot be part of the app as it runs now: no instance runs (or
+        starts), or it is older than the last launch (left over from an earlier
+        instance). A younger one may be the instance's own daemon: left alone.
+        """
+        if pid in (self.state.pid, self.launcher_pid) or pid in self._stopping:
+            return
+        if self.state.running or self.launching or self._stop_task is not None:
+            if self._launch_start is None or start >= self._launch_start:
+                return
+        self.log.info("stopping a process of the app that left its session", pid=pid)
+        self._stop_in_background({}, {pid: start})
+
+    def _escaped(self) -> dict[int, int]:
+        """This app's processes re-parented to Patrol (pid -> start time), except the
+        instance and the launcher."""
+        found = self.sup.owners.children_of(self.key)
+        for pid in (self.state.pid, self.launcher_pid):
+            found.pop(pid, None)
+        return found
+
+    async def _stop_escaped(self, deadline: float) -> None:
+        """Stop this app's processes re-parented to Patrol, round after round (stopping
+        one may re-parent its children), until none is left."""
+        for _ in range(8):
+            found = {p: s for p, s in self._escaped().items() if p not in self._stopping}
+            if not found:
+                return
+            self.log.info("stopping processes of the app that left its session", pids=sorted(found))
+            await self._stop_processes({}, found, deadline)
+
+    def _stop_in_background(self, groups: dict[int, int | None], procs: dict[int, int]) -> None:
+        task = self.sup.loop.create_task(self._stop_leftovers(groups, procs))
         self._leftovers.add(task)
         task.add_done_callback(self._leftovers.discard)
 
-    async def _stop_leftovers(self, groups: set[int]) -> None:
+    async def _stop_leftovers(self, groups: dict[int, int | None], procs: dict[int, int]) -> None:
+        await self._stop_processes(groups, procs, self.now() + self.config.stop_timeout)
+        for g in groups:
+            self.sup.owners.forget_session(g)
+
+    async def _stop_processes(self, groups: dict[int, int | None], procs: dict[int, int], deadline: float) -> None:
+        """SIGTERM, up to ``deadline``, then SIGKILL: groups that are still the recorded
+        ones, and processes that are still the recorded ones (pid and start time). A
+        process that leads its own group takes its group with it."""
+        groups = dict(groups)
+        for pid, start in procs.items():
+            info = ownership.stat(pid)
+            if info is not None and info.pgid == pid and info.start == start and pid not in groups:
+                groups[pid] = start
+        self._stopping.update(procs)
+
+        def signal_all(sig: int) -> None:
+            for pgid, leader in groups.items():
+                if ownership.group_is_still(pgid, leader):
+                    signal_group(pgid, sig)
+            for pid, start in procs.items():
+                if _same_process(pid, start):
+                    signal_pid(pid, sig)
+
         def gone() -> bool:
-            return not any(group_alive(g) for g in groups)
+            return not any(group_alive(g) for g, s in groups.items() if ownership.group_is_still(g, s)) \
+                and not any(_same_process(p, s) for p, s in procs.items())
 
-        for pgid in groups:
-            signal_group(pgid, signal.SIGTERM)
-        if not await self._wait(gone, self.now() + self.config.stop_timeout):
-            for pgid in groups:
-                signal_group(pgid, signal.SIGKILL)
-            await self._wait(gone, self.now() + 5)
-
-    def _may_signal(self, pid: int) -> bool:
-        """Only signal processes Patrol started or was told about by a trusted source.
-
-        A pid from a ping is not proof of anything (spec 10.17): anyone who can reach
-        the API could otherwise make Patrol signal an arbitrary process.
-        """
-        if pid == self.launcher_pid or self._trusted_pid:
-            return True
-        return getpgid(pid) in self._groups or _parent(pid) == os.getpid()
+        try:
+            signal_all(signal.SIGTERM)
+            if not await self._wait(gone, deadline):
+                signal_all(signal.SIGKILL)
+                await self._wait(gone, self.now() + 5)
+        finally:
+            self._stopping.difference_update(procs)
 
     # -- reporting -------------------------------------------------------------------
 
@@ -589,6 +795,8 @@ class AppRunner:
             return "given-up"
         if self._retry is not None:
             return "backoff"
+        if self._grace is not None:
+            return "waiting"  # the startup grace: an app that outlived Patrol may report in
         return "stopped"
 
     @property
@@ -599,10 +807,7 @@ class AppRunner:
         self.sup.emit(name, self, **extra)
 
 
-def _parent(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return int(data[data.rfind(b")") + 2 :].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
+def _same_process(pid: int, start: int) -> bool:
+    """Is ``pid`` still alive and still the process that started at ``start``?"""
+    info = ownership.stat(pid)
+    return info is not None and info.alive and info.start == start

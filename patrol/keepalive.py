@@ -12,6 +12,11 @@ methods from the event loop (never from threads): keep them quick and non-blocki
 Timers and process watches are taken through :class:`AppControl`, which cancels them
 when the instance closes, so a method never leaks a callback.
 
+A method that raises (in any of its methods, timers or watch callbacks) cannot wedge
+its app: the exception is logged with the plugin's name and traceback, the instance's
+processes are stopped, and the app takes its normal failure path (backoff, and the
+reason in ``last-reason``).
+
 Writing one (a complete plugin)::
 
     from patrol import hookimpl
@@ -93,6 +98,19 @@ class AppControl(Protocol):
     def launcher_pid(self) -> int:
         """Pid of the process Patrol spawned last (0 if none is alive)."""
 
+    @property
+    def disabled(self) -> bool:
+        """The app's disabled flag as it is now (toggles included)."""
+
+    def owns(self, pid: int) -> bool:
+        """Is ``pid`` proven to be this app's process?
+
+        True when Patrol spawned it for this app, it descends from such a process, it is
+        in a session Patrol created for the app, or its environment carries
+        ``PATROL_ID=<this app's id>`` (see :mod:`patrol.ownership`). Only such processes
+        are ever signalled or reaped for the app; pid 1, Patrol and its ancestors never.
+        """
+
     def now(self) -> float:
         """Monotonic clock of the supervisor (seconds); tests may substitute it."""
 
@@ -103,9 +121,10 @@ class AppControl(Protocol):
         known one; closes the old instance and starts a new one if the pid changed. A
         ``tentative`` pid (the launcher of an app whose real pid is not known yet) is
         replaced by the next reported pid without closing the instance. ``trusted``
-        says the pid comes from a source Patrol may act on (its own spawn, the app's
-        pid file), so stop signals may be sent to it; a pid from a ping is not
-        trusted unless Patrol started that process. ``pinged`` selects the ping events.
+        is accepted for compatibility and no longer decides anything: whether Patrol may
+        signal or reap ``pid`` is proven by Patrol itself (:meth:`owns`), whatever the
+        method says. Pid 1, Patrol and its ancestors are refused unless ``pinged`` (a
+        pinged pid is only recorded). ``pinged`` selects the ping events.
         """
 
     def dead(self, reason: str, status: ExitStatus | None = None) -> None:

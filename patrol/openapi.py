@@ -25,7 +25,7 @@ from .http import MAX_BODY, QUERY_FIELDS
 #: The UDP transport's datagram limit (``patrol_keepalive_udp.MAX_DATAGRAM``; the
 #: kernel does not import plugins, a test checks that both agree).
 MAX_DATAGRAM = 2048
-APP_STATES = ["running", "starting", "stopping", "stopped", "disabled", "backoff", "given-up"]
+APP_STATES = ["running", "starting", "stopping", "stopped", "waiting", "disabled", "backoff", "given-up"]
 SERVICE_STATES = ["running", "starting", "stopping", "restarting", "stopped", "disabled", "backoff"]
 
 #: One line per request field; every key of api.FIELDS must be here.
@@ -93,7 +93,8 @@ def _item_properties(group: str, *, history: bool = True) -> dict[str, Any]:
         "state": {"enum": APP_STATES if app else SERVICE_STATES},
         "restarts": {"type": "integer", "minimum": 1, "description": "Starts after the first one."},
         "backoff": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds until the next start."},
-        "last-reason": {"type": "string", "minLength": 1, "description": "Why the last instance ended."},
+        "last-reason": {"type": "string", "minLength": 1,
+                        "description": "Why the last instance ended (in state `waiting`: what Patrol waits for)."},
         "uptime": {"type": "number", "minimum": 0, "description": "Seconds the current instance has run."},
     }
     if history:
@@ -103,6 +104,9 @@ def _item_properties(group: str, *, history: bool = True) -> dict[str, Any]:
         properties.update({
             "pid": _ref("Pid"),
             "last-exit": {"type": "string", "minLength": 1, "examples": ["exit code 1", "killed by SIGKILL"]},
+            "fault": {"type": "string", "minLength": 1,
+                      "description": "A problem that does not end the instance (e.g. a pid file naming a "
+                      "process Patrol may not adopt or signal)."},
             "cpu-percent": {"type": "number", "minimum": 0,
                             "description": "CPU use in percent of one core (not in answers to pings)."},
             "rss-bytes": {"type": "integer", "minimum": 0,

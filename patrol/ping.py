@@ -15,13 +15,14 @@ Fixes of the original:
   and a launcher that exits 0 before any ping is taken for a daemon that forked: its
   instance lives on until a ping replaces the pid or the timeout expires (10.4);
 * a pid from a ping is proof of nothing (10.17). Patrol acts on it (stop signals, exit
-  watching) only when it started that process itself or the process's environment
-  says it was started for this app (``PATROL_ID``); otherwise only the timeout ends
-  the instance.
+  watching) only when :mod:`patrol.ownership` proves it is this app's (Patrol started
+  it or one of its ancestors for this app, or its environment carries ``PATROL_ID``);
+  otherwise it is only recorded and only the timeout ends the instance.
 """
 
 from __future__ import annotations
 
+from . import ownership
 from .keepalive import AppControl, Cancellable, ExitStatus, KeepAlive
 
 
@@ -52,7 +53,7 @@ class PingKeepAlive(KeepAlive):
         if not self.app.running:
             return
         pid = self.app.pid
-        if pid and started_for(pid, self.app.config.id):
+        if pid and self.app.owns(pid):
             self._confirmed = pid
             if self.app.watch_pid(pid, lambda: self._gone(pid)) is None:
                 self.app.dead("exited")
@@ -71,11 +72,10 @@ class PingKeepAlive(KeepAlive):
                 self._refresh()
             return
         new = pid != self.app.pid or not self.app.running
-        trusted = new and (pid == self.app.launcher_pid or started_for(pid, self.app.config.id))
-        self.app.alive(pid, pinged=True, trusted=trusted)
+        self.app.alive(pid, pinged=True)
         self._confirmed = pid
-        if new and trusted and pid != self.app.launcher_pid and self.app.pid == pid:
-            # Not Patrol's child, so no exit status will arrive: watch it instead.
+        if new and pid != self.app.launcher_pid and self.app.pid == pid and self.app.owns(pid):
+            # Maybe not Patrol's child, so no exit status may arrive: watch it (pidfd) too.
             self.app.watch_pid(pid, lambda: self._gone(pid))
         self._refresh()
 
@@ -124,9 +124,4 @@ def started_for(pid: int, app_id: str) -> bool:
     That is true of every process Patrol started for the app (and its children), and
     of one an operator started by hand the way Patrol would. Unreadable means no.
     """
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            environ = f.read()
-    except OSError:
-        return False
-    return f"PATROL_ID={app_id}".encode() in environ.split(b"\0")
+    return ownership.marker(pid) == app_id

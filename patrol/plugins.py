@@ -187,10 +187,25 @@ class Plugins:
             except Exception as exc:  # noqa: BLE001 - one observer must not stop the others
                 log.error(
                     "trigger observer failed",
-                    plugin=impl.plugin_name,
+                    plugin=self.describe_plugin(impl.plugin_name),
                     trigger=getattr(event, "name", "?"),
                     error=repr(exc),
+                    exc_info=exc,
                 )
+
+    def origin(self, registry: Registry[Any], name: str) -> str:
+        """Who provides ``name`` in ``registry``, for log lines and reasons: the entry
+        point (or registered object) and its distribution and version."""
+        entry = registry.entries.get(name)
+        if entry is None:
+            return "an unknown plugin"
+        return self.describe_plugin(entry.plugin)
+
+    def describe_plugin(self, plugin: str) -> str:
+        info = next((p for p in self.loaded if p.name == plugin), None)
+        if info is not None and info.dist:
+            return f"{plugin} ({info.dist} {info.version})"
+        return plugin
 
     def has_observers(self) -> bool:
         return bool(self.pm.hook.patrol_trigger.get_hookimpls())

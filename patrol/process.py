@@ -10,6 +10,10 @@ Design (see docs/architecture.md):
 * **pidfds for watching.** ``os.pidfd_open`` tells when a process that is *not* our child
   exits (an adopted daemon), without polling.
 * **Every app in its own session**, so a stop can reach the whole process group.
+* **One watcher per pid.** A pid's exit status goes to the item that watches it; a
+  second item asking to watch the same pid is refused (and logged), never swapped in.
+* **A guard in the signalling functions.** :func:`signal_pid` and :func:`signal_group`
+  refuse pid 1, Patrol itself and its ancestors (:mod:`patrol.ownership`), whoever asks.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Callable, Mapping, Sequence
 import structlog
 
 from .keepalive import ExitStatus
+from .ownership import is_protected, is_protected_group
 from .signals import SignalRouter
 
 log = structlog.get_logger("patrol.process")
@@ -46,12 +51,17 @@ def become_subreaper() -> bool:
 
 
 class Reaper:
-    """Reaps every child on SIGCHLD and hands the status to the pid's watcher."""
+    """Reaps every child on SIGCHLD and hands the status to the pid's watcher.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, signals: SignalRouter | None = None) -> None:
+    ``reaped`` is told every reaped pid (its number may now name another process).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, signals: SignalRouter | None = None,
+                 reaped: Callable[[int], None] | None = None) -> None:
         self.loop = loop
         self.signals = signals or SignalRouter(loop)
-        self._watchers: dict[int, Callable[[ExitStatus], None]] = {}
+        self._watchers: dict[int, tuple[str, Callable[[ExitStatus], None]]] = {}
+        self._reaped = reaped
         self._installed = False
 
     def install(self) -> None:
@@ -65,8 +75,20 @@ class Reaper:
             self.signals.remove(signal.SIGCHLD)
             self._installed = False
 
-    def watch(self, pid: int, callback: Callable[[ExitStatus], None]) -> None:
-        self._watchers[pid] = callback
+    def watch(self, pid: int, callback: Callable[[ExitStatus], None], owner: str = "") -> bool:
+        """Hand ``pid``'s exit status to ``callback``; False (and logged) when another
+        owner watches it already: one watcher per pid, never replaced by someone else."""
+        current = self._watchers.get(pid)
+        if current is not None and current[0] != owner:
+            log.warning("refused to watch a pid another item watches", pid=pid, owner=current[0], asked_by=owner)
+            return False
+        self._watchers[pid] = (owner, callback)
+        return True
+
+    def watcher(self, pid: int) -> str | None:
+        """Who watches ``pid`` (None: nobody)."""
+        current = self._watchers.get(pid)
+        return current[0] if current is not None else None
 
     def unwatch(self, pid: int) -> None:
         self._watchers.pop(pid, None)
@@ -80,12 +102,14 @@ class Reaper:
             if pid == 0:
                 return
             exit_status = ExitStatus.from_wait_status(status)
-            callback = self._watchers.pop(pid, None)
-            if callback is None:
+            if self._reaped is not None:
+                self._reaped(pid)
+            watcher = self._watchers.pop(pid, None)
+            if watcher is None:
                 log.debug("reaped", pid=pid, status=str(exit_status))
                 continue
             try:
-                callback(exit_status)
+                watcher[1](exit_status)
             except Exception:  # noqa: BLE001 - the reaper must keep reaping
                 log.exception("exit callback failed", pid=pid)
 
@@ -145,8 +169,14 @@ def spawn(
 
 
 def signal_pid(pid: int, sig: int) -> bool:
-    """Send ``sig`` to ``pid``; False when it no longer exists."""
+    """Send ``sig`` to ``pid``; False when it no longer exists or must not be signalled.
+
+    Pid 1, Patrol and its ancestors are refused here, whatever the caller proved.
+    """
     if not 0 < pid <= PID_T_MAX:
+        return False
+    if sig != 0 and is_protected(pid):
+        log.error("refused to signal a protected process (pid 1, Patrol or an ancestor)", pid=pid, signal=sig)
         return False
     try:
         os.kill(pid, sig)
@@ -159,8 +189,14 @@ def signal_pid(pid: int, sig: int) -> bool:
 
 
 def signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to a whole process group, never Patrol's own; False when empty."""
-    if pgid <= 1 or pgid == os.getpgrp():
+    """Send ``sig`` to a whole process group; False when empty or refused.
+
+    Never Patrol's own group, nor one led by or holding pid 1 or an ancestor of Patrol.
+    """
+    if not 1 < pgid <= PID_T_MAX or pgid == os.getpgrp():
+        return False
+    if sig != 0 and is_protected_group(pgid):
+        log.error("refused to signal a protected process group", pgid=pgid, signal=sig)
         return False
     try:
         os.killpg(pgid, sig)
@@ -263,8 +299,10 @@ async def run_command(
     """
     loop = asyncio.get_running_loop()
     read_fd, write_fd = os.pipe()
+    if env is None:  # Patrol's own environment, without an app marker it may have inherited
+        env = {k: v for k, v in os.environ.items() if k != "PATROL_ID"}
     try:
-        proc = spawn(argv, env=os.environ if env is None else env, cwd="/", stdout=write_fd, stderr=write_fd)
+        proc = spawn(argv, env=env, cwd="/", stdout=write_fd, stderr=write_fd)
     except OSError as exc:
         os.close(read_fd)
         os.close(write_fd)
@@ -302,7 +340,7 @@ async def run_command(
         size += keep
         dropped += len(data) - keep
 
-    reaper.watch(proc.pid, on_exit)
+    reaper.watch(proc.pid, on_exit, owner=f"command/{proc.pid}")
     reaper.reap()  # in case it already exited before we watched
     loop.add_reader(read_fd, on_readable)
     timed_out = False

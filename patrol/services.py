@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import structlog
 
+from .backoff import capped_exponential
 from .config.model import ServiceConfig
 from .process import CommandResult, run_command
 from .service import ServiceBackend
@@ -194,8 +195,11 @@ class ServiceRunner:
         try:
             argv = backend.command(action, self.config.parameters[action])
         except Exception as exc:  # noqa: BLE001 - a backend's bug fails this service only
-            return self._failed(action, f"{action}: backend {backend.name} could not build the "
-                                f"command ({type(exc).__name__}: {exc})", {})
+            plugin = self.sup.plugins.origin(self.sup.plugins.services, backend.name)
+            self.log.error("service backend failed", action=action, management=backend.name, plugin=plugin,
+                           exc_info=exc)
+            return self._failed(action, f"{action}: backend {backend.name} (plugin {plugin}) could not "
+                                f"build the command ({type(exc).__name__}: {exc})", {})
         timeout = self.config.status_timeout if action == "status" else self.config.command_timeout
         self.action = action
         try:
@@ -241,7 +245,7 @@ class ServiceRunner:
         """Count a failed start and decide when the next one may be tried."""
         self.failures += 1
         tick = self.sup.config.tick_every
-        delay = 0.0 if self.failures == 1 else min(tick * 2 ** (self.failures - 1), max(BACKOFF_MAX, tick))
+        delay = 0.0 if self.failures == 1 else capped_exponential(tick, 2, self.failures - 1, max(BACKOFF_MAX, tick))
         self.backoff_delay = delay
         self._not_before = self.sup.now() + delay
         if delay > 0:

@@ -23,6 +23,7 @@ from .apps import AppRunner
 from .config.model import AppConfig, PatrolConfig, ServiceConfig
 from .events import Event
 from .logpipe import LogRouter, raise_descriptor_limit
+from .ownership import Ownership, patrol_children
 from .plugins import Plugins
 from .process import Reaper, become_subreaper
 from .services import ServiceRunner
@@ -31,6 +32,19 @@ from .state import State
 from .store import Store
 
 log = structlog.get_logger("patrol.supervisor")
+
+
+class BrokenBackend:
+    """Stands in for a service backend whose constructor raised: every command fails
+    with that error, so the service shows it (``last-reason``) and Patrol runs on."""
+
+    def __init__(self, config: ServiceConfig, name: str, plugin: str, exc: Exception) -> None:
+        self.service = config
+        self.name = name
+        self.error = f"backend {name} (plugin {plugin}) failed to start: {type(exc).__name__}: {exc}"
+
+    def command(self, action: str, parameter: str) -> list[str]:
+        raise RuntimeError(self.error)
 UNITTEST_VALUE = "I KNOW WHAT I AM DOING"
 #: longest a reload waits for the config file to be read and checked
 RELOAD_READ_TIMEOUT = 60.0
@@ -70,6 +84,7 @@ class Supervisor:
         self.signals: SignalRouter = None  # type: ignore[assignment]
         self.reaper: Reaper = None  # type: ignore[assignment]
         self.logs: LogRouter = None  # type: ignore[assignment]  # every app's output pipes
+        self.owners = Ownership()  # which process is whose: the proof behind every signal
         self.apps: dict[str, AppRunner] = {i: self._app_runner(c) for i, c in sorted(config.apps.items())}
         self.services: dict[str, ServiceRunner] = {
             i: self._service_runner(c) for i, c in sorted(config.services.items())
@@ -102,7 +117,7 @@ class Supervisor:
 
         self.loop = asyncio.get_running_loop()
         self.signals = SignalRouter(self.loop)
-        self.reaper = Reaper(self.loop, self.signals)
+        self.reaper = Reaper(self.loop, self.signals, reaped=self.owners.exited)
         self.reaper.install()
         raise_descriptor_limit()  # two pipes and two files per app
         self.logs = LogRouter(self.loop, lambda: [runner.config for runner in self.apps.values()])
@@ -147,6 +162,23 @@ class Supervisor:
                 runner.tick()
             except Exception:  # noqa: BLE001 - one runner's bug must not stop the others
                 log.exception("tick failed", id=runner.id, group=runner.group)
+        self.sweep_strays()
+
+    def sweep_strays(self) -> None:
+        """Hand each process re-parented to Patrol to the app it is proven to belong to.
+
+        Apps whose processes leave their session (``setsid`` and exit) would otherwise
+        pile them up under Patrol, the child subreaper. Only Patrol's direct children
+        are looked at (``/proc/self/task/*/children``), not all of ``/proc``.
+        """
+        try:
+            for pid, start, owner in self.owners.attributed(patrol_children()):
+                group, _, item_id = owner.partition("/")
+                runner = self.apps.get(item_id) if group == "app" else None
+                if runner is not None:
+                    runner.stray(pid, start)
+        except Exception:  # noqa: BLE001 - a sweep must never stop the tick
+            log.exception("sweep of re-parented processes failed")
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown (idempotent; safe from signal handlers)."""
@@ -160,9 +192,20 @@ class Supervisor:
         await self._stopped.wait()
 
     async def _start_transports(self) -> None:
+        """Start every transport. One that cannot bind its address (``OSError``) stops
+        Patrol, as documented; one that fails otherwise (a plugin's bug) is logged with
+        its plugin and left out, and Patrol runs without it."""
         for name, cls in self.plugins.transports:
-            transport = cls(self, self.api)
-            await transport.start()
+            try:
+                transport = cls(self, self.api)
+                await transport.start()
+            except OSError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug must not stop Patrol
+                log.error("transport failed to start; running without it", transport=name,
+                          plugin=self.plugins.origin(self.plugins.transports, name),
+                          error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+                continue
             self.transports.append(transport)
             log.info("listening", transport=name, address=transport.address)
 
@@ -175,9 +218,12 @@ class Supervisor:
         stops += [runner.stop("shutdown") for runner in self.apps.values()]
         stops += [runner.shutdown() for runner in self.services.values()]
         results = await asyncio.gather(*stops, return_exceptions=True)
-        for result in results:
+        owners = [f"transport {t.name} (plugin {self.plugins.origin(self.plugins.transports, t.name)})"
+                  for t in self.transports]
+        owners += [f"app {r.id}" for r in self.apps.values()] + [f"service {r.id}" for r in self.services.values()]
+        for owner, result in zip(owners, results):
             if isinstance(result, BaseException):
-                log.error("stop failed during shutdown", error=repr(result))
+                log.error("stop failed during shutdown", stopping=owner, error=repr(result), exc_info=result)
         for runner in self.runners():
             runner.emit(f"{runner.group}.shutdown")
         self.logs.close()
@@ -319,8 +365,18 @@ class Supervisor:
         return self._attach(runner, state)
 
     def _service_runner(self, config: ServiceConfig, state: State | None = None) -> ServiceRunner:
-        backends = {action: self.plugins.services.get(name)(config) for action, name in config.management.items()}
+        backends = {action: self._backend(config, name) for action, name in config.management.items()}
         return self._attach(ServiceRunner(self, config, backends), state)
+
+    def _backend(self, config: ServiceConfig, name: str) -> Any:
+        """A service backend; one whose constructor raises fails its commands, not Patrol."""
+        try:
+            return self.plugins.services.get(name)(config)
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug fails this service only
+            plugin = self.plugins.origin(self.plugins.services, name)
+            log.error("service backend failed to start", service=config.id, management=name, plugin=plugin,
+                      error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            return BrokenBackend(config, name, plugin, exc)
 
     def _attach(self, runner: R, state: State | None) -> R:
         """Give a new runner its state: carried over (reload), restored (store), or fresh."""

@@ -503,7 +503,8 @@ def test_a_backend_that_raises_fails_only_its_service(fake):
             await until(lambda: sup.services["web"].state.running, 5)
             bad = sup.services["bad"]
             await until(lambda: bad.failures >= 1, 5)
-            assert bad.last_reason == "start: backend broken could not build the command (RuntimeError: no idea)"
+            assert bad.last_reason.startswith("start: backend broken (plugin BrokenPlugin-")  # names the plugin
+            assert bad.last_reason.endswith(" could not build the command (RuntimeError: no idea)")
             assert not bad.state.running
 
     asyncio.run(main())

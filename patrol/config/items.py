@@ -272,11 +272,14 @@ def _env_problem(entry: str) -> str | None:
 
 
 def _number(sec: Section, key: str, default: float, *, low: float = 0, above: bool = False,
-            kind: Kind = NUMBER) -> Any:
+            high: float | None = None, kind: Kind = NUMBER) -> Any:
     value = sec.get(key, kind, default)
     if value < low or (above and value == low):
         bound = f"greater than {low:g}" if above else f"at least {low:g}"
         sec.report.error(sec.at(key), f"must be {bound} (got {value:g})")
+        return default
+    if high is not None and value > high:
+        sec.report.error(sec.at(key), f"must be at most {high:g} (got {value:g})")
         return default
     return value
 
@@ -293,13 +296,19 @@ def _signal(sec: Section, key: str, default: int) -> int:
     return number
 
 
+#: Bounds of the backoff keys: a wait longer than a day, or a ladder steeper than x100 a
+#: step, is a typo, not a policy (and huge values used to overflow the computation).
+BACKOFF_LONGEST = 86400.0
+BACKOFF_FACTOR_MAX = 100.0
+
+
 def _backoff(sec: Section) -> Backoff:
     d = Backoff()
     backoff = Backoff(
-        base=_number(sec, "backoff-base", d.base),
-        factor=_number(sec, "backoff-factor", d.factor, low=1),
-        max=_number(sec, "backoff-max", d.max),
-        reset=_number(sec, "backoff-reset", d.reset),
+        base=_number(sec, "backoff-base", d.base, high=BACKOFF_LONGEST),
+        factor=_number(sec, "backoff-factor", d.factor, low=1, high=BACKOFF_FACTOR_MAX),
+        max=_number(sec, "backoff-max", d.max, high=BACKOFF_LONGEST),
+        reset=_number(sec, "backoff-reset", d.reset, high=BACKOFF_LONGEST),
         limit=_number(sec, "start-limit", d.limit, kind=INT),
     )
     if backoff.max < backoff.base:

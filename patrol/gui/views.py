@@ -35,6 +35,7 @@ STATE_LABELS = {
     "restarting": "restarting",
     "backoff": "backing off",
     "given-up": "given up",
+    "waiting": "waiting",
     "stopped": "stopped",
     "disabled": "disabled",
 }
@@ -135,7 +136,7 @@ def _note(runner: "Runner") -> str:
     phase = runner.phase
     if phase == "backoff":
         return f"next start in up to {runner.backoff_delay:g} s; {runner.last_reason}"  # type: ignore[union-attr]
-    if phase in ("given-up", "stopped") and runner.last_reason:
+    if phase in ("given-up", "stopped", "waiting") and runner.last_reason:
         return runner.last_reason
     if runner.state.run_once:
         return "run once: disabled after this run"

@@ -10,21 +10,33 @@ spawn another copy; PID reuse is detected (a process younger than its PID file, 
 younger than the launcher that should have made it, is not the app); ``EPERM`` means
 alive; ``pid-verify`` compares the process's executable/command line with the app's
 binary; exit is watched through a pidfd, with the tick as a fallback.
+
+The pid file is outside input: anyone who can write it names a pid. So it is read
+without ever blocking (a FIFO there would freeze Patrol: ``O_NONBLOCK``, and anything
+but a regular file is refused, read at most 64 bytes), and what it names is adopted
+only if plausible: never Patrol, pid 1 or an ancestor of Patrol; outside the pid-grace
+of a launch never a process older than that launch; never while the app is disabled.
+Refusals are shown as the app's ``fault``. Adopting a pid does not make it signalled:
+Patrol signals only processes it proves to be the app's (:mod:`patrol.ownership`).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 
 import psutil
 
 from patrol import hookimpl
 from patrol.config.model import AppConfig, Option
 from patrol.keepalive import Cancellable, ExitStatus, KeepAlive
+from patrol.ownership import is_protected
 
 PID_MAX = 2**31 - 1
 #: Clock slack when comparing process start times with file times (clock ticks, NTP).
 SLACK = 1.0
+#: The most of a pid file that is read: a pid and some whitespace.
+MAX_PID_FILE = 64
 
 
 class PidPatrol(KeepAlive):
@@ -38,17 +50,39 @@ class PidPatrol(KeepAlive):
         self.app.alive(pid, trusted=True)  # its exit ends the instance (KeepAlive.child_exited)
 
 
-def read_pid(path: str) -> int | None:
-    """The pid in ``path``: decimal, whitespace around it tolerated; None if unusable."""
+class NotARegularFile(OSError):
+    """The pid-file path names a FIFO, a device, a socket or a directory."""
+
+
+def read_pid_file(path: str) -> tuple[int | None, float]:
+    """The pid in ``path`` and the file's mtime; the pid is None if unusable.
+
+    Never blocks: opened with ``O_NONBLOCK`` (a FIFO would otherwise wait for a writer),
+    checked with ``fstat`` to be a regular file, and read at most :data:`MAX_PID_FILE`
+    bytes (``/dev/zero`` or a huge file cost nothing). Raises :class:`NotARegularFile`
+    for anything else, ``OSError`` when it cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     try:
-        with open(path, "rb") as f:
-            text = f.read(64).strip()
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFile(f"{path} is not a regular file")
+        text = os.read(fd, MAX_PID_FILE).strip()
+    finally:
+        os.close(fd)
+    if not text.isdigit():
+        return None, info.st_mtime
+    pid = int(text)
+    return (pid if 0 < pid <= PID_MAX else None), info.st_mtime
+
+
+def read_pid(path: str) -> int | None:
+    """The pid in ``path``: decimal, whitespace around it tolerated; None if unusable
+    (missing, unreadable, not a regular file, not a pid)."""
+    try:
+        return read_pid_file(path)[0]
     except OSError:
         return None
-    if not text.isdigit():
-        return None
-    pid = int(text)
-    return pid if 0 < pid <= PID_MAX else None
 
 
 class PidApp(KeepAlive):
@@ -74,14 +108,18 @@ class PidApp(KeepAlive):
         self._deadline = 0.0  # monotonic end of the grace period
         self._poll: Cancellable | None = None
         self._watch: Cancellable | None = None
+        self._refused = False  # the last look at the pid file refused what it names
 
     # -- events ----------------------------------------------------------------------
 
     def adopt(self) -> None:
+        if not self.app.running:
+            self.check()  # an app started behind Patrol's back (not while disabled)
+            return
         pid = self._valid_pid()
         if pid:
             self._found(pid)
-        elif self.app.running:  # restored from the state file, but the pid file disowns it
+        else:  # restored from the state file, but the pid file disowns it
             self.app.dead("pid file missing, invalid, or its process is gone")
 
     def spawned(self, pid: int) -> None:
@@ -108,8 +146,13 @@ class PidApp(KeepAlive):
             return
         pid = self._valid_pid()
         if not self.app.running:
-            if pid:
+            if pid and self.app.disabled:  # never adopt into a stop
+                self._refuse(f"pid file {self.app.config.pid_file} names running pid {pid}: "
+                             "not adopted while the app is disabled")
+            elif pid:
                 self._found(pid)  # an app started behind Patrol's back: adopt it
+            elif not self._refused:
+                self.app.fault(None)  # nothing refused now: an earlier refusal is over
             return
         if pid is None:
             if self._still_the_app():
@@ -175,10 +218,26 @@ class PidApp(KeepAlive):
             self.app.dead("exited")
 
     def _valid_pid(self) -> int | None:
-        """The pid from the file, if it is alive and plausibly the app."""
+        """The pid from the file, if it is alive and plausibly the app.
+
+        A refusal that an operator should see (a file that is not a regular file, a pid
+        Patrol must never adopt, a process older than the last launch once the pid-grace
+        is over) is reported as the app's fault; a file not yet written is not.
+        """
         path = self.app.config.pid_file
-        pid = read_pid(path)
+        self._refused = False
+        try:
+            pid, written = read_pid_file(path)
+        except NotARegularFile:
+            self._refuse(f"pid file {path} is not a regular file (a FIFO, device or directory): not read")
+            return None
+        except OSError:
+            return None
         if pid is None:
+            return None
+        if is_protected(pid):
+            self._refuse(f"pid file {path} names pid {pid}, which is Patrol itself, pid 1 or an ancestor "
+                         "of Patrol: never adopted")
             return None
         try:
             proc = psutil.Process(pid)
@@ -189,26 +248,20 @@ class PidApp(KeepAlive):
             return None
         except psutil.AccessDenied:
             return pid  # EPERM: it exists; the original wrongly called it dead
-        try:
-            written = os.stat(path).st_mtime
-        except OSError:
-            return None
         if created > written + SLACK:
             return None  # the process is younger than the pid file: the pid was reused
-        if self._spawned_at and self._poll is not None and created < self._spawned_at - SLACK:
+        if self._spawned_at and created < self._spawned_at - SLACK:
+            if self.app.now() >= self._deadline:  # the pid-grace is over: say why it is not adopted
+                self._refuse(f"pid file {path} names pid {pid}, which is older than the app's last start: "
+                             "not adopted")
             return None  # older than the launcher that should have made it: stale file
-        if self.app.config.pid_verify and not (self._spawned_by_patrol(proc) or matches_program(proc, self.app.config)):
+        if self.app.config.pid_verify and not (self.app.owns(pid) or matches_program(proc, self.app.config)):
             return None
         return pid
 
-    def _spawned_by_patrol(self, proc: psutil.Process) -> bool:
-        """Is ``proc`` the launcher's descendant (same session, or re-parented to Patrol)?"""
-        if not self._launcher:
-            return False
-        try:
-            return os.getsid(proc.pid) == self._launcher or proc.ppid() == os.getpid()
-        except (OSError, psutil.Error):
-            return False
+    def _refuse(self, message: str) -> None:
+        self._refused = True
+        self.app.fault(message)
 
 
 def matches_program(proc: psutil.Process, config: AppConfig) -> bool:

@@ -1,0 +1,361 @@
+"""Which item a process belongs to: the one place that decides, from proof only.
+
+Patrol runs as root and signals programs. A pid is a number anyone can name (in a ping,
+in a pid file) and numbers are reused, so a process belongs to an item only when one of
+these proves it:
+
+* **Patrol spawned it for the item**: pid and start time recorded at the spawn (or
+  restored from the state file, which recorded them when they were proven);
+* **it descends from such a process**: up the ppid chain every process is at least as
+  young as its parent (an older "child" means a pid was reused) until a recorded one;
+* **it is in a session Patrol created for the item**: every app is started in its own
+  session, which outlives its leader, and the kernel does not hand out the number
+  again while the session has members;
+* **it carries the item's marker** ``PATROL_ID=<id>`` in ``/proc/PID/environ``: every
+  process Patrol starts for an app has it, and so do its descendants, including daemons
+  that left the session and were re-parented to Patrol (the child subreaper).
+
+Whatever the proof says, pid 1, Patrol itself (and its threads) and Patrol's ancestors
+are never signalled: :func:`protected` is checked inside :func:`patrol.process.signal_pid`
+and :func:`patrol.process.signal_group`, so no caller can bypass it.
+
+Everything here reads ``/proc`` with bounded reads of kernel-made files (never a path a
+user controls), so it never blocks the loop.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger("patrol.ownership")
+
+#: The marker every process Patrol starts for an app carries in its environment.
+MARKER = b"PATROL_ID="
+#: Longest environment read looking for the marker (Linux allows a few MiB of them).
+MAX_ENVIRON = 4 * 1024 * 1024
+#: Deepest ppid chain walked looking for a recorded ancestor.
+MAX_DEPTH = 128
+#: How many records of proven processes are kept before dead ones are pruned.
+PRUNE_AT = 4096
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One process as ``/proc/PID/stat`` describes it."""
+
+    pid: int
+    state: str
+    ppid: int
+    pgid: int
+    sid: int
+    start: int  # clock ticks since boot: with the pid, it names one process for good
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("Z", "X")
+
+
+def _read(path: str, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of a /proc file; None if it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        chunks, size = [], 0
+        while size < limit:
+            chunk = os.read(fd, min(65536, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def stat(pid: int) -> Proc | None:
+    """The process ``pid`` (zombies included), or None when there is none."""
+    if not 0 < pid < 2**31:
+        return None
+    data = _read(f"/proc/{pid}/stat", 4096)
+    if not data:
+        return None
+    # the command name may contain spaces and parentheses: split after the last ')'
+    fields = data[data.rfind(b")") + 2 :].split()
+    try:
+        return Proc(pid, fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def marker(pid: int) -> str | None:
+    """The ``PATROL_ID`` in the process's environment (the first one, as getenv), or None."""
+    data = _read(f"/proc/{pid}/environ", MAX_ENVIRON)
+    if not data:
+        return None
+    for entry in data.split(b"\0"):
+        if entry.startswith(MARKER):
+            return entry[len(MARKER) :].decode(errors="replace")
+    return None
+
+
+def _tgid(pid: int) -> int:
+    """The process a thread id belongs to (kill() on a thread id signals its process)."""
+    data = _read(f"/proc/{pid}/status", 8192) or b""
+    for line in data.splitlines():
+        if line.startswith(b"Tgid:"):
+            try:
+                return int(line.split()[1])
+            except (IndexError, ValueError):
+                break
+    return pid
+
+
+def ancestors() -> list[int]:
+    """Patrol's parent, its parent, ... up to (not including) pid 1."""
+    found: list[int] = []
+    pid = os.getppid()
+    while pid > 1 and len(found) < MAX_DEPTH:
+        found.append(pid)
+        info = stat(pid)
+        if info is None:
+            break
+        pid = info.ppid
+    return found
+
+
+def protected() -> set[int]:
+    """Pids Patrol never signals: pid 1, Patrol itself and its ancestors."""
+    return {1, os.getpid(), *ancestors()}
+
+
+def is_protected(pid: int) -> bool:
+    """Is ``pid`` (or the process a thread id ``pid`` belongs to) never to be signalled?"""
+    if pid <= 1:
+        return True
+    guarded = protected()
+    return pid in guarded or _tgid(pid) in guarded
+
+
+def is_protected_group(pgid: int) -> bool:
+    """Would signalling group ``pgid`` reach Patrol, pid 1 or an ancestor of Patrol?"""
+    if pgid <= 1 or pgid == os.getpgrp():
+        return True
+    for pid in protected():
+        if pid == pgid:
+            return True
+        info = stat(pid)
+        if info is not None and info.pgid == pgid:
+            return True
+    return False
+
+
+def patrol_children() -> set[int]:
+    """Patrol's direct children, orphans re-parented to it included.
+
+    From ``/proc/self/task/*/children`` (a few small files, cheap enough for every tick);
+    if the kernel lacks them, by a scan of ``/proc``.
+    """
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        tasks = []
+    found: set[int] = set()
+    readable = False
+    for tid in tasks:
+        data = _read(f"/proc/self/task/{tid}/children", 1 << 20)
+        if data is None:
+            continue
+        readable = True
+        found.update(int(p) for p in data.split() if p.isdigit())
+    if readable:
+        return found
+    me = os.getpid()
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                info = stat(int(entry.name))
+                if info is not None and info.ppid == me:
+                    found.add(info.pid)
+    return found
+
+
+def group_is_still(pgid: int, leader_start: int | None) -> bool:
+    """Is process group ``pgid`` still the one recorded (leader's start time, or None
+    when the leader was already gone)?
+
+    A group (or session) number is not reused while the group has members. So if no
+    process has the number, any member is from the recorded group; if one has it, it
+    must be the recorded leader.
+    """
+    info = stat(pgid)
+    if info is None:
+        return True
+    return leader_start is not None and info.start == leader_start
+
+
+def _has_members(sid: int) -> bool:
+    """Has group ``sid`` (the first group of session ``sid``) a member?
+
+    A session whose first group is empty is forgotten when pruning; processes of it in
+    other groups are still found by their marker.
+    """
+    try:
+        os.killpg(sid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+
+
+class Ownership:
+    """The proven processes of every item, keyed by pid (with start time).
+
+    Owners are strings ``"app/<id>"``; the marker ``PATROL_ID=<id>`` names ``"app/<id>"``.
+    """
+
+    def __init__(self) -> None:
+        self._pids: dict[int, tuple[str, int]] = {}  # pid -> (owner, start)
+        self._sessions: dict[int, tuple[str, int | None]] = {}  # sid -> (owner, leader start)
+        self._unattributed: set[tuple[int, int]] = set()  # children that proved nothing: (pid, start)
+
+    # -- recording proof -------------------------------------------------------------
+
+    def spawned(self, owner: str, pid: int) -> int | None:
+        """Patrol has just spawned ``pid`` for ``owner`` in a new session; its start time."""
+        info = stat(pid)
+        if info is None:  # reaped already: nothing left to prove
+            return None
+        self._record(owner, pid, info.start)
+        if info.sid == pid:
+            if len(self._sessions) >= PRUNE_AT:
+                self._prune()
+            self._sessions[pid] = (owner, info.start)
+        return info.start
+
+    def restored(self, owner: str, pid: int, start: int | None) -> bool:
+        """The state file says ``pid`` (started at ``start``) was proven to be ``owner``'s.
+
+        Recorded only if it is still that very process, and not protected.
+        """
+        info = stat(pid)
+        if start is None or info is None or not info.alive or info.start != start or is_protected(pid):
+            return False
+        return self._record(owner, pid, start)
+
+    def session(self, owner: str, sid: int, leader_start: int | None) -> None:
+        """A session Patrol created for ``owner`` (restored from the state file)."""
+        if sid > 1 and sid not in self._sessions and group_is_still(sid, leader_start):
+            self._sessions[sid] = (owner, leader_start)
+
+    def forget_session(self, sid: int) -> None:
+        self._sessions.pop(sid, None)
+        if len(self._sessions) >= PRUNE_AT:
+            self._prune()
+
+    def exited(self, pid: int) -> None:
+        """``pid`` was reaped: its number may now name another process."""
+        self._pids.pop(pid, None)
+
+    def _record(self, owner: str, pid: int, start: int) -> bool:
+        known = self._pids.get(pid)
+        if known is not None and known[0] != owner and known[1] == start:
+            log.warning("process already belongs to another item", pid=pid, owner=known[0], claimed_by=owner)
+            return False
+        if len(self._pids) >= PRUNE_AT:
+            self._prune()
+        self._pids[pid] = (owner, start)
+        return True
+
+    def _prune(self) -> None:
+        """Forget processes that are gone and sessions without members."""
+        for pid, (_, start) in list(self._pids.items()):
+            info = stat(pid)
+            if info is None or info.start != start or not info.alive:
+                del self._pids[pid]
+        for sid, (_, leader) in list(self._sessions.items()):
+            if not group_is_still(sid, leader) or not _has_members(sid):
+                del self._sessions[sid]
+
+    # -- deciding --------------------------------------------------------------------
+
+    def owner(self, pid: int, *, marker_ok: bool = True) -> str | None:
+        """Whose process ``pid`` is, by the rules of the module docstring; None if unproven."""
+        info = stat(pid)
+        if info is None or is_protected(pid):
+            return None
+        me = os.getpid()
+        child = info
+        for _ in range(MAX_DEPTH):
+            known = self._pids.get(child.pid)
+            if known is not None and known[1] == child.start:
+                return known[0]
+            if child.ppid <= 1 or child.ppid == me:
+                break
+            parent = stat(child.ppid)
+            if parent is None or parent.start > child.start:
+                break  # a "parent" younger than its child: the pid was reused
+            child = parent
+        session = self._sessions.get(info.sid)
+        if session is not None and group_is_still(info.sid, session[1]):
+            return session[0]
+        if marker_ok:
+            found = marker(pid)
+            if found:
+                return f"app/{found}"
+        return None
+
+    def belongs(self, owner: str, pid: int) -> bool:
+        """Is ``pid`` proven to be ``owner``'s? Once proven, it stays recorded (with its
+        start time, so a reused pid is not)."""
+        if not pid:
+            return False
+        found = self.owner(pid)
+        if found != owner:
+            return False
+        info = stat(pid)
+        if info is not None and pid not in self._pids:
+            self._record(owner, pid, info.start)
+        return True
+
+    def known(self, pid: int) -> bool:
+        """Was ``pid`` recorded (spawned, restored or proven) and not yet reaped?"""
+        return pid in self._pids
+
+    # -- processes re-parented to Patrol ---------------------------------------------
+
+    def children_of(self, owner: str) -> dict[int, int]:
+        """Patrol's live children that are ``owner``'s (pid -> start time)."""
+        return {pid: start for pid, start, who in self.attributed(patrol_children()) if who == owner}
+
+    def attributed(self, children: set[int]) -> list[tuple[int, int, str]]:
+        """``(pid, start, owner)`` of each live child whose owner is proven.
+
+        Recorded children (launchers, proven instances) cost a dict lookup; each other
+        child's environment is read once, and a child that proves nothing is remembered
+        (by pid and start time) and not read again.
+        """
+        found: list[tuple[int, int, str]] = []
+        for pid in children:
+            known = self._pids.get(pid)
+            if known is not None:
+                found.append((pid, known[1], known[0]))
+                continue
+            info = stat(pid)
+            if info is None or not info.alive or (pid, info.start) in self._unattributed:
+                continue
+            owner = self.owner(pid)
+            if owner is None:
+                self._unattributed.add((pid, info.start))
+            else:
+                found.append((pid, info.start, owner))
+        if len(self._unattributed) > len(children):
+            self._unattributed = {k for k in self._unattributed if k[0] in children}
+        return found
