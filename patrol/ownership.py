@@ -13,7 +13,11 @@ these proves it:
   again while the session has members;
 * **it carries the item's marker** ``PATROL_ID=<id>`` in ``/proc/PID/environ``: every
   process Patrol starts for an app has it, and so do its descendants, including daemons
-  that left the session and were re-parented to Patrol (the child subreaper).
+  that left the session and were re-parented to Patrol (the child subreaper). Anyone can
+  put a marker in an environment, so it counts only for a process of Patrol's own user
+  (its real uid: a setuid program keeps its caller's) or one re-parented to Patrol (a
+  descendant of Patrol's): another local user cannot make Patrol signal their own
+  processes' job, setuid programs included, by claiming to be an app.
 
 Whatever the proof says, pid 1, Patrol itself (and its threads) and Patrol's ancestors
 are never signalled: :func:`protected` is checked inside :func:`patrol.process.signal_pid`
@@ -105,16 +109,27 @@ def marker(pid: int) -> str | None:
     return None
 
 
-def _tgid(pid: int) -> int:
-    """The process a thread id belongs to (kill() on a thread id signals its process)."""
+def _status_field(pid: int, name: bytes) -> int | None:
+    """The first number of a ``/proc/PID/status`` line (``Tgid:``, ``Uid:``), or None."""
     data = _read(f"/proc/{pid}/status", 8192) or b""
     for line in data.splitlines():
-        if line.startswith(b"Tgid:"):
+        if line.startswith(name):
             try:
                 return int(line.split()[1])
             except (IndexError, ValueError):
-                break
-    return pid
+                return None
+    return None
+
+
+def _tgid(pid: int) -> int:
+    """The process a thread id belongs to (kill() on a thread id signals its process)."""
+    found = _status_field(pid, b"Tgid:")
+    return pid if found is None else found
+
+
+def real_uid(pid: int) -> int | None:
+    """Who started the process (its real uid; a setuid program keeps its caller's)."""
+    return _status_field(pid, b"Uid:")
 
 
 def ancestors() -> list[int]:
@@ -289,7 +304,12 @@ class Ownership:
     def owner(self, pid: int, *, marker_ok: bool = True) -> str | None:
         """Whose process ``pid`` is, by the rules of the module docstring; None if unproven."""
         info = stat(pid)
-        if info is None or is_protected(pid):
+        if info is None:
+            return None
+        known = self._pids.get(pid)
+        if known is not None and known[1] == info.start:
+            return known[0]  # recorded: spawned by Patrol, restored, or proven before
+        if is_protected(pid):
             return None
         me = os.getpid()
         child = info
@@ -306,7 +326,7 @@ class Ownership:
         session = self._sessions.get(info.sid)
         if session is not None and group_is_still(info.sid, session[1]):
             return session[0]
-        if marker_ok:
+        if marker_ok and (info.ppid == me or real_uid(pid) == os.geteuid()):
             found = marker(pid)
             if found:
                 return f"app/{found}"

@@ -109,7 +109,8 @@ def test_scenario_13_a_fresh_app_reads_empty(live):
     assert body["id"] == "s13" and body["group"] == "app" and body["name"] == "Test App"
     for key in ("errors", "pid", "started", "lastseen", "disabled", "history", "keyvalue", "instance-id"):
         assert key not in body, key
-    assert body["cas-invalid"] is False and body["state"] == "stopped"
+    assert body["cas-invalid"] is False and body["state"] == "waiting"  # not spawned during the startup grace
+    assert body["last-reason"] == "waiting for the first ping (up to 360 s)"
 
 
 def test_scenario_14_first_ping_answers_the_state_before_it(live, sleeper):

@@ -142,9 +142,11 @@ def live_config(patrol: PatrolFactory, tmp_path: Path) -> dict[str, Any]:
         "vault": patrol.app(1, secret=SECRET),
         "flags": patrol.app(1),
         "off": patrol.app(1, disabled=True),
+        "stale": patrol.app(2, disabled=True),  # its pid file names Patrol's parent: a fault
     }
     for app_id, app in apps.items():
         app["pid-path"] = f"{app_id}.pid"
+    (tmp_path / "stale.pid").write_text(f"{os.getpid()}\n")
     service = {"management": "service", "service-command": str(service_command), "stop-on-shutdown": True}
     services = {
         "db": {**service, "name": "DB", "service": "db"},
@@ -157,7 +159,7 @@ def live_config(patrol: PatrolFactory, tmp_path: Path) -> dict[str, Any]:
 def exercise(r: Recorder, pids: list[int]) -> None:
     """Requests of every kind, good and refused, over both transports."""
     p = r.p
-    for app_id in ("web", "udp", "lazy", "crash", "vault", "flags", "off", "pidpatrol", "pidapp"):
+    for app_id in ("web", "udp", "lazy", "crash", "vault", "flags", "off", "pidpatrol", "pidapp", "stale"):
         r.api(id=app_id, group="app")
         r.api(id=app_id, group="app", secret=SECRET)
         r.http("GET", f"/api/?id={app_id}&group=app&history")

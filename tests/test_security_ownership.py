@@ -71,6 +71,26 @@ def test_f1_forged_ping_cannot_take_over_another_apps_process(patrol):
     assert p.log().count("refused to signal") == 0
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts a process as another user")
+def test_f1_a_marker_in_another_users_process_proves_nothing(patrol):
+    """Anyone can write ``PATROL_ID=web`` into an environment: another user's process that
+    claims it, pinged in, is only recorded. Before, the marker alone made Patrol signal it
+    (and its whole job group) on disable."""
+    app = patrol.app(3, env=["TESTAPP_PING_DELAY=1000"], **{"stop-timeout": 0.5})
+    p = patrol.start(patrol.config(apps={"web": app}), env=UNITTEST_ENV)
+    claimer = subprocess.Popen(["sleep", "300"], user=65534, start_new_session=True,
+                               env={"PATROL_ID": "web", "PATROL_TEST_MARKER": patrol.marker})
+    try:
+        wait_for(lambda: ownership.marker(claimer.pid) == "web", 5, "the claimer's environment")
+        assert p.api(id="web", group="app", ping=True, pid=claimer.pid)[0] == 200
+        p.api(id="web", group="app", toggle=2)
+        found = entry(p, "web", lambda e: "not proven" in e.get("fault", ""), 10, "the refusal to signal it")
+        assert found["pid"] == claimer.pid and claimer.poll() is None
+    finally:
+        claimer.kill()
+        claimer.wait()
+
+
 # -- F2: a pid file cannot make Patrol signal Patrol, pid 1, its ancestors, or older processes --
 
 
@@ -99,8 +119,11 @@ def test_f2_pid_file_naming_patrol_itself_is_never_adopted(patrol, tmp_path):
 def test_f2_pid_file_naming_a_process_older_than_the_launch_is_not_adopted(patrol, tmp_path):
     """Outside the pid-grace, a pid file naming a process older than the app's last launch
     is refused (a fault), so a later disable cannot signal that process."""
+    import psutil
+
     older = subprocess.Popen(["sleep", "300"], env={**os.environ, "PATROL_TEST_MARKER": patrol.marker})
-    try:
+    try:  # older by more than the clock slack (1 s) the pid keepalive allows
+        wait_for(lambda: time.time() - psutil.Process(older.pid).create_time() > 1.5, 5, "an older process")
         script(tmp_path, "writer", f'echo {older.pid} > "$PATROL_PID"\nexit 0\n')
         (tmp_path / "off.pid").write_text(f"{older.pid}\n")  # a disabled app, never launched
         apps = {
@@ -326,7 +349,7 @@ def test_ownership_proof_spawn_descendants_marker_and_pid_reuse():
         assert owners.owner(launcher.pid) == "app/a"
         assert owners.owner(child) == "app/a"  # descends from it (ppid chain, later start)
         assert owners.belongs("app/a", child) and not owners.belongs("app/b", child)
-        assert owners.owner(marked.pid) == "app/other"  # its PATROL_ID
+        assert owners.owner(marked.pid) == "app/other"  # its PATROL_ID (Patrol's user started it)
         assert owners.owner(unrelated.pid) is None
         # a record whose start time is not the process's (the pid was reused): no proof
         start = ownership.stat(unrelated.pid).start

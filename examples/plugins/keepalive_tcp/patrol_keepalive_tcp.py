@@ -17,7 +17,7 @@ class TcpKeepAlive(KeepAlive):
     def check(self):
         try:
             socket.create_connection(("127.0.0.1", self.app.config.options["tcp-port"]), 0.2).close()
-            self.app.alive(self.app.pid or self.app.launcher_pid, trusted=True)
+            self.app.alive(self.app.pid or self.app.launcher_pid)
         except OSError:
             if self.app.running:
                 self.app.dead("port closed")
