@@ -62,7 +62,7 @@ class PingKeepAlive(KeepAlive):
 
     def spawned(self, pid: int) -> None:
         # Running at once, under the launcher's pid until a ping says otherwise.
-        self.app.alive(pid, tentative=True, trusted=True)
+        self.app.alive(pid, tentative=True)
         self._refresh()
 
     def pinged(self, pid: int) -> None:

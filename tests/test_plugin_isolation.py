@@ -91,6 +91,65 @@ PLUGIN = textwrap.dedent('''
     def patrol_register_keepalives(register):
         for cls in (Spawned, Check, ChildExited, Closed, Timer, Adopt, Pinged):
             register(cls)
+
+''')
+
+#: transport, backend and observer: a second entry point of the same distribution
+EXTRAS = textwrap.dedent('''
+    from patrol import hookimpl
+    from patrol.service import ServiceBackend
+    from patrol.transport import Transport
+
+
+    class Boom(RuntimeError):
+        pass
+
+
+    class BackendInit(ServiceBackend):
+        name = "raise-init"
+
+        def __init__(self, service):
+            raise Boom("in a backend's constructor")
+
+        def command(self, action, parameter):
+            return ["true"]
+
+
+    class BadTransport(Transport):
+        name = "raise-start"
+
+        async def start(self):
+            raise Boom("in a transport's start")
+
+        async def stop(self):
+            pass
+
+
+    class BadStop(Transport):
+        name = "raise-stop"
+
+        async def start(self):
+            pass
+
+        async def stop(self):
+            raise Boom("in a transport's stop")
+
+
+    @hookimpl
+    def patrol_register_services(register):
+        register(BackendInit)
+
+
+    @hookimpl
+    def patrol_register_transports(register):
+        register(BadTransport)
+        register(BadStop)
+
+
+    @hookimpl
+    def patrol_trigger(event):
+        if event.name == "patrol.started":
+            raise Boom("in an observer")
 ''')
 
 #: app id -> (keepalive, where it raises)
@@ -103,15 +162,21 @@ APPS = {
     "pinged": ("raise-pinged", "pinged()"),
 }
 ORIGIN = "raising (patrol-keepalive-raising 0.1)"
+EXTRAS_ORIGIN = "raising_extras (patrol-keepalive-raising 0.1)"
 
 
-def install(site: Path) -> None:
+def install(site: Path, extras: bool = False) -> None:
+    """The distribution as pip leaves it: modules and a .dist-info with entry points."""
     site.mkdir()
     (site / "patrol_keepalive_raising.py").write_text(PLUGIN)
+    (site / "patrol_raising_extras.py").write_text(EXTRAS)
     info = site / "patrol_keepalive_raising-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: patrol-keepalive-raising\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[patrol]\nraising = patrol_keepalive_raising\n")
+    entry_points = "[patrol]\nraising = patrol_keepalive_raising\n"
+    if extras:
+        entry_points += "raising_extras = patrol_raising_extras\n"
+    (info / "entry_points.txt").write_text(entry_points)
 
 
 def test_p1_a_raising_keepalive_plugin_fails_its_app_the_normal_way(patrol, tmp_path):
@@ -148,6 +213,24 @@ def test_p1_a_raising_keepalive_plugin_fails_its_app_the_normal_way(patrol, tmp_
     assert p.terminate() == 0
     left = [pid for pid in pids_with_marker(patrol.marker) if pid != p.pid and pid_alive(pid)]
     assert left == [], left
+
+
+def test_p1_raising_backends_transports_and_observers_fail_alone(patrol, tmp_path):
+    install(tmp_path / "site", extras=True)
+    env = {**UNITTEST_ENV, "PYTHONPATH": str(tmp_path / "site")}
+    services = {"svc": {"name": "Svc", "service": "svc", "management": "raise-init"}}
+    p = patrol.start(patrol.config(apps={"fine": patrol.app(1)}, services=services), env=env)
+    p.running_pid("fine")  # Patrol runs: without the broken transport, with the HTTP one
+    reason = wait_for(lambda: p.status()["service"]["svc"].get("last-reason"), 15, "the service's reason")
+    assert f"backend raise-init (plugin {EXTRAS_ORIGIN}) failed to start: Boom: in a backend's constructor" in reason
+    records = {r["event"]: r for r in p.log_records()}
+    for event in ("transport failed to start; running without it", "service backend failed to start",
+                  "trigger observer failed"):
+        assert records[event]["plugin"] == EXTRAS_ORIGIN, event
+        assert "Boom" in records[event]["exception"] and "patrol_raising_extras.py" in records[event]["exception"]
+    assert p.terminate() == 0
+    stopped = [r for r in p.log_records() if r["event"] == "stop failed during shutdown"]
+    assert stopped and f"(plugin {EXTRAS_ORIGIN})" in stopped[0]["stopping"] and "Boom" in stopped[0]["exception"]
 
 
 def shows(item: dict, reason: str) -> dict | None:

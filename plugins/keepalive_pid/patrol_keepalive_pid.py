@@ -47,7 +47,7 @@ class PidPatrol(KeepAlive):
     requires_pid_path = True
 
     def spawned(self, pid: int) -> None:
-        self.app.alive(pid, trusted=True)  # its exit ends the instance (KeepAlive.child_exited)
+        self.app.alive(pid)  # its exit ends the instance (KeepAlive.child_exited)
 
 
 class NotARegularFile(OSError):
@@ -167,7 +167,7 @@ class PidApp(KeepAlive):
         if pid != self.app.pid:
             self._found(pid)  # the app re-executed or forked: new instance
         else:
-            self.app.alive(pid, trusted=True)  # refreshes lastseen (the original's per-tick beat)
+            self.app.alive(pid)  # refreshes lastseen (the original's per-tick beat)
 
     def closed(self) -> None:
         self._stop_polling()
@@ -204,7 +204,7 @@ class PidApp(KeepAlive):
 
     def _found(self, pid: int) -> None:
         self._stop_polling()
-        self.app.alive(pid, trusted=True)
+        self.app.alive(pid)
         if self.app.pid == pid:
             self._watch = self.app.watch_pid(pid, lambda: self._gone(pid))
 
