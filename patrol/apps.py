@@ -35,6 +35,7 @@ from .keepalive import Cancellable, ExitStatus, KeepAlive
 from .logpipe import InstanceLogs
 from .process import (
     group_alive,
+    live_groups,
     pid_alive,
     signal_group,
     signal_pid,
@@ -686,7 +687,7 @@ class AppRunner:
         return bool(pid and self.owns(pid)) or self._groups_alive()
 
     def _groups_alive(self) -> bool:
-        return any(group_alive(g) for g, leader in self._groups.items() if ownership.group_is_still(g, leader))
+        return bool(live_groups(g for g, leader in self._groups.items() if ownership.group_is_still(g, leader)))
 
     def _cleanup_groups(self) -> None:
         """After an instance ended, processes left in its groups get stopped too, and so do
@@ -699,53 +700,61 @@ class AppRunner:
         groups = {g: s for g, s in self._groups.items() if ownership.group_is_still(g, s) and group_alive(g)}
         for g in self._groups.keys() - groups.keys():
             self.sup.owners.forget_session(g)
-        escaped = self._escaped()
         self._groups = {}
-        if not groups and not escaped:
-            return
-        self.log.info("stopping leftover processes", groups=sorted(groups), pids=sorted(escaped))
-        self._stop_in_background(groups, escaped)
+        if groups:
+            self.log.info("stopping leftover processes", groups=sorted(groups))
+        # what left the session is looked for in the background too: started before now,
+        # so the next instance's processes are never taken for leftovers
+        self._stop_in_background(groups, {}, escaped_before=ownership.now_ticks())
 
-    def stray(self, pid: int, start: int) -> None:
-        """The tick found ``pid``, re-parented to Patrol and proven this app's.
+    def strays(self, found: dict[int, int]) -> None:
+        """The tick found these processes (pid -> start time) re-parented to Patrol and
+        proven this app's.
 
-        Stopped if it cannot be part of the app as it runs now: no instance runs (or
-        starts), or it is older than the last launch (left over from an earlier
+        Each is stopped if it cannot be part of the app as it runs now: no instance runs
+        (or starts), or it is older than the last launch (left over from an earlier
         instance). A younger one may be the instance's own daemon: left alone.
         """
-        if pid in (self.state.pid, self.launcher_pid) or pid in self._stopping:
-            return
-        if self.state.running or self.launching or self._stop_task is not None:
-            if self._launch_start is None or start >= self._launch_start:
-                return
-        self.log.info("stopping a process of the app that left its session", pid=pid)
-        self._stop_in_background({}, {pid: start})
+        busy = self.state.running or self.launching or self._stop_task is not None
+        stop = {pid: start for pid, start in found.items()
+                if pid not in (self.state.pid, self.launcher_pid) and pid not in self._stopping
+                and not (busy and (self._launch_start is None or start >= self._launch_start))}
+        if stop:
+            self.log.info("stopping processes of the app that left its session", pids=sorted(stop))
+            self._stop_in_background({}, stop)
 
-    def _escaped(self) -> dict[int, int]:
+    async def _escaped(self, before: int | None = None) -> dict[int, int]:
         """This app's processes re-parented to Patrol (pid -> start time), except the
-        instance and the launcher."""
-        found = self.sup.owners.children_of(self.key)
-        for pid in (self.state.pid, self.launcher_pid):
-            found.pop(pid, None)
-        return found
+        instance, the launcher and those being stopped already."""
+        found = await self.sup.owners.children_of(self.key, before)
+        return {p: s for p, s in found.items()  # as things are now, after the look
+                if p not in (self.state.pid, self.launcher_pid) and p not in self._stopping
+                and _same_process(p, s)}
 
-    async def _stop_escaped(self, deadline: float) -> None:
+    async def _stop_escaped(self, deadline: float, before: int | None = None) -> None:
         """Stop this app's processes re-parented to Patrol, round after round (stopping
         one may re-parent its children), until none is left."""
         for _ in range(8):
-            found = {p: s for p, s in self._escaped().items() if p not in self._stopping}
+            found = await self._escaped(before)
             if not found:
                 return
             self.log.info("stopping processes of the app that left its session", pids=sorted(found))
             await self._stop_processes({}, found, deadline)
 
-    def _stop_in_background(self, groups: dict[int, int | None], procs: dict[int, int]) -> None:
-        task = self.sup.loop.create_task(self._stop_leftovers(groups, procs))
+    def _stop_in_background(self, groups: dict[int, int | None], procs: dict[int, int],
+                            escaped_before: int | None = None) -> None:
+        self._stopping.update(procs)  # now: the next sweep must not start a second stop
+        task = self.sup.loop.create_task(self._stop_leftovers(groups, procs, escaped_before))
         self._leftovers.add(task)
         task.add_done_callback(self._leftovers.discard)
 
-    async def _stop_leftovers(self, groups: dict[int, int | None], procs: dict[int, int]) -> None:
-        await self._stop_processes(groups, procs, self.now() + self.config.stop_timeout)
+    async def _stop_leftovers(self, groups: dict[int, int | None], procs: dict[int, int],
+                              escaped_before: int | None) -> None:
+        deadline = self.now() + self.config.stop_timeout
+        if groups or procs:
+            await self._stop_processes(groups, procs, deadline)
+        if escaped_before is not None:
+            await self._stop_escaped(deadline, escaped_before)
         for g in groups:
             self.sup.owners.forget_session(g)
 
@@ -753,29 +762,41 @@ class AppRunner:
         """SIGTERM, up to ``deadline``, then SIGKILL: groups that are still the recorded
         ones, and processes that are still the recorded ones (pid and start time). A
         process that leads its own group takes its group with it."""
-        groups = dict(groups)
-        for pid, start in procs.items():
-            info = ownership.stat(pid)
-            if info is not None and info.pgid == pid and info.start == start and pid not in groups:
-                groups[pid] = start
         self._stopping.update(procs)
+        alive, busy = dict(procs), dict(groups)  # what may still be there
 
-        def signal_all(sig: int) -> None:
-            for pgid, leader in groups.items():
+        async def signal_all(sig: int) -> None:  # in slices: there may be hundreds
+            for n, (pgid, leader) in enumerate(list(busy.items()), 1):
                 if ownership.group_is_still(pgid, leader):
                     signal_group(pgid, sig)
-            for pid, start in procs.items():
-                if _same_process(pid, start):
+                if n % 32 == 0:
+                    await asyncio.sleep(0)
+            for n, (pid, start) in enumerate(list(alive.items()), 1):
+                info = ownership.stat(pid)
+                if info is not None and info.alive and info.start == start:
+                    if info.pgid == pid and pid not in busy:
+                        busy[pid] = start  # it leads a group: its group goes with it
+                        signal_group(pid, sig)
                     signal_pid(pid, sig)
+                if n % 32 == 0:
+                    await asyncio.sleep(0)
 
-        def gone() -> bool:
-            return not any(group_alive(g) for g, s in groups.items() if ownership.group_is_still(g, s)) \
-                and not any(_same_process(p, s) for p, s in procs.items())
+        def gone() -> bool:  # forgets what is gone: each look costs only what is left
+            for pid, start in list(alive.items()):
+                if not _same_process(pid, start):
+                    del alive[pid]
+            if alive:
+                return False
+            live = live_groups(g for g, s in busy.items() if ownership.group_is_still(g, s))
+            for pgid in list(busy):
+                if pgid not in live:
+                    del busy[pgid]
+            return not busy
 
         try:
-            signal_all(signal.SIGTERM)
+            await signal_all(signal.SIGTERM)
             if not await self._wait(gone, deadline):
-                signal_all(signal.SIGKILL)
+                await signal_all(signal.SIGKILL)
                 await self._wait(gone, self.now() + 5)
         finally:
             self._stopping.difference_update(procs)

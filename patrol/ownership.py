@@ -29,7 +29,9 @@ user controls), so it never blocks the loop.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -38,8 +40,10 @@ log = structlog.get_logger("patrol.ownership")
 
 #: The marker every process Patrol starts for an app carries in its environment.
 MARKER = b"PATROL_ID="
-#: Longest environment read looking for the marker (Linux allows a few MiB of them).
-MAX_ENVIRON = 4 * 1024 * 1024
+#: Longest environment read looking for the marker (a marker beyond it proves nothing).
+MAX_ENVIRON = 1024 * 1024
+#: Unknown children whose environment one sweep reads at most (the rest: next tick).
+SWEEP_BUDGET = 256
 #: Deepest ppid chain walked looking for a recorded ancestor.
 MAX_DEPTH = 128
 #: How many records of proven processes are kept before dead ones are pruned.
@@ -145,16 +149,33 @@ def ancestors() -> list[int]:
     return found
 
 
+#: (Patrol's pid, its parent's pid) -> (protected pids, their groups). While the parent
+#: lives the chain above it can only lose members (an ancestor that dies re-parents its
+#: children to one further up, already in the chain), so the cached set stays a superset.
+_guarded: dict[tuple[int, int], tuple[frozenset[int], frozenset[int]]] = {}
+
+
+def _protected_sets() -> tuple[frozenset[int], frozenset[int]]:
+    key = (os.getpid(), os.getppid())
+    cached = _guarded.get(key)
+    if cached is None:
+        pids = frozenset({1, os.getpid(), *ancestors()})
+        groups = frozenset(info.pgid for info in map(stat, pids) if info is not None)
+        _guarded.clear()
+        cached = _guarded[key] = (pids, groups)
+    return cached
+
+
 def protected() -> set[int]:
     """Pids Patrol never signals: pid 1, Patrol itself and its ancestors."""
-    return {1, os.getpid(), *ancestors()}
+    return set(_protected_sets()[0])
 
 
 def is_protected(pid: int) -> bool:
     """Is ``pid`` (or the process a thread id ``pid`` belongs to) never to be signalled?"""
     if pid <= 1:
         return True
-    guarded = protected()
+    guarded = _protected_sets()[0]
     return pid in guarded or _tgid(pid) in guarded
 
 
@@ -162,13 +183,8 @@ def is_protected_group(pgid: int) -> bool:
     """Would signalling group ``pgid`` reach Patrol, pid 1 or an ancestor of Patrol?"""
     if pgid <= 1 or pgid == os.getpgrp():
         return True
-    for pid in protected():
-        if pid == pgid:
-            return True
-        info = stat(pid)
-        if info is not None and info.pgid == pgid:
-            return True
-    return False
+    pids, groups = _protected_sets()
+    return pgid in pids or pgid in groups
 
 
 def patrol_children() -> set[int]:
@@ -199,6 +215,11 @@ def patrol_children() -> set[int]:
                 if info is not None and info.ppid == me:
                     found.add(info.pid)
     return found
+
+
+def now_ticks() -> int:
+    """The current time in the unit of a process's start time (clock ticks since boot)."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
 
 
 def group_is_still(pgid: int, leader_start: int | None) -> bool:
@@ -309,9 +330,9 @@ class Ownership:
         known = self._pids.get(pid)
         if known is not None and known[1] == info.start:
             return known[0]  # recorded: spawned by Patrol, restored, or proven before
-        if is_protected(pid):
-            return None
         me = os.getpid()
+        if info.ppid != me and is_protected(pid):  # Patrol's own children never are
+            return None
         child = info
         for _ in range(MAX_DEPTH):
             known = self._pids.get(child.pid)
@@ -351,16 +372,27 @@ class Ownership:
 
     # -- processes re-parented to Patrol ---------------------------------------------
 
-    def children_of(self, owner: str) -> dict[int, int]:
-        """Patrol's live children that are ``owner``'s (pid -> start time)."""
-        return {pid: start for pid, start, who in self.attributed(patrol_children()) if who == owner}
+    async def children_of(self, owner: str, before: int | None = None) -> dict[int, int]:
+        """Patrol's live children that are ``owner``'s (pid -> start time), started
+        before ``before`` (clock ticks) if given.
 
-    def attributed(self, children: set[int]) -> list[tuple[int, int, str]]:
+        A coroutine that yields to the loop every few children: an app may leave
+        hundreds behind, and reading their environments must not stall supervision.
+        """
+        found: dict[int, int] = {}
+        for n, pid in enumerate(patrol_children(), 1):
+            if n % 32 == 0:
+                await asyncio.sleep(0)
+            got = self.attribute(pid)
+            if got is not None and got[1] == owner and (before is None or got[0] < before):
+                found[pid] = got[0]
+        return found
+
+    def attributed(self, children: set[int], budget: int | None = None) -> list[tuple[int, int, str]]:
         """``(pid, start, owner)`` of each live child whose owner is proven.
 
-        Recorded children (launchers, proven instances) cost a dict lookup; each other
-        child's environment is read once, and a child that proves nothing is remembered
-        (by pid and start time) and not read again.
+        ``budget`` bounds how many children not seen before are looked at in one call
+        (the rest: the next call), so a flood of orphans cannot stall the loop.
         """
         found: list[tuple[int, int, str]] = []
         for pid in children:
@@ -371,11 +403,35 @@ class Ownership:
             info = stat(pid)
             if info is None or not info.alive or (pid, info.start) in self._unattributed:
                 continue
-            owner = self.owner(pid)
-            if owner is None:
-                self._unattributed.add((pid, info.start))
-            else:
+            if budget is not None:
+                if budget <= 0:
+                    continue
+                budget -= 1
+            owner = self._attribute_new(info)
+            if owner is not None:
                 found.append((pid, info.start, owner))
-        if len(self._unattributed) > len(children):
+        if len(self._unattributed) > 2 * len(children) + 64:
             self._unattributed = {k for k in self._unattributed if k[0] in children}
         return found
+
+    def attribute(self, pid: int) -> tuple[int, str] | None:
+        """``(start, owner)`` of one of Patrol's children, or None if it proves nothing.
+
+        A recorded child (a launcher, a proven instance) costs a dict lookup; any other
+        child's environment is read once, and a child that proves nothing is remembered
+        (by pid and start time) and not read again.
+        """
+        known = self._pids.get(pid)
+        if known is not None:
+            return known[1], known[0]
+        info = stat(pid)
+        if info is None or not info.alive or (pid, info.start) in self._unattributed:
+            return None
+        owner = self._attribute_new(info)
+        return None if owner is None else (info.start, owner)
+
+    def _attribute_new(self, info: Proc) -> str | None:
+        owner = self.owner(info.pid)
+        if owner is None:
+            self._unattributed.add((info.pid, info.start))
+        return owner

@@ -25,7 +25,7 @@ import os
 import signal
 import subprocess
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import structlog
 
@@ -215,15 +215,37 @@ def group_alive(pgid: int) -> bool:
     not Patrol's children (adopted after a restart) are reaped by someone else, maybe
     late; only then is ``/proc`` read to look for a live member.
     """
-    if not signal_group(pgid, 0):
-        return False
+    return bool(live_groups([pgid]))
+
+
+def live_groups(pgids: Iterable[int]) -> set[int]:
+    """The groups of ``pgids`` that have a member that is not a zombie (see group_alive).
+
+    Cheap first: ``killpg(pgid, 0)`` drops empty groups, a live leader (pid == pgid)
+    proves its group; one scan of ``/proc`` settles the rest, however many there are.
+    """
+    live: set[int] = set()
+    unsure: set[int] = set()
+    for pgid in pgids:
+        if not signal_group(pgid, 0):
+            continue
+        fields = _stat_fields(pgid)
+        if fields and len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            live.add(pgid)
+        else:
+            unsure.add(pgid)
+    if not unsure:
+        return live
     with os.scandir("/proc") as entries:
         for entry in entries:
             if entry.name.isdigit():
                 fields = _stat_fields(int(entry.name))
-                if fields and len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-                    return True
-    return False
+                if fields and len(fields) > 2 and fields[0] not in ("Z", "X") and int(fields[2]) in unsure:
+                    live.add(int(fields[2]))
+                    unsure.discard(int(fields[2]))
+                    if not unsure:
+                        break
+    return live
 
 
 def pid_alive(pid: int) -> bool:

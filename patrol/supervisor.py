@@ -23,7 +23,7 @@ from .apps import AppRunner
 from .config.model import AppConfig, PatrolConfig, ServiceConfig
 from .events import Event
 from .logpipe import LogRouter, raise_descriptor_limit
-from .ownership import Ownership, patrol_children
+from .ownership import SWEEP_BUDGET, Ownership, patrol_children
 from .plugins import Plugins
 from .process import Reaper, become_subreaper
 from .services import ServiceRunner
@@ -172,11 +172,13 @@ class Supervisor:
         are looked at (``/proc/self/task/*/children``), not all of ``/proc``.
         """
         try:
-            for pid, start, owner in self.owners.attributed(patrol_children()):
+            found: dict[str, dict[int, int]] = {}
+            for pid, start, owner in self.owners.attributed(patrol_children(), budget=SWEEP_BUDGET):
                 group, _, item_id = owner.partition("/")
-                runner = self.apps.get(item_id) if group == "app" else None
-                if runner is not None:
-                    runner.stray(pid, start)
+                if group == "app" and item_id in self.apps:
+                    found.setdefault(item_id, {})[pid] = start
+            for item_id, pids in found.items():
+                self.apps[item_id].strays(pids)
         except Exception:  # noqa: BLE001 - a sweep must never stop the tick
             log.exception("sweep of re-parented processes failed")
 
