@@ -172,7 +172,8 @@ def install(site: Path, extras: bool = False) -> None:
     (site / "patrol_raising_extras.py").write_text(EXTRAS)
     info = site / "patrol_keepalive_raising-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: patrol-keepalive-raising\nVersion: 0.1\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: patrol-keepalive-raising\nVersion: 0.1\n"
+                                   "Requires-Dist: patrol>=0.2,<0.3\n")
     entry_points = "[patrol]\nraising = patrol_keepalive_raising\n"
     if extras:
         entry_points += "raising_extras = patrol_raising_extras\n"
