@@ -241,6 +241,8 @@ class Api:
         if toggle in TOGGLES:
             runner.toggled()
         body["cas-invalid"] = cas_invalid
+        if s.changed and not self.patrol.commit():  # on disk before it is answered, if it can be
+            body["state-file"] = self.state_file()  # this change is in memory only: say so
         return Response(200, body)
 
     def _keyvalue_problem(self, runner: "Runner", req: dict[str, Any]) -> str | None:
@@ -265,6 +267,8 @@ class Api:
             "started": self._time(self.patrol.started),
             "shutdown": self.patrol.shutting_down,
         }
+        if self.patrol.writer is not None:
+            body["state-file"] = self.state_file()
         return _omit_empty(body, keep=("apps", "service"))
 
     async def status_json(self, steps: Steps | None = None) -> list[bytes]:
@@ -303,8 +307,18 @@ class Api:
             if not _empty(value):  # the original's omit-if-empty, as status() applies it
                 field(key)
                 out.add(_pretty(value, level=1).encode())
+        if self.patrol.writer is not None:
+            field("state-file")
+            out.add(_pretty(self.state_file(), level=1).encode())
         out.add(b"\n}\n")
         return out.done()
+
+    def state_file(self) -> dict[str, Any]:
+        """Whether the state file takes writes: ``{"ok": true}``, or why not and since when."""
+        status = self.patrol.writer.status() if self.patrol.writer is not None else {"ok": True}
+        if "since" in status:
+            status["since"] = self._time(status["since"])
+        return status
 
     def snapshot(self, runner: "Runner") -> dict[str, Any]:
         """What events carry: ids and key/values, no history (the original's Snapshot()),

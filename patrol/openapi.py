@@ -136,6 +136,9 @@ def _answer(group: str, *, udp: bool = False) -> dict[str, Any]:
         "cas-invalid": {"type": "boolean",
                         "description": "true: `keyvalue` and `toggle` were not applied (a stale `cas`), or nothing "
                         "was (no secret given for an item that has one)."},
+        "state-file": {**_ref("StateFile"),
+                       "description": "Only when this request changed something that the state file refused: "
+                       "the change is applied, but held in memory only until the file takes writes again."},
     })
     where = "a UDP datagram: compact JSON without `history` and `keyvalue`" if udp else "HTTP"
     return {
@@ -203,6 +206,18 @@ def schemas() -> dict[str, Any]:
         "AppUdpAnswer": _answer("app", udp=True),
         "ServiceUdpAnswer": _answer("service", udp=True),
         "UdpAnswer": _by_group("AppUdpAnswer", "ServiceUdpAnswer"),
+        "StateFile": {
+            "type": "object",
+            "description": "Whether the state file takes writes. While it does not, changes are applied and "
+                           "kept in memory, and written when it works again.",
+            "properties": {
+                "ok": {"type": "boolean"},
+                "error": {"type": "string", "minLength": 1, "examples": ["database is locked"]},
+                "since": _ref("Timestamp"),
+            },
+            "required": ["ok"],
+            "additionalProperties": False,
+        },
         "Status": {
             "type": "object",
             "properties": {
@@ -212,6 +227,9 @@ def schemas() -> dict[str, Any]:
                             "description": "Services (the original's singular key)."},
                 "started": _ref("Timestamp"),
                 "shutdown": {"type": "boolean"},
+                "state-file": {**_ref("StateFile"),
+                               "description": "(new) Whether the state file takes writes; absent when Patrol "
+                                              "keeps no state file."},
             },
             "required": ["apps", "service"],
             "additionalProperties": False,

@@ -58,11 +58,17 @@ class HistoryRecord:
 
 
 class Session:
-    """A change session: the first effective change bumps CAS once."""
+    """A change session: the first effective change bumps CAS once.
+
+    ``durable`` says whether the session changed anything but ``lastseen``: the state
+    file commits such a session before it is answered, while a session that only
+    refreshed ``lastseen`` (a ping, a liveness check) may wait for the periodic flush.
+    """
 
     def __init__(self, state: "State") -> None:
         self.state = state
         self.changed = False
+        self.durable = False
 
     def touch(self) -> None:
         if not self.changed:
@@ -74,19 +80,24 @@ class Session:
             if getattr(self.state, name) != value:
                 setattr(self.state, name, value)
                 self.touch()
+                if name != "lastseen":
+                    self.durable = True
 
     def merge_keyvalue(self, values: dict[str, Any]) -> None:
         self.state.keyvalue.update(values)
         self.touch()
+        self.durable = True
 
     def replace_keyvalue(self, values: dict[str, Any]) -> None:
         self.state.keyvalue = dict(values)
         self.touch()
+        self.durable = True
 
     def append_history(self, record: HistoryRecord) -> None:
         self.state.history.append(record)
         self.state.history_total += 1
         self.touch()
+        self.durable = True
 
     def toggle(self, toggle: int) -> None:
         """Apply a toggle number exactly as the table of spec section 4.5."""
@@ -130,8 +141,9 @@ class State:
     history: deque[HistoryRecord] = field(default_factory=deque)
     #: records ever appended (the persistent store writes only the new ones)
     history_total: int = 0
-    #: called after every session that changed something (persistence hooks in here)
-    on_change: Callable[["State"], None] | None = None
+    #: called after every session that changed something, with the session's ``durable``
+    #: flag (persistence hooks in here)
+    on_change: Callable[["State", bool], None] | None = None
     _open: Session | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -154,7 +166,7 @@ class State:
         finally:
             self._open = None
             if s.changed and self.on_change is not None:
-                self.on_change(self)
+                self.on_change(self, s.durable)
 
 
 def new_instance_id() -> str:

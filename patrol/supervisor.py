@@ -29,6 +29,7 @@ from .process import Reaper, become_subreaper
 from .services import ServiceRunner
 from .signals import SignalRouter
 from .state import State
+from .statewriter import StateWriter
 from .store import Store
 
 log = structlog.get_logger("patrol.supervisor")
@@ -74,6 +75,8 @@ class Supervisor:
         self.config = config
         self.plugins = plugins
         self.store = store
+        #: decides when changes reach the state file (None: nothing is kept)
+        self.writer = StateWriter(store, self.runners, wall) if store is not None else None
         self.now = clock
         self.wall = wall
         self.instance_id = str(uuid.uuid4())
@@ -92,9 +95,6 @@ class Supervisor:
         self.transports: list[Any] = []
         self._reloading = asyncio.Lock()
         self._reload_task: asyncio.Task[None] | None = None
-        self._dirty: dict[tuple[str, str], Runner] = {}  # changes not yet in the state file
-        self._flush_timer: asyncio.TimerHandle | None = None
-        self.store_error: str | None = None
         self._reload_pending = False
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -121,6 +121,8 @@ class Supervisor:
         self.reaper.install()
         raise_descriptor_limit()  # two pipes and two files per app
         self.logs = LogRouter(self.loop, lambda: [runner.config for runner in self.apps.values()])
+        if self.writer is not None:
+            self.writer.start(self.loop)
         if daemon_signals:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
                 self.signals.add(sig, self.request_shutdown)
@@ -157,6 +159,8 @@ class Supervisor:
     def tick(self) -> None:
         self.emit("patrol.tick")
         self.logs.tick()
+        if self.writer is not None:
+            self.writer.check()  # a state file deleted while nothing was written
         for runner in self.runners():
             try:
                 runner.tick()
@@ -229,10 +233,8 @@ class Supervisor:
         for runner in self.runners():
             runner.emit(f"{runner.group}.shutdown")
         self.logs.close()
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-        if self._dirty:
-            self._flush()  # a last try; what fails now is logged
+        if self.writer is not None:
+            self.writer.close()  # a last write; what fails now is logged
         self.started = None
         log.info("patrol stopped")
 
@@ -259,6 +261,7 @@ class Supervisor:
                     self.services, old.services, new.services, self._service_runner, "service", report
                 )
                 log.info("reloaded", **{k: v for k, v in report.items() if k != "unchanged"})
+                self.commit()  # new items' first rows, before the report is answered
                 return report
             finally:
                 self._freeze_heap()
@@ -336,12 +339,8 @@ class Supervisor:
                 await runner.stop("removed from the config")
             else:
                 runner.detach()
-            if self.store is not None:
-                self._dirty.pop((group, item_id), None)
-                try:
-                    self.store.forget(group, item_id)
-                except Exception as exc:  # noqa: BLE001 - a stale row is harmless
-                    log.warning("cannot forget a removed item in the state file", id=item_id, error=str(exc))
+            if self.writer is not None:
+                self.writer.forget(group, item_id)
             report["removed"].append(f"{group} {item_id}")
         for item_id in sorted(new.keys() & old.keys()):
             if new[item_id] == old[item_id]:
@@ -388,45 +387,26 @@ class Supervisor:
             row = self.store.load(runner.group, runner.id, runner.state)
             if row is not None:
                 runner.restored(row)
-        if self.store is not None:
+        if self.writer is not None:
             runner.state.on_change = partial(self._persist, runner)
+            # written with the first group commit: a fresh item's CAS, or one raised
+            # after a crash, is then on disk before anyone can act on it
+            self.writer.changed(runner, durable=True)
         return runner
 
-    def _persist(self, runner: Runner, state: State) -> None:
-        if self.store is None or state is not runner.state:
-            return
-        self._dirty[(runner.group, runner.id)] = runner
-        if self._flush_timer is None:  # while the file refuses, only the timer retries
-            self._flush()
+    def _persist(self, runner: Runner, state: State, durable: bool) -> None:
+        if self.writer is not None and state is runner.state:
+            self.writer.changed(runner, durable)
 
-    def _flush(self) -> None:
-        """Write every changed item; if the state file refuses, keep supervising.
+    def commit(self) -> bool:
+        """Called before an answer is sent: every change made so far is written (one
+        transaction). False when the state file refuses writes: then memory alone has it."""
+        return self.writer.commit() if self.writer is not None else True
 
-        A locked, read-only or full state file must not stop supervision: the changes
-        stay in memory, the fault is logged and shown in ``/status/``, and the writes
-        are retried every second until the file takes them again.
-        """
-        assert self.store is not None
-        self._flush_timer = None
-        failed = None
-        for key, runner in list(self._dirty.items()):
-            try:
-                self.store.save(runner.group, runner.id, runner.state, runner.persist_extra())
-            except Exception as exc:  # noqa: BLE001 - sqlite3.Error, OSError, ...
-                failed = exc  # the others may still go through (one bad item blocks nothing)
-                continue
-            del self._dirty[key]
-        if failed is not None:
-            if self.store_error is None:
-                log.error("cannot write the state file; changes are kept in memory",
-                          file=self.store.path, error=str(failed), items=len(self._dirty))
-            self.store_error = f"cannot write {self.store.path}: {failed}"
-            if self.loop is not None:
-                self._flush_timer = self.loop.call_later(1.0, self._flush)
-            return
-        if self.store_error is not None:
-            log.info("the state file is writable again", file=self.store.path)
-            self.store_error = None
+    @property
+    def store_error(self) -> str | None:
+        """Why the state file refuses writes; None while it takes them."""
+        return self.writer.error if self.writer is not None else None
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -52,13 +52,27 @@ def test_initial_cas_is_random_in_original_range():
 
 def test_on_change_called_only_when_something_changed():
     seen = []
-    st = State(on_change=seen.append)
+    st = State(on_change=lambda state, durable: seen.append((state, durable)))
     with st.session() as s:
         s.set(disabled=False)
     assert seen == []
     with st.session() as s:
         s.set(disabled=True)
-    assert seen == [st]
+    assert seen == [(st, True)]
+
+
+def test_a_session_that_only_refreshed_lastseen_is_not_durable():
+    """The state file may batch such sessions (a ping flood), never any other change."""
+    seen = []
+    st = State(on_change=lambda state, durable: seen.append(durable))
+    with st.session() as s:
+        s.set(lastseen=1.0)
+    with st.session() as s:
+        s.set(lastseen=2.0, pid=7)
+    with st.session() as s:
+        s.set(lastseen=3.0)
+        s.merge_keyvalue({})
+    assert seen == [False, True, True]
 
 
 # (running, toggle) -> expected (disabled, restart, run_once, run_once_consumed), from all-True/False start

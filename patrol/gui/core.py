@@ -120,6 +120,9 @@ class Gui:
             "instance": self.patrol.instance_id,
             "uptime": fmt.duration(self.patrol.wall() - started) if started is not None else "",
             "shutdown": self.patrol.shutting_down,
+            # the state file refuses writes: every page shows it in a banner
+            "state_file_error": self.patrol.store_error or "",
+            "state_file_since": fmt.local_time(self.patrol.writer.error_since) if self.patrol.store_error else "",
         }
 
     def render(self, request: Request, name: str, context: dict[str, Any], status: int = 200,

@@ -63,6 +63,16 @@ function itemsChanged(items) {
   return [...document.querySelectorAll("[data-key]")].some((element) => !(element.dataset.key in items));
 }
 
+function showStateFileFault(patrol) {
+  const banner = document.getElementById("state-file-fault");
+  if (!banner) return;
+  banner.hidden = !patrol.state_file_error;
+  for (const key of ["state_file_error", "state_file_since"]) {
+    const element = banner.querySelector(`[data-patrol=${key}]`);
+    if (element && element.textContent !== (patrol[key] || "")) element.textContent = patrol[key] || "";
+  }
+}
+
 function startLive(url) {
   let failures = 0;
   const instance = document.body.dataset.instance;
@@ -86,6 +96,7 @@ function startLive(url) {
       }
       const uptime = document.querySelector("[data-patrol=uptime]");
       if (uptime && state.patrol.uptime) uptime.textContent = state.patrol.uptime;
+      showStateFileFault(state.patrol);
       filterRows();
     } catch (error) {
       failures += 1;
