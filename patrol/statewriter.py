@@ -173,12 +173,12 @@ class StateWriter:
         return Item(runner.group, runner.id, runner.state, runner.persist_extra())
 
     def _failed(self, exc: BaseException, **context: Any) -> None:
-        message = str(exc) or type(exc).__name__
         if self.error is None:
             self.error_since = self.wall()
             log.error("cannot write the state file; changes are kept in memory",
-                      file=self.store.path, error=message, items=len(self.dirty), **context)
-        self.error = message
+                      file=self.store.path, error=str(exc) or type(exc).__name__, items=len(self.dirty), **context)
+        # shown to API clients: the reason, without the paths an OSError names (the log has them)
+        self.error = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
         if self.loop is not None and self._timer is None:
             self._timer = self.loop.call_later(RETRY_EVERY, self.flush)
 
