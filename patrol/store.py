@@ -311,12 +311,15 @@ class Store:
         """
         if self.path == ":memory:":
             return None
-        found = _identity(self.path)
+        try:
+            found = _identity(self.path)
+            wal = _identity(self.path + "-wal")
+        except OSError:
+            return None  # cannot tell (e.g. the directory is not searchable): the write will say
         if found is None:
             return "deleted"
         if found != self._ident:
             return "replaced"
-        wal = _identity(self.path + "-wal")
         if self._wal_ident is None:
             self._wal_ident = wal
         elif wal != self._wal_ident:
@@ -362,7 +365,11 @@ class Store:
         for leftover in (self.path + "-wal", self.path + "-shm"):
             _unlink(leftover)
         self.kept_aside = self._keep_aside()
-        os.replace(temporary, self.path)
+        try:
+            os.replace(temporary, self.path)  # fails if, say, a directory now has the name
+        except OSError:
+            _unlink(temporary)
+            raise
         try:
             old.close()  # writes only to the old, unlinked files
         except sqlite3.Error:

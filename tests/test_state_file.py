@@ -90,6 +90,8 @@ def lose(db: Path, how: str, tmp_path: Path) -> None:
     elif how == "deleted with -wal and -shm":
         for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
             path.unlink(missing_ok=True)
+    elif how == "-wal deleted":
+        db.with_name(db.name + "-wal").unlink()  # the commits since the last checkpoint live there
     elif how == "directory deleted":
         shutil.rmtree(db.parent)  # the lock file goes too
     else:
@@ -98,7 +100,8 @@ def lose(db: Path, how: str, tmp_path: Path) -> None:
         os.rename(other, db)
 
 
-@pytest.mark.parametrize("how", ["deleted", "deleted with -wal and -shm", "replaced", "directory deleted"])
+@pytest.mark.parametrize("how", ["deleted", "deleted with -wal and -shm", "-wal deleted", "replaced",
+                                 "directory deleted"])
 def test_a_lost_state_file_is_rebuilt_and_no_acknowledged_write_is_lost(patrol, tmp_path, how):
     """F10: while clients write, the file is deleted (or renamed over); then Patrol is
     SIGKILLed and started again. Every acknowledged write is there, CAS went on, and the
