@@ -235,8 +235,12 @@ class PatrolProcess:
         return wait_for(pid, timeout, f"{app_id} running")
 
     def app_log_has(self, text: str, directory: str = "logs") -> bool:
-        """Does any log file under the work dir's ``directory`` contain ``text``?"""
-        return any(text in f.read_text(errors="replace") for f in (self.workdir / directory).rglob("*.log"))
+        """Does any log file under the work dir's ``directory`` contain ``text``?
+
+        Rotated generations (``X.log.1`` ...) count: a chatty app's first lines may
+        already have been rotated out of the current file.
+        """
+        return any(text in f.read_text(errors="replace") for f in (self.workdir / directory).rglob("*.log*"))
 
     def log_records(self) -> list[dict[str, Any]]:
         """Patrol's own log, parsed (it runs with ``--log-format json``)."""
