@@ -1,16 +1,20 @@
-"""The three supervisors under test, configured for the same workload.
+"""The supervisors under test, configured for the same workload.
 
 Each adapter writes its daemon's config for a :class:`~bench.workload.Workload` (N apps,
 each the same child script with its app id as argument, restarted whenever it dies) and
-says how to launch the daemon in the foreground and how to ask it for its status.
-Settings differ from each daemon's defaults only where the workload needs it; every
-deviation is listed in docs/benchmarks.md.
+says how to launch the daemon, how to stop it and how to ask it for its status.
+Patrol, supervisor and circus run in the foreground; pm2 is launched the way its users
+do (``pm2 start ecosystem.config.js`` spawns its God daemon, which outlives the command)
+and stopped with ``pm2 kill``, as its own systemd unit does. Settings differ from each
+daemon's defaults only where the workload needs it; every deviation is listed in
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from .workload import CHILD_PATH, Workload
 
 SUPERVISOR_VERSION = "4.3.0"
 CIRCUS_VERSION = "0.19.0"
+PM2_VERSION = "7.0.4"
 #: circus' check_delay as in the issue's baseline (its ini default is 5 s).
 CIRCUS_CHECK_DELAY = 0.1
 
@@ -54,6 +59,30 @@ class Daemon(ABC):
     @abstractmethod
     def endpoint(self) -> str:
         """Where :mod:`bench.query` reaches it."""
+
+    def env(self) -> dict[str, str]:
+        """The environment the daemon (and any of its command-line clients) runs with."""
+        return self.work.env()
+
+    def locate(self, launched_pid: int, timeout: float) -> int:
+        """The pid of the long-running daemon, given the pid of what :meth:`argv` launched.
+
+        The same process for a daemon that runs in the foreground; a daemon that forks
+        itself away (pm2) is found again here.
+        """
+        return launched_pid
+
+    def stop_argv(self) -> list[str] | None:
+        """The command that stops the daemon gracefully; None means SIGTERM to its pid."""
+        return None
+
+    def shutdown_timeout(self) -> float:
+        """How long a graceful stop may take before the session counts as failed."""
+        return 60.0
+
+    def status_cli_argv(self) -> list[str] | None:
+        """The status command a user would type, when the daemon's status is usually read that way."""
+        return None
 
 
 class Patrol(Daemon):
@@ -186,3 +215,88 @@ class Circus(Daemon):
 
     def endpoint(self) -> str:
         return f"tcp://127.0.0.1:{self.ports[0]}"
+
+
+class Pm2(Daemon):
+    """pm2 from npm, with its own ``PM2_HOME`` in the workload directory (never ``~/.pm2``).
+
+    The apps run in fork mode with ``interpreter: "none"``: pm2 spawns the child script
+    itself, as the other daemons do, instead of wrapping it in a node process. The
+    ``touch`` file pm2 writes after its first run is created beforehand, so the first
+    ``pm2 start`` in a fresh ``PM2_HOME`` neither prints its banner nor phones pm2's
+    version-check server; ``PM2_DISABLE_VERSION_CHECK`` turns off the daily re-check.
+    """
+
+    name = "pm2"
+    status_query = "RPC getMonitorData (axon over rpc.sock, what pm2 jlist asks)"
+
+    def __init__(self, work: Workload, apps: list[str], prefix: Path, label: str) -> None:
+        self.prefix = prefix
+        self.label = label
+        self.home = work.dir / "pm2"
+        super().__init__(work, apps)
+
+    def write_config(self) -> Path:
+        self.home.mkdir()
+        (self.home / "touch").write_text("0")
+        d = self.work.dir
+        apps = [
+            {
+                "name": app,
+                "script": str(self.work.script),
+                "args": [app],
+                "interpreter": "none",
+                "cwd": str(d),
+                "env": {"BENCH_MARKER": self.work.marker, "PATH": CHILD_PATH},
+            }
+            for app in self.apps
+        ]
+        path = d / "ecosystem.config.js"
+        path.write_text("module.exports = " + json.dumps({"apps": apps}, indent=1) + ";\n")
+        return path
+
+    def cli(self, *args: str) -> list[str]:
+        return [str(self.prefix / "node_modules" / ".bin" / "pm2"), *args, "--no-color"]
+
+    def argv(self) -> list[str]:
+        return self.cli("start", str(self.config_path))
+
+    def env(self) -> dict[str, str]:
+        return {**self.work.env(), "PM2_HOME": str(self.home), "PM2_DISABLE_VERSION_CHECK": "true"}
+
+    def endpoint(self) -> str:
+        return str(self.home / "rpc.sock")
+
+    def locate(self, launched_pid: int, timeout: float) -> int:
+        """The God daemon's pid, from the pid file it writes once it listens."""
+        pid_file = self.home / "pm2.pid"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pid = int(pid_file.read_text().strip())
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _is_god(pid, self.home):
+                return pid
+            time.sleep(0.005)  # the daemon has not written its pid file yet
+        raise TimeoutError(f"pm2 wrote no pid file of a live God daemon in {pid_file} within {timeout} s")
+
+    def stop_argv(self) -> list[str]:
+        return self.cli("kill")
+
+    def shutdown_timeout(self) -> float:
+        # pm2 stops two apps at a time and checks each one's death 100 ms after signalling it
+        return max(60.0, 0.2 * len(self.apps))
+
+    def status_cli_argv(self) -> list[str]:
+        return self.cli("jlist")
+
+
+def _is_god(pid: int, home: Path) -> bool:
+    """Whether ``pid`` is the pm2 God daemon of ``home`` (its title names both)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            title = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return "God Daemon" in title and str(home) in title

@@ -1,8 +1,10 @@
-"""The programs under test: the peers from PyPI, and Patrol from this checkout.
+"""The programs under test: the peers from PyPI and npm, and Patrol from this checkout.
 
-Both go into throwaway virtual environments under ``bench/`` (gitignored), made with the
-Python that runs the benchmark and reused while they hold the right versions, so the
-benchmark needs nothing installed beforehand but Python itself. Patrol from the
+They go into throwaway environments under ``bench/`` (gitignored): virtual environments
+made with the Python that runs the benchmark, and an npm prefix for pm2 (made with the
+machine's ``npm``, run by its ``node``), reused while they hold the right versions, so
+the benchmark needs nothing installed beforehand but Python itself (and node with npm
+for pm2, which is skipped with the reason when they are missing). Patrol from the
 development environment (``.venv``) is used when it exists, as it is what developers
 measure; a clean clone gets a regular (non-editable) install.
 """
@@ -10,17 +12,20 @@ measure; a clean clone gets a regular (non-editable) install.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .daemons import CIRCUS_VERSION, SUPERVISOR_VERSION
+from .daemons import CIRCUS_VERSION, PM2_VERSION, SUPERVISOR_VERSION
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PEERS = {"supervisor": SUPERVISOR_VERSION, "circus": CIRCUS_VERSION}
+#: pm2 supports node 18 and later (its package.json's "engines")
+PM2_MIN_NODE = 18
 #: the plugins the workloads use: pid-patrol, and the udp/http ping keepalives
 PATROL_PLUGINS = ("keepalive_pid", "keepalive_udp", "keepalive_http")
 Say = Callable[[str], None]  # where progress messages go
@@ -49,6 +54,59 @@ def peers_bin(fresh: bool, say: Say) -> Path:
     if not fresh and _installed(path / "bin" / "python", PEERS):
         return path / "bin"
     return _make_venv(path, [f"{name}=={version}" for name, version in PEERS.items()], say)
+
+
+class Unavailable(RuntimeError):
+    """A peer cannot run on this machine; the message says why (the benchmark skips it)."""
+
+
+def node_version() -> str:
+    """``node --version`` of the machine's node ("v20.20.2"), or Unavailable."""
+    node = shutil.which("node")
+    if not node:
+        raise Unavailable("node is not installed (pm2 needs node and npm)")
+    done = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
+    version = done.stdout.strip()
+    try:
+        major = int(version.lstrip("v").split(".")[0])
+    except ValueError:
+        raise Unavailable(f"cannot tell the node version from {version!r}") from None
+    if major < PM2_MIN_NODE:
+        raise Unavailable(f"node {version} is older than pm2 {PM2_VERSION} supports (>= {PM2_MIN_NODE})")
+    return version
+
+
+def pm2_prefix(fresh: bool, say: Say) -> Path:
+    """The npm prefix holding pm2 at the pinned version (``node_modules/.bin/pm2``), or Unavailable.
+
+    Installed with the machine's ``npm`` from its configured registry into
+    ``bench/.npm-pm2``, with npm's cache inside the prefix, so nothing outside ``bench/``
+    is written; ``--fresh`` re-creates it.
+    """
+    node_version()
+    npm = shutil.which("npm")
+    if not npm:
+        raise Unavailable("npm is not installed (pm2 is installed from the npm registry)")
+    prefix = BENCH / ".npm-pm2"
+    manifest = prefix / "node_modules" / "pm2" / "package.json"
+    try:
+        installed = json.loads(manifest.read_text()).get("version")
+    except (OSError, ValueError):
+        installed = None
+    if installed == PM2_VERSION and not fresh:
+        return prefix
+    shutil.rmtree(prefix, ignore_errors=True)
+    prefix.mkdir(parents=True)
+    say(f"installing pm2@{PM2_VERSION} into {prefix} with npm")
+    done = subprocess.run(
+        [npm, "install", "--prefix", str(prefix), "--cache", str(prefix / ".npm-cache"), "--no-audit", "--no-fund",
+         "--no-save", "--no-package-lock", "--loglevel", "error", f"pm2@{PM2_VERSION}"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    if done.returncode != 0 or not (prefix / "node_modules" / ".bin" / "pm2").exists():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise Unavailable(f"npm install pm2@{PM2_VERSION} failed: {' / '.join(tail) or f'exit {done.returncode}'}")
+    return prefix
 
 
 def profiler_bin(fresh: bool, say: Say) -> Path:
@@ -90,4 +148,5 @@ def source_digest() -> str:
 
 def patrol_label(executable: str) -> str:
     done = subprocess.run([executable, "--version"], capture_output=True, text=True, check=True)
-    return done.stdout.strip().replace("patrol", "Patrol", 1)
+    first = (done.stdout.strip().splitlines() or ["patrol"])[0]  # later lines list the plugins
+    return first.replace("patrol", "Patrol", 1)

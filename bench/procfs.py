@@ -12,6 +12,7 @@ import signal
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -114,6 +115,36 @@ def kill(pids: list[int] | set[int], sig: int = signal.SIGKILL) -> None:
             os.kill(pid, sig)
         except OSError:
             pass
+
+
+def reap(pids: set[int] | list[int]) -> None:
+    """Collect the exit status of those of ``pids`` that are our exited children.
+
+    The benchmark is a child subreaper, so a daemon that forked itself away (pm2) and
+    the children a SIGKILLed daemon leaves behind become its children; each is waited
+    for by pid (never ``waitpid(-1)``, which could take the status a ``Popen`` waits for).
+    """
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue  # not our child, or already collected
+
+
+def become_subreaper() -> bool:
+    """Make orphans of our descendants our children (``PR_SET_CHILD_SUBREAPER``).
+
+    Without it a daemon that forks itself away is reparented to PID 1, and the benchmark
+    could not learn its exit status; on a machine whose PID 1 does not reap, every child
+    a SIGKILLed daemon leaves behind would also stay a zombie for good.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def udp_drops(port: int) -> int:

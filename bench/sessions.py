@@ -1,9 +1,10 @@
 """One daemon, one workload, one series of measurements, and nothing left behind.
 
 A :class:`Run` launches a daemon in its own session with the workload's marker in its
-environment; leaving the ``with`` block kills the daemon's process group and every
-process carrying the marker, by pid, and checks that none is left. The two session
-kinds measure what the issue's table lists:
+environment; leaving the ``with`` block stops a daemon that has a stop command (pm2),
+then kills the daemon, its launcher's process group and every process carrying the
+marker, by pid, and checks that none is left. The two session kinds measure what the
+issue's table lists:
 
 * :func:`main_session` (N apps): cold start, idle CPU and wake-ups, RSS, full status
   queries, graceful shutdown and the children it leaves.
@@ -36,6 +37,14 @@ class BenchError(RuntimeError):
     """A daemon did not do what the workload needs (the run is invalid, not slow)."""
 
 
+class StartTimeout(BenchError):
+    """Not every app started within the deadline: at a large N, a finding rather than a broken run."""
+
+    def __init__(self, message: str, started: int) -> None:
+        super().__init__(message)
+        self.started = started
+
+
 @dataclass
 class Settings:
     idle_seconds: float
@@ -43,6 +52,10 @@ class Settings:
     respawn_samples: int
     kill_jitter: float
     query_python: str
+    #: how often the status command a user types is timed, for daemons that have one (pm2 jlist)
+    status_cli_runs: int = 3
+    #: how long all N apps may take to start (and to be reported running) before the session fails
+    start_timeout: float = START_TIMEOUT
 
 
 class Run:
@@ -52,7 +65,12 @@ class Run:
         self.daemon = daemon
         self.work = daemon.work
         self.settings = settings
+        #: what was launched: the daemon itself, or (pm2) the command that spawns it
         self.proc: subprocess.Popen[bytes] | None = None
+        #: the long-running daemon (for pm2, its God daemon, which the launcher forked away)
+        self.daemon_pid = 0
+        #: command-line clients started for the daemon (launcher, stop command): never "children left"
+        self.helpers: set[int] = set()
         self.exit: procfs.ExitWatch | None = None
         self.launched_at = 0.0
         self._busy = (0, 0)
@@ -66,10 +84,17 @@ class Run:
         with open(self.work.dir / "daemon.log", "wb") as log:
             self.launched_at = time.time()
             self.proc = subprocess.Popen(
-                self.daemon.argv(), cwd=self.work.dir, env=self.work.env(), stdin=subprocess.DEVNULL,
+                self.daemon.argv(), cwd=self.work.dir, env=self.daemon.env(), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        self.exit = procfs.ExitWatch(self.proc.pid)
+        try:
+            self.daemon_pid = self.daemon.locate(self.proc.pid, START_TIMEOUT)
+        except TimeoutError as exc:
+            self.cleanup()
+            raise self.fail(str(exc)) from None
+        if self.daemon_pid != self.proc.pid:
+            self.helpers.add(self.proc.pid)
+        self.exit = procfs.ExitWatch(self.daemon_pid)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -81,8 +106,30 @@ class Run:
 
     @property
     def pid(self) -> int:
+        """The daemon's pid (for pm2 its God daemon, not the command that launched it)."""
+        return self.daemon_pid
+
+    def gone(self) -> bool:
+        """Whether the daemon has exited."""
         assert self.proc is not None
-        return self.proc.pid
+        if self.daemon_pid == self.proc.pid:
+            return self.proc.poll() is not None
+        return not procfs.alive(self.daemon_pid)
+
+    def _reap_daemon(self) -> int | None:
+        """The exit status of a daemon that has exited, if it is (or became) our child.
+
+        A daemon that forked itself away is reparented to the benchmark, which is a
+        child subreaper (see ``bench.run``), once the command that launched it is gone.
+        """
+        assert self.proc is not None
+        if self.daemon_pid == self.proc.pid:
+            return self.proc.wait()
+        try:
+            _, status = os.waitpid(self.daemon_pid, 0)
+        except ChildProcessError:
+            return None  # not ours: the benchmark is not a subreaper, or the launcher still runs
+        return os.waitstatus_to_exitcode(status)
 
     # -- observations ----------------------------------------------------------------
 
@@ -92,16 +139,19 @@ class Run:
 
     def wait_started(self, n: int) -> float:
         """Seconds from launch until the last of ``n`` apps logged its first start."""
-        if not self.work.log.wait(lambda log: log.started() >= n or self.proc.poll() is not None, START_TIMEOUT):
-            raise self.fail(f"only {self.work.log.started()} of {n} apps started within {START_TIMEOUT} s")
+        timeout = self.settings.start_timeout
+        if not self.work.log.wait(lambda log: log.started() >= n or self.gone(), timeout):
+            started = self.work.log.started()
+            raise StartTimeout(str(self.fail(f"only {started} of {n} apps started within {timeout:g} s")), started)
         if self.work.log.started() < n:
-            raise self.fail(f"exited with {self.proc.returncode} after {self.work.log.started()} of {n} starts")
+            raise self.fail(f"exited after {self.work.log.started()} of {n} starts")
         last = max((runs[0].at for runs in self.work.log.starts.values()), default=self.launched_at)
         return last - self.launched_at
 
     def query(self, mode: str, *args: object) -> dict[str, Any]:
         argv = [self.settings.query_python, str(QUERY), self.daemon.name, self.daemon.endpoint(), mode, *map(str, args)]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=START_TIMEOUT + 30, check=False)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=self.settings.start_timeout + 30,
+                              check=False)
         try:
             result = json.loads(done.stdout.strip().splitlines()[-1])
         except (IndexError, ValueError):
@@ -112,7 +162,7 @@ class Run:
 
     def wait_ready(self, n: int) -> None:
         """Until the daemon itself reports ``n`` apps running (its start-up work is done)."""
-        self.query("ready", n, START_TIMEOUT)
+        self.query("ready", n, self.settings.start_timeout)
 
     def idle(self, seconds: float) -> tuple[float, int]:
         """CPU seconds and wake-ups of the daemon over ``seconds`` of doing nothing."""
@@ -123,6 +173,22 @@ class Run:
     def status_times(self) -> tuple[list[float], int]:
         result = self.query("time", self.settings.status_queries, 0.1)
         return result["seconds"], result["bytes"]
+
+    def status_cli_times(self) -> list[float]:
+        """Seconds of the status command a user types (pm2 jlist), start to exit; [] if none."""
+        argv = self.daemon.status_cli_argv()
+        if not argv:
+            return []
+        times = []
+        for _ in range(self.settings.status_cli_runs):
+            time.sleep(0.1)  # pacing, as for the protocol queries
+            t0 = time.perf_counter()
+            done = subprocess.run(argv, cwd=self.work.dir, env=self.daemon.env(), capture_output=True,
+                                  timeout=START_TIMEOUT, check=False)
+            times.append(time.perf_counter() - t0)
+            if done.returncode != 0:
+                raise self.fail(f"{' '.join(argv)} exited with {done.returncode}: {done.stderr[-2000:]!r}")
+        return times
 
     def respawn(self, apps: list[str]) -> list[float]:
         """SIGKILL each app's child in turn; seconds until its replacement's own start.
@@ -148,20 +214,37 @@ class Run:
     def children_alive(self) -> int:
         """Children of the workload still running (the daemon itself not counted)."""
         tracked = {pid for pid in self.work.log.current_pids().values() if procfs.alive(pid)}
-        marked = set(procfs.pids_with_marker(self.work.marker)) - {self.pid}
+        marked = set(procfs.pids_with_marker(self.work.marker)) - {self.pid} - self.helpers
         return len(tracked | marked)
 
     def shutdown(self) -> tuple[float, int]:
-        """SIGTERM -> the daemon's exit, in seconds; and the children still alive then."""
+        """Graceful stop -> the daemon's exit, in seconds; and the children still alive then.
+
+        The stop is SIGTERM, or the daemon's own stop command (``pm2 kill``), timed from
+        the moment it is launched: what stopping the daemon costs whoever stops it.
+        """
         assert self.exit is not None
+        timeout = self.daemon.shutdown_timeout()
+        stop = self.daemon.stop_argv()
         at = time.time()
-        os.kill(self.pid, signal.SIGTERM)
-        exited = self.exit.wait(60)
+        stopper = None
+        if stop:
+            stopper = subprocess.Popen(stop, cwd=self.work.dir, env=self.daemon.env(), stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            self.helpers.add(stopper.pid)
+        else:
+            os.kill(self.pid, signal.SIGTERM)
+        exited = self.exit.wait(timeout)
         if exited is None:
-            raise self.fail("did not exit within 60 s of SIGTERM")
-        assert self.proc is not None
-        self.exit_code = self.proc.wait()
-        return exited - at, self.children_alive()
+            raise self.fail(f"did not exit within {timeout:g} s of {'`' + ' '.join(stop) + '`' if stop else 'SIGTERM'}")
+        left = self.children_alive()
+        self.exit_code = self._reap_daemon()
+        if stopper is not None:
+            try:
+                stopper.wait(30)
+            except subprocess.TimeoutExpired:
+                pass  # killed by pid with the rest in cleanup
+        return exited - at, left
 
     def kill_daemon(self) -> int:
         """SIGKILL the daemon; the children still alive ``ORPHAN_GRACE`` seconds later."""
@@ -175,24 +258,40 @@ class Run:
     # -- cleanup ---------------------------------------------------------------------
 
     def cleanup(self) -> list[int]:
-        """Kill the daemon's group and every marked process; returns what survived."""
+        """Stop the daemon, kill what is left by pid; returns what survived.
+
+        A daemon with a stop command (pm2) that still runs is stopped with it first
+        (bounded), so it takes its own processes down; then the launcher's process
+        group, the daemon and every process carrying the marker or logged as a child
+        are killed by pid, and the ones that became our children are reaped.
+        """
+        stop = self.daemon.stop_argv()
+        if stop and self.daemon_pid and procfs.alive(self.daemon_pid):
+            try:
+                subprocess.run(stop, cwd=self.work.dir, env=self.daemon.env(), stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=self.daemon.shutdown_timeout(), check=False)
+            except subprocess.TimeoutExpired:
+                pass  # killed by pid below
         if self.proc is not None and self.proc.poll() is None:
             try:
-                os.killpg(self.pid, signal.SIGKILL)
+                os.killpg(self.proc.pid, signal.SIGKILL)
             except OSError:
                 pass
-            self.proc.wait()
-        elif self.proc is not None:
+        if self.proc is not None:
             self.proc.wait()
         if self.exit is not None:
             self.exit.close()
+        killed: set[int] = set()
         deadline = time.monotonic() + 10
         while True:
             left = procfs.pids_with_marker(self.work.marker)
             left += [pid for pid in self.work.log.current_pids().values() if procfs.alive(pid) and pid not in left]
+            left += [pid for pid in (self.daemon_pid, *self.helpers) if pid and procfs.alive(pid) and pid not in left]
             if not left or time.monotonic() > deadline:
+                procfs.reap(killed | {self.daemon_pid, *self.helpers, *self.work.log.current_pids().values()})
                 return left
             procfs.kill(left)
+            killed.update(left)
             time.sleep(0.05)
 
 
@@ -204,13 +303,17 @@ def main_session(daemon: Daemon, settings: Settings) -> dict[str, Any]:
         cpu, woke = run.idle(settings.idle_seconds)
         rss = procfs.rss_bytes(run.pid)
         status, size = run.status_times()
+        status_cli = run.status_cli_times()
         shutdown, left = run.shutdown()
-    return {
+    result = {
         "n": n, "cold_start_s": cold, "idle_cpu_s": cpu, "idle_wakeups": woke, "idle_seconds": settings.idle_seconds,
         "rss_mb": rss / 2**20, "status_ms": [s * 1000 for s in status], "status_bytes": size,
         "shutdown_s": shutdown, "shutdown_left": left, "exit_code": run.exit_code,
         "machine_busy": run.machine_busy, "anomaly": _anomaly(run, left),
     }
+    if status_cli:
+        result["status_cli_ms"] = [s * 1000 for s in status_cli]
+    return result
 
 
 def _anomaly(run: Run, left: int) -> str:
@@ -232,3 +335,37 @@ def respawn_session(daemon: Daemon, settings: Settings) -> dict[str, Any]:
         respawn = run.respawn(victims)
         orphans = run.kill_daemon()
     return {"n": n, "respawn_ms": [s * 1000 for s in respawn], "sigkill_left": orphans, "machine_busy": run.machine_busy}
+
+
+def scale_session(daemon: Daemon, settings: Settings) -> dict[str, Any]:
+    """The main session's figures and respawns from one run at a large N.
+
+    Starting thousands of apps twice (once for a main, once for a respawn session) would
+    double the longest part of the run; the respawns come after the status queries and
+    before the graceful shutdown, so the idle window and RSS are untouched by them. The
+    children a SIGKILLed daemon leaves are not measured here (there are N of them, at any N).
+    """
+    n = len(daemon.apps)
+    with Run(daemon, settings) as run:
+        try:
+            cold = run.wait_started(n)
+        except StartTimeout as exc:
+            slow: StartTimeout | None = exc  # the figures that need every app running cannot be taken
+        else:
+            slow = None
+            run.wait_ready(n)
+            cpu, woke = run.idle(settings.idle_seconds)
+            rss = procfs.rss_bytes(run.pid)
+            status, size = run.status_times()
+            respawn = run.respawn(daemon.apps[: settings.respawn_samples])
+            shutdown, left = run.shutdown()
+    if slow is not None:
+        return {"n": n, "failed": str(slow).split(" (workload in ")[0], "started": slow.started, "cold_start_min_s": settings.start_timeout,
+                "machine_busy": run.machine_busy}
+    return {
+        "n": n, "cold_start_s": cold, "idle_cpu_s": cpu, "idle_wakeups": woke, "idle_seconds": settings.idle_seconds,
+        "rss_mb": rss / 2**20, "status_ms": [s * 1000 for s in status], "status_bytes": size,
+        "respawn_ms": [s * 1000 for s in respawn],
+        "shutdown_s": shutdown, "shutdown_left": left, "exit_code": run.exit_code,
+        "machine_busy": run.machine_busy, "anomaly": _anomaly(run, left),
+    }
