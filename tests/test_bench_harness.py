@@ -10,7 +10,9 @@ import json
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,11 +27,12 @@ def _processes(statuses: list[str]) -> list[dict[str, object]]:
     return [{"pid": 100 + i, "name": f"a{i}", "pm2_env": {"status": status}} for i, status in enumerate(statuses)]
 
 
-def _serve_one(server: socket.socket, reply: callable, chunk: int) -> threading.Thread:
+def _serve_one(server: socket.socket, reply: Callable[[Any], Any], chunk: int) -> threading.Thread:
     """Answer one request on ``server`` as pm2's God daemon does, writing ``chunk`` bytes at a time."""
 
     def run() -> None:
         conn, _ = server.accept()
+        conn.settimeout(5.0)
         with conn:
             request = query.amp_read(conn)
             call, call_id = (query.axon_unpack(a) for a in query.amp_decode(request))
@@ -43,8 +46,10 @@ def _serve_one(server: socket.socket, reply: callable, chunk: int) -> threading.
 
 
 @pytest.fixture
-def rpc_socket(tmp_path: Path):
+def rpc_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(query, "TIMEOUT", 5.0)  # a client that waits for more than was sent fails fast
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.settimeout(5.0)
     path = tmp_path / "rpc.sock"
     server.bind(str(path))
     server.listen(1)
@@ -83,6 +88,7 @@ def test_pm2_reply_cut_short_is_reported() -> None:
         query.amp_decode(frame[:-2])
     ours, theirs = socket.socketpair()
     with ours, theirs:
+        ours.settimeout(5.0)
         theirs.sendall(frame[:7])
         theirs.shutdown(socket.SHUT_WR)
         with pytest.raises(ConnectionError):
