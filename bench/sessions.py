@@ -161,8 +161,18 @@ class Run:
         return result
 
     def wait_ready(self, n: int) -> None:
-        """Until the daemon itself reports ``n`` apps running (its start-up work is done)."""
+        """Until the daemon itself reports ``n`` apps running (its start-up work is done).
+
+        A launcher that is not the daemon (``pm2 start``) is waited for too: it asks the
+        daemon for the process list before it exits, which would land in the idle window.
+        """
         self.query("ready", n, self.settings.start_timeout)
+        assert self.proc is not None
+        if self.proc.pid != self.daemon_pid:
+            try:
+                self.proc.wait(self.settings.start_timeout)
+            except subprocess.TimeoutExpired:
+                raise self.fail(f"{self.daemon.argv()[0]} did not exit after starting the apps") from None
 
     def idle(self, seconds: float) -> tuple[float, int]:
         """CPU seconds and wake-ups of the daemon over ``seconds`` of doing nothing."""
