@@ -149,4 +149,4 @@ def source_digest() -> str:
 def patrol_label(executable: str) -> str:
     done = subprocess.run([executable, "--version"], capture_output=True, text=True, check=True)
     first = (done.stdout.strip().splitlines() or ["patrol"])[0]  # later lines list the plugins
-    return first.replace("patrol", "Patrol", 1)
+    return first.split(" (")[0].replace("patrol", "Patrol", 1)  # "(plugin API ...; Python ...)": see the machine line
