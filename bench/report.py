@@ -286,7 +286,7 @@ def pings(results: dict[str, Any]) -> str:
 
 def knees(results: dict[str, Any]) -> str:
     """Per round and kind: the highest offered rate Patrol kept up with, the lowest it did not."""
-    header = ["pings (Patrol)", "kept up at (none lost, ≥ 98 % answered)", "loss from", "knee"]
+    header = ["pings (Patrol)", f"kept up at (none lost, ≥ {KEEP_UP * 100:.0f} % answered)", "loss from", "knee"]
     rows = []
     for r, session in enumerate(results["sessions"]["patrol"].get("pings", []), 1):
         for kind in ("udp", "http"):
