@@ -48,8 +48,7 @@ ROUTES = ("/", "/gui/state.json", "/status/", "/api/?group=app&id=a1")
 LAGMETER = '''"""Loop lag meter for bench/loop_stall.py: how late a 1 ms timer fires, and how much
 CPU the loop's thread used meanwhile (work on the loop, not time spent descheduled)."""
 import asyncio, gc, os, time
-from patrol import hookimpl
-from patrol.transport import Transport
+from patrol import Transport, hookimpl
 
 PATH = os.environ["PATROL_LAGMETER"]
 

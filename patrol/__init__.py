@@ -1,13 +1,27 @@
 """Patrol: a process and service supervisor for Linux.
 
-Plugin authors need only :data:`hookimpl` from here, plus the base classes in
-:mod:`patrol.keepalive`, :mod:`patrol.service` and :mod:`patrol.transport`.
+This module is the one surface for plugin authors: everything a keepalive, a service
+backend, a transport or a trigger observer needs is importable from here, e.g.
+``from patrol import hookimpl, KeepAlive, Option``. Names are loaded on first use, so
+``import patrol`` costs nothing and the client commands (``patrol status``) start
+without pluggy or the web stack. What lies behind a name may move between the kernel's
+layers; the name here stays (docs/writing-plugins.md, docs/architecture.md).
 """
 
+from __future__ import annotations
+
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .hookspecs import hookimpl
+    from patrol.config.rules import path_problem
+    from patrol.plugin.events import ALL_EVENTS, Event
+    from patrol.plugin.hookspecs import hookimpl
+    from patrol.plugin.keepalive import AppControl, Cancellable, ExitStatus, KeepAlive
+    from patrol.plugin.model import AppConfig, Option, PatrolConfig, ServiceConfig
+    from patrol.plugin.ping import PingKeepAlive
+    from patrol.plugin.service import ServiceBackend
+    from patrol.plugin.transport import Transport
 
 __version__ = "0.2.0"
 
@@ -19,13 +33,36 @@ __version__ = "0.2.0"
 #: test ``patrol.PLUGIN_API >= (1, 1)`` before using an addition.
 PLUGIN_API = (1, 0)
 
-__all__ = ["PLUGIN_API", "hookimpl", "__version__"]
+#: name -> the module that defines it (imported when the name is first asked for)
+_SURFACE = {
+    "hookimpl": "patrol.plugin.hookspecs",
+    "KeepAlive": "patrol.plugin.keepalive",
+    "AppControl": "patrol.plugin.keepalive",
+    "Cancellable": "patrol.plugin.keepalive",
+    "ExitStatus": "patrol.plugin.keepalive",
+    "PingKeepAlive": "patrol.plugin.ping",
+    "ServiceBackend": "patrol.plugin.service",
+    "Transport": "patrol.plugin.transport",
+    "Event": "patrol.plugin.events",
+    "ALL_EVENTS": "patrol.plugin.events",
+    "Option": "patrol.plugin.model",
+    "AppConfig": "patrol.plugin.model",
+    "ServiceConfig": "patrol.plugin.model",
+    "PatrolConfig": "patrol.plugin.model",
+    "path_problem": "patrol.config.rules",
+}
+
+__all__ = ["PLUGIN_API", "__version__", *_SURFACE]
 
 
 def __getattr__(name: str) -> object:
-    # Lazy, so client commands (``patrol status``) start without importing pluggy.
-    if name == "hookimpl":
-        from .hookspecs import hookimpl
+    module = _SURFACE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'patrol' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
 
-        return hookimpl
-    raise AttributeError(f"module 'patrol' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SURFACE))

@@ -1,3 +1,3 @@
-from .cli import main
+from patrol.cli import main
 
 raise SystemExit(main())

@@ -21,14 +21,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .compare import same_secret
-from .state import TOGGLES, HistoryRecord
-from .steps import Chunks, Steps
-from .timefmt import format_time
-from .visibility import visible_keyvalue
+from patrol.util.compare import same_secret
+from patrol.state import TOGGLES, HistoryRecord
+from patrol.util.steps import Chunks, Steps
+from patrol.util.gotime import format_time
+from patrol.visibility import visible_keyvalue
 
 if TYPE_CHECKING:
-    from .supervisor import Runner, Supervisor
+    from patrol.supervisor import Runner, Supervisor
 
 UINT32 = 2**32 - 1
 UINT64 = 2**64 - 1

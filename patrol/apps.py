@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
 
-from . import ownership
-from .backoff import capped_exponential
-from .config.model import AppConfig, PatrolConfig
-from .keepalive import Cancellable, ExitStatus, KeepAlive
-from .logpipe import InstanceLogs
-from .process import (
+from patrol import ownership
+from patrol.util.backoff import capped_exponential
+from patrol.plugin.model import AppConfig, PatrolConfig
+from patrol.plugin.keepalive import Cancellable, ExitStatus, KeepAlive
+from patrol.logpipe import InstanceLogs
+from patrol.process import (
     group_alive,
     live_groups,
     pid_alive,
@@ -42,10 +42,10 @@ from .process import (
     spawn,
     watch_pid,
 )
-from .state import DISABLE, HistoryRecord, State, new_instance_id
+from patrol.state import DISABLE, HistoryRecord, State, new_instance_id
 
 if TYPE_CHECKING:
-    from .supervisor import Supervisor
+    from patrol.supervisor import Supervisor
 
 log = structlog.get_logger("patrol.apps")
 

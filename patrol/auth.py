@@ -59,14 +59,14 @@ from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .api import validate_request
-from .compare import same_secret as same_secret  # re-exported: the GUI compares secrets through this module
-from .config.access import is_loopback
-from .ratelog import QuietLog
+from patrol.api import validate_request
+from patrol.util.compare import same_secret as same_secret  # re-exported: the GUI compares secrets through this module
+from patrol.config.access import is_loopback
+from patrol.util.ratelog import QuietLog
 
 if TYPE_CHECKING:
-    from .config.model import HttpAuth
-    from .supervisor import Supervisor
+    from patrol.plugin.model import HttpAuth
+    from patrol.supervisor import Supervisor
 
 #: the request scope's keys: the shared :class:`Access`, and how the request got in
 ACCESS_KEY = "patrol.access"
@@ -450,7 +450,7 @@ class Gate:
 
         Only a valid request that is a ping and nothing else (:func:`is_ping_only`) is
         one: the secret that keeps an app alive opens nothing more without the token."""
-        from .http import loads  # not at the top: http imports this module
+        from patrol.http import loads  # not at the top: http imports this module
 
         try:
             request = loads(body) if body else None

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list installed plugins, what they register, and failures")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
 
-    from . import client
+    from patrol import client
 
     client.add_commands(sub)
     return parser
@@ -58,7 +58,7 @@ class _VersionAction(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: object, option_string: str | None = None) -> None:
-        from .versions import describe
+        from patrol.plugin.versions import describe
 
         print(describe())
         parser.exit()
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     handler = COMMANDS.get(args.command)
     if handler is None:
-        from . import client
+        from patrol import client
 
         return client.run(args)
     return handler(args)
@@ -83,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load(path: str):  # type: ignore[no-untyped-def]
     """Load plugins and config; returns (plugins, config, warnings) or an exit code."""
-    from .config import ConfigError, Methods, load_config
-    from .plugins import PluginLoadError, Plugins
+    from patrol.config import ConfigError, Methods, load_config
+    from patrol.plugin.loader import PluginLoadError, Plugins
 
     try:
         plugins = Plugins()
@@ -110,7 +110,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if isinstance(loaded, int):
         return loaded
     _, config, warnings = loaded
-    from .config.files import machine_warnings
+    from patrol.config.files import machine_warnings
 
     for line in warnings + machine_warnings(config, args.config):
         print(f"warning: {line}", file=sys.stderr)
@@ -119,7 +119,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from .plugins import PluginLoadError, Plugins
+    from patrol.plugin.loader import PluginLoadError, Plugins
 
     _log_to_stderr()
     try:
@@ -142,13 +142,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def _log_to_stderr() -> None:
     """Log lines (a plugin that failed to load) go to stderr: stdout is the answer
     (``patrol plugins --json`` must stay one JSON document)."""
-    from . import log
+    from patrol import log
 
     log.setup("auto", "warning")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import log
+    from patrol import log
 
     log.setup(args.log_format, args.log_level)
     loaded = _load(args.config)
@@ -160,14 +160,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     logger = structlog.get_logger("patrol")
     for line in warnings:
         logger.warning("config", problem=line)
-    from .supervisor import Supervisor
+    from patrol.supervisor import Supervisor
 
     config = Supervisor.adjust_config(config)  # the original's unit-test mode, if asked for
     import asyncio  # here, not at the top: client commands start faster without it
 
     import sqlite3
 
-    from .store import StateFileLocked, StateFileTooNew, Store, default_path
+    from patrol.store import StateFileLocked, StateFileTooNew, Store, default_path
 
     state_file = config.state_file or default_path(str(config.source) if config.source else None)
     try:
@@ -185,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config, plugins, store) -> int:  # type: ignore[no-untyped-def]
-    from .supervisor import Supervisor
+    from patrol.supervisor import Supervisor
 
     await Supervisor(config, plugins, store=store).run(daemon_signals=True, freeze_heap=True)
     return EXIT_OK

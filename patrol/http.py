@@ -33,14 +33,16 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from . import auth, descriptors, steps
-from .hookspecs import hookimpl
-from .http_connections import Limits, Listener
-from .transport import Transport
+from patrol import auth
+from patrol import descriptors
+from patrol.util import steps
+from patrol.plugin.hookspecs import hookimpl
+from patrol.http_connections import Limits, Listener
+from patrol.plugin.transport import Transport
 
 if TYPE_CHECKING:
-    from .api import Api
-    from .supervisor import Supervisor
+    from patrol.api import Api
+    from patrol.supervisor import Supervisor
 
 MAX_BODY = 64 * 1024
 QUERY_FIELDS = ("id", "group", "toggle", "history", "secret", "cas")
@@ -130,7 +132,7 @@ class HttpTransport(Transport):
 
 
 def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
-    from . import openapi  # not at the top: it reads this module's constants
+    from patrol import openapi  # not at the top: it reads this module's constants
 
     async def status(request: Request) -> Response:
         # built in steps and sent in chunks: with thousands of items, one go would stall the loop (patrol.steps)
@@ -195,7 +197,7 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
         Route("/api/", AnyMethod(api_endpoint)),
     ]
     try:
-        from . import gui
+        from patrol import gui
     except ImportError:  # pragma: no cover - the GUI is part of the kernel
         gui = None  # type: ignore[assignment]
     if gui is not None:

@@ -54,8 +54,8 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-from . import descriptors
-from .ratelog import QuietLog
+from patrol import descriptors
+from patrol.util.ratelog import QuietLog
 
 #: connections accepted per wake-up of the listening socket (asyncio's own loop takes
 #: up to the backlog in one go, starving everything else on the loop meanwhile)

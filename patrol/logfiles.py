@@ -25,7 +25,7 @@ from typing import BinaryIO, Callable, Mapping
 
 import structlog
 
-from .state import LogFiles
+from patrol.state import LogFiles
 
 log = structlog.get_logger("patrol.logs")
 

@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import structlog
 
-from .logfiles import LogSink, Pruned, log_paths, prune
-from .state import LogFiles
+from patrol.logfiles import LogSink, Pruned, log_paths, prune
+from patrol.state import LogFiles
 
 if TYPE_CHECKING:
-    from .config.model import AppConfig
+    from patrol.plugin.model import AppConfig
 
 log = structlog.get_logger("patrol.logs")
 

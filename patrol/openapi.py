@@ -17,10 +17,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from . import __version__
-from .api import FIELDS, LIMITS, MAX_KEYVALUE_BYTES, MAX_KEYVALUE_DEPTH, UINT32, UINT64
-from .auth import SESSION_COOKIE
-from .http import MAX_BODY, QUERY_FIELDS
+from patrol import __version__
+from patrol.api import FIELDS, LIMITS, MAX_KEYVALUE_BYTES, MAX_KEYVALUE_DEPTH, UINT32, UINT64
+from patrol.auth import SESSION_COOKIE
+from patrol.http import MAX_BODY, QUERY_FIELDS
 
 #: The UDP transport's datagram limit (``patrol_keepalive_udp.MAX_DATAGRAM``; the
 #: kernel does not import plugins, a test checks that both agree).

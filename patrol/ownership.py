@@ -113,6 +113,15 @@ def marker(pid: int) -> str | None:
     return None
 
 
+def started_for(pid: int, app_id: str) -> bool:
+    """Was ``pid`` started for this app? Its environment carries ``PATROL_ID=<app_id>``.
+
+    That is true of every process Patrol started for the app (and its children), and
+    of one an operator started by hand the way Patrol would. Unreadable means no.
+    """
+    return marker(pid) == app_id
+
+
 def _status_field(pid: int, name: bytes) -> int | None:
     """The first number of a ``/proc/PID/status`` line (``Tgid:``, ``Uid:``), or None."""
     data = _read(f"/proc/{pid}/status", 8192) or b""

@@ -29,9 +29,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import structlog
 
-from .keepalive import ExitStatus
-from .ownership import is_protected, is_protected_group
-from .signals import SignalRouter
+from patrol.plugin.keepalive import ExitStatus
+from patrol.ownership import is_protected, is_protected_group
+from patrol.signals import SignalRouter
 
 log = structlog.get_logger("patrol.process")
 

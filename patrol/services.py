@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import structlog
 
-from .backoff import capped_exponential
-from .config.model import ServiceConfig
-from .process import CommandResult, run_command
-from .service import ServiceBackend
-from .state import DISABLE, HistoryRecord, State, new_instance_id
+from patrol.util.backoff import capped_exponential
+from patrol.plugin.model import ServiceConfig
+from patrol.process import CommandResult, run_command
+from patrol.plugin.service import ServiceBackend
+from patrol.state import DISABLE, HistoryRecord, State, new_instance_id
 
 if TYPE_CHECKING:
-    from .supervisor import Supervisor
+    from patrol.supervisor import Supervisor
 
 log = structlog.get_logger("patrol.services")
 

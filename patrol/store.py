@@ -37,7 +37,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable
 
-from .state import HistoryRecord, LogFiles, State
+from patrol.state import HistoryRecord, LogFiles, State
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS item (

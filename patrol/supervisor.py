@@ -19,18 +19,18 @@ from typing import Any, Callable, TypeVar
 
 import structlog
 
-from .apps import AppRunner
-from .config.model import AppConfig, PatrolConfig, ServiceConfig
-from .events import Event
-from .logpipe import LogRouter, raise_descriptor_limit
-from .ownership import SWEEP_BUDGET, Ownership, patrol_children
-from .plugins import Plugins
-from .process import Reaper, become_subreaper
-from .services import ServiceRunner
-from .signals import SignalRouter
-from .state import State
-from .statewriter import StateWriter
-from .store import Store
+from patrol.apps import AppRunner
+from patrol.plugin.model import AppConfig, PatrolConfig, ServiceConfig
+from patrol.plugin.events import Event
+from patrol.logpipe import LogRouter, raise_descriptor_limit
+from patrol.ownership import SWEEP_BUDGET, Ownership, patrol_children
+from patrol.plugin.loader import Plugins
+from patrol.process import Reaper, become_subreaper
+from patrol.services import ServiceRunner
+from patrol.signals import SignalRouter
+from patrol.state import State
+from patrol.statewriter import StateWriter
+from patrol.store import Store
 
 log = structlog.get_logger("patrol.supervisor")
 
@@ -113,7 +113,7 @@ class Supervisor:
         whole process, so a program embedding Patrol decides for itself).
         """
         self._freeze = freeze_heap
-        from .api import Api
+        from patrol.api import Api
 
         self.loop = asyncio.get_running_loop()
         self.signals = SignalRouter(self.loop)
@@ -299,7 +299,7 @@ class Supervisor:
         An invalid config changes nothing: the result has ``errors`` and the running
         config stays.
         """
-        from .config import ConfigError, Methods, load_config
+        from patrol.config import ConfigError, Methods, load_config
 
         if self.config.source is None:
             return {"errors": ["this Patrol was not started from a config file"]}

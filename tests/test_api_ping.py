@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from patrol.ping import started_for
+from patrol.ownership import started_for
 from patrol.testing import wait_for
 
 

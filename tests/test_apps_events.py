@@ -10,8 +10,8 @@ import signal
 from pathlib import Path
 
 from patrol import hookimpl
-from patrol.config.model import AppConfig, Backoff, PatrolConfig
-from patrol.plugins import Plugins
+from patrol.plugin.model import AppConfig, Backoff, PatrolConfig
+from patrol.plugin.loader import Plugins
 from patrol.state import DISABLE, ENABLE
 from patrol.supervisor import Supervisor
 from patrol.testing import write_testapp

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from patrol.config import ConfigError, Methods, parse_config
-from patrol.plugins import Plugins
+from patrol.plugin.loader import Plugins
 
 PLUGINS = Plugins(strict=True)
 METHODS = Methods(keepalives=PLUGINS.keepalives, services=PLUGINS.services)

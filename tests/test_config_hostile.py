@@ -156,7 +156,7 @@ def test_a_log_directory_of_the_system_is_warned_about(wd, log_directory):
     """The log browser serves every file below an app's log directory: with absolute
     log directories honoured, "/var/log" is easy to write and would publish syslog."""
     from patrol.config import Methods, parse_config
-    from patrol.plugins import Plugins
+    from patrol.plugin.loader import Plugins
 
     plugins = Plugins(strict=True)
     app = {"keepalive": 1, "name": "A", "binary": "b", "working-directory": wd, "log-directory": log_directory,

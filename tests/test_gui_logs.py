@@ -13,7 +13,7 @@ from patrol.gui import fmt
 from patrol.gui.logs import LogDir, read_from, stream_file, tail
 from patrol.gui.procstat import ProcStats
 from patrol.gui.security import safe_next
-from patrol.config.model import AppConfig, ServiceConfig
+from patrol.plugin.model import AppConfig, ServiceConfig
 from patrol.gui.views import app_settings, mask, service_settings
 from patrol.logfiles import day_directory
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from patrol import hookspecs
+from patrol.plugin import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("patrol_")]

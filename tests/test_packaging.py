@@ -114,8 +114,7 @@ def keepalive_source(method: str, marker: Path) -> str:
     """A keepalive plugin that leaves ``marker`` behind as soon as it is imported."""
     return (
         f"open({str(marker)!r}, 'w').close()\n"
-        "from patrol import hookimpl\n"
-        "from patrol.keepalive import KeepAlive\n"
+        "from patrol import KeepAlive, hookimpl\n"
         f"class Method(KeepAlive):\n    name = {method!r}\n"
         "@hookimpl\n"
         "def patrol_register_keepalives(register):\n    register(Method)\n"
@@ -295,7 +294,7 @@ def test_the_loader_judges_a_plugin_by_its_declared_kernel_range(tmp_path, requi
 def test_a_development_kernel_runs_plugins_written_for_its_series(tmp_path):
     from importlib.metadata import PathDistribution
 
-    from patrol.versions import kernel_misfit
+    from patrol.plugin.versions import kernel_misfit
 
     site = dist_info_site(tmp_path, ["patrol>=0.2,<0.3"])
     dist = PathDistribution(site / "patrol_ranged-0.9.dist-info")

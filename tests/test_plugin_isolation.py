@@ -18,9 +18,7 @@ from pathlib import Path
 from patrol.testing import UNITTEST_ENV, pid_alive, pids_with_marker, wait_for
 
 PLUGIN = textwrap.dedent('''
-    from patrol import hookimpl
-    from patrol.keepalive import KeepAlive
-    from patrol.ping import PingKeepAlive
+    from patrol import KeepAlive, PingKeepAlive, hookimpl
 
 
     class Boom(RuntimeError):
@@ -96,9 +94,7 @@ PLUGIN = textwrap.dedent('''
 
 #: transport, backend and observer: a second entry point of the same distribution
 EXTRAS = textwrap.dedent('''
-    from patrol import hookimpl
-    from patrol.service import ServiceBackend
-    from patrol.transport import Transport
+    from patrol import ServiceBackend, Transport, hookimpl
 
 
     class Boom(RuntimeError):

@@ -8,12 +8,12 @@ import sys
 import pytest
 
 from patrol import hookimpl
-from patrol.events import Event
-from patrol.keepalive import KeepAlive
-from patrol.plugins import PluginLoadError, Plugins
-from patrol.registry import Registry, RegistrationError
-from patrol.service import ServiceBackend
-from patrol.transport import Transport
+from patrol.plugin.events import Event
+from patrol.plugin.keepalive import KeepAlive
+from patrol.plugin.loader import PluginLoadError, Plugins
+from patrol.plugin.registry import Registry, RegistrationError
+from patrol.plugin.service import ServiceBackend
+from patrol.plugin.transport import Transport
 
 
 class Alpha(KeepAlive):
@@ -49,7 +49,7 @@ class KeepalivePlugin:
 
 
 def kernel(*plugins, strict=False):
-    return Plugins(entry_points=False, strict=strict, plugins=plugins, defaults=())
+    return Plugins(entry_points=False, strict=strict, plugins=plugins, defaults={})
 
 
 def test_hook_patrol_register_keepalives_by_name_and_alias():
@@ -206,7 +206,7 @@ def test_disabled_plugins_are_not_loaded(monkeypatch):
 # -- two installed plugins registering the same name (P2) ---------------------------------------------
 
 TWIN = '''from patrol import hookimpl
-from patrol.keepalive import KeepAlive
+from patrol import KeepAlive
 
 
 class Twin(KeepAlive):

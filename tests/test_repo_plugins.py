@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from patrol.plugins import Plugins
+from patrol.plugin.loader import Plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECTS = sorted([*ROOT.glob("plugins/*/pyproject.toml"), *ROOT.glob("examples/plugins/*/pyproject.toml")])

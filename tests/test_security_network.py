@@ -24,9 +24,9 @@ import pytest
 
 from patrol.auth import LOOPBACK, client_key
 from patrol.config import ConfigError, parse_config
-from patrol.config.model import Listen
-from patrol.plugins import Plugins
-from patrol.ratelog import QuietLog
+from patrol.plugin.model import Listen
+from patrol.plugin.loader import Plugins
+from patrol.util.ratelog import QuietLog
 from patrol.testing import UNITTEST_ENV, PatrolFactory, PatrolProcess, wait_for
 
 TOKEN = "tok-" + os.urandom(12).hex()

@@ -23,8 +23,8 @@ import pytest
 
 from patrol import hookimpl
 from patrol.config import Methods, parse_config
-from patrol.plugins import Plugins
-from patrol.service import ServiceBackend
+from patrol.plugin.loader import Plugins
+from patrol.plugin.service import ServiceBackend
 from patrol.supervisor import Supervisor
 from patrol.testing import UNITTEST_ENV, pid_alive, wait_for
 

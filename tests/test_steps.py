@@ -23,9 +23,9 @@ from patrol.gui import views
 from patrol.gui.core import Gui
 from patrol.gui.pages import DASHBOARD_STEP, LIVE_UNITS, ROW_UNITS, Pages
 from patrol.http import dumps
-from patrol.plugins import Plugins
+from patrol.plugin.loader import Plugins
 from patrol.state import HistoryRecord
-from patrol.steps import Steps
+from patrol.util.steps import Steps
 from patrol.supervisor import Supervisor
 
 NOW = 1_800_000_000.0

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patrol.timefmt import LAYOUTS, RFC1123Z, RFC3339, chunks, format_time, parse_time, validate_layout
+from patrol.util.gotime import LAYOUTS, RFC1123Z, RFC3339, chunks, format_time, parse_time, validate_layout
 
 #: 2018-07-19T01:43:44Z, the instant of the spec's RFC1123Z example.
 EXAMPLE = 1531964624

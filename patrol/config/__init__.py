@@ -5,9 +5,9 @@
 re-validates what this package returns.
 """
 
-from .load import ConfigError, Methods, load_config, parse_config
-from .model import AppConfig, Backoff, Listen, Option, PatrolConfig, ServiceConfig
-from .rules import is_app_service_id, is_path_clean
+from patrol.config.load import ConfigError, Methods, load_config, parse_config
+from patrol.plugin.model import AppConfig, Backoff, Listen, Option, PatrolConfig, ServiceConfig
+from patrol.config.rules import is_app_service_id, is_path_clean
 
 __all__ = [
     "AppConfig", "Backoff", "ConfigError", "Listen", "Methods", "Option", "PatrolConfig",

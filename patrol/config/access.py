@@ -20,8 +20,8 @@ import stat
 from dataclasses import replace
 from typing import Any, Mapping
 
-from .model import AppConfig, HttpAuth, Listen
-from .reader import BOOL, INT, NUMBER, OBJECT, STRING, Report, Section, show
+from patrol.plugin.model import AppConfig, HttpAuth, Listen
+from patrol.config.reader import BOOL, INT, NUMBER, OBJECT, STRING, Report, Section, show
 
 TOKEN_MIN = 16
 TOKEN_MAX = 1024

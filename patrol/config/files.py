@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import stat
-from .model import PatrolConfig
-from .reader import Report, child
+from patrol.plugin.model import PatrolConfig
+from patrol.config.reader import Report, child
 
 
 def machine_warnings(config: PatrolConfig, source: str) -> list[str]:

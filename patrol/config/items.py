@@ -10,16 +10,16 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..registry import Registry
-from .model import ACTIONS, AppConfig, Backoff, Option, ServiceConfig
-from .reader import (ANY, BOOL, INT, MAPPING, NAME_OR_INT, NUMBER, STRING, Kind, Section, child,
+from patrol.plugin.registry import Registry
+from patrol.plugin.model import ACTIONS, AppConfig, Backoff, Option, ServiceConfig
+from patrol.config.reader import (ANY, BOOL, INT, MAPPING, NAME_OR_INT, NUMBER, STRING, Kind, Section, child,
                      got, is_int, kind_of, show)
-from .rules import (NAME_MAX, SECRET_MAX, SERVICE_MAX, byte_length, expand_config_dir, expand_home,
+from patrol.config.rules import (NAME_MAX, SECRET_MAX, SERVICE_MAX, byte_length, expand_config_dir, expand_home,
                     path_problem, service_problem, signal_number)
 
 if TYPE_CHECKING:
-    from ..keepalive import KeepAlive
-    from ..service import ServiceBackend
+    from patrol.plugin.keepalive import KeepAlive
+    from patrol.plugin.service import ServiceBackend
 
 _EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
 #: log directories that hold much more than an app's logs (an absolute log-directory,

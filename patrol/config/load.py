@@ -18,15 +18,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, TypeVar
 
-from ..registry import Registry
-from ..timefmt import validate_layout
-from .access import read_http_access, read_udp_access, warn_unauthenticated_pings
-from .items import read_app, read_service
-from .model import (HISTORY, HTTP_LISTEN_DEFAULT, PING_TIMEOUT, TICK_EVERY, UDP_LISTEN_DEFAULT,
+from patrol.plugin.registry import Registry
+from patrol.util.gotime import validate_layout
+from patrol.config.access import read_http_access, read_udp_access, warn_unauthenticated_pings
+from patrol.config.items import read_app, read_service
+from patrol.plugin.model import (HISTORY, HTTP_LISTEN_DEFAULT, PING_TIMEOUT, TICK_EVERY, UDP_LISTEN_DEFAULT,
                     AppConfig, Listen, PatrolConfig)
-from .reader import (ANY, INT, NUMBER, OBJECT, STRING, Kind, Report, Section, child, got, nesting,
+from patrol.config.reader import (ANY, INT, NUMBER, OBJECT, STRING, Kind, Report, Section, child, got, nesting,
                      warn_duplicates)
-from .rules import id_problem
+from patrol.config.rules import id_problem
 
 T = TypeVar("T")
 #: Deepest nesting of arrays and objects (TOML: arrays and tables) a config may have. No

@@ -9,7 +9,7 @@ import os
 import re
 import signal
 
-from .model import clean
+from patrol.plugin.model import clean
 
 ID_MAX = 63
 NAME_MAX = 255

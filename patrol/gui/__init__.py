@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from .core import STATIC, Gui
-from .login import Login
-from .logpages import LogPages
-from .pages import Pages
-from .security import HeaderApp
+from patrol.gui.core import STATIC, Gui
+from patrol.gui.login import Login
+from patrol.gui.logpages import LogPages
+from patrol.gui.pages import Pages
+from patrol.gui.security import HeaderApp
 
 if TYPE_CHECKING:
-    from ..api import Api
-    from ..supervisor import Supervisor
+    from patrol.api import Api
+    from patrol.supervisor import Supervisor
 
 
 def routes(patrol: "Supervisor", api: "Api") -> list[BaseRoute]:

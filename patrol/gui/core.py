@@ -13,15 +13,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.templating import Jinja2Templates
 
-from .. import __version__, auth, visibility
-from ..steps import each
-from . import fmt
-from .procstat import ProcStats
-from .security import Guard, secure
+from patrol import __version__
+from patrol import auth
+from patrol import visibility
+from patrol.util.steps import each
+from patrol.gui import fmt
+from patrol.gui.procstat import ProcStats
+from patrol.gui.security import Guard, secure
 
 if TYPE_CHECKING:
-    from ..api import Api
-    from ..supervisor import Runner, Supervisor
+    from patrol.api import Api
+    from patrol.supervisor import Runner, Supervisor
 
 PACKAGE = Path(__file__).resolve().parent.parent
 TEMPLATES = PACKAGE / "templates"

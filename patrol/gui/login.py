@@ -14,12 +14,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .. import auth
-from .security import safe_next, secure
+from patrol import auth
+from patrol.gui.security import safe_next, secure
 
 if TYPE_CHECKING:
-    from .core import Gui
-    from .pages import Pages
+    from patrol.gui.core import Gui
+    from patrol.gui.pages import Pages
 
 #: what the page frame shows of Patrol to someone not logged in: nothing
 ANONYMOUS = {"instance": "", "uptime": "", "shutdown": False}

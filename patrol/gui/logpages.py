@@ -26,16 +26,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from . import views
-from ..logfiles import NotRegularFile
-from .core import JSON, utf8
-from .logs import MAX_LINES, Chunk, LogDir, follow, open_raw, stream_file, tail
-from .pages import describe, log_url
-from .security import secure
+from patrol.gui import views
+from patrol.logfiles import NotRegularFile
+from patrol.gui.core import JSON, utf8
+from patrol.gui.logs import MAX_LINES, Chunk, LogDir, follow, open_raw, stream_file, tail
+from patrol.gui.pages import describe, log_url
+from patrol.gui.security import secure
 
 if TYPE_CHECKING:
-    from ..apps import AppRunner
-    from .core import Gui
+    from patrol.apps import AppRunner
+    from patrol.gui.core import Gui
 
 DEFAULT_LINES = 200
 STREAMS = ("stdout", "stderr", "merged")

@@ -17,19 +17,19 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .. import auth
-from ..state import DISABLE, ENABLE, RESTART, RUNONCE_DISABLE, RUNONCE_ENABLE
-from ..visibility import visible_keyvalue
-from . import views
-from ..steps import Steps
-from .core import JSON, utf8
-from .logs import STREAMS, LogDir, Run
-from .security import safe_next, secure
+from patrol import auth
+from patrol.state import DISABLE, ENABLE, RESTART, RUNONCE_DISABLE, RUNONCE_ENABLE
+from patrol.visibility import visible_keyvalue
+from patrol.gui import views
+from patrol.util.steps import Steps
+from patrol.gui.core import JSON, utf8
+from patrol.gui.logs import STREAMS, LogDir, Run
+from patrol.gui.security import safe_next, secure
 
 if TYPE_CHECKING:
-    from ..state import HistoryRecord
-    from ..supervisor import Runner
-    from .core import Gui
+    from patrol.state import HistoryRecord
+    from patrol.supervisor import Runner
+    from patrol.gui.core import Gui
 
 MAX_FORM = 16 * 1024
 #: units of work per step of the dashboard and its live state (patrol.steps): an item

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..compare import same_secret
+from patrol.util.compare import same_secret
 
 CSRF_COOKIE = "patrol_csrf"
 FLASH_COOKIE = "patrol_flash"

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from urllib.parse import urlencode
 
-from ..steps import Steps
-from . import fmt
-from .procstat import ProcStats
+from patrol.util.steps import Steps
+from patrol.gui import fmt
+from patrol.gui.procstat import ProcStats
 
 if TYPE_CHECKING:
-    from ..apps import AppRunner
-    from ..config.model import AppConfig, ServiceConfig
-    from ..state import HistoryRecord
-    from ..supervisor import Runner, Supervisor
+    from patrol.apps import AppRunner
+    from patrol.plugin.model import AppConfig, ServiceConfig
+    from patrol.state import HistoryRecord
+    from patrol.supervisor import Runner, Supervisor
 
 #: phase -> what the dashboard says, in the order a "state" sort uses
 STATE_LABELS = {

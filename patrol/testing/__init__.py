@@ -53,7 +53,7 @@ def load_item(group: str, item: dict[str, Any], item_id: str = "x") -> Any:
     Raises :class:`patrol.config.ConfigError` with every problem, as ``patrol check``.
     """
     from patrol.config import Methods, parse_config
-    from patrol.plugins import Plugins
+    from patrol.plugin.loader import Plugins
 
     plugins = Plugins(strict=True)
     config, _ = parse_config({group: {item_id: item}}, Methods(plugins.keepalives, plugins.services))

@@ -8,8 +8,7 @@ transport itself is part of the kernel.
 
 from __future__ import annotations
 
-from patrol import hookimpl
-from patrol.ping import PingKeepAlive
+from patrol import PingKeepAlive, hookimpl
 
 
 class HttpKeepAlive(PingKeepAlive):

@@ -27,9 +27,7 @@ import stat
 
 import psutil
 
-from patrol import hookimpl
-from patrol.config.model import AppConfig, Option
-from patrol.keepalive import Cancellable, ExitStatus, KeepAlive
+from patrol import AppConfig, Cancellable, ExitStatus, KeepAlive, Option, hookimpl
 from patrol.ownership import is_protected
 
 PID_MAX = 2**31 - 1

@@ -30,11 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from patrol import hookimpl
+from patrol import PingKeepAlive, Transport, hookimpl
 from patrol.auth import guesses_of, is_ping_only, secret_credential, udp_allowed
 from patrol.http import bind, dumps, loads, parse_listen
-from patrol.ping import PingKeepAlive
-from patrol.transport import Transport
 
 if TYPE_CHECKING:
     from patrol.api import Api

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import os
 
-from patrol import hookimpl
-from patrol.config.model import Option, ServiceConfig
-from patrol.config.rules import path_problem
-from patrol.service import ServiceBackend
+from patrol import Option, ServiceBackend, ServiceConfig, hookimpl, path_problem
 
 DEFAULT = "/etc/init.d"
 

@@ -11,10 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from patrol import hookimpl
-from patrol.config.model import Option
-from patrol.config.rules import path_problem
-from patrol.service import ServiceBackend
+from patrol import Option, ServiceBackend, hookimpl, path_problem
 
 DEFAULT = "service"
 SBIN = ("/usr/sbin", "/sbin")

@@ -7,9 +7,9 @@ aliases and the flags the loader reads, nothing else.
 from __future__ import annotations
 
 from patrol.config import Methods, Option
-from patrol.keepalive import KeepAlive
-from patrol.registry import Registry
-from patrol.service import ServiceBackend
+from patrol.plugin.keepalive import KeepAlive
+from patrol.plugin.registry import Registry
+from patrol.plugin.service import ServiceBackend
 
 
 class PidPatrol(KeepAlive):

@@ -2,9 +2,7 @@
 
 import socket
 
-from patrol import hookimpl
-from patrol.config.model import Option
-from patrol.keepalive import KeepAlive
+from patrol import KeepAlive, Option, hookimpl
 
 
 class TcpKeepAlive(KeepAlive):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from patrol_keepalive_http import HttpKeepAlive
 
 from patrol.config import Methods, parse_config
-from patrol.ping import PingKeepAlive
-from patrol.plugins import Plugins
+from patrol.plugin.ping import PingKeepAlive
+from patrol.plugin.loader import Plugins
 
 PLUGINS = Plugins(strict=True)
 

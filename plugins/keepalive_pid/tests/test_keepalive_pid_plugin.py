@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from patrol.plugins import Plugins
+from patrol.plugin.loader import Plugins
 from patrol_keepalive_pid import PID_MAX, PidApp, PidPatrol, read_pid
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 from patrol_keepalive_udp import MAX_DATAGRAM, UdpKeepAlive, UdpTransport
 
-from patrol.plugins import Plugins
+from patrol.plugin.loader import Plugins
 from patrol.testing import PatrolFactory, PatrolProcess, wait_for
 
 QUIET = 0.3  # seconds to wait for a reply (loopback answers in well under 1 ms)

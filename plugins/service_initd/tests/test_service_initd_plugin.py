@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 from patrol_service_initd import InitD, script_path
 
-from patrol.plugins import Plugins
+from patrol.plugin.loader import Plugins
 from patrol.testing import item_errors, load_item
 
 PLUGINS = Plugins(strict=True)

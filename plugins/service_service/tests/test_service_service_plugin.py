@@ -7,7 +7,7 @@ import os
 import pytest
 from patrol_service_service import Service, find_program
 
-from patrol.plugins import Plugins
+from patrol.plugin.loader import Plugins
 from patrol.testing import item_errors, load_item
 
 PLUGINS = Plugins(strict=True)

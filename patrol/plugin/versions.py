@@ -30,7 +30,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from . import PLUGIN_API, __version__
+from patrol import PLUGIN_API, __version__
 
 KERNEL_DIST = "patrol"
 ENTRY_POINT_GROUP = "patrol"

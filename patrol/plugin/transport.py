@@ -12,8 +12,8 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from .api import Api
-    from .supervisor import Supervisor
+    from patrol.api import Api
+    from patrol.supervisor import Supervisor
 
 
 class Transport(ABC):

@@ -19,8 +19,7 @@ reason in ``last-reason``).
 
 Writing one (a complete plugin)::
 
-    from patrol import hookimpl
-    from patrol.keepalive import KeepAlive
+    from patrol import KeepAlive, hookimpl
 
     class Always(KeepAlive):
         name = "always"
@@ -38,7 +37,7 @@ from abc import ABC
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Protocol
 
-from .config.model import AppConfig, Option, PatrolConfig
+from patrol.plugin.model import AppConfig, Option, PatrolConfig
 
 
 @dataclass(frozen=True)

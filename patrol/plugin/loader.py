@@ -21,22 +21,24 @@ import os
 import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import pluggy
 import structlog
 
-from . import hookspecs
-from .keepalive import KeepAlive
-from .registry import Register, Registry
-from .service import ServiceBackend
-from .transport import Transport
-from .versions import ENTRY_POINT_GROUP, IncompatiblePlugin, kernel_misfit
+from patrol.plugin import hookspecs
+from patrol.plugin.keepalive import KeepAlive
+from patrol.plugin.registry import Register, Registry
+from patrol.plugin.service import ServiceBackend
+from patrol.plugin.transport import Transport
+from patrol.plugin.versions import ENTRY_POINT_GROUP, IncompatiblePlugin, kernel_misfit
 
 log = structlog.get_logger("patrol.plugins")
 
-#: Kernel plugins registered before entry points, through the same hooks.
-DEFAULT_PLUGINS = ("patrol.http",)
+#: Kernel plugins registered before entry points, through the same hooks: the name
+#: ``patrol plugins`` lists (and ``PATROL_DISABLE_PLUGINS`` takes) -> its module. Imported
+#: by name, like an entry point, so this layer does not depend on the one it names.
+DEFAULT_PLUGINS = {"patrol.http": "patrol.http"}
 #: registration hook -> attribute holding its registry
 REGISTRATION_HOOKS = {
     "patrol_register_keepalives": "keepalives",
@@ -88,7 +90,7 @@ class Plugins:
         entry_points: bool = True,
         strict: bool | None = None,
         plugins: Iterable[object] = (),
-        defaults: Iterable[str] = DEFAULT_PLUGINS,
+        defaults: Mapping[str, str] = DEFAULT_PLUGINS,
     ) -> None:
         self.strict = strict_from_env() if strict is None else strict
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -101,9 +103,9 @@ class Plugins:
         blocked = {n.strip() for n in os.environ.get("PATROL_DISABLE_PLUGINS", "").split(",") if n.strip()}
         for name in blocked:
             self.pm.set_blocked(name)
-        for module in defaults:
-            if module not in blocked:
-                self._load(module, lambda m=module: importlib.import_module(m))
+        for name, module in defaults.items():
+            if name not in blocked:
+                self._load(name, lambda m=module: importlib.import_module(m))
         for plugin in plugins:
             self.register(plugin)
         if entry_points:

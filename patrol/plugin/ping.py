@@ -22,8 +22,7 @@ Fixes of the original:
 
 from __future__ import annotations
 
-from . import ownership
-from .keepalive import AppControl, Cancellable, ExitStatus, KeepAlive
+from patrol.plugin.keepalive import AppControl, Cancellable, ExitStatus, KeepAlive
 
 
 class PingKeepAlive(KeepAlive):
@@ -117,11 +116,3 @@ class PingKeepAlive(KeepAlive):
         else:
             self.app.dead("ping expired")
 
-
-def started_for(pid: int, app_id: str) -> bool:
-    """Was ``pid`` started for this app? Its environment carries ``PATROL_ID=<app_id>``.
-
-    That is true of every process Patrol started for the app (and its children), and
-    of one an operator started by hand the way Patrol would. Unreadable means no.
-    """
-    return ownership.marker(pid) == app_id

@@ -7,8 +7,7 @@ from the exit code and the service's ``ignore-exit-codes-ACTION`` list.
 
 A complete third-party backend (systemd)::
 
-    from patrol import hookimpl
-    from patrol.service import ServiceBackend
+    from patrol import ServiceBackend, hookimpl
 
     class Systemctl(ServiceBackend):
         name = "systemctl"
@@ -25,7 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from .config.model import Option, ServiceConfig
+from patrol.plugin.model import Option, ServiceConfig
 
 
 class ServiceBackend(ABC):
