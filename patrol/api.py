@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from patrol.util.compare import same_secret
-from patrol.state import TOGGLES, HistoryRecord
+from patrol.engine.item_state import TOGGLES, HistoryRecord
 from patrol.util.steps import Chunks, Steps
 from patrol.util.gotime import format_time
 from patrol.visibility import visible_keyvalue
 
 if TYPE_CHECKING:
-    from patrol.supervisor import Runner, Supervisor
+    from patrol.engine.supervisor import Runner, Supervisor
 
 UINT32 = 2**32 - 1
 UINT64 = 2**64 - 1

@@ -66,7 +66,7 @@ from patrol.util.ratelog import QuietLog
 
 if TYPE_CHECKING:
     from patrol.plugin.model import HttpAuth
-    from patrol.supervisor import Supervisor
+    from patrol.engine.supervisor import Supervisor
 
 #: the request scope's keys: the shared :class:`Access`, and how the request got in
 ACCESS_KEY = "patrol.access"

@@ -160,14 +160,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     logger = structlog.get_logger("patrol")
     for line in warnings:
         logger.warning("config", problem=line)
-    from patrol.supervisor import Supervisor
+    from patrol.engine.supervisor import Supervisor
 
     config = Supervisor.adjust_config(config)  # the original's unit-test mode, if asked for
     import asyncio  # here, not at the top: client commands start faster without it
 
     import sqlite3
 
-    from patrol.store import StateFileLocked, StateFileTooNew, Store, default_path
+    from patrol.engine.state_file import StateFileLocked, StateFileTooNew, Store, default_path
 
     state_file = config.state_file or default_path(str(config.source) if config.source else None)
     try:
@@ -185,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config, plugins, store) -> int:  # type: ignore[no-untyped-def]
-    from patrol.supervisor import Supervisor
+    from patrol.engine.supervisor import Supervisor
 
     await Supervisor(config, plugins, store=store).run(daemon_signals=True, freeze_heap=True)
     return EXIT_OK

@@ -34,7 +34,7 @@ from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from patrol import auth
-from patrol import descriptors
+from patrol.engine import descriptors
 from patrol.util import steps
 from patrol.plugin.hookspecs import hookimpl
 from patrol.http_connections import Limits, Listener
@@ -42,7 +42,7 @@ from patrol.plugin.transport import Transport
 
 if TYPE_CHECKING:
     from patrol.api import Api
-    from patrol.supervisor import Supervisor
+    from patrol.engine.supervisor import Supervisor
 
 MAX_BODY = 64 * 1024
 QUERY_FIELDS = ("id", "group", "toggle", "history", "secret", "cas")

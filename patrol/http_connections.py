@@ -54,7 +54,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-from patrol import descriptors
+from patrol.engine import descriptors
 from patrol.util.ratelog import QuietLog
 
 #: connections accepted per wake-up of the listening socket (asyncio's own loop takes

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
-    from patrol.supervisor import Runner
+    from patrol.engine.supervisor import Runner
 
 #: what is private, for messages and pages
 PRIVATE_PARTS = "key/values and logs"

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from patrol.ownership import started_for
+from patrol.engine.ownership import started_for
 from patrol.testing import UNITTEST_ENV, PatrolFactory, PatrolProcess, pid_alive, wait_for
 
 NANO = "2006-01-02T15:04:05.999999999Z07:00"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from patrol.ownership import started_for
+from patrol.engine.ownership import started_for
 from patrol.testing import wait_for
 
 

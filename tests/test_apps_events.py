@@ -12,8 +12,8 @@ from pathlib import Path
 from patrol import hookimpl
 from patrol.plugin.model import AppConfig, Backoff, PatrolConfig
 from patrol.plugin.loader import Plugins
-from patrol.state import DISABLE, ENABLE
-from patrol.supervisor import Supervisor
+from patrol.engine.item_state import DISABLE, ENABLE
+from patrol.engine.supervisor import Supervisor
 from patrol.testing import write_testapp
 
 

@@ -15,7 +15,7 @@ from patrol.gui.procstat import ProcStats
 from patrol.gui.security import safe_next
 from patrol.plugin.model import AppConfig, ServiceConfig
 from patrol.gui.views import app_settings, mask, service_settings
-from patrol.logfiles import day_directory
+from patrol.engine.logfiles import day_directory
 
 
 def write(path: Path, data: str | bytes) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from patrol.gui.logs import follow
-from patrol.logfiles import LOG_MODE, RETRY_SECONDS, LogSink, NotRegularFile, open_for_append, open_for_reading, prune
+from patrol.engine.logfiles import LOG_MODE, RETRY_SECONDS, LogSink, NotRegularFile, open_for_append, open_for_reading, prune
 
 
 def lines(start: int, stop: int) -> bytes:

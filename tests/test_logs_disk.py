@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from patrol.logpipe import PIPE_SIZE
+from patrol.engine.logpipes import PIPE_SIZE
 from patrol.testing import UNITTEST_ENV, pid_alive, wait_for
 
 LINE = 100  # bytes per flood line

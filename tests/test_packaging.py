@@ -30,7 +30,7 @@ import pytest
 from packaging.requirements import Requirement
 
 import patrol
-from patrol.store import SCHEMA_VERSION, StateFileTooNew, Store
+from patrol.engine.state_file import SCHEMA_VERSION, StateFileTooNew, Store
 from patrol.testing import UNITTEST_ENV, PatrolFactory, PatrolProcess, pid_alive, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

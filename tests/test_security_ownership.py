@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from patrol import ownership
+from patrol.engine import ownership
 from patrol.util.backoff import capped_exponential
-from patrol.process import Reaper, signal_group, signal_pid
+from patrol.engine.process import Reaper, signal_group, signal_pid
 from patrol.testing import UNITTEST_ENV, item_errors, pid_alive, pids_with_marker, wait_for
 
 
@@ -272,8 +272,8 @@ def test_f12_backoff_is_computed_without_overflow():
 def test_f12_services_back_off_without_overflow(tmp_path):
     from patrol.plugin.model import PatrolConfig
     from patrol.plugin.loader import Plugins
-    from patrol.services import BACKOFF_MAX
-    from patrol.supervisor import Supervisor
+    from patrol.engine.service_runner import BACKOFF_MAX
+    from patrol.engine.supervisor import Supervisor
     from patrol.testing import load_item
 
     service = load_item("services", {"name": "S", "service": "s", "management": "service"}, "s")

@@ -25,7 +25,7 @@ from patrol import hookimpl
 from patrol.config import Methods, parse_config
 from patrol.plugin.loader import Plugins
 from patrol.plugin.service import ServiceBackend
-from patrol.supervisor import Supervisor
+from patrol.engine.supervisor import Supervisor
 from patrol.testing import UNITTEST_ENV, pid_alive, wait_for
 
 FAKE = r"""#!/bin/sh
@@ -511,7 +511,7 @@ def test_a_backend_that_raises_fails_only_its_service(fake):
 
 
 def test_command_output_is_bounded_and_a_chatty_command_does_not_block():
-    from patrol.process import Reaper, run_command
+    from patrol.engine.process import Reaper, run_command
 
     async def main() -> None:
         reaper = Reaper(asyncio.get_running_loop())

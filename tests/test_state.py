@@ -2,7 +2,7 @@
 
 import pytest
 
-from patrol.state import (
+from patrol.engine.item_state import (
     DISABLE, ENABLE, ENABLE_RUNONCE_DISABLE, ENABLE_RUNONCE_ENABLE, RESTART,
     RUNONCE_DISABLE, RUNONCE_ENABLE, HistoryRecord, State,
 )

@@ -24,9 +24,9 @@ from patrol.gui.core import Gui
 from patrol.gui.pages import DASHBOARD_STEP, LIVE_UNITS, ROW_UNITS, Pages
 from patrol.http import dumps
 from patrol.plugin.loader import Plugins
-from patrol.state import HistoryRecord
+from patrol.engine.item_state import HistoryRecord
 from patrol.util.steps import Steps
-from patrol.supervisor import Supervisor
+from patrol.engine.supervisor import Supervisor
 
 NOW = 1_800_000_000.0
 APPS = 1500

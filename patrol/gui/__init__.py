@@ -24,7 +24,7 @@ from patrol.gui.security import HeaderApp
 
 if TYPE_CHECKING:
     from patrol.api import Api
-    from patrol.supervisor import Supervisor
+    from patrol.engine.supervisor import Supervisor
 
 
 def routes(patrol: "Supervisor", api: "Api") -> list[BaseRoute]:

@@ -23,7 +23,7 @@ from patrol.gui.security import Guard, secure
 
 if TYPE_CHECKING:
     from patrol.api import Api
-    from patrol.supervisor import Runner, Supervisor
+    from patrol.engine.supervisor import Runner, Supervisor
 
 PACKAGE = Path(__file__).resolve().parent.parent
 TEMPLATES = PACKAGE / "templates"

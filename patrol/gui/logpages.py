@@ -27,14 +27,14 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response, S
 from starlette.routing import BaseRoute, Route
 
 from patrol.gui import views
-from patrol.logfiles import NotRegularFile
+from patrol.engine.logfiles import NotRegularFile
 from patrol.gui.core import JSON, utf8
 from patrol.gui.logs import MAX_LINES, Chunk, LogDir, follow, open_raw, stream_file, tail
 from patrol.gui.pages import describe, log_url
 from patrol.gui.security import secure
 
 if TYPE_CHECKING:
-    from patrol.apps import AppRunner
+    from patrol.engine.app_runner import AppRunner
     from patrol.gui.core import Gui
 
 DEFAULT_LINES = 200

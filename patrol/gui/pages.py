@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from patrol import auth
-from patrol.state import DISABLE, ENABLE, RESTART, RUNONCE_DISABLE, RUNONCE_ENABLE
+from patrol.engine.item_state import DISABLE, ENABLE, RESTART, RUNONCE_DISABLE, RUNONCE_ENABLE
 from patrol.visibility import visible_keyvalue
 from patrol.gui import views
 from patrol.util.steps import Steps
@@ -27,8 +27,8 @@ from patrol.gui.logs import STREAMS, LogDir, Run
 from patrol.gui.security import safe_next, secure
 
 if TYPE_CHECKING:
-    from patrol.state import HistoryRecord
-    from patrol.supervisor import Runner
+    from patrol.engine.item_state import HistoryRecord
+    from patrol.engine.supervisor import Runner
     from patrol.gui.core import Gui
 
 MAX_FORM = 16 * 1024

@@ -22,10 +22,10 @@ from patrol.gui import fmt
 from patrol.gui.procstat import ProcStats
 
 if TYPE_CHECKING:
-    from patrol.apps import AppRunner
+    from patrol.engine.app_runner import AppRunner
     from patrol.plugin.model import AppConfig, ServiceConfig
-    from patrol.state import HistoryRecord
-    from patrol.supervisor import Runner, Supervisor
+    from patrol.engine.item_state import HistoryRecord
+    from patrol.engine.supervisor import Runner, Supervisor
 
 #: phase -> what the dashboard says, in the order a "state" sort uses
 STATE_LABELS = {

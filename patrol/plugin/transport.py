@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from patrol.api import Api
-    from patrol.supervisor import Supervisor
+    from patrol.engine.supervisor import Supervisor
 
 
 class Transport(ABC):

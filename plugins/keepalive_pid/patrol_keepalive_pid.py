@@ -28,7 +28,7 @@ import stat
 import psutil
 
 from patrol import AppConfig, Cancellable, ExitStatus, KeepAlive, Option, hookimpl
-from patrol.ownership import is_protected
+from patrol.engine.ownership import is_protected
 
 PID_MAX = 2**31 - 1
 #: Clock slack when comparing process start times with file times (clock ticks, NTP).

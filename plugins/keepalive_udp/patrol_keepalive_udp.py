@@ -36,7 +36,7 @@ from patrol.http import bind, dumps, loads, parse_listen
 
 if TYPE_CHECKING:
     from patrol.api import Api
-    from patrol.supervisor import Supervisor
+    from patrol.engine.supervisor import Supervisor
 
 MAX_DATAGRAM = 2048
 #: ``udp.answer``: what UDP answers (see the module's docstring)

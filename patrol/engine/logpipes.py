@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import structlog
 
-from patrol.logfiles import LogSink, Pruned, log_paths, prune
-from patrol.state import LogFiles
+from patrol.engine.logfiles import LogSink, Pruned, log_paths, prune
+from patrol.engine.item_state import LogFiles
 
 if TYPE_CHECKING:
     from patrol.plugin.model import AppConfig

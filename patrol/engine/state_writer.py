@@ -27,8 +27,8 @@ from typing import Any, Callable, Iterable, Protocol
 
 import structlog
 
-from patrol.dirwatch import DirWatch
-from patrol.store import Item, Key, Store
+from patrol.engine.dirwatch import DirWatch
+from patrol.engine.state_file import Item, Key, Store
 
 log = structlog.get_logger("patrol.statefile")
 

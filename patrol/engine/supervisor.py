@@ -19,18 +19,18 @@ from typing import Any, Callable, TypeVar
 
 import structlog
 
-from patrol.apps import AppRunner
+from patrol.engine.app_runner import AppRunner
 from patrol.plugin.model import AppConfig, PatrolConfig, ServiceConfig
 from patrol.plugin.events import Event
-from patrol.logpipe import LogRouter, raise_descriptor_limit
-from patrol.ownership import SWEEP_BUDGET, Ownership, patrol_children
+from patrol.engine.logpipes import LogRouter, raise_descriptor_limit
+from patrol.engine.ownership import SWEEP_BUDGET, Ownership, patrol_children
 from patrol.plugin.loader import Plugins
-from patrol.process import Reaper, become_subreaper
-from patrol.services import ServiceRunner
-from patrol.signals import SignalRouter
-from patrol.state import State
-from patrol.statewriter import StateWriter
-from patrol.store import Store
+from patrol.engine.process import Reaper, become_subreaper
+from patrol.engine.service_runner import ServiceRunner
+from patrol.engine.signals import SignalRouter
+from patrol.engine.item_state import State
+from patrol.engine.state_writer import StateWriter
+from patrol.engine.state_file import Store
 
 log = structlog.get_logger("patrol.supervisor")
 

@@ -30,8 +30,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import structlog
 
 from patrol.plugin.keepalive import ExitStatus
-from patrol.ownership import is_protected, is_protected_group
-from patrol.signals import SignalRouter
+from patrol.engine.ownership import is_protected, is_protected_group
+from patrol.engine.signals import SignalRouter
 
 log = structlog.get_logger("patrol.process")
 

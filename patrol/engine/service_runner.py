@@ -29,12 +29,12 @@ import structlog
 
 from patrol.util.backoff import capped_exponential
 from patrol.plugin.model import ServiceConfig
-from patrol.process import CommandResult, run_command
+from patrol.engine.process import CommandResult, run_command
 from patrol.plugin.service import ServiceBackend
-from patrol.state import DISABLE, HistoryRecord, State, new_instance_id
+from patrol.engine.item_state import DISABLE, HistoryRecord, State, new_instance_id
 
 if TYPE_CHECKING:
-    from patrol.supervisor import Supervisor
+    from patrol.engine.supervisor import Supervisor
 
 log = structlog.get_logger("patrol.services")
 

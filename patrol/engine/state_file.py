@@ -37,7 +37,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable
 
-from patrol.state import HistoryRecord, LogFiles, State
+from patrol.engine.item_state import HistoryRecord, LogFiles, State
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS item (

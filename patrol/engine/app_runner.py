@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
 
-from patrol import ownership
+from patrol.engine import ownership
 from patrol.util.backoff import capped_exponential
 from patrol.plugin.model import AppConfig, PatrolConfig
 from patrol.plugin.keepalive import Cancellable, ExitStatus, KeepAlive
-from patrol.logpipe import InstanceLogs
-from patrol.process import (
+from patrol.engine.logpipes import InstanceLogs
+from patrol.engine.process import (
     group_alive,
     live_groups,
     pid_alive,
@@ -42,10 +42,10 @@ from patrol.process import (
     spawn,
     watch_pid,
 )
-from patrol.state import DISABLE, HistoryRecord, State, new_instance_id
+from patrol.engine.item_state import DISABLE, HistoryRecord, State, new_instance_id
 
 if TYPE_CHECKING:
-    from patrol.supervisor import Supervisor
+    from patrol.engine.supervisor import Supervisor
 
 log = structlog.get_logger("patrol.apps")
 

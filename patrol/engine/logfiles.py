@@ -25,7 +25,7 @@ from typing import BinaryIO, Callable, Mapping
 
 import structlog
 
-from patrol.state import LogFiles
+from patrol.engine.item_state import LogFiles
 
 log = structlog.get_logger("patrol.logs")
 
