@@ -49,9 +49,7 @@ import hmac
 import ipaddress
 import json
 import time
-import weakref
-from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import structlog
@@ -59,10 +57,12 @@ from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from patrol.api import validate_request
-from patrol.util.compare import same_secret as same_secret  # re-exported: the GUI compares secrets through this module
+from patrol.api.wire import SESSION_COOKIE, validate_request
+from patrol.util import strictjson
+from patrol.util.compare import same_secret
 from patrol.config.access import is_loopback
-from patrol.util.ratelog import QuietLog
+from patrol.api.access import (LOOPBACK, TOKEN, RateLimit, client_key, guesses_of, is_ping_only, item_credential,
+                               too_many)
 
 if TYPE_CHECKING:
     from patrol.plugin.model import HttpAuth
@@ -71,25 +71,12 @@ if TYPE_CHECKING:
 #: the request scope's keys: the shared :class:`Access`, and how the request got in
 ACCESS_KEY = "patrol.access"
 HOW_KEY = "patrol.auth"
-SESSION_COOKIE = "patrol_session"
 SESSION_SECONDS = 12 * 3600
-FAILURES_ALLOWED = 10
-FAILURE_WINDOW = 60.0
-BLOCK_SECONDS = 60.0
-#: how many (address, credential) pairs and addresses are remembered: an attacker with
-#: many addresses must not be able to grow Patrol's memory without bound
-MAX_TRACKED = 10_000
 #: the largest request body read to see whether it is a ping (the API's own limit)
 MAX_PING_BODY = 64 * 1024
-TOKEN = "token"
 OPEN_PATHS = ("/login", "/logout")
 OPEN_PREFIXES = ("/static/",)
 log = structlog.get_logger("patrol.auth")
-
-
-def item_credential(group: str, item_id: str) -> str:
-    """The throttle's name for the secret of one item."""
-    return f"{group}/{item_id}"
 
 
 def client_of(scope: Scope) -> str:
@@ -99,30 +86,6 @@ def client_of(scope: Scope) -> str:
     if host.startswith("::ffff:"):
         host = host[7:]
     return host or "unknown"
-
-
-#: the client key of every loopback address
-LOOPBACK = "loopback"
-
-
-@functools.lru_cache(maxsize=4096)  # asked on every request and datagram: parse each address once
-def client_key(host: str) -> str:
-    """Who a peer address is, for throttles and rate limits: what one attacker can
-    cheaply be counts as one client. Every loopback address (127.0.0.0/8, ``::1``, and
-    their IPv4-mapped forms) is ``"loopback"``: any local user can bind 127.0.0.2, and a
-    count per address would give them 16 million. An IPv6 address is its /64 (one host
-    usually gets a whole /64). An IPv4 address is itself."""
-    try:
-        ip = ipaddress.ip_address(host.partition("%")[0])  # a zone index (fe80::1%eth0) is no new client
-    except ValueError:
-        return host or "unknown"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return LOOPBACK
-    if isinstance(ip, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 def _is_loopback_client(host: str) -> bool:
@@ -145,119 +108,6 @@ def host_is_address(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-class Throttle:
-    """Failed attempts per (client, credential); too many block that pair for a while.
-
-    ``client`` is a :func:`client_key`; callers with a peer address use :class:`Guesses`."""
-
-    def __init__(self, allowed: int = FAILURES_ALLOWED, window: float = FAILURE_WINDOW,
-                 block: float = BLOCK_SECONDS, clock: Callable[[], float] = time.monotonic,
-                 max_tracked: int = MAX_TRACKED) -> None:
-        self.allowed, self.window, self.block, self.clock = allowed, window, block, clock
-        self.max_tracked = max_tracked
-        self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
-        self._blocked: OrderedDict[tuple[str, str], float] = OrderedDict()
-
-    def retry_after(self, client: str, credential: str) -> float:
-        """Seconds until ``client`` may try ``credential`` again; 0 when it may now."""
-        until = self._blocked.get((client, credential))
-        if until is None:
-            return 0.0
-        left = until - self.clock()
-        if left <= 0:
-            del self._blocked[(client, credential)]
-            return 0.0
-        return left
-
-    def failed(self, client: str, credential: str) -> bool:
-        """Count a failure; True when it starts a block."""
-        key, now = (client, credential), self.clock()
-        times = self._failures.pop(key, None) or deque(maxlen=self.allowed)
-        while times and now - times[0] > self.window:
-            times.popleft()
-        times.append(now)
-        if len(times) >= self.allowed:
-            self._blocked[key] = now + self.block
-            _bound(self._blocked, self.max_tracked)
-            return True
-        self._failures[key] = times  # newest last, so the oldest are dropped first
-        _bound(self._failures, self.max_tracked)
-        return False
-
-
-class RateLimit:
-    """A token bucket per client address: ``rate`` requests per second, bursts of 2 x rate."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic, max_tracked: int = MAX_TRACKED) -> None:
-        self.clock = clock
-        self.max_tracked = max_tracked
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, time)
-
-    def allow(self, client: str, rate: float) -> bool:
-        now, burst = self.clock(), max(2 * rate, 1.0)
-        tokens, then = self._buckets.pop(client, (burst, now))
-        tokens = min(burst, tokens + (now - then) * rate)
-        allowed = tokens >= 1
-        self._buckets[client] = (tokens - 1 if allowed else tokens, now)
-        _bound(self._buckets, self.max_tracked)
-        return allowed
-
-
-def _bound(table: OrderedDict[Any, Any], size: int) -> None:
-    while len(table) > size:
-        table.popitem(last=False)
-
-
-class Guesses:
-    """Every transport's guesses of secrets and tokens, counted in one :class:`Throttle`.
-
-    Over HTTP or UDP, a secret is the same secret: an attacker must not get ten guesses
-    per minute per transport, nor unlimited ones over the transport that forgot to count.
-    Addresses are turned into clients (:func:`client_key`) here, so no caller can count
-    per address by mistake. Log lines are rate limited per (client, credential).
-    """
-
-    def __init__(self, throttle: Throttle | None = None, quiet: QuietLog | None = None) -> None:
-        self.throttle = throttle or Throttle()
-        self.quiet = quiet or QuietLog(log)
-
-    def retry_after(self, address: str, credential: str, transport: str = "http") -> float:
-        """Seconds ``address``'s client must wait before trying ``credential`` again
-        (0 when it may now); a refused attempt is logged (rate limited)."""
-        client = client_key(address)
-        wait = self.throttle.retry_after(client, credential)
-        if wait:
-            self.quiet.emit(("refused", client, credential), "warning", "attempt refused: too many failed attempts",
-                            client=client, address=address, credential=_name(credential), transport=transport,
-                            seconds=round(wait))
-        return wait
-
-    def failed(self, address: str, credential: str, transport: str = "http") -> None:
-        client = client_key(address)
-        fields = {"client": client, "address": address, "credential": _name(credential), "transport": transport}
-        if self.throttle.failed(client, credential):
-            self.quiet.emit(("blocked", client, credential), "warning", "too many failed attempts: blocked",
-                            seconds=self.throttle.block, **fields)
-        else:
-            self.quiet.emit(("failed", client, credential), "info", "authentication failed", **fields)
-
-
-def _name(credential: str) -> str:
-    """A credential as log lines name it (never its value)."""
-    return "token" if credential == TOKEN else f"secret of {credential}"
-
-
-_guesses: "weakref.WeakKeyDictionary[Any, Guesses]" = weakref.WeakKeyDictionary()
-
-
-def guesses_of(patrol: "Supervisor") -> Guesses:
-    """The one :class:`Guesses` of ``patrol``, shared by its HTTP and UDP transports."""
-    found = _guesses.get(patrol)
-    if found is None:
-        found = _guesses[patrol] = Guesses()
-    return found
 
 
 class Access:
@@ -350,10 +200,6 @@ def here(conn: HTTPConnection) -> str:
     one (the original's log links did); it must not be echoed into pages and redirects."""
     query = urlencode([(k, v) for k, v in conn.query_params.multi_items() if k != "secret"])
     return conn.url.path + (f"?{query}" if query else "")
-
-
-def too_many(seconds: float) -> str:
-    return f"Too Many Failed Attempts: wait {max(1, round(seconds))} s before trying again"
 
 
 # -- the gate --------------------------------------------------------------------------
@@ -450,10 +296,8 @@ class Gate:
 
         Only a valid request that is a ping and nothing else (:func:`is_ping_only`) is
         one: the secret that keeps an app alive opens nothing more without the token."""
-        from patrol.http import loads  # not at the top: http imports this module
-
         try:
-            request = loads(body) if body else None
+            request = strictjson.loads(body) if body else None
         except (ValueError, RecursionError):
             return None, None
         if not is_ping_only(request) or validate_request(request):
@@ -525,29 +369,3 @@ async def _buffer(receive: Receive) -> tuple[bytes | None, Receive]:
     return body, replay
 
 
-#: what a ping may carry; anything else (a toggle, key/values, history) is not a ping
-PING_FIELDS = frozenset(("id", "group", "ping", "pid", "secret"))
-
-
-def is_ping_only(request: Any) -> bool:
-    """Is ``request`` a ping and nothing else? The one rule for every request let in
-    without the token: HTTP pings carrying their app's secret, UDP with ``http.auth``."""
-    return isinstance(request, dict) and request.get("ping") is True and request.keys() <= PING_FIELDS
-
-
-def udp_allowed(patrol: "Supervisor", request: Any) -> bool:
-    """May this UDP request be handled? Always without http.auth; with it, pings only."""
-    if patrol.config.http.auth is None:
-        return True
-    return is_ping_only(request)
-
-
-def secret_credential(request: Any) -> str | None:
-    """The throttle's name for the item whose secret an API request carries, if any."""
-    if not isinstance(request, dict):
-        return None
-    secret, group, item_id = request.get("secret"), request.get("group"), request.get("id")
-    if not (isinstance(secret, str) and secret and isinstance(group, str) and isinstance(item_id, str)):
-        return None
-    group = {"apps": "app", "services": "service"}.get(group.lower(), group.lower())
-    return item_credential(group, item_id.lower())

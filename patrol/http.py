@@ -18,8 +18,6 @@ that idle connections make room under, descriptors kept for the apps).
 
 from __future__ import annotations
 
-import json
-import math
 import socket
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -34,25 +32,21 @@ from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from patrol import auth
+from patrol.api.access import is_ping_only, secret_credential, too_many
 from patrol.engine import descriptors
+from patrol.api import openapi
 from patrol.util import steps
 from patrol.plugin.hookspecs import hookimpl
+from patrol.api.wire import MAX_BODY, Problem, decode_json, dumps, request_from_query
 from patrol.http_connections import Limits, Listener
+from patrol.util.net import bind, parse_listen
 from patrol.plugin.transport import Transport
 
 if TYPE_CHECKING:
-    from patrol.api import Api
+    from patrol.api.handler import Api
     from patrol.engine.supervisor import Supervisor
 
-MAX_BODY = 64 * 1024
-QUERY_FIELDS = ("id", "group", "toggle", "history", "secret", "cas")
 log = structlog.get_logger("patrol.http")
-
-
-def dumps(body: Any, *, pretty: bool = True) -> bytes:
-    """JSON as the original wrote it: TAB-indented plus newline, <>& escaped."""
-    text = json.dumps(body, indent="\t") + "\n" if pretty else json.dumps(body, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -61,32 +55,6 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 def errors(status: int, *messages: str) -> Response:
     return json_response({"errors": list(messages)}, status)
-
-
-def parse_listen(address: str, default_port: int) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port``, ``:port`` or ``host`` -> (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or (host.count(":") and not host.startswith("[")):
-        host, port = address, ""
-    host = host.strip("[]") or "0.0.0.0"
-    if port and not port.isdigit():
-        raise ValueError(f"bad port in listen address {address!r}")
-    return host, int(port) if port else default_port
-
-
-def bind(host: str, port: int, kind: int = socket.SOCK_STREAM) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # an explicit IPPROTO_TCP is inherited by accepted sockets, so asyncio sets TCP_NODELAY on them
-    # (with proto 0 it does not, and every keep-alive response waits 40 ms for a delayed ACK)
-    sock = socket.socket(family, kind, socket.IPPROTO_TCP if kind == socket.SOCK_STREAM else 0)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.setblocking(False)
-    return sock
 
 
 class HttpTransport(Transport):
@@ -132,8 +100,6 @@ class HttpTransport(Transport):
 
 
 def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
-    from patrol import openapi  # not at the top: it reads this module's constants
-
     async def status(request: Request) -> Response:
         # built in steps and sent in chunks: with thousands of items, one go would stall the loop (patrol.steps)
         chunks = await api.status_json()
@@ -158,12 +124,12 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
         else:
             return errors(405, "Invalid Method")
         token_less_ping = request.scope.get(auth.HOW_KEY) == "ping"
-        if token_less_ping and not auth.is_ping_only(parsed):  # the gate let in a ping: nothing else
+        if token_less_ping and not is_ping_only(parsed):  # the gate let in a ping: nothing else
             return errors(401, auth.REQUIRED)
-        credential = auth.secret_credential(parsed)  # guessing an item's secret is throttled
+        credential = secret_credential(parsed)  # guessing an item's secret is throttled
         wait = auth.retry_after(request, credential) if credential else 0
         if wait:
-            return json_response({"errors": [auth.too_many(wait)]}, 429)
+            return json_response({"errors": [too_many(wait)]}, 429)
         result = api.handle(parsed, "http")
         if credential and "Secret Invalid" in result.body.get("errors", ()):
             auth.record_failure(request, credential)
@@ -264,47 +230,6 @@ def cross_site(request: Request) -> str | None:
     return "Cross-site request refused: Origin does not match Host"
 
 
-class Problem:
-    """Why a body could not be decoded (distinct from any JSON value it could decode to)."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-def loads(data: bytes) -> Any:
-    """Strict JSON: ``NaN``, ``Infinity`` and numbers beyond a float's range are refused.
-
-    Python's parser accepts them, but key/values come back out in answers, and an
-    answer with ``NaN`` in it is not JSON: every strict client would fail on it.
-    """
-    return json.loads(data, parse_constant=_not_json, parse_float=_finite)
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"the number {text[:40]} is out of range")
-    return number
-
-
-def decode_json(body: bytes) -> Any:
-    """The JSON value of a body (an empty body is ``null``), or a :class:`Problem`."""
-    if not body.strip():
-        return None
-    try:
-        return loads(body)
-    except UnicodeDecodeError:
-        return Problem("Invalid Request: the body is not UTF-8 text")
-    except ValueError as exc:
-        return Problem(f"Invalid Request: not JSON ({exc})")
-    except RecursionError:
-        return Problem("Invalid Request: JSON nested too deeply")
-
-
 async def read_body(request: Request) -> bytes | None:
     """The request body, or None when it exceeds MAX_BODY (read no further)."""
     declared = request.headers.get("content-length", "")
@@ -317,39 +242,6 @@ async def read_body(request: Request) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def request_from_query(items: list[tuple[str, str]]) -> dict[str, Any] | list[str]:
-    """Build an API request from ``GET /api/?id=&group=&toggle=&history=&secret=&cas=``.
-
-    Fixes of the original: a toggle or cas that is not a number is an error (it was 0),
-    a toggle over 255 is an error (it was truncated to 8 bits: 257 became 1), and so is
-    a parameter given twice or one GET cannot carry (pings and key/values need POST).
-    """
-    request: dict[str, Any] = {}
-    problems = []
-    seen: set[str] = set()
-    for key, value in items:
-        if key in seen:
-            problems.append(f"{key}: given more than once")
-            continue
-        seen.add(key)
-        if key not in QUERY_FIELDS:
-            hint = " (pings, pids and key/values need a POST with a JSON body)" if key in (
-                "ping", "pid", "keyvalue", "keyvalue-replace") else ""
-            problems.append(f"{key[:40]}: unknown query parameter{hint} (known: {', '.join(QUERY_FIELDS)})")
-        elif key == "history":
-            request["history"] = True
-        elif key in ("toggle", "cas"):
-            if value == "":
-                continue
-            if not value.isascii() or not value.isdigit():
-                problems.append(f"{key}: must be a non-negative integer (got {value[:40]!r})")
-            else:  # past 20 digits it is out of range anyway; int() of a huge string is slow
-                request[key] = int(value) if len(value) <= 20 else 2**64
-        else:
-            request[key] = value
-    return problems or request
 
 
 @hookimpl(trylast=True)

@@ -38,8 +38,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from patrol import openapi
-from patrol.http import MAX_BODY, QUERY_FIELDS
+from patrol.api import openapi
+from patrol.api.wire import MAX_BODY, QUERY_FIELDS
 from patrol.testing import PatrolFactory, PatrolProcess, UNITTEST_ENV, strict_json, wait_for
 
 EXAMPLES = int(os.environ.get("PATROL_FUZZ_EXAMPLES", "150"))

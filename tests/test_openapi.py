@@ -24,9 +24,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from openapi_spec_validator import validate as validate_openapi
 
-from patrol import openapi
-from patrol.api import FIELDS, LIMITS
-from patrol.http import MAX_BODY, QUERY_FIELDS
+from patrol.api import openapi
+from patrol.api.wire import FIELDS, LIMITS, MAX_BODY, QUERY_FIELDS
 from patrol.testing import PatrolFactory, PatrolProcess, strict_json, wait_for
 
 SECRET = "open-sesame"

@@ -19,7 +19,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from patrol.auth import RateLimit, Throttle
+from patrol.api.access import RateLimit, Throttle
 from patrol.testing import (
     UNITTEST_ENV,
     PatrolFactory,

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from patrol.auth import LOOPBACK, client_key
+from patrol.api.access import LOOPBACK, client_key
 from patrol.config import ConfigError, parse_config
 from patrol.plugin.model import Listen
 from patrol.plugin.loader import Plugins

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from patrol import openapi
+from patrol.api import openapi
 from patrol.testing import UNITTEST_ENV, pid_alive, pids_with_marker, wait_for
 
 

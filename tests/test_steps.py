@@ -16,13 +16,13 @@ from typing import Any, Coroutine
 import pytest
 from starlette.requests import Request
 
-from patrol.api import STATUS_STEP, Api
+from patrol.api.handler import STATUS_STEP, Api
 from patrol.config import Methods, parse_config
 from patrol.gui import pages as pages_module
 from patrol.gui import views
 from patrol.gui.core import Gui
 from patrol.gui.pages import DASHBOARD_STEP, LIVE_UNITS, ROW_UNITS, Pages
-from patrol.http import dumps
+from patrol.api.wire import dumps
 from patrol.plugin.loader import Plugins
 from patrol.engine.item_state import HistoryRecord
 from patrol.util.steps import Steps

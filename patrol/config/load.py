@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, TypeVar
 
 from patrol.plugin.registry import Registry
+from patrol.util import strictjson
 from patrol.util.gotime import validate_layout
 from patrol.config.access import read_http_access, read_udp_access, warn_unauthenticated_pings
 from patrol.config.items import read_app, read_service
@@ -207,18 +208,7 @@ def _object(pairs: list[tuple[str, Any]]) -> _Object:
     return obj
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"number {text} is out of range")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_JSON = json.JSONDecoder(object_pairs_hook=_object, parse_float=_finite, parse_constant=_no_constant)
+_JSON = strictjson.decoder(object_pairs_hook=_object)
 
 
 def read_document(path: Path, source: str) -> tuple[Any, list[str]]:
@@ -254,7 +244,7 @@ def _decode_json(text: str, source: str) -> tuple[Any, list[str]]:
     except json.JSONDecodeError as exc:
         raise ConfigError([f"{source}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"],
                           unreadable=True)
-    except ValueError as exc:  # from _finite / _no_constant
+    except ValueError as exc:  # NaN, Infinity, a number out of range (patrol.util.strictjson)
         raise ConfigError([f"{source}: invalid JSON: {exc}"], unreadable=True)
     except RecursionError:
         raise ConfigError([_too_deep(source)], unreadable=True)

@@ -113,7 +113,7 @@ class Supervisor:
         whole process, so a program embedding Patrol decides for itself).
         """
         self._freeze = freeze_heap
-        from patrol.api import Api
+        from patrol.api.handler import Api
 
         self.loop = asyncio.get_running_loop()
         self.signals = SignalRouter(self.loop)

@@ -23,7 +23,7 @@ from patrol.gui.pages import Pages
 from patrol.gui.security import HeaderApp
 
 if TYPE_CHECKING:
-    from patrol.api import Api
+    from patrol.api.handler import Api
     from patrol.engine.supervisor import Supervisor
 
 

@@ -15,14 +15,16 @@ from starlette.templating import Jinja2Templates
 
 from patrol import __version__
 from patrol import auth
-from patrol import visibility
+from patrol.util.compare import same_secret
+from patrol.api import access
+from patrol.api import visibility
 from patrol.util.steps import each
 from patrol.gui import fmt
 from patrol.gui.procstat import ProcStats
 from patrol.gui.security import Guard, secure
 
 if TYPE_CHECKING:
-    from patrol.api import Api
+    from patrol.api.handler import Api
     from patrol.engine.supervisor import Runner, Supervisor
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -93,10 +95,10 @@ class Gui:
         secret = runner.config.secret
         if not secret or not given:
             return False
-        credential = auth.item_credential(runner.group, runner.id)
+        credential = access.item_credential(runner.group, runner.id)
         if request is not None and auth.retry_after(request, credential):
             return False
-        if auth.same_secret(given, secret):
+        if same_secret(given, secret):
             return True
         if request is not None:
             auth.record_failure(request, credential)

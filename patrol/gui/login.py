@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from patrol import auth
+from patrol.api.access import TOKEN, too_many
 from patrol.gui.security import safe_next, secure
 
 if TYPE_CHECKING:
@@ -56,11 +57,11 @@ class Login:
         if not token:
             return self._page(request, back, "token: enter the token.", 400)
         client = auth.client_of(request.scope)
-        wait = access.retry_after(client, auth.TOKEN)
+        wait = access.retry_after(client, TOKEN)
         if wait:
-            return self._page(request, back, auth.too_many(wait), 429)
+            return self._page(request, back, too_many(wait), 429)
         if not access.token_ok(token):
-            access.failed(client, auth.TOKEN)
+            access.failed(client, TOKEN)
             return self._page(request, back, "The token is wrong.", 401)
         response = RedirectResponse(back, 303)
         response.set_cookie(auth.SESSION_COOKIE, access.new_session(), max_age=auth.SESSION_SECONDS, path="/",

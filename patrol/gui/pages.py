@@ -18,8 +18,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from patrol import auth
+from patrol.api import access
 from patrol.engine.item_state import DISABLE, ENABLE, RESTART, RUNONCE_DISABLE, RUNONCE_ENABLE
-from patrol.visibility import visible_keyvalue
+from patrol.api.visibility import visible_keyvalue
 from patrol.gui import views
 from patrol.util.steps import Steps
 from patrol.gui.core import JSON, utf8
@@ -235,10 +236,10 @@ class Pages:
         if runner.config.secret and not secret:
             return self._redirect(back, False, f"Could not {action.doing} {describe(runner)}: it has a secret, "
                                                "enter it in the secret field. Nothing was changed.")
-        credential = auth.item_credential(runner.group, runner.id)
+        credential = access.item_credential(runner.group, runner.id)
         wait = auth.retry_after(request, credential) if secret else 0
         if wait:
-            return self._redirect(back, False, f"Could not {action.doing} {describe(runner)}: {auth.too_many(wait)}")
+            return self._redirect(back, False, f"Could not {action.doing} {describe(runner)}: {access.too_many(wait)}")
         result = self.gui.api.handle(
             {"group": group, "id": runner.id, "toggle": action.toggle, "secret": secret or None}, "http")
         if secret and "Secret Invalid" in result.body.get("errors", ()):
@@ -264,9 +265,9 @@ class Pages:
                                   f"id: there is no {group} with the id {form.get('id', '')[:70]!r}")
         back = safe_next(form.get("next"), f"/{group}/{runner.id}")
         what = "Logs and key/values" if group == "app" else "Key/values"
-        wait = auth.retry_after(request, auth.item_credential(group, runner.id))
+        wait = auth.retry_after(request, access.item_credential(group, runner.id))
         if wait:
-            return self._redirect(back, False, f"{what} of {describe(runner)}: {auth.too_many(wait)}")
+            return self._redirect(back, False, f"{what} of {describe(runner)}: {access.too_many(wait)}")
         if not self.gui.secret_matches(runner, form.get("secret", ""), request):
             return self._redirect(back, False, f"{what} of {describe(runner)}: the secret does not match.")
         response = self._redirect(back, True, f"{what} of {describe(runner)} are open for this browser session.")

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from patrol.api import Api
+    from patrol.api.handler import Api
     from patrol.engine.supervisor import Supervisor
 
 

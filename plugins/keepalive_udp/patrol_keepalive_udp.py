@@ -31,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from patrol import PingKeepAlive, Transport, hookimpl
-from patrol.auth import guesses_of, is_ping_only, secret_credential, udp_allowed
-from patrol.http import bind, dumps, loads, parse_listen
+from patrol.api.access import guesses_of, is_ping_only, secret_credential, udp_allowed
+from patrol.api.wire import dumps
+from patrol.util.net import bind, parse_listen
+from patrol.util.strictjson import loads
 
 if TYPE_CHECKING:
-    from patrol.api import Api
+    from patrol.api.handler import Api
     from patrol.engine.supervisor import Supervisor
 
 MAX_DATAGRAM = 2048

@@ -13,156 +13,26 @@ refused, group checks happen after lower-casing, a pid-less ping never leaves a 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 import os
-import signal
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from patrol.util.compare import same_secret
 from patrol.engine.item_state import TOGGLES, HistoryRecord
 from patrol.util.steps import Chunks, Steps
 from patrol.util.gotime import format_time
-from patrol.visibility import visible_keyvalue
+from patrol.api.visibility import visible_keyvalue
+from patrol.api.wire import (GROUPS, MAX_KEYVALUE_BYTES, Response, empty, error, omit_empty, pretty, signal_name,
+                             validate_request)
 
 if TYPE_CHECKING:
     from patrol.engine.supervisor import Runner, Supervisor
 
-UINT32 = 2**32 - 1
-UINT64 = 2**64 - 1
-FIELDS = {
-    "id": str,
-    "group": str,
-    "ping": bool,
-    "pid": int,
-    "toggle": int,
-    "history": bool,
-    "keyvalue": dict,
-    "keyvalue-replace": bool,
-    "secret": str,
-    "cas": int,
-}
-LIMITS = {"pid": UINT32, "toggle": 255, "cas": UINT64}
-GROUPS = {"app": "app", "apps": "app", "service": "service", "services": "service"}
-#: Upper bound of an item's key/values as compact JSON. Requests are size-limited, but
-#: repeated merges are not: without a bound any client could grow Patrol's memory.
-MAX_KEYVALUE_BYTES = 64 * 1024
 #: Units of work (an item, or one of its history records) per step of ``/status/``:
 #: about 13 us each, so a step takes under 2 ms (see patrol.steps).
 STATUS_STEP = 120
 BIG_ANSWERS = 2
-#: Deepest nesting of arrays and objects in ``keyvalue``. JSON nested hundreds of levels
-#: deep parses, but every recursive walk over it later (the state file's writer, the
-#: pretty-printer of answers) can hit Python's recursion limit, and then fails forever.
-MAX_KEYVALUE_DEPTH = 32
-
-
-@dataclass
-class Response:
-    """What a transport sends back: an HTTP-like status and the JSON body."""
-
-    status: int
-    body: dict[str, Any]
-
-    @property
-    def ok(self) -> bool:
-        return self.status < 400
-
-
-def error(*messages: str, status: int = 400) -> Response:
-    return Response(status, {"errors": list(messages)})
-
-
-def validate_request(request: Any) -> list[str]:
-    """Type and range errors of a request, each naming the field (values are not echoed)."""
-    if request is None:
-        return []
-    if not isinstance(request, dict):
-        return [f"request: must be a JSON object (got {_json_type(request)})"]
-    problems = []
-    for key, value in request.items():
-        if not _is_text(key):  # not echoed: it could not be written out as text
-            problems.append(f"request: a field name {NOT_TEXT}")
-            continue
-        expected = FIELDS.get(key)
-        if expected is None:
-            problems.append(f"{_shorten(key)}: unknown field{_did_you_mean(key)} (known: {', '.join(FIELDS)})")
-            continue
-        if value is None:
-            continue  # JSON null = absent, as Go's decoder treats it
-        if expected is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                problems.append(f"{key}: must be an integer (got {_json_type(value)})")
-            elif not 0 <= value <= LIMITS[key]:
-                problems.append(f"{key}: must be between 0 and {LIMITS[key]} (got {_shorten(str(value))})")
-        elif not isinstance(value, expected):
-            problems.append(f"{key}: must be {_json_names[expected]} (got {_json_type(value)})")
-        elif expected is str and not _is_text(value):
-            problems.append(f"{key}: {NOT_TEXT}")
-        elif expected is dict:
-            depth, text = _walk(value)
-            if depth > MAX_KEYVALUE_DEPTH:
-                problems.append(f"{key}: arrays and objects nested more than {MAX_KEYVALUE_DEPTH} levels deep")
-            elif not text:
-                problems.append(f"{key}: a key or value {NOT_TEXT}")
-    return problems
-
-
-#: JSON can escape a lone UTF-16 surrogate ("\ud800"), which decodes to a str that no
-#: UTF-8 encoder, state file or page template accepts: refused at the door, in every field
-NOT_TEXT = "is not valid Unicode text (it holds a lone UTF-16 surrogate)"
-
-
-def _is_text(value: str) -> bool:
-    """Is ``value`` made of Unicode scalar values only (no lone surrogates)?"""
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _walk(value: Any) -> tuple[int, bool]:
-    """(how deep arrays and objects are nested in ``value``, whether every key and
-    string in it is valid text), level by level, not recursive."""
-    depth, level, text = 0, [value], True
-    while containers := [v for v in level if isinstance(v, (dict, list))]:
-        depth += 1
-        level = []
-        for container in containers:
-            if isinstance(container, dict):
-                text = text and all(_is_text(k) for k in container)
-                level.extend(container.values())
-            else:
-                level.extend(container)
-        text = text and all(_is_text(v) for v in level if isinstance(v, str))
-        if depth > MAX_KEYVALUE_DEPTH:
-            break
-    return depth, text
-
-
-_json_names = {str: "a string", bool: "true or false", dict: "an object"}
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _did_you_mean(key: str) -> str:
-    close = difflib.get_close_matches(key.lower(), FIELDS, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _shorten(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class Api:
@@ -269,7 +139,7 @@ class Api:
         }
         if self.patrol.writer is not None:
             body["state-file"] = self.state_file()
-        return _omit_empty(body, keep=("apps", "service"))
+        return omit_empty(body, keep=("apps", "service"))
 
     async def status_json(self, steps: Steps | None = None) -> list[bytes]:
         """``/status/`` as the bytes the original sent (TAB-indented JSON, ``<>&``
@@ -286,11 +156,11 @@ class Api:
 
         def field(key: str) -> None:
             nonlocal first
-            out.add((b"{" if first else b",") + b"\n\t" + _pretty(key).encode() + b": ")
+            out.add((b"{" if first else b",") + b"\n\t" + pretty(key).encode() + b": ")
             first = False
 
         field("instance-id")  # never empty: a uuid
-        out.add(_pretty(self.patrol.instance_id).encode())
+        out.add(pretty(self.patrol.instance_id).encode())
         for key, table, stats in (("apps", self.patrol.apps, True), ("service", self.patrol.services, False)):
             field(key)  # kept even when empty, as status() does
             runners = list(table.items())
@@ -300,16 +170,16 @@ class Api:
             for n, (item_id, runner) in enumerate(runners):
                 await steps.take(1 + len(runner.state.history))
                 item = self.render(runner, proven=False, stats=stats)
-                out.add((b"{" if n == 0 else b",") + b"\n\t\t" + _pretty(item_id).encode() + b": "
-                        + _pretty(item, level=2).encode())
+                out.add((b"{" if n == 0 else b",") + b"\n\t\t" + pretty(item_id).encode() + b": "
+                        + pretty(item, level=2).encode())
             out.add(b"\n\t}")
         for key, value in (("started", self._time(self.patrol.started)), ("shutdown", self.patrol.shutting_down)):
-            if not _empty(value):  # the original's omit-if-empty, as status() applies it
+            if not empty(value):  # the original's omit-if-empty, as status() applies it
                 field(key)
-                out.add(_pretty(value, level=1).encode())
+                out.add(pretty(value, level=1).encode())
         if self.patrol.writer is not None:
             field("state-file")
-            out.add(_pretty(self.state_file(), level=1).encode())
+            out.add(pretty(self.state_file(), level=1).encode())
         out.add(b"\n}\n")
         return out.done()
 
@@ -385,7 +255,7 @@ class Api:
             body["last-reason"] = runner.last_reason
         if is_app and runner.fault_message:  # type: ignore[union-attr]
             body["fault"] = runner.fault_message  # type: ignore[union-attr]
-        body = _omit_empty(body)
+        body = omit_empty(body)
         if st.started is not None:  # kept even when 0: "known and zero" is not "unknown"
             body["uptime"] = round(max(0.0, self.patrol.wall() - st.started), 1)
         if stats and is_app and st.pid:
@@ -413,13 +283,13 @@ class Api:
         if group == "app":
             body["exit-code"] = record.exit_code
             if record.exit_signal is not None:
-                body["exit-signal"] = _signal_name(record.exit_signal)
+                body["exit-signal"] = signal_name(record.exit_signal)
         keyvalue = visible_keyvalue(runner, record.keyvalue, proven=proven)
         if keyvalue is not None:
             body["keyvalue"] = keyvalue
         if record.reason:
             body["reason"] = record.reason
-        return _omit_empty(body)
+        return omit_empty(body)
 
     def _time(self, ts: float | None) -> str:
         return "" if ts is None else format_time(ts, self.patrol.config.json_timestamp)
@@ -498,25 +368,3 @@ def _uptime() -> float:
         return 0.0
 
 
-def _pretty(value: Any, level: int = 0) -> str:
-    """``value`` as the original's TAB-indented JSON (``<>&`` escaped), to be placed
-    ``level`` levels deep in a bigger document (lines after the first are indented)."""
-    text = json.dumps(value, indent="\t")
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return text.replace("\n", "\n" + "\t" * level) if level else text
-
-
-def _omit_empty(body: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The original's omit-if-empty: false, 0, "", {} and [] are left out."""
-    return {k: v for k, v in body.items() if k in keep or not _empty(v)}
-
-
-def _empty(value: Any) -> bool:
-    return value is None or value is False or value == 0 or value == "" or value == {} or value == []
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return str(number)

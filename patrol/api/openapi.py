@@ -18,9 +18,8 @@ from functools import cache
 from typing import Any
 
 from patrol import __version__
-from patrol.api import FIELDS, LIMITS, MAX_KEYVALUE_BYTES, MAX_KEYVALUE_DEPTH, UINT32, UINT64
-from patrol.auth import SESSION_COOKIE
-from patrol.http import MAX_BODY, QUERY_FIELDS
+from patrol.api.wire import (FIELDS, LIMITS, MAX_BODY, MAX_KEYVALUE_BYTES, MAX_KEYVALUE_DEPTH, QUERY_FIELDS,
+                             SESSION_COOKIE, UINT32, UINT64)
 
 #: The UDP transport's datagram limit (``patrol_keepalive_udp.MAX_DATAGRAM``; the
 #: kernel does not import plugins, a test checks that both agree).

@@ -1,0 +1,36 @@
+"""The one strict JSON decoder: what Patrol reads from others is JSON, and only JSON.
+
+Python's parser accepts ``NaN``, ``Infinity`` and numbers beyond a float's range
+(``1e999`` becomes infinity). Key/values come back out in answers, and an answer with
+``NaN`` in it is not JSON: every strict client would fail on it. A config file with
+them would put them in the state file. So every decoder of outside JSON (API bodies,
+UDP datagrams, the config file) refuses them here, with the same words.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Callable
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not valid JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return number
+
+
+def decoder(object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> json.JSONDecoder:
+    """A strict decoder (``raw_decode`` for a document followed by other text)."""
+    return json.JSONDecoder(object_pairs_hook=object_pairs_hook, parse_float=_finite, parse_constant=_not_json)
+
+
+def loads(data: bytes | str) -> Any:
+    """Strict JSON; raises ``ValueError`` (``UnicodeDecodeError`` for bytes that are not
+    UTF-8 text) or ``RecursionError`` (nested too deeply)."""
+    return json.loads(data, parse_constant=_not_json, parse_float=_finite)
