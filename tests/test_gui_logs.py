@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from patrol.gui import fmt
-from patrol.gui.logs import LogDir, read_from, stream_file, tail
-from patrol.gui.procstat import ProcStats
-from patrol.gui.security import safe_next
+from patrol.web.gui import fmt
+from patrol.web.gui.logs import LogDir, read_from, stream_file, tail
+from patrol.web.gui.procstat import ProcStats
+from patrol.web.gui.security import safe_next
 from patrol.plugin.model import AppConfig, ServiceConfig
-from patrol.gui.views import app_settings, mask, service_settings
+from patrol.web.gui.viewmodels import app_settings, mask, service_settings
 from patrol.engine.logfiles import day_directory
 
 

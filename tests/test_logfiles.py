@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from patrol.gui.logs import follow
+from patrol.web.gui.logs import follow
 from patrol.engine.logfiles import LOG_MODE, RETRY_SECONDS, LogSink, NotRegularFile, open_for_append, open_for_reading, prune
 
 

@@ -18,10 +18,10 @@ from starlette.requests import Request
 
 from patrol.api.handler import STATUS_STEP, Api
 from patrol.config import Methods, parse_config
-from patrol.gui import pages as pages_module
-from patrol.gui import views
-from patrol.gui.core import Gui
-from patrol.gui.pages import DASHBOARD_STEP, LIVE_UNITS, ROW_UNITS, Pages
+from patrol.web.gui import pages as pages_module
+from patrol.web.gui import viewmodels as views
+from patrol.web.gui.core import Gui
+from patrol.web.gui.pages import DASHBOARD_STEP, LIVE_UNITS, ROW_UNITS, Pages
 from patrol.api.wire import dumps
 from patrol.plugin.loader import Plugins
 from patrol.engine.item_state import HistoryRecord

@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from patrol import auth
+from patrol.web import auth
 from patrol.api.access import TOKEN, too_many
-from patrol.gui.security import safe_next, secure
+from patrol.web.gui.security import safe_next, secure
 
 if TYPE_CHECKING:
-    from patrol.gui.core import Gui
-    from patrol.gui.pages import Pages
+    from patrol.web.gui.core import Gui
+    from patrol.web.gui.pages import Pages
 
 #: what the page frame shows of Patrol to someone not logged in: nothing
 ANONYMOUS = {"instance": "", "uptime": "", "shutdown": False}

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from patrol.gui.core import STATIC, Gui
-from patrol.gui.login import Login
-from patrol.gui.logpages import LogPages
-from patrol.gui.pages import Pages
-from patrol.gui.security import HeaderApp
+from patrol.web.gui.core import STATIC, Gui
+from patrol.web.gui.login import Login
+from patrol.web.gui.logpages import LogPages
+from patrol.web.gui.pages import Pages
+from patrol.web.gui.security import HeaderApp
 
 if TYPE_CHECKING:
     from patrol.api.handler import Api

@@ -17,20 +17,20 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from patrol import auth
+from patrol.web import auth
 from patrol.api import access
 from patrol.engine.item_state import DISABLE, ENABLE, RESTART, RUNONCE_DISABLE, RUNONCE_ENABLE
 from patrol.api.visibility import visible_keyvalue
-from patrol.gui import views
+from patrol.web.gui import viewmodels as views
 from patrol.util.steps import Steps
-from patrol.gui.core import JSON, utf8
-from patrol.gui.logs import STREAMS, LogDir, Run
-from patrol.gui.security import safe_next, secure
+from patrol.web.gui.core import JSON, utf8
+from patrol.web.gui.logs import STREAMS, LogDir, Run
+from patrol.web.gui.security import safe_next, secure
 
 if TYPE_CHECKING:
     from patrol.engine.item_state import HistoryRecord
     from patrol.engine.supervisor import Runner
-    from patrol.gui.core import Gui
+    from patrol.web.gui.core import Gui
 
 MAX_FORM = 16 * 1024
 #: units of work per step of the dashboard and its live state (patrol.steps): an item

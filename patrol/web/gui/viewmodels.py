@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from urllib.parse import urlencode
 
 from patrol.util.steps import Steps
-from patrol.gui import fmt
-from patrol.gui.procstat import ProcStats
+from patrol.web.gui import fmt
+from patrol.web.gui.procstat import ProcStats
 
 if TYPE_CHECKING:
     from patrol.engine.app_runner import AppRunner

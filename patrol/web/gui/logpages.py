@@ -26,16 +26,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from patrol.gui import views
+from patrol.web.gui import viewmodels as views
 from patrol.engine.logfiles import NotRegularFile
-from patrol.gui.core import JSON, utf8
-from patrol.gui.logs import MAX_LINES, Chunk, LogDir, follow, open_raw, stream_file, tail
-from patrol.gui.pages import describe, log_url
-from patrol.gui.security import secure
+from patrol.web.gui.core import JSON, utf8
+from patrol.web.gui.logs import MAX_LINES, Chunk, LogDir, follow, open_raw, stream_file, tail
+from patrol.web.gui.pages import describe, log_url
+from patrol.web.gui.security import secure
 
 if TYPE_CHECKING:
     from patrol.engine.app_runner import AppRunner
-    from patrol.gui.core import Gui
+    from patrol.web.gui.core import Gui
 
 DEFAULT_LINES = 200
 STREAMS = ("stdout", "stderr", "merged")

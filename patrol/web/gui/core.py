@@ -14,14 +14,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.templating import Jinja2Templates
 
 from patrol import __version__
-from patrol import auth
+from patrol.web import auth
 from patrol.util.compare import same_secret
 from patrol.api import access
 from patrol.api import visibility
 from patrol.util.steps import each
-from patrol.gui import fmt
-from patrol.gui.procstat import ProcStats
-from patrol.gui.security import Guard, secure
+from patrol.web.gui import fmt
+from patrol.web.gui.procstat import ProcStats
+from patrol.web.gui.security import Guard, secure
 
 if TYPE_CHECKING:
     from patrol.api.handler import Api

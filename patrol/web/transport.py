@@ -31,14 +31,14 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from patrol import auth
+from patrol.web import auth
 from patrol.api.access import is_ping_only, secret_credential, too_many
 from patrol.engine import descriptors
 from patrol.api import openapi
 from patrol.util import steps
 from patrol.plugin.hookspecs import hookimpl
 from patrol.api.wire import MAX_BODY, Problem, decode_json, dumps, request_from_query
-from patrol.http_connections import Limits, Listener
+from patrol.web.connections import Limits, Listener
 from patrol.util.net import bind, parse_listen
 from patrol.plugin.transport import Transport
 
@@ -163,7 +163,7 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
         Route("/api/", AnyMethod(api_endpoint)),
     ]
     try:
-        from patrol import gui
+        from patrol.web import gui
     except ImportError:  # pragma: no cover - the GUI is part of the kernel
         gui = None  # type: ignore[assignment]
     if gui is not None:
