@@ -14,6 +14,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from patrol.api.access import is_ping_only, secret_credential, udp_allowed
+    from patrol.api.wire import dumps as json_dumps
     from patrol.config.rules import path_problem
     from patrol.plugin.events import ALL_EVENTS, Event
     from patrol.plugin.hookspecs import hookimpl
@@ -21,7 +23,9 @@ if TYPE_CHECKING:
     from patrol.plugin.model import AppConfig, Option, PatrolConfig, ServiceConfig
     from patrol.plugin.ping import PingKeepAlive
     from patrol.plugin.service import ServiceBackend
-    from patrol.plugin.transport import Transport
+    from patrol.plugin.transport import Answer, Guesses, PatrolView, Transport
+    from patrol.util.net import bind, parse_listen
+    from patrol.util.strictjson import loads as json_loads
 
 __version__ = "0.2.0"
 
@@ -31,10 +35,10 @@ __version__ = "0.2.0"
 #: the kernel versions it was written for in its ``patrol`` dependency (the loader refuses
 #: it when that range does not hold this kernel); a plugin that spans several kernels can
 #: test ``patrol.PLUGIN_API >= (1, 1)`` before using an addition.
-PLUGIN_API = (1, 0)
+PLUGIN_API = (2, 0)
 
 #: name -> the module that defines it (imported when the name is first asked for)
-_SURFACE = {
+_SURFACE: dict[str, str | tuple[str, str]] = {
     "hookimpl": "patrol.plugin.hookspecs",
     "KeepAlive": "patrol.plugin.keepalive",
     "AppControl": "patrol.plugin.keepalive",
@@ -49,17 +53,28 @@ _SURFACE = {
     "AppConfig": "patrol.plugin.model",
     "ServiceConfig": "patrol.plugin.model",
     "PatrolConfig": "patrol.plugin.model",
+    "PatrolView": "patrol.plugin.transport",
+    "Answer": "patrol.plugin.transport",
+    "Guesses": "patrol.plugin.transport",
     "path_problem": "patrol.config.rules",
+    "is_ping_only": "patrol.api.access",
+    "secret_credential": "patrol.api.access",
+    "udp_allowed": "patrol.api.access",
+    "json_dumps": ("patrol.api.wire", "dumps"),
+    "json_loads": ("patrol.util.strictjson", "loads"),
+    "parse_listen": "patrol.util.net",
+    "bind": "patrol.util.net",
 }
 
 __all__ = ["PLUGIN_API", "__version__", *_SURFACE]
 
 
 def __getattr__(name: str) -> object:
-    module = _SURFACE.get(name)
-    if module is None:
+    where = _SURFACE.get(name)
+    if where is None:
         raise AttributeError(f"module 'patrol' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, attribute = where if isinstance(where, tuple) else (where, name)
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value  # the next lookup is a plain attribute
     return value
 

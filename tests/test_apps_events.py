@@ -13,7 +13,7 @@ from patrol import hookimpl
 from patrol.plugin.model import AppConfig, Backoff, PatrolConfig
 from patrol.plugin.loader import Plugins
 from patrol.engine.item_state import DISABLE, ENABLE
-from patrol.engine.supervisor import Supervisor
+from patrol.daemon import Daemon
 from patrol.testing import write_testapp
 
 
@@ -47,15 +47,16 @@ def supervisor(tmp_path: Path, *observers):
         log_directory="logs", pid_path="t.pid", stop_timeout=2, backoff=Backoff(reset=0.5),
     )
     config = PatrolConfig(apps={"t": app}, services={})
-    return Supervisor(config, Plugins(plugins=observers, strict=True))
+    return Daemon(config, Plugins(plugins=observers, strict=True))
 
 
 def test_hook_patrol_trigger_sequence_of_a_scripted_life_cycle(tmp_path):
     recorder = Recorder()
-    sup = supervisor(tmp_path, Raising(), recorder)
+    daemon = supervisor(tmp_path, Raising(), recorder)
+    sup = daemon.supervisor
 
     async def script():
-        task = asyncio.create_task(sup.run(transports=False))
+        task = asyncio.create_task(daemon.run(transports=False))
         await until(lambda: "t" in sup.apps and sup.apps["t"].state.pid)
         runner = sup.apps["t"]
         first = runner.state.pid
@@ -64,9 +65,9 @@ def test_hook_patrol_trigger_sequence_of_a_scripted_life_cycle(tmp_path):
         await until(lambda: runner.state.pid not in (0, first))
         second = runner.state.pid
         await until(lambda: _ready(tmp_path, second))
-        sup.api.handle({"group": "app", "id": "t", "toggle": DISABLE})
+        daemon.api.handle({"group": "app", "id": "t", "toggle": DISABLE})
         await until(lambda: not runner.state.running and runner.phase == "disabled")
-        sup.api.handle({"group": "app", "id": "t", "toggle": ENABLE})
+        daemon.api.handle({"group": "app", "id": "t", "toggle": ENABLE})
         await until(lambda: runner.state.running)
         sup.request_shutdown()
         await task

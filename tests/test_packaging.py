@@ -311,7 +311,7 @@ def test_version_lists_the_kernel_and_every_plugin_without_loading_them_or_the_w
         "from patrol.cli import main\n"
         "try:\n    main(['--version'])\n"
         "except SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
-        "loaded = [m for m in ('starlette', 'uvicorn', 'pluggy', 'patrol_keepalive_pid', 'patrol.plugins')"
+        "loaded = [m for m in ('starlette', 'uvicorn', 'pluggy', 'patrol_keepalive_pid', 'patrol.plugin.loader')"
         " if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )

@@ -25,7 +25,7 @@ from patrol import hookimpl
 from patrol.config import Methods, parse_config
 from patrol.plugin.loader import Plugins
 from patrol.plugin.service import ServiceBackend
-from patrol.engine.supervisor import Supervisor
+from patrol.daemon import Daemon
 from patrol.testing import UNITTEST_ENV, pid_alive, wait_for
 
 FAKE = r"""#!/bin/sh
@@ -309,17 +309,17 @@ async def until(predicate: Callable[[], Any], timeout: float = 10.0, message: st
 
 @contextlib.asynccontextmanager
 async def supervising(services: dict[str, Any], *, tick: float = 0.2,
-                      plugins: tuple[object, ...] = ()) -> AsyncIterator[Supervisor]:
-    """A Supervisor on ``services`` in this loop, with a tick shorter than configs allow."""
+                      plugins: tuple[object, ...] = ()) -> AsyncIterator[Daemon]:
+    """A Patrol on ``services`` in this loop, with a tick shorter than configs allow."""
     loaded = Plugins(strict=True, plugins=plugins)
     config, _ = parse_config({"services": services}, Methods(loaded.keepalives, loaded.services))
-    sup = Supervisor(dataclasses.replace(config, tick_every=tick), loaded)
-    task = asyncio.create_task(sup.run(transports=False))
-    await until(lambda: sup.started is not None, 5, "the supervisor to start")
+    daemon = Daemon(dataclasses.replace(config, tick_every=tick), loaded)
+    task = asyncio.create_task(daemon.run(transports=False))
+    await until(lambda: daemon.supervisor.started is not None, 5, "the supervisor to start")
     try:
-        yield sup
+        yield daemon
     finally:
-        sup.request_shutdown()
+        daemon.supervisor.request_shutdown()
         await asyncio.wait_for(task, 30)
 
 
@@ -342,8 +342,8 @@ def test_repeated_start_failures_back_off_and_a_toggle_retries_at_once(fake):
     fake.knob("web", "start", "fail", "1")
 
     async def main() -> None:
-        async with supervising({"web": fake.service()}) as sup:
-            runner = sup.services["web"]
+        async with supervising({"web": fake.service()}) as d:
+            runner = d.supervisor.services["web"]
             await until(lambda: runner.failures >= 4, 10, "four failed starts")
             assert runner.phase == "backoff" and runner.backoff_delay == pytest.approx(0.2 * 2 ** 3)
             attempts = fake.count("service web start")
@@ -355,7 +355,7 @@ def test_repeated_start_failures_back_off_and_a_toggle_retries_at_once(fake):
             (fake.state / "web.start.fail").unlink()
             statuses = fake.count("service web status")
             await until(lambda: fake.count("service web status") > statuses + 1, 5)
-            sup.api.handle({"id": "web", "group": "service", "toggle": 1})
+            d.api.handle({"id": "web", "group": "service", "toggle": 1})
             await until(lambda: runner.phase == "running", 2, "an immediate start after the toggle")
             assert runner.failures == 0
 
@@ -367,8 +367,8 @@ def test_a_start_that_lies_counts_as_failed(fake):
     fake.knob("web", "start", "fail", "0")
 
     async def main() -> None:
-        async with supervising({"web": fake.service()}) as sup:
-            runner = sup.services["web"]
+        async with supervising({"web": fake.service()}) as d:
+            runner = d.supervisor.services["web"]
             await until(lambda: runner.failures >= 3, 10, "three starts that did not last")
             assert runner.phase == "backoff"
             assert all(r.reason == "not running (status: exit code 3)" for r in runner.state.history)
@@ -380,11 +380,11 @@ def test_events_follow_the_original_triggers(fake):
     recorder = Recorder()
 
     async def main() -> None:
-        async with supervising({"web": fake.service()}, plugins=(recorder,)) as sup:
+        async with supervising({"web": fake.service()}, plugins=(recorder,)) as d:
             await until(lambda: "service.running" in recorder.names(), 5)
-            sup.api.handle({"id": "web", "group": "service", "toggle": 2})
+            d.api.handle({"id": "web", "group": "service", "toggle": 2})
             await until(lambda: "service.disabled" in recorder.names(), 5)
-            assert [r.reason for r in sup.services["web"].state.history] == ["disabled"]
+            assert [r.reason for r in d.supervisor.services["web"].state.history] == ["disabled"]
         names = recorder.names()
         assert names[:2] == ["service.start", "service.started"]
         closed = [record for name, _, record in recorder.events if name == "service.closed"]
@@ -400,10 +400,10 @@ def test_run_once_disables_after_the_instance_ends(fake):
     fake.set_running("web")
 
     async def main() -> None:
-        async with supervising({"web": fake.service(keyvalue={"a": 1}, **{"keyvalue-clear": True})}) as sup:
-            runner = sup.services["web"]
+        async with supervising({"web": fake.service(keyvalue={"a": 1}, **{"keyvalue-clear": True})}) as d:
+            runner = d.supervisor.services["web"]
             await until(lambda: runner.state.running, 5)
-            sup.api.handle({"id": "web", "group": "service", "toggle": 4})
+            d.api.handle({"id": "web", "group": "service", "toggle": 4})
             assert runner.state.run_once_consumed  # running: consumed at once
             fake.set_running("web", False)  # it stops by itself
             await until(lambda: runner.state.history, 5, "the instance to close")
@@ -424,8 +424,8 @@ def test_a_daemon_left_behind_by_start_holding_the_output_survives(fake):
     fake.knob("web", "start", "daemon")
 
     async def main() -> None:
-        async with supervising({"web": fake.service()}) as sup:
-            runner = sup.services["web"]
+        async with supervising({"web": fake.service()}) as d:
+            runner = d.supervisor.services["web"]
             began = time.monotonic()
             await until(lambda: runner.state.running, 5)
             assert time.monotonic() - began < 3
@@ -443,9 +443,9 @@ def test_shutdown_ends_a_command_in_flight_at_once(fake):
     fake.knob("web", "start", "hang")
 
     async def main() -> None:
-        async with supervising({"web": fake.service(**{"command-timeout": 120})}) as sup:
+        async with supervising({"web": fake.service(**{"command-timeout": 120})}) as d:
             await until(lambda: fake.pids("hang.pids"), 5, "the start to hang")
-            assert sup.services["web"].phase == "starting"
+            assert d.supervisor.services["web"].phase == "starting"
             began = time.monotonic()
         assert time.monotonic() - began < 5
         for pid in fake.pids("hang.pids"):
@@ -478,8 +478,8 @@ def test_a_third_party_backend_needs_only_a_plugin(fake, tmp_path):
 
     async def main() -> None:
         service = {"name": "Ctl", "service": "web", "management": "fakectl", "x": {"ctl": str(ctl)}}
-        async with supervising({"web": service}, plugins=(FakeCtlPlugin(),)) as sup:
-            await until(lambda: sup.services["web"].state.running, 5)
+        async with supervising({"web": service}, plugins=(FakeCtlPlugin(),)) as d:
+            await until(lambda: d.supervisor.services["web"].state.running, 5)
 
     asyncio.run(main())
     assert fake.calls()[:2] == ["service web status", "service web start"]
@@ -499,9 +499,9 @@ def test_a_backend_that_raises_fails_only_its_service(fake):
 
     async def main() -> None:
         services = {"bad": {"name": "Bad", "service": "bad", "management": "broken"}, "web": fake.service()}
-        async with supervising(services, plugins=(BrokenPlugin(),)) as sup:
-            await until(lambda: sup.services["web"].state.running, 5)
-            bad = sup.services["bad"]
+        async with supervising(services, plugins=(BrokenPlugin(),)) as d:
+            await until(lambda: d.supervisor.services["web"].state.running, 5)
+            bad = d.supervisor.services["bad"]
             await until(lambda: bad.failures >= 1, 5)
             assert bad.last_reason.startswith("start: backend broken (plugin BrokenPlugin-")  # names the plugin
             assert bad.last_reason.endswith(" could not build the command (RuntimeError: no idea)")

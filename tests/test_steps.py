@@ -16,7 +16,7 @@ from typing import Any, Coroutine
 import pytest
 from starlette.requests import Request
 
-from patrol.api.handler import STATUS_STEP, Api
+from patrol.api.handler import STATUS_STEP
 from patrol.config import Methods, parse_config
 from patrol.web.gui import pages as pages_module
 from patrol.web.gui import viewmodels as views
@@ -26,14 +26,14 @@ from patrol.api.wire import dumps
 from patrol.plugin.loader import Plugins
 from patrol.engine.item_state import HistoryRecord
 from patrol.util.steps import Steps
-from patrol.engine.supervisor import Supervisor
+from patrol.daemon import Daemon
 
 NOW = 1_800_000_000.0
 APPS = 1500
 LONG = 10  # app-10: 700 history records, and a secret
 
 
-def supervisor(apps: int = APPS, services: int = 40) -> Supervisor:
+def supervisor(apps: int = APPS, services: int = 40) -> Daemon:
     """A real supervisor (not running) over a real config, with history and key/values
     full of characters the original escaped (<>&), non-ASCII text and a secret item."""
     plugins = Plugins(strict=True)
@@ -47,15 +47,15 @@ def supervisor(apps: int = APPS, services: int = 40) -> Supervisor:
         "history": 1000,
     }
     config, _ = parse_config(doc, Methods(plugins.keepalives, plugins.services))
-    sup = Supervisor(config, plugins, wall=lambda: NOW)
-    sup.api = Api(sup)
+    daemon = Daemon(config, plugins, wall=lambda: NOW)
+    sup = daemon.supervisor
     sup.started = NOW - 3600
     for n, runner in enumerate(sup.runners()):
         for j in range(n % 9 if runner.id != f"app-{LONG}" else 700):  # one app (with a secret): a long history
             runner.state.history.append(HistoryRecord(
                 instance_id=f"{n}-{j}", pid=100 + j, started=NOW - 60, lastseen=NOW - 50, stopped=NOW - 40,
                 exit_code=j % 3, reason="exited <oops> & more", keyvalue={"j": j}))
-    return sup
+    return daemon
 
 
 def drive(coro: Coroutine[Any, Any, Any], each_step: Any) -> Any:
@@ -70,8 +70,8 @@ def drive(coro: Coroutine[Any, Any, Any], each_step: Any) -> Any:
 
 
 def test_status_is_built_in_steps_of_bounded_work_byte_identical_to_one_go():
-    sup = supervisor()
-    api = sup.api
+    daemon = supervisor()
+    sup, api = daemon.supervisor, daemon.api
     expected = dumps(api.status())  # today's one-shot answer: TAB-indented, <>& escaped
     work: list[int] = [0]
     steps_seen: list[int] = []
@@ -103,11 +103,11 @@ def test_status_of_an_empty_or_shutting_down_patrol_is_byte_identical():
                 {"apps": {"a": {"keepalive": 1, "name": "A", "binary": "b", "working-directory": "/srv",
                                 "log-directory": "l", "pid-path": "p"}}}):
         config, _ = parse_config(doc, Methods(plugins.keepalives, plugins.services))
-        sup = Supervisor(config, plugins, wall=lambda: NOW)
-        sup.api = Api(sup)
+        daemon = Daemon(config, plugins, wall=lambda: NOW)
+        sup, api = daemon.supervisor, daemon.api
         for started, shutting_down in ((None, False), (NOW, True)):
             sup.started, sup.shutting_down = started, shutting_down
-            assert b"".join(drive(sup.api.status_json(), lambda: None)) == dumps(sup.api.status())
+            assert b"".join(drive(api.status_json(), lambda: None)) == dumps(api.status())
 
 
 def body_of(response: Any) -> bytes:
@@ -151,8 +151,9 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
 @pytest.mark.parametrize("query", [b"", b"sort=state&order=desc&q=app-1"])
 def test_the_dashboard_is_built_in_steps_of_bounded_work_and_renders_as_in_one_go(counted, monkeypatch, query):
-    sup = supervisor()
-    pages = Pages(Gui(sup, sup.api))
+    daemon = supervisor()
+    sup, api = daemon.supervisor, daemon.api
+    pages = Pages(Gui(sup, api))
     per_step: list[int] = []
 
     def step() -> None:
@@ -172,8 +173,9 @@ def test_the_dashboard_is_built_in_steps_of_bounded_work_and_renders_as_in_one_g
 
 
 def test_the_live_state_is_built_in_steps_of_bounded_work_and_is_the_same_json(counted):
-    sup = supervisor()
-    gui = Gui(sup, sup.api)
+    daemon = supervisor()
+    sup, api = daemon.supervisor, daemon.api
+    gui = Gui(sup, api)
     pages = Pages(gui)
     per_step: list[int] = []
 
@@ -207,8 +209,9 @@ def test_a_step_ends_when_its_budget_is_spent_and_never_splits_an_item():
 
 
 def test_a_detail_page_with_a_long_history_is_built_in_steps_and_renders_as_in_one_go(monkeypatch):
-    sup = supervisor(apps=20, services=0)
-    gui = Gui(sup, sup.api)
+    daemon = supervisor(apps=20, services=0)
+    sup, api = daemon.supervisor, daemon.api
+    gui = Gui(sup, api)
     pages = Pages(gui)
     template = gui.templates.get_template("detail_history_rows.html")
     render, rows = template.render, [0]
@@ -236,8 +239,8 @@ def test_a_detail_page_with_a_long_history_is_built_in_steps_and_renders_as_in_o
 def test_at_most_two_big_answers_are_built_at_once_and_all_are_answered():
     """Each holds megabytes until sent, and each one being built adds a step to every
     turn of the loop: five parallel requests are built two at a time."""
-    sup = supervisor(apps=600, services=0)
-    api = sup.api
+    daemon = supervisor(apps=600, services=0)
+    api = daemon.api
     building: set[Any] = set()
     most = [0]
     render = api.render

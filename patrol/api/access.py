@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import time
-import weakref
 from collections import OrderedDict, deque
 from typing import Any, Callable, Protocol
 
@@ -178,17 +177,6 @@ class Guesses:
 def _name(credential: str) -> str:
     """A credential as log lines name it (never its value)."""
     return "token" if credential == TOKEN else f"secret of {credential}"
-
-
-_guesses: "weakref.WeakKeyDictionary[Any, Guesses]" = weakref.WeakKeyDictionary()
-
-
-def guesses_of(patrol: object) -> Guesses:
-    """The one :class:`Guesses` of ``patrol``, shared by its HTTP and UDP transports."""
-    found = _guesses.get(patrol)
-    if found is None:
-        found = _guesses[patrol] = Guesses()
-    return found
 
 
 def too_many(seconds: float) -> str:

@@ -15,13 +15,12 @@ import signal
 import time
 import uuid
 from functools import partial
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 import structlog
 
 from patrol.engine.app_runner import AppRunner
 from patrol.plugin.model import AppConfig, PatrolConfig, ServiceConfig
-from patrol.plugin.events import Event
 from patrol.engine.logpipes import LogRouter, raise_descriptor_limit
 from patrol.engine.ownership import SWEEP_BUDGET, Ownership, patrol_children
 from patrol.plugin.loader import Plugins
@@ -92,18 +91,20 @@ class Supervisor:
         self.services: dict[str, ServiceRunner] = {
             i: self._service_runner(c) for i, c in sorted(config.services.items())
         }
-        self.transports: list[Any] = []
+        #: started once the loop runs, stopped with the apps (the daemon attaches its transports)
+        self.attached: list[Attached] = []
+        #: where events go (the daemon renders them for the observers); None: nowhere
+        self.events: EventSink | None = None
         self._reloading = asyncio.Lock()
         self._reload_task: asyncio.Task[None] | None = None
         self._reload_pending = False
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
-        self.api: Any = None
         self._freeze = False
 
     # -- running ---------------------------------------------------------------------
 
-    async def run(self, *, transports: bool = True, daemon_signals: bool = False, freeze_heap: bool = False) -> None:
+    async def run(self, *, daemon_signals: bool = False, freeze_heap: bool = False) -> None:
         """Supervise until :meth:`request_shutdown`, then stop everything and return.
 
         ``daemon_signals``: handle the daemon's signals (``patrol run`` does; a program
@@ -113,8 +114,6 @@ class Supervisor:
         whole process, so a program embedding Patrol decides for itself).
         """
         self._freeze = freeze_heap
-        from patrol.api.handler import Api
-
         self.loop = asyncio.get_running_loop()
         self.signals = SignalRouter(self.loop)
         self.reaper = Reaper(self.loop, self.signals, reaped=self.owners.exited)
@@ -131,12 +130,11 @@ class Supervisor:
                 self.signals.add(sig, lambda s=sig: log.debug("signal ignored", signal=signal.Signals(s).name))
         if not become_subreaper():
             log.warning("could not become a child subreaper; orphans of apps are not reaped by Patrol")
-        self.api = Api(self)
         self.started = self.wall()
         self.started_mono = self.now()
         try:
-            if transports:
-                await self._start_transports()
+            for attached in self.attached:
+                await attached.start()  # an OSError (a transport cannot bind) stops Patrol
             self.emit("patrol.started")
             for runner in self.runners():
                 try:
@@ -197,35 +195,16 @@ class Supervisor:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
-    async def _start_transports(self) -> None:
-        """Start every transport. One that cannot bind its address (``OSError``) stops
-        Patrol, as documented; one that fails otherwise (a plugin's bug) is logged with
-        its plugin and left out, and Patrol runs without it."""
-        for name, cls in self.plugins.transports:
-            try:
-                transport = cls(self, self.api)
-                await transport.start()
-            except OSError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a plugin's bug must not stop Patrol
-                log.error("transport failed to start; running without it", transport=name,
-                          plugin=self.plugins.origin(self.plugins.transports, name),
-                          error=f"{type(exc).__name__}: {exc}", exc_info=exc)
-                continue
-            self.transports.append(transport)
-            log.info("listening", transport=name, address=transport.address)
-
     async def _shutdown(self) -> None:
         self.shutting_down = True
         self.emit("patrol.stopped")
         # Everything at once: transports close while the apps stop (the stop-timeout
         # bounds the whole shutdown, not the sum of its parts).
-        stops = [transport.stop() for transport in self.transports]
+        stops = [attached.stop() for attached in self.attached]
         stops += [runner.stop("shutdown") for runner in self.apps.values()]
         stops += [runner.shutdown() for runner in self.services.values()]
         results = await asyncio.gather(*stops, return_exceptions=True)
-        owners = [f"transport {t.name} (plugin {self.plugins.origin(self.plugins.transports, t.name)})"
-                  for t in self.transports]
+        owners = [attached.name for attached in self.attached]
         owners += [f"app {r.id}" for r in self.apps.values()] + [f"service {r.id}" for r in self.services.values()]
         for owner, result in zip(owners, results):
             if isinstance(result, BaseException):
@@ -419,14 +398,24 @@ class Supervisor:
 
     def emit(self, name: str, runner: Runner | None = None, **extra: Any) -> None:
         """Deliver an event to the observers (no work at all when there are none)."""
-        if not self.plugins.has_observers():
-            return
-        if runner is None:
-            event = Event(name, **extra)
-        else:
-            snapshot = self.api.snapshot(runner) if self.api is not None else {}
-            record = extra.pop("record", None)
-            if record is not None and self.api is not None:  # as anyone without the secret sees it
-                record = self.api.render_record(record, runner, proven=False)
-            event = Event(name, runner.group, runner.id, snapshot, record, **extra)
-        self.plugins.trigger(self, event)
+        if self.events is not None and self.events.wanted():
+            self.events.emit(name, runner, **extra)
+
+
+class Attached(Protocol):
+    """Something that runs beside the supervisor on its loop (the transports)."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class EventSink(Protocol):
+    """Where lifecycle events go: renders them for the ``patrol_trigger`` observers."""
+
+    def wanted(self) -> bool:
+        """False when nobody observes: then no event is even built."""
+
+    def emit(self, name: str, runner: Runner | None, **extra: Any) -> None: ...

@@ -69,11 +69,12 @@ def patrol_register_services(register):  # type: ignore[empty-body]
 def patrol_register_transports(register):  # type: ignore[empty-body]
     """Register API transports (HTTP, UDP, or your own).
 
-    Call ``register(cls)`` with a subclass of :class:`patrol.transport.Transport`.
-    Every registered transport is started by ``patrol run`` once the supervisor is up
-    and stopped before it shuts down; a transport decides from the config whether it
-    has anything to listen on (and may then do nothing). All transports call the same
-    :meth:`patrol.api.Api.handle`, so they differ only in framing.
+    Call ``register(cls)`` with a subclass of :class:`patrol.Transport`. Every
+    registered transport is created with the running Patrol's :class:`patrol.PatrolView`
+    and started by ``patrol run`` once the supervisor is up, and stopped while it shuts
+    down; a transport decides from the config whether it has anything to listen on (and
+    may then do nothing). All transports call the same :meth:`patrol.PatrolView.handle`,
+    so they differ only in framing.
 
     :param register: a :class:`patrol.registry.Register` bound to the transport registry.
 
@@ -96,7 +97,8 @@ def patrol_trigger(patrol, event):  # type: ignore[empty-body]
     thread or a task. An implementation that raises is logged and skipped; the other
     implementations and the supervisor carry on. The return value is ignored.
 
-    :param patrol: the running :class:`patrol.supervisor.Supervisor`.
+    :param patrol: the running Patrol as a :class:`patrol.PatrolView` (its config, the
+        API, a reload); no longer the supervisor itself (plugin API 2.0).
     :param event: the event.
 
     .. versionadded:: 0.1

@@ -61,12 +61,12 @@ from patrol.api.wire import SESSION_COOKIE, validate_request
 from patrol.util import strictjson
 from patrol.util.compare import same_secret
 from patrol.config.access import is_loopback
-from patrol.api.access import (LOOPBACK, TOKEN, RateLimit, client_key, guesses_of, is_ping_only, item_credential,
+from patrol.api.access import (LOOPBACK, TOKEN, RateLimit, client_key, is_ping_only, item_credential,
                                too_many)
 
 if TYPE_CHECKING:
     from patrol.plugin.model import HttpAuth
-    from patrol.engine.supervisor import Supervisor
+    from patrol.api.view import KernelView
 
 #: the request scope's keys: the shared :class:`Access`, and how the request got in
 ACCESS_KEY = "patrol.access"
@@ -113,11 +113,11 @@ def host_is_address(host: str) -> bool:
 class Access:
     """The access state of one HTTP listener, shared by the gate and the login page."""
 
-    def __init__(self, patrol: "Supervisor") -> None:
-        self.patrol = patrol
+    def __init__(self, view: "KernelView") -> None:
+        self.view = view
         #: what is actually bound: a reload may change the config, not the socket
-        self.listen = patrol.config.http.listen
-        self.guesses = guesses_of(patrol)
+        self.listen = view.config.http.listen
+        self.guesses = view.guesses
         self.rate = RateLimit()
         self._last_auth: HttpAuth | None = None
         self._kept_warned = False
@@ -130,7 +130,7 @@ class Access:
         """The current ``http.auth``. A reload that removes it while Patrol still listens
         beyond loopback (without insecure-no-auth) does not open the door: the last
         token stays until Patrol restarts."""
-        http = self.patrol.config.http
+        http = self.view.config.http
         if http.auth is not None:
             self._last_auth = http.auth
             return http.auth
@@ -228,7 +228,7 @@ class Gate:
 
     def _screen(self, conn: HTTPConnection) -> Response | None:
         """Refusals before any credential is looked at: the rate limit, DNS rebinding."""
-        http = self.access.patrol.config.http
+        http = self.access.view.config.http
         client = client_of(conn.scope)
         if http.rate_limit and not _is_loopback_client(client) and \
                 not self.access.rate.allow(client_key(client), http.rate_limit):
@@ -307,7 +307,7 @@ class Gate:
             return None, None
         if group.lower() not in ("app", "apps"):
             return None, None
-        runner = self.access.patrol.find("app", item_id.lower())
+        runner = self.access.view.supervisor.find("app", item_id.lower())
         keepalive = getattr(runner, "keepalive", None)
         if runner is None or not runner.config.secret or getattr(keepalive, "ping_transport", None) != "http":
             return None, None

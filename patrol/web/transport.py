@@ -19,7 +19,7 @@ that idle connections make room under, descriptors kept for the apps).
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import structlog
@@ -40,11 +40,10 @@ from patrol.plugin.hookspecs import hookimpl
 from patrol.api.wire import MAX_BODY, Problem, decode_json, dumps, request_from_query
 from patrol.web.connections import Limits, Listener
 from patrol.util.net import bind, parse_listen
-from patrol.plugin.transport import Transport
+from patrol.api.view import KernelView
+from patrol.plugin.transport import PatrolView, Transport
+from patrol.web import gui
 
-if TYPE_CHECKING:
-    from patrol.api.handler import Api
-    from patrol.engine.supervisor import Supervisor
 
 log = structlog.get_logger("patrol.http")
 
@@ -60,9 +59,10 @@ def errors(status: int, *messages: str) -> Response:
 class HttpTransport(Transport):
     name = "http"
 
-    def __init__(self, patrol: "Supervisor", api: "Api") -> None:
+    def __init__(self, patrol: PatrolView, api: PatrolView | None = None) -> None:
         super().__init__(patrol, api)
-        self.app = build_app(patrol, api)
+        self.kernel = KernelView.of(patrol)
+        self.app = build_app(self.kernel)
         self.listener: Listener | None = None
         self._sock: socket.socket | None = None
 
@@ -99,7 +99,9 @@ class HttpTransport(Transport):
         return self._sock.getsockname()[:2] if self._sock is not None else None
 
 
-def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
+def build_app(view: KernelView) -> Starlette:
+    """The Starlette app of every HTTP route: the original's API, then the GUI's."""
+    api = view.api
     async def status(request: Request) -> Response:
         # built in steps and sent in chunks: with thousands of items, one go would stall the loop (patrol.steps)
         chunks = await api.status_json()
@@ -143,7 +145,7 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
             return errors(403, refused)
         if request.method != "POST":
             return errors(405, "Invalid Method: POST to reload")
-        result = await patrol.reload_config()
+        result = await view.reload()
         if result.get("errors"):
             return json_response({"errors": result["errors"]}, 400)
         return json_response(result)
@@ -162,13 +164,8 @@ def build_app(patrol: "Supervisor", api: "Api") -> Starlette:
         Route("/api", AnyMethod(slash_redirect)),
         Route("/api/", AnyMethod(api_endpoint)),
     ]
-    try:
-        from patrol.web import gui
-    except ImportError:  # pragma: no cover - the GUI is part of the kernel
-        gui = None  # type: ignore[assignment]
-    if gui is not None:
-        routes += gui.routes(patrol, api)
-    access = auth.Access(patrol)  # every route is behind the gate: rate limit, then http.auth
+    routes += gui.routes(view)
+    access = auth.Access(view)  # every route is behind the gate: rate limit, then http.auth
     return Starlette(routes=routes, exception_handlers={ClientDisconnect: client_left, Exception: internal_error},
                      middleware=[Middleware(auth.Gate, access=access)])
 

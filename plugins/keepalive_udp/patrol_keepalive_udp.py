@@ -9,7 +9,7 @@ logged, never fatal (the original shut the whole daemon down on any UDP error).
 UDP has no connection and the source address can be forged: it is meant for pings on
 a trusted network (loopback by default), never for secrets. Two defences follow:
 
-* **Guessing secrets is throttled** with HTTP's own throttle (:func:`patrol.auth.guesses_of`),
+* **Guessing secrets is throttled** with Patrol's one throttle (``patrol.guesses``, shared with HTTP),
   keyed by client (all of loopback is one): after too many wrong secrets of one item,
   that client's datagrams carrying that item's secret get silence, even the right one,
   and a (rate-limited) log line.
@@ -26,19 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from patrol import PingKeepAlive, Transport, hookimpl
-from patrol.api.access import guesses_of, is_ping_only, secret_credential, udp_allowed
-from patrol.api.wire import dumps
-from patrol.util.net import bind, parse_listen
-from patrol.util.strictjson import loads
-
-if TYPE_CHECKING:
-    from patrol.api.handler import Api
-    from patrol.engine.supervisor import Supervisor
+from patrol import (PatrolView, PingKeepAlive, Transport, bind, hookimpl, is_ping_only, json_dumps, json_loads,
+                    parse_listen, secret_credential, udp_allowed)
 
 MAX_DATAGRAM = 2048
 #: ``udp.answer``: what UDP answers (see the module's docstring)
@@ -77,7 +70,7 @@ class _Protocol(asyncio.DatagramProtocol):
 class UdpTransport(Transport):
     name = "udp"
 
-    def __init__(self, patrol: "Supervisor", api: "Api") -> None:
+    def __init__(self, patrol: PatrolView, api: PatrolView | None = None) -> None:
         super().__init__(patrol, api)
         self._transport: asyncio.DatagramTransport | None = None
         self._sock: socket.socket | None = None
@@ -106,7 +99,7 @@ class UdpTransport(Transport):
         if len(data) > MAX_DATAGRAM:
             return None
         try:
-            request = loads(data)  # strict: no NaN, which would come back out in answers
+            request = json_loads(data)  # strict: no NaN, which would come back out in answers
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
         if request is None or not udp_allowed(self.patrol, request):  # with http.auth: pings only
@@ -114,12 +107,12 @@ class UdpTransport(Transport):
         mode = self.patrol.config.udp.answer
         if mode != "full" and not is_ping_only(request):
             return None
-        guesses = guesses_of(self.patrol)
+        guesses = self.patrol.guesses
         credential = secret_credential(request)
         if credential and guesses.retry_after(peer, credential, "udp"):
             return None
         try:
-            result = self.api.handle(request, "udp", history=False)
+            result = self.patrol.handle(request, "udp", history=False)
         except Exception as exc:  # noqa: BLE001 - a datagram must never take Patrol down
             log.error("udp request failed", error=type(exc).__name__)
             return None
@@ -128,10 +121,10 @@ class UdpTransport(Transport):
         if not result.ok:
             return None
         if mode == "minimal":
-            reply = dumps({"cas-invalid": True} if result.body.get("cas-invalid") else {}, pretty=False)
+            reply = json_dumps({"cas-invalid": True} if result.body.get("cas-invalid") else {}, pretty=False)
             return reply if len(reply) <= len(data) else None
         body = {k: v for k, v in result.body.items() if k not in ("history", "keyvalue")}
-        return dumps(body, pretty=False)
+        return json_dumps(body, pretty=False)
 
 
 @hookimpl

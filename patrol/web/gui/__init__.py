@@ -23,13 +23,12 @@ from patrol.web.gui.pages import Pages
 from patrol.web.gui.security import HeaderApp
 
 if TYPE_CHECKING:
-    from patrol.api.handler import Api
-    from patrol.engine.supervisor import Supervisor
+    from patrol.api.view import KernelView
 
 
-def routes(patrol: "Supervisor", api: "Api") -> list[BaseRoute]:
+def routes(view: "KernelView") -> list[BaseRoute]:
     """Every GUI route, for the HTTP transport to mount after its API routes."""
-    gui = Gui(patrol, api)
+    gui = Gui(view.supervisor, view.api)
     static = HeaderApp(StaticFiles(directory=STATIC), {"X-Content-Type-Options": "nosniff",
                                                         "Cache-Control": "max-age=3600"})
     pages = Pages(gui)

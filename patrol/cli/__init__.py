@@ -1,0 +1,83 @@
+"""The ``patrol`` command: the parser, and the choice between the two kinds of command.
+
+Server commands (``run``, ``check``, ``plugins``: :mod:`patrol.cli.server`) load plugins;
+client commands (:mod:`patrol.cli.client`) talk to a running Patrol over its API and
+never load plugins, so a broken plugin can never break ``patrol --help`` or ``patrol
+status``. This module imports only the standard library at the top: the client path
+never loads pluggy or the web stack.
+
+Exit codes: 0 ok; 1 the config is invalid (or a request was refused); 2 usage error or
+unreadable config; 3 Patrol unreachable (client commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="patrol",
+        description="Keep apps and services alive; watch and steer them over HTTP, UDP and a web GUI.",
+    )
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print Patrol's version and each installed plugin's, then exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="supervise the apps and services of a config file")
+    run.add_argument("config", help="config file (.json in the original format, or .toml)")
+    run.add_argument("--log-format", choices=["auto", "console", "json"], default="auto",
+                     help="console on a terminal, JSON lines otherwise (default: auto)")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    check = sub.add_parser("check", help="validate a config file; print every problem at once")
+    check.add_argument("config")
+
+    plugins = sub.add_parser("plugins", help="list installed plugins, what they register, and failures")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from patrol.cli import client
+
+    client.add_commands(sub)
+    return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the kernel and every plugin, read from metadata only.
+
+    Worked out when asked for, not when the parser is built, so other commands do not
+    pay for reading every installed distribution.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from patrol.plugin.versions import describe
+
+        print(describe())
+        parser.exit()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    if args.command in SERVER_COMMANDS:
+        from patrol.cli import server
+
+        return server.COMMANDS[args.command](args)
+    from patrol.cli import client
+
+    return client.run(args)
+
+
+#: the commands that load plugins and configs on this machine (patrol.cli.server)
+SERVER_COMMANDS = ("run", "check", "plugins")
