@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from patrol.web.gui.logs import follow
-from patrol.engine.logfiles import LOG_MODE, RETRY_SECONDS, LogSink, NotRegularFile, open_for_append, open_for_reading, prune
+from patrol.engine.logfiles import LOG_MODE, RETRY_SECONDS, LogSink, prune
+from patrol.util.safefile import NotRegularFile, open_for_append, open_for_reading
 
 
 def lines(start: int, stop: int) -> bytes:

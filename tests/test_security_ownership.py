@@ -21,7 +21,8 @@ import pytest
 
 from patrol.engine import ownership
 from patrol.util.backoff import capped_exponential
-from patrol.engine.process import Reaper, signal_group, signal_pid
+from patrol.engine.reaper import Reaper
+from patrol.engine.signalling import signal_group, signal_pid
 from patrol.testing import UNITTEST_ENV, item_errors, pid_alive, pids_with_marker, wait_for
 
 

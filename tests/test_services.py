@@ -511,7 +511,8 @@ def test_a_backend_that_raises_fails_only_its_service(fake):
 
 
 def test_command_output_is_bounded_and_a_chatty_command_does_not_block():
-    from patrol.engine.process import Reaper, run_command
+    from patrol.engine.reaper import Reaper
+    from patrol.engine.spawn import run_command
 
     async def main() -> None:
         reaper = Reaper(asyncio.get_running_loop())

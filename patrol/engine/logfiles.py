@@ -8,24 +8,24 @@ Patrol writes these files itself (the app writes into a pipe, see
 nothing is lost, and a file never grows beyond ``log-max-bytes``. Rotated generations
 are ``<file>.1`` (newest) .. ``<file>.N`` (oldest, N = ``log-max-files``).
 
-Anything under a log directory may have been put there by someone else: a path is only
-ever opened with ``O_NONBLOCK`` (a FIFO cannot block the opener), without following a
-symlink at the last component, and refused unless it is a regular file with one link.
+Anything under a log directory may have been put there by someone else: every path is
+opened through :mod:`patrol.util.safefile` (never blocking on a FIFO, never through a
+planted symlink, a regular file with one link or refused).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import stat
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Mapping
+from typing import Callable, Mapping
 
 import structlog
 
 from patrol.engine.item_state import LogFiles
+from patrol.util.safefile import open_directory, open_for_append
 
 log = structlog.get_logger("patrol.logs")
 
@@ -41,13 +41,6 @@ RETRY_SECONDS = 1.0
 LOG_NAME = re.compile(r"(\d{1,20})\.(stdout|stderr|stdmerge)\.log(?:\.(\d{1,4}))?")
 
 
-class NotRegularFile(OSError):
-    """A path under a log directory that is not a plain file (FIFO, device, socket, link)."""
-
-    def __init__(self, path: str, what: str) -> None:
-        super().__init__(errno.EINVAL, f"not a regular file ({what})", path)
-
-
 def day_directory(root: str, when_ns: int) -> str:
     t = time.localtime(when_ns / 1e9)
     return os.path.join(root, f"{t.tm_year:04d}", MONTHS[t.tm_mon - 1], str(t.tm_mday))
@@ -61,96 +54,6 @@ def log_paths(root: str, merged: bool, when_ns: int) -> LogFiles:
         return LogFiles(path, path, True)
     return LogFiles(os.path.join(directory, f"{when_ns}.stdout.log"),
                     os.path.join(directory, f"{when_ns}.stderr.log"))
-
-
-# -- opening safely ---------------------------------------------------------------------
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
-                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symlink")):
-        if test(mode):
-            return name
-    return "not a plain file"
-
-
-def _checked(fd: int, path: str, *, single_link: bool) -> int:
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(path, _kind(st.st_mode))
-        if single_link and st.st_nlink > 1:
-            raise NotRegularFile(path, f"{st.st_nlink} hard links")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def open_for_reading(path: str) -> BinaryIO:
-    """Open a log file to read it; never blocks on a FIFO, never opens a device.
-
-    ``lstat`` first, so a device or FIFO is refused without being opened at all (opening
-    some devices has side effects); the descriptor is checked again after the open, so a
-    file swapped in between is refused too.
-    """
-    st = os.lstat(path)
-    if not stat.S_ISREG(st.st_mode):
-        raise NotRegularFile(path, _kind(st.st_mode))
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
-    return os.fdopen(_checked(fd, path, single_link=False), "rb")
-
-
-def open_for_append(path: str, *, exclusive: bool, dir_fd: int | None = None, shown: str = "") -> int:
-    """Open (creating it) a log file Patrol writes; ``exclusive``: it must be new.
-
-    A file with more than one link is refused: a hard link planted under a log directory
-    must not make Patrol append to the file it points at. With ``dir_fd``, ``path`` is a
-    name in that directory (``shown`` is the whole path, for messages).
-    """
-    shown = shown or path
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
-    if exclusive:
-        flags |= os.O_EXCL
-    try:
-        fd = os.open(path, flags, LOG_MODE, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise NotRegularFile(shown, "a symlink") from None
-        if exc.errno == errno.ENXIO:  # a FIFO nobody reads: O_NONBLOCK made the open fail at once
-            raise NotRegularFile(shown, "a FIFO") from None
-        raise
-    return _checked(fd, shown, single_link=True)
-
-
-def open_directory(root: str, relative: str) -> int:
-    """A descriptor of ``root/relative``, made if missing, never through a symlink below
-    ``root`` (the configured log directory, trusted as written).
-
-    A YEAR/month/DAY directory swapped for a symlink would otherwise make Patrol, often
-    root, create and rename files wherever it points.
-    """
-    os.makedirs(root, exist_ok=True)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for part in [p for p in relative.split("/") if p and p != "."]:
-            if part == "..":
-                raise OSError(errno.EINVAL, "a log path must stay inside the log directory", relative)
-            try:
-                os.mkdir(part, 0o777, dir_fd=fd)
-            except FileExistsError:
-                pass
-            try:
-                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise NotRegularFile(os.path.join(root, part), "not a plain directory") from None
-                raise
-            os.close(fd)
-            fd = inner
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 # -- one file Patrol writes ---------------------------------------------------------------
@@ -207,7 +110,7 @@ class LogSink:
             os.close(directory)
 
     def _open_in(self, directory: int, *, exclusive: bool) -> None:
-        fd = open_for_append(self.name, exclusive=exclusive, dir_fd=directory, shown=self.path)
+        fd = open_for_append(self.name, exclusive=exclusive, mode=LOG_MODE, dir_fd=directory, shown=self.path)
         st = os.fstat(fd)
         if self.fd >= 0:
             os.close(self.fd)

@@ -23,7 +23,6 @@ import asyncio
 import errno
 import fcntl
 import os
-import resource
 import stat
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -96,31 +95,6 @@ def find_pipe(pid: int, inode: int) -> int | None:
             return fd
         os.close(fd)
     return None
-
-
-def raise_descriptor_limit() -> tuple[int, int]:
-    """Raise the soft limit of open descriptors to the hard limit; returns (soft, hard).
-
-    Each app's output costs Patrol one or two pipe ends and one or two files.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard
-    if hard == resource.RLIM_INFINITY:
-        try:
-            with open("/proc/sys/fs/nr_open") as f:
-                target = int(f.read())
-        except (OSError, ValueError):
-            target = soft
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            log.info("descriptor limit raised", soft=target, hard=hard, was=soft)
-            return target, hard
-        except (OSError, ValueError) as exc:
-            log.warning("cannot raise the descriptor limit", soft=soft, hard=hard, error=str(exc))
-    else:
-        log.info("descriptor limit", soft=soft, hard=hard)
-    return soft, hard
 
 
 class LogStream:

@@ -20,21 +20,22 @@ these proves it:
   processes' job, setuid programs included, by claiming to be an app.
 
 Whatever the proof says, pid 1, Patrol itself (and its threads) and Patrol's ancestors
-are never signalled: :func:`protected` is checked inside :func:`patrol.process.signal_pid`
-and :func:`patrol.process.signal_group`, so no caller can bypass it.
+are never signalled: :func:`protected` is checked inside :func:`patrol.engine.signalling.signal_pid`
+and :func:`patrol.engine.signalling.signal_group`, so no caller can bypass it.
 
-Everything here reads ``/proc`` with bounded reads of kernel-made files (never a path a
-user controls), so it never blocks the loop.
+Everything here reads ``/proc`` through :mod:`patrol.engine.procfs` (bounded reads of
+kernel-made files, never a path a user controls), so it never blocks the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
-from dataclasses import dataclass
 
 import structlog
+
+from patrol.engine import procfs
+from patrol.engine.procfs import Proc, stat
 
 log = structlog.get_logger("patrol.ownership")
 
@@ -50,61 +51,9 @@ MAX_DEPTH = 128
 PRUNE_AT = 4096
 
 
-@dataclass(frozen=True)
-class Proc:
-    """One process as ``/proc/PID/stat`` describes it."""
-
-    pid: int
-    state: str
-    ppid: int
-    pgid: int
-    sid: int
-    start: int  # clock ticks since boot: with the pid, it names one process for good
-
-    @property
-    def alive(self) -> bool:
-        return self.state not in ("Z", "X")
-
-
-def _read(path: str, limit: int) -> bytes | None:
-    """At most ``limit`` bytes of a /proc file; None if it cannot be read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        chunks, size = [], 0
-        while size < limit:
-            chunk = os.read(fd, min(65536, limit - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def stat(pid: int) -> Proc | None:
-    """The process ``pid`` (zombies included), or None when there is none."""
-    if not 0 < pid < 2**31:
-        return None
-    data = _read(f"/proc/{pid}/stat", 4096)
-    if not data:
-        return None
-    # the command name may contain spaces and parentheses: split after the last ')'
-    fields = data[data.rfind(b")") + 2 :].split()
-    try:
-        return Proc(pid, fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
-    except (IndexError, ValueError):
-        return None
-
-
 def marker(pid: int) -> str | None:
     """The ``PATROL_ID`` in the process's environment (the first one, as getenv), or None."""
-    data = _read(f"/proc/{pid}/environ", MAX_ENVIRON)
+    data = procfs.environ(pid, MAX_ENVIRON)
     if not data:
         return None
     for entry in data.split(b"\0"):
@@ -120,29 +69,6 @@ def started_for(pid: int, app_id: str) -> bool:
     of one an operator started by hand the way Patrol would. Unreadable means no.
     """
     return marker(pid) == app_id
-
-
-def _status_field(pid: int, name: bytes) -> int | None:
-    """The first number of a ``/proc/PID/status`` line (``Tgid:``, ``Uid:``), or None."""
-    data = _read(f"/proc/{pid}/status", 8192) or b""
-    for line in data.splitlines():
-        if line.startswith(name):
-            try:
-                return int(line.split()[1])
-            except (IndexError, ValueError):
-                return None
-    return None
-
-
-def _tgid(pid: int) -> int:
-    """The process a thread id belongs to (kill() on a thread id signals its process)."""
-    found = _status_field(pid, b"Tgid:")
-    return pid if found is None else found
-
-
-def real_uid(pid: int) -> int | None:
-    """Who started the process (its real uid; a setuid program keeps its caller's)."""
-    return _status_field(pid, b"Uid:")
 
 
 def ancestors() -> list[int]:
@@ -185,7 +111,7 @@ def is_protected(pid: int) -> bool:
     if pid <= 1:
         return True
     guarded = _protected_sets()[0]
-    return pid in guarded or _tgid(pid) in guarded
+    return pid in guarded or procfs.tgid(pid) in guarded
 
 
 def is_protected_group(pgid: int) -> bool:
@@ -194,41 +120,6 @@ def is_protected_group(pgid: int) -> bool:
         return True
     pids, groups = _protected_sets()
     return pgid in pids or pgid in groups
-
-
-def patrol_children() -> set[int]:
-    """Patrol's direct children, orphans re-parented to it included.
-
-    From ``/proc/self/task/*/children`` (a few small files, cheap enough for every tick);
-    if the kernel lacks them, by a scan of ``/proc``.
-    """
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        tasks = []
-    found: set[int] = set()
-    readable = False
-    for tid in tasks:
-        data = _read(f"/proc/self/task/{tid}/children", 1 << 20)
-        if data is None:
-            continue
-        readable = True
-        found.update(int(p) for p in data.split() if p.isdigit())
-    if readable:
-        return found
-    me = os.getpid()
-    with os.scandir("/proc") as entries:
-        for entry in entries:
-            if entry.name.isdigit():
-                info = stat(int(entry.name))
-                if info is not None and info.ppid == me:
-                    found.add(info.pid)
-    return found
-
-
-def now_ticks() -> int:
-    """The current time in the unit of a process's start time (clock ticks since boot)."""
-    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
 
 
 def group_is_still(pgid: int, leader_start: int | None) -> bool:
@@ -356,7 +247,7 @@ class Ownership:
         session = self._sessions.get(info.sid)
         if session is not None and group_is_still(info.sid, session[1]):
             return session[0]
-        if marker_ok and (info.ppid == me or real_uid(pid) == os.geteuid()):
+        if marker_ok and (info.ppid == me or procfs.real_uid(pid) == os.geteuid()):
             found = marker(pid)
             if found:
                 return f"app/{found}"
@@ -389,7 +280,7 @@ class Ownership:
         hundreds behind, and reading their environments must not stall supervision.
         """
         found: dict[int, int] = {}
-        for n, pid in enumerate(patrol_children(), 1):
+        for n, pid in enumerate(procfs.children(), 1):
             if n % 32 == 0:
                 await asyncio.sleep(0)
             got = self.attribute(pid)

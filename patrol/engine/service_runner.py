@@ -1,4 +1,4 @@
-"""One system service's supervision (spec section 5), without ever blocking the loop.
+"""One system service's supervision, without ever blocking the loop.
 
 Each reconciliation is one task: run ``status``; then, as the original did every tick,
 a running service with the restart flag is restarted, a running disabled one stopped,
@@ -23,18 +23,18 @@ Two things differ from the original, on purpose:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import structlog
 
 from patrol.util.backoff import capped_exponential
 from patrol.plugin.model import ServiceConfig
-from patrol.engine.process import CommandResult, run_command
+from patrol.engine.spawn import CommandResult, run_command
 from patrol.plugin.service import ServiceBackend
+from patrol.engine.host import Host
+from patrol.plugin.loader import Plugins
 from patrol.engine.item_state import DISABLE, HistoryRecord, State, new_instance_id
-
-if TYPE_CHECKING:
-    from patrol.engine.supervisor import Supervisor
+from patrol.plugin.states import ItemState
 
 log = structlog.get_logger("patrol.services")
 
@@ -43,7 +43,31 @@ BACKOFF_MAX = 300.0
 #: How much of a command's captured output goes into Patrol's log (characters, the end).
 LOGGED_OUTPUT = 4000
 #: What the API shows while a command other than ``status`` runs.
-ACTION_PHASES = {"start": "starting", "stop": "stopping", "restart": "restarting"}
+ACTION_PHASES = {"start": ItemState.STARTING, "stop": ItemState.STOPPING, "restart": ItemState.RESTARTING}
+
+
+class BrokenBackend:
+    """Stands in for a service backend whose constructor raised: every command fails
+    with that error, so the service shows it (``last-reason``) and Patrol runs on."""
+
+    def __init__(self, config: ServiceConfig, name: str, plugin: str, exc: Exception) -> None:
+        self.service = config
+        self.name = name
+        self.error = f"backend {name} (plugin {plugin}) failed to start: {type(exc).__name__}: {exc}"
+
+    def command(self, action: str, parameter: str) -> list[str]:
+        raise RuntimeError(self.error)
+
+
+def backend(config: ServiceConfig, name: str, plugins: Plugins) -> ServiceBackend:
+    """A service backend; one whose constructor raises fails its commands, not Patrol."""
+    try:
+        return plugins.services.get(name)(config)
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug fails this service only
+        plugin = plugins.origin(plugins.services, name)
+        log.error("service backend failed to start", service=config.id, management=name, plugin=plugin,
+                  error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        return BrokenBackend(config, name, plugin, exc)
 
 
 class ServiceRunner:
@@ -51,7 +75,12 @@ class ServiceRunner:
 
     group = "service"
 
-    def __init__(self, sup: "Supervisor", config: ServiceConfig, backends: Mapping[str, ServiceBackend]) -> None:
+    #: what an app has and a service never does (the read side shows both alike)
+    last_exit = None
+    fault_message = None
+    ping_transport = None
+
+    def __init__(self, sup: Host, config: ServiceConfig, backends: Mapping[str, ServiceBackend]) -> None:
         self.sup = sup
         self.config = config
         self.id = config.id
@@ -316,15 +345,15 @@ class ServiceRunner:
     # -- reporting -------------------------------------------------------------------
 
     @property
-    def phase(self) -> str:
-        """The state name operators see (new in the API, beside the original's flags)."""
+    def phase(self) -> ItemState:
+        """The state operators see (new in the API, beside the original's flags)."""
         if self.action in ACTION_PHASES:
             return ACTION_PHASES[self.action]
         if self.state.running:
-            return "running"
+            return ItemState.RUNNING
         if self.state.disabled:
-            return "disabled"
-        return "backoff" if self.backing_off else "stopped"
+            return ItemState.DISABLED
+        return ItemState.BACKOFF if self.backing_off else ItemState.STOPPED
 
     @property
     def restarts(self) -> int:

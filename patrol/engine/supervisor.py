@@ -8,46 +8,34 @@ pidfds, pings, timers) and reconciled by a tick. Blocking work runs as subproces
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import os
 import signal
 import time
 import uuid
 from functools import partial
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, TypeVar
 
 import structlog
 
 from patrol.engine.app_runner import AppRunner
 from patrol.plugin.model import AppConfig, PatrolConfig, ServiceConfig
-from patrol.engine.logpipes import LogRouter, raise_descriptor_limit
-from patrol.engine.ownership import SWEEP_BUDGET, Ownership, patrol_children
+from patrol.engine import descriptors
+from patrol.engine.logpipes import LogRouter
+from patrol.engine import procfs
+from patrol.engine.ownership import SWEEP_BUDGET, Ownership
 from patrol.plugin.loader import Plugins
-from patrol.engine.process import Reaper, become_subreaper
-from patrol.engine.service_runner import ServiceRunner
+from patrol.engine.reaper import Reaper, become_subreaper
+from patrol.engine.service_runner import ServiceRunner, backend
 from patrol.engine.signals import SignalRouter
+from patrol.engine.host import Attached, EventSink
 from patrol.engine.item_state import State
+from patrol.engine.reload import adjust_config, apply_table, read_config
 from patrol.engine.state_writer import StateWriter
 from patrol.engine.state_file import Store
 
 log = structlog.get_logger("patrol.supervisor")
 
-
-class BrokenBackend:
-    """Stands in for a service backend whose constructor raised: every command fails
-    with that error, so the service shows it (``last-reason``) and Patrol runs on."""
-
-    def __init__(self, config: ServiceConfig, name: str, plugin: str, exc: Exception) -> None:
-        self.service = config
-        self.name = name
-        self.error = f"backend {name} (plugin {plugin}) failed to start: {type(exc).__name__}: {exc}"
-
-    def command(self, action: str, parameter: str) -> list[str]:
-        raise RuntimeError(self.error)
-UNITTEST_VALUE = "I KNOW WHAT I AM DOING"
-#: longest a reload waits for the config file to be read and checked
-RELOAD_READ_TIMEOUT = 60.0
 
 Runner = AppRunner | ServiceRunner
 R = TypeVar("R", AppRunner, ServiceRunner)
@@ -118,7 +106,8 @@ class Supervisor:
         self.signals = SignalRouter(self.loop)
         self.reaper = Reaper(self.loop, self.signals, reaped=self.owners.exited)
         self.reaper.install()
-        raise_descriptor_limit()  # two pipes and two files per app
+        # two pipes and two files per app; children get Patrol's original limit back
+        descriptors.raise_soft_limit(descriptors.wanted(len(self.apps) + len(self.services)))
         self.logs = LogRouter(self.loop, lambda: [runner.config for runner in self.apps.values()])
         if self.writer is not None:
             self.writer.start(self.loop)
@@ -175,7 +164,7 @@ class Supervisor:
         """
         try:
             found: dict[str, dict[int, int]] = {}
-            for pid, start, owner in self.owners.attributed(patrol_children(), budget=SWEEP_BUDGET):
+            for pid, start, owner in self.owners.attributed(procfs.children(), budget=SWEEP_BUDGET):
                 group, _, item_id = owner.partition("/")
                 if group == "app" and item_id in self.apps:
                     found.setdefault(item_id, {})[pid] = start
@@ -234,11 +223,12 @@ class Supervisor:
             try:
                 old = self.config
                 self.config = new
+                descriptors.raise_soft_limit(descriptors.wanted(len(new.apps) + len(new.services)))
                 report: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": []}
-                await self._reload_table(self.apps, old.apps, new.apps, self._app_runner, "app", report)
-                await self._reload_table(
-                    self.services, old.services, new.services, self._service_runner, "service", report
-                )
+                forget = self.writer.forget if self.writer is not None else None
+                await apply_table(self.apps, old.apps, new.apps, self._app_runner, "app", report, forget)
+                await apply_table(self.services, old.services, new.services, self._service_runner, "service",
+                                  report, forget)
                 log.info("reloaded", **{k: v for k, v in report.items() if k != "unchanged"})
                 self.commit()  # new items' first rows, before the report is answered
                 return report
@@ -278,65 +268,17 @@ class Supervisor:
         An invalid config changes nothing: the result has ``errors`` and the running
         config stays.
         """
-        from patrol.config import ConfigError, Methods, load_config
-
         if self.config.source is None:
             return {"errors": ["this Patrol was not started from a config file"]}
-        methods = Methods(keepalives=self.plugins.keepalives, services=self.plugins.services)
-        try:
-            # off the loop: reading and checking 10,000 apps takes ~0.3 s, and the path
-            # could be anything (a FIFO would block); the loader only reads its inputs
-            config, warnings = await asyncio.wait_for(
-                asyncio.to_thread(load_config, self.config.source, methods), RELOAD_READ_TIMEOUT)
-        except asyncio.TimeoutError:
-            log.error("reload refused: the config could not be read in time", file=str(self.config.source))
-            return {"errors": [f"{self.config.source}: could not be read within {RELOAD_READ_TIMEOUT:g} s; "
-                               "the running config stays"]}
-        except ConfigError as exc:
-            log.error("reload refused: the config has errors", errors=exc.errors)
-            return {"errors": list(exc.errors)}
-        except Exception as exc:  # noqa: BLE001 - a bug in loading must not kill the reload task
-            log.exception("reload refused: the config could not be loaded", file=str(self.config.source))
-            return {"errors": [f"{self.config.source}: could not be loaded ({type(exc).__name__}); "
-                               "the running config stays (details in Patrol's log)"]}
-        for line in warnings:
-            log.warning("config", problem=line)
-        return await self.reload(self.adjust_config(config))
+        config, errors = await read_config(self.config.source, self.plugins)
+        if config is None:
+            return {"errors": errors}
+        return await self.reload(adjust_config(config))
 
     @staticmethod
     def adjust_config(config: PatrolConfig) -> PatrolConfig:
         """Apply run-time overrides (the original's unit-test mode) to a loaded config."""
-        if os.environ.get("PATROL_UNITTEST") == UNITTEST_VALUE:
-            return dataclasses.replace(config, tick_every=2, ping_timeout=3)
-        return config
-
-    async def _reload_table(self, table: dict[str, Any], old: Any, new: Any, make: Callable[..., Any],
-                            group: str, report: dict[str, list[str]]) -> None:
-        for item_id in sorted(old.keys() - new.keys()):
-            runner = table.pop(item_id)
-            if group == "app":
-                await runner.stop("removed from the config")
-            else:
-                runner.detach()
-            if self.writer is not None:
-                self.writer.forget(group, item_id)
-            report["removed"].append(f"{group} {item_id}")
-        for item_id in sorted(new.keys() & old.keys()):
-            if new[item_id] == old[item_id]:
-                report["unchanged"].append(f"{group} {item_id}")
-                continue
-            runner = table[item_id]
-            if group == "app":
-                await runner.stop("config changed")
-            else:
-                runner.detach()
-            table[item_id] = make(new[item_id], runner.state)
-            table[item_id].start()
-            report["changed"].append(f"{group} {item_id}")
-        for item_id in sorted(new.keys() - old.keys()):
-            table[item_id] = make(new[item_id])
-            table[item_id].start()
-            report["added"].append(f"{group} {item_id}")
+        return adjust_config(config)
 
     # -- runners ---------------------------------------------------------------------
 
@@ -345,18 +287,8 @@ class Supervisor:
         return self._attach(runner, state)
 
     def _service_runner(self, config: ServiceConfig, state: State | None = None) -> ServiceRunner:
-        backends = {action: self._backend(config, name) for action, name in config.management.items()}
+        backends = {action: backend(config, name, self.plugins) for action, name in config.management.items()}
         return self._attach(ServiceRunner(self, config, backends), state)
-
-    def _backend(self, config: ServiceConfig, name: str) -> Any:
-        """A service backend; one whose constructor raises fails its commands, not Patrol."""
-        try:
-            return self.plugins.services.get(name)(config)
-        except Exception as exc:  # noqa: BLE001 - a plugin's bug fails this service only
-            plugin = self.plugins.origin(self.plugins.services, name)
-            log.error("service backend failed to start", service=config.id, management=name, plugin=plugin,
-                      error=f"{type(exc).__name__}: {exc}", exc_info=exc)
-            return BrokenBackend(config, name, plugin, exc)
 
     def _attach(self, runner: R, state: State | None) -> R:
         """Give a new runner its state: carried over (reload), restored (store), or fresh."""
@@ -401,21 +333,3 @@ class Supervisor:
         if self.events is not None and self.events.wanted():
             self.events.emit(name, runner, **extra)
 
-
-class Attached(Protocol):
-    """Something that runs beside the supervisor on its loop (the transports)."""
-
-    name: str
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-class EventSink(Protocol):
-    """Where lifecycle events go: renders them for the ``patrol_trigger`` observers."""
-
-    def wanted(self) -> bool:
-        """False when nobody observes: then no event is even built."""
-
-    def emit(self, name: str, runner: Runner | None, **extra: Any) -> None: ...

@@ -27,7 +27,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response, S
 from starlette.routing import BaseRoute, Route
 
 from patrol.web.gui import viewmodels as views
-from patrol.engine.logfiles import NotRegularFile
+from patrol.util.safefile import NotRegularFile
 from patrol.web.gui.core import JSON, utf8
 from patrol.web.gui.logs import MAX_LINES, Chunk, LogDir, follow, open_raw, stream_file, tail
 from patrol.web.gui.pages import describe, log_url

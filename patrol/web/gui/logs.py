@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 from urllib.parse import quote
 
-from patrol.engine.logfiles import MONTHS, generations, open_for_reading
+from patrol.engine.logfiles import MONTHS, generations
+from patrol.util.safefile import open_for_reading
 
 #: the most lines a tail returns, and the most bytes it reads to find them
 MAX_LINES = 10_000

@@ -1,0 +1,239 @@
+"""One run of an app: what Patrol spawned, which processes are proven its, how they ended.
+
+An :class:`Instance` holds everything about the app's current (or last) run that its
+policy (:mod:`patrol.engine.app_runner`) does not decide: the launcher Patrol spawned
+and its log pipes, the pid the keepalive reported alive and whether that pid is proven
+the app's (:mod:`patrol.engine.ownership`), the process groups Patrol may signal, the
+exit status of each process the reaper handed over, and the timers and pid watches
+the keepalive took. A spawn starts it afresh; the state file keeps what identifies a
+live run (pid start time, groups, pipes) so a restarted Patrol can adopt it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from patrol.engine import ownership, procfs
+from patrol.engine.item_state import HistoryRecord
+from patrol.engine.logpipes import InstanceLogs
+from patrol.engine.procfs import Proc
+from patrol.engine.signalling import group_alive
+from patrol.engine.spawn import spawn
+from patrol.plugin.keepalive import Cancellable, ExitStatus
+
+if TYPE_CHECKING:
+    from patrol.engine.app_runner import AppRunner
+
+#: The environment a child gets when ``env-parent`` is false. The original gave it
+#: nothing at all (no PATH at all, so a bare program name found nothing); this is what
+#: systemd gives a service.
+BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+PASSED_ENV = ("LANG", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME")
+
+
+class Instance:
+    """The processes of an app's current run (see the module docstring)."""
+
+    def __init__(self, runner: "AppRunner") -> None:
+        self.runner = runner
+        self.launcher_pid = 0  # the process Patrol spawned last (0 once it exited)
+        self.launching = False  # spawned, not yet reported alive
+        self.logs: InstanceLogs | None = None  # the pipes and files of the last spawn
+        self.log_pipes: dict[str, int] = {}  # stream -> pipe inode, to read it again after a restart
+        self.tentative = False  # the pid is the launcher's until the keepalive names the app's
+        self.proven = False  # the pid is proven to be this app's (may be signalled)
+        self.started_mono = 0.0
+        self.exits: dict[int, ExitStatus] = {}
+        #: process groups of the run that Patrol may signal -> their leader's start time
+        #: (None: the leader was gone when the group was recorded)
+        self.groups: dict[int, int | None] = {}
+        self.launch_start: int | None = None  # start time of the last launcher
+        self.timers: list[Cancellable] = []  # the keepalive's, cancelled when the run closes
+        self.pid_start: int | None = None  # the pid's start time (pid reuse guard)
+        self.restored_trust = True
+        self.restored_leaders: dict[int, int | None] = {}
+
+    # -- spawning --------------------------------------------------------------------
+
+    def spawn(self, now_ns: int) -> subprocess.Popen[bytes] | str:
+        """Open the run's log pipes and start the program; the process, or why not."""
+        runner, host, config = self.runner, self.runner.sup, self.runner.config
+        try:  # the app writes into pipes; Patrol writes (and rotates) the files
+            logs = host.logs.open_instance(config, now_ns)
+        except OSError as exc:
+            return f"cannot open log files in {config.log_root}: {exc.strerror or exc}"
+        try:
+            proc = spawn(self.argv(), env=self.environment(), cwd=config.working_directory,
+                         stdout=logs.child_stdout, stderr=logs.child_stderr)
+        except OSError as exc:
+            logs.abort()
+            return f"cannot execute {config.program}: {exc.strerror or exc}"
+        finally:
+            logs.close_child_ends()
+        logs.start()
+        self.logs, self.log_pipes = logs, logs.pipes
+        self.launcher_pid = proc.pid
+        self.launching = True
+        self.launch_start = host.owners.spawned(runner.key, proc.pid)  # proof: Patrol spawned it
+        self.groups = {proc.pid: self.launch_start}  # its own session and group
+        self.exits = {}
+        host.reaper.watch(proc.pid, partial(self.on_exit, proc.pid, proc), owner=runner.key)
+        return proc
+
+    def argv(self) -> list[str]:
+        return [self.runner.config.program, *self.runner.config.args]
+
+    def environment(self) -> dict[str, str]:
+        """The child's environment, in the original's order (later entries win)."""
+        cfg, pcfg = self.runner.config, self.runner.sup.config
+        if cfg.env_parent:
+            env = dict(os.environ)
+        else:
+            env = dict(BASE_ENV)
+            env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
+        for entry in cfg.env:
+            key, _, value = entry.partition("=")
+            env[key] = value
+        env["PATROL_ID"] = self.runner.id
+        env["PATROL_KEEPALIVE"] = str(self._keepalive_number())
+        if cfg.pid_path:
+            env["PATROL_PID"] = cfg.pid_file
+        if pcfg.listen_http:
+            env["PATROL_HTTP"] = json.dumps(list(pcfg.listen_http), separators=(",", ":"))
+        if pcfg.listen_udp:
+            env["PATROL_UDP"] = json.dumps(list(pcfg.listen_udp), separators=(",", ":"))
+        return env
+
+    def _keepalive_number(self) -> int | str:
+        keepalive = self.runner.keepalive
+        numbers = [a for a in keepalive.aliases if isinstance(a, int)]
+        return numbers[0] if numbers else keepalive.name
+
+    def on_exit(self, pid: int, proc: Any, status: ExitStatus) -> None:
+        """The reaper's report of a process of this app (the launcher or the app)."""
+        if proc is not None:
+            proc.returncode = status.code if status.code is not None else -(status.signal or 0)
+        self.exits[pid] = status
+        try:
+            self.runner.control.call("child_exited", pid, status)
+        finally:
+            if pid == self.launcher_pid:
+                self.launcher_pid = 0
+
+    # -- the pid of the run ----------------------------------------------------------
+
+    def begin(self, pid: int, tentative: bool) -> None:
+        """The keepalive reported the app alive: the run's pid is ``pid`` (0: unknown)."""
+        self.launching = False
+        self.tentative = tentative
+        self.proven = False
+        self.started_mono = self.runner.now()
+        if pid:
+            self.track(pid)
+
+    def track(self, pid: int) -> None:
+        """A new pid of the run: if it is proven this app's, watch its exit and its group.
+
+        A pid that is not proven (only a ping or a pid file named it) is only recorded:
+        its exit status stays with whoever watches it, and its group is not added.
+        """
+        info = procfs.stat(pid)
+        self.pid_start = info.start if info is not None else None
+        self.proven = info is not None and self.runner.owns(pid)
+        if not self.proven or info is None:
+            return
+        if pid not in self.exits and pid != self.launcher_pid:
+            self.runner.sup.reaper.watch(pid, partial(self.on_exit, pid, None), owner=self.runner.key)
+        pgid = info.pgid
+        if pgid and pgid not in self.groups and self._group_is_ours(pid, info):
+            leader = procfs.stat(pgid)
+            self.groups[pgid] = leader.start if leader is not None else None
+
+    def _group_is_ours(self, pid: int, info: Proc) -> bool:
+        """May the process group of ``pid`` (proven this app's) be signalled as a whole?
+
+        Yes if ``pid`` leads it, if its leader is this app's too, or if ``pid`` was
+        re-parented to Patrol (then its group was made by a descendant of Patrol: a
+        double-forked daemon's). Not if it holds Patrol or its ancestors, nor a group
+        someone else made (an app started by hand in a shell's job).
+        """
+        pgid = info.pgid
+        if ownership.is_protected_group(pgid):
+            return False
+        if pgid == pid or info.ppid == os.getpid():
+            return True
+        leader = procfs.stat(pgid)
+        return leader is not None and self.runner.owns(pgid)
+
+    def forget(self) -> None:
+        """The run closed: its timers and watches end, its pid proves nothing any more."""
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
+        self.tentative = self.proven = False
+
+    def record(self, reason: str, status: ExitStatus | None, *, restart: bool) -> HistoryRecord:
+        """The history record of the run that ends now."""
+        runner = self.runner
+        st, wall = runner.state, runner.sup.wall()
+        lastseen = st.lastseen
+        if lastseen is None and runner.keepalive.ping_transport is None:
+            lastseen = wall  # the original reports "now" for a never-refreshed run
+        return HistoryRecord(
+            instance_id=st.instance_id, started=st.started, stopped=wall, lastseen=lastseen, pid=st.pid,
+            disabled=st.disabled, restart=restart, run_once=st.run_once_consumed,
+            shutdown=runner.sup.shutting_down, exit_code=status.compat_code if status else 0,
+            exit_signal=status.signal if status else None,
+            reason="" if reason == "exited" else reason,  # the app's own exit needs no reason
+            keyvalue=dict(st.keyvalue), log=st.started_log.stdout if st.started_log else "",
+        )
+
+    # -- the state file --------------------------------------------------------------
+
+    def restore(self, row: dict[str, Any]) -> None:
+        """The state file had this app: remember what identifies its live run."""
+        self.pid_start = row.get("pid-start")
+        self.restored_trust = bool(row.get("trusted", True))  # a pid only a ping named stays unproven
+        leaders = row.get("group-leaders") or {}
+        self.restored_leaders = {}
+        for g in row.get("groups", ()):
+            leader = leaders.get(str(g)) if isinstance(leaders, dict) else None
+            self.restored_leaders[int(g)] = int(leader) if isinstance(leader, int) else None
+        pipes = row.get("log-pipes")
+        self.log_pipes = {k: v for k, v in pipes.items() if isinstance(v, int)} if isinstance(pipes, dict) else {}
+
+    def persist(self) -> dict[str, Any]:
+        """What the state file needs beyond the item's state to adopt the run later."""
+        return {"pid-start": self.pid_start, "groups": sorted(self.groups), "trusted": self.proven,
+                "group-leaders": {str(g): s for g, s in sorted(self.groups.items())},
+                "log-pipes": self.log_pipes}
+
+    def adopt(self) -> bool:
+        """Take over the run that was live when Patrol stopped, if it is the very same
+        process: same pid *and* same start time (a pid alone may have been reused).
+        False when it ended while Patrol was away."""
+        runner, host = self.runner, self.runner.sup
+        pid = runner.state.pid
+        info = procfs.stat(pid) if pid else None
+        if info is None or not info.alive or self.pid_start is None or info.start != self.pid_start:
+            self.groups = {}
+            return False
+        if self.restored_trust:  # it was proven before Patrol stopped: still the same process
+            host.owners.restored(runner.key, pid, info.start)
+        self.proven = runner.owns(pid)
+        self.started_mono = host.now() - max(0.0, host.wall() - (runner.state.started or 0))
+        self.groups = {g: s for g, s in self.restored_leaders.items()
+                       if ownership.group_is_still(g, s) and group_alive(g)}
+        for g, s in self.groups.items():
+            host.owners.session(runner.key, g, s)
+        return True
+
+    def reattach_logs(self) -> None:
+        """Read an adopted run's output pipes again (Patrol restarted)."""
+        runner = self.runner
+        self.logs = runner.sup.logs.reattach(runner.config, runner.state.started_log, self.log_pipes,
+                                             runner.state.pid)

@@ -1,0 +1,130 @@
+"""The one reaper, and pidfds for processes Patrol did not spawn.
+
+* **One reaper.** Patrol is a child subreaper, so orphaned grandchildren are re-parented
+  to it. Exactly one place reaps: on SIGCHLD, ``waitpid(-1, WNOHANG)`` in a loop, handing
+  each status to whoever watches that pid. asyncio's own child watchers are never used
+  (they would steal statuses from each other), so Patrol never calls
+  ``asyncio.create_subprocess_*``; service commands go through
+  :func:`patrol.engine.spawn.run_command`.
+* **One watcher per pid.** A pid's exit status goes to the item that watches it; a
+  second item asking to watch the same pid is refused (and logged), never swapped in.
+* **pidfds for watching.** ``os.pidfd_open`` tells when a process that is *not* our child
+  exits (an adopted daemon), without polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+from typing import Callable
+
+import structlog
+
+from patrol.engine.signals import SignalRouter
+from patrol.plugin.keepalive import ExitStatus
+
+log = structlog.get_logger("patrol.process")
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process (Linux >= 3.4)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except OSError:
+        return False
+
+
+class Reaper:
+    """Reaps every child on SIGCHLD and hands the status to the pid's watcher.
+
+    ``reaped`` is told every reaped pid (its number may now name another process).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, signals: SignalRouter | None = None,
+                 reaped: Callable[[int], None] | None = None) -> None:
+        self.loop = loop
+        self.signals = signals or SignalRouter(loop)
+        self._watchers: dict[int, tuple[str, Callable[[ExitStatus], None]]] = {}
+        self._reaped = reaped
+        self._installed = False
+
+    def install(self) -> None:
+        if not self._installed:
+            self.signals.add(signal.SIGCHLD, self.reap)
+            self._installed = True
+            self.reap()  # children that exited before the handler existed
+
+    def uninstall(self) -> None:
+        if self._installed:
+            self.signals.remove(signal.SIGCHLD)
+            self._installed = False
+
+    def watch(self, pid: int, callback: Callable[[ExitStatus], None], owner: str = "") -> bool:
+        """Hand ``pid``'s exit status to ``callback``; False (and logged) when another
+        owner watches it already: one watcher per pid, never replaced by someone else."""
+        current = self._watchers.get(pid)
+        if current is not None and current[0] != owner:
+            log.warning("refused to watch a pid another item watches", pid=pid, owner=current[0], asked_by=owner)
+            return False
+        self._watchers[pid] = (owner, callback)
+        return True
+
+    def watcher(self, pid: int) -> str | None:
+        """Who watches ``pid`` (None: nobody)."""
+        current = self._watchers.get(pid)
+        return current[0] if current is not None else None
+
+    def unwatch(self, pid: int) -> None:
+        self._watchers.pop(pid, None)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            exit_status = ExitStatus.from_wait_status(status)
+            if self._reaped is not None:
+                self._reaped(pid)
+            watcher = self._watchers.pop(pid, None)
+            if watcher is None:
+                log.debug("reaped", pid=pid, status=str(exit_status))
+                continue
+            try:
+                watcher[1](exit_status)
+            except Exception:  # noqa: BLE001 - the reaper must keep reaping
+                log.exception("exit callback failed", pid=pid)
+
+
+class PidWatch:
+    """Calls back once when a process exits, through a pidfd (no polling)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pid: int, callback: Callable[[], None]) -> None:
+        self.loop = loop
+        self.fd = os.pidfd_open(pid)
+        self.callback = callback
+        loop.add_reader(self.fd, self._fire)
+
+    def _fire(self) -> None:
+        self.cancel()
+        self.callback()
+
+    def cancel(self) -> None:
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
+
+def watch_pid(loop: asyncio.AbstractEventLoop, pid: int, callback: Callable[[], None]) -> PidWatch | None:
+    try:
+        return PidWatch(loop, pid, callback)
+    except (OSError, OverflowError):  # OverflowError: a pid beyond pid_t (see PID_T_MAX)
+        return None

@@ -1,0 +1,95 @@
+"""Reloading the config: read it off the loop, then apply only what changed.
+
+A reload (SIGHUP, ``patrol reload``, ``POST /-/reload``) reads and checks the file in a
+worker thread with a deadline (10,000 apps take ~0.3 s, and the path could name a FIFO
+that would block), so supervision goes on meanwhile; an invalid file changes nothing.
+Then each table is compared item by item: new items start, removed ones stop (a removed
+*service* is only no longer watched: Patrol never stops a system service it stops
+managing), changed ones are stopped and started again with their state carried over,
+unchanged ones are not touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable, MutableMapping
+
+import structlog
+
+from patrol.config import ConfigError, Methods, load_config
+from patrol.plugin.loader import Plugins
+from patrol.plugin.model import PatrolConfig
+
+log = structlog.get_logger("patrol.supervisor")
+
+#: ``PATROL_UNITTEST`` set to this: the original's unit-test mode (short tick and ping timeout)
+UNITTEST_VALUE = "I KNOW WHAT I AM DOING"
+#: longest a reload waits for the config file to be read and checked
+RELOAD_READ_TIMEOUT = 60.0
+
+
+def adjust_config(config: PatrolConfig) -> PatrolConfig:
+    """Apply run-time overrides (the original's unit-test mode) to a loaded config."""
+    if os.environ.get("PATROL_UNITTEST") == UNITTEST_VALUE:
+        return dataclasses.replace(config, tick_every=2, ping_timeout=3)
+    return config
+
+
+async def read_config(source: Path, plugins: Plugins) -> tuple[PatrolConfig | None, list[str]]:
+    """The config in ``source`` (None and the errors when it cannot be used), read in a
+    worker thread; warnings are logged."""
+    methods = Methods(keepalives=plugins.keepalives, services=plugins.services)
+    try:
+        config, warnings = await asyncio.wait_for(asyncio.to_thread(load_config, source, methods),
+                                                  RELOAD_READ_TIMEOUT)
+    except asyncio.TimeoutError:
+        log.error("reload refused: the config could not be read in time", file=str(source))
+        return None, [f"{source}: could not be read within {RELOAD_READ_TIMEOUT:g} s; the running config stays"]
+    except ConfigError as exc:
+        log.error("reload refused: the config has errors", errors=exc.errors)
+        return None, list(exc.errors)
+    except Exception as exc:  # noqa: BLE001 - a bug in loading must not kill the reload task
+        log.exception("reload refused: the config could not be loaded", file=str(source))
+        return None, [f"{source}: could not be loaded ({type(exc).__name__}); "
+                      "the running config stays (details in Patrol's log)"]
+    for line in warnings:
+        log.warning("config", problem=line)
+    return config, []
+
+
+async def apply_table(table: MutableMapping[str, Any], old: Any, new: Any, make: Callable[..., Any], group: str,
+                      report: dict[str, list[str]], forget: Callable[[str, str], None] | None) -> None:
+    """Bring one table of runners (apps or services) from ``old`` to ``new`` configs.
+
+    ``make(config, state=None)`` builds a runner; ``forget(group, id)`` drops a removed
+    item from the state file; ``report`` collects what was added, removed, changed and
+    left unchanged.
+    """
+    for item_id in sorted(old.keys() - new.keys()):
+        runner = table.pop(item_id)
+        if group == "app":
+            await runner.stop("removed from the config")
+        else:
+            runner.detach()
+        if forget is not None:
+            forget(group, item_id)
+        report["removed"].append(f"{group} {item_id}")
+    for item_id in sorted(new.keys() & old.keys()):
+        if new[item_id] == old[item_id]:
+            report["unchanged"].append(f"{group} {item_id}")
+            continue
+        runner = table[item_id]
+        if group == "app":
+            await runner.stop("config changed")
+        else:
+            runner.detach()
+        table[item_id] = make(new[item_id], runner.state)
+        table[item_id].start()
+        report["changed"].append(f"{group} {item_id}")
+    for item_id in sorted(new.keys() - old.keys()):
+        table[item_id] = make(new[item_id])
+        table[item_id].start()
+        report["added"].append(f"{group} {item_id}")

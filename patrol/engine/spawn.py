@@ -1,0 +1,167 @@
+"""Starting programs: apps (each in a new session) and service commands.
+
+Every child Patrol starts goes through :func:`spawn`, and its exit status only ever
+arrives through the one reaper (:mod:`patrol.engine.reaper`): the returned ``Popen`` is
+never waited on. Service commands run through :func:`run_command`, which never blocks
+the loop and kills the command's whole group when it hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from patrol.engine import descriptors
+from patrol.engine.reaper import Reaper
+from patrol.engine.signalling import signal_group
+from patrol.plugin.keepalive import ExitStatus
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str,
+    stdout: int | None,
+    stderr: int | None,
+    stdin: int | None = subprocess.DEVNULL,
+) -> subprocess.Popen[bytes]:
+    """Start a program in a new session (its own process group) and return at once.
+
+    The caller owns the exit status through the :class:`Reaper`; the returned Popen is
+    never waited on. The child gets the soft descriptor limit Patrol was started with
+    (:func:`patrol.engine.descriptors.hand_back`), not the one Patrol raised for itself.
+    """
+    proc = subprocess.Popen(
+        list(argv),
+        executable=argv[0],
+        env=dict(env),
+        cwd=cwd,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        close_fds=True,
+    )
+    descriptors.hand_back(proc.pid)
+    return proc
+
+
+@dataclass
+class CommandResult:
+    """Outcome of :func:`run_command`."""
+
+    argv: list[str]
+    status: ExitStatus | None  # None when it could not be started
+    output: str = ""
+    timed_out: bool = False
+    error: str = ""
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.status.code if self.status else None
+
+
+async def run_command(
+    argv: Sequence[str],
+    reaper: Reaper,
+    *,
+    timeout: float,
+    max_output: int = 64 * 1024,
+    env: Mapping[str, str] | None = None,
+) -> CommandResult:
+    """Run a command without blocking the loop; kill its whole group on timeout.
+
+    Output (stdout and stderr together) is captured up to ``max_output`` bytes; the
+    rest is counted and dropped so a chatty command cannot exhaust memory.
+    """
+    loop = asyncio.get_running_loop()
+    read_fd, write_fd = os.pipe()
+    if env is None:  # Patrol's own environment, without an app marker it may have inherited
+        env = {k: v for k, v in os.environ.items() if k != "PATROL_ID"}
+    try:
+        proc = spawn(argv, env=env, cwd="/", stdout=write_fd, stderr=write_fd)
+    except OSError as exc:
+        os.close(read_fd)
+        os.close(write_fd)
+        return CommandResult(list(argv), None, error=f"{exc.strerror or exc}")
+    os.close(write_fd)
+    os.set_blocking(read_fd, False)
+    exited: asyncio.Future[ExitStatus] = loop.create_future()
+    eof: asyncio.Future[None] = loop.create_future()
+    chunks: list[bytes] = []
+    size = dropped = 0
+
+    def on_exit(status: ExitStatus) -> None:
+        proc.returncode = status.code if status.code is not None else -(status.signal or 0)
+        if not exited.done():
+            exited.set_result(status)
+
+    def on_readable() -> None:
+        nonlocal size, dropped
+        try:
+            data = os.read(read_fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EINTR:
+                data = b""
+            else:
+                return
+        if not data:
+            loop.remove_reader(read_fd)
+            if not eof.done():
+                eof.set_result(None)
+            return
+        keep = max(0, min(len(data), max_output - size))
+        chunks.append(data[:keep])
+        size += keep
+        dropped += len(data) - keep
+
+    reaper.watch(proc.pid, on_exit, owner=f"command/{proc.pid}")
+    reaper.reap()  # in case it already exited before we watched
+    loop.add_reader(read_fd, on_readable)
+    timed_out = False
+    try:
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), timeout)
+        except asyncio.TimeoutError:
+            timed_out = True
+            signal_group(proc.pid, signal.SIGKILL)
+            await exited
+        # What it left behind may hold the pipe open (a daemon that a ``start`` launched
+        # without redirecting its output): that is the service, not a leftover to kill.
+        try:
+            await asyncio.wait_for(asyncio.shield(eof), 0.5)
+        except asyncio.TimeoutError:
+            pass
+    finally:
+        if not exited.done():  # cancelled: do not leave the command behind
+            signal_group(proc.pid, signal.SIGKILL)
+        if eof.done():
+            os.close(read_fd)
+        else:  # keep reading (and dropping) so a later write does not kill it by SIGPIPE
+            loop.remove_reader(read_fd)
+            loop.add_reader(read_fd, _drain, loop, read_fd)
+    output = b"".join(chunks).decode(errors="replace")
+    if dropped:
+        output += f"\n[... {dropped} more bytes dropped]"
+    return CommandResult(list(argv), exited.result(), output, timed_out)
+
+
+def _drain(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Discard what arrives on a finished command's pipe; close it at end of file."""
+    try:
+        if os.read(fd, 65536):
+            return
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError:
+        pass
+    loop.remove_reader(fd)
+    os.close(fd)
