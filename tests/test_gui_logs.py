@@ -11,10 +11,10 @@ import pytest
 
 from patrol.web.gui import fmt
 from patrol.web.gui.logs import LogDir, read_from, stream_file, tail
-from patrol.web.gui.procstat import ProcStats
+from patrol.engine.cpu import CpuSampler
 from patrol.web.gui.security import safe_next
 from patrol.plugin.model import AppConfig, ServiceConfig
-from patrol.web.gui.viewmodels import app_settings, mask, service_settings
+from patrol.web.gui.settings import app_settings, mask, service_settings
 from patrol.engine.logfiles import day_directory
 
 
@@ -188,15 +188,19 @@ def test_redirects_after_an_action_stay_on_patrol(value: str | None, expected: s
     assert safe_next(value) == expected
 
 
-def test_cpu_share_needs_two_readings_and_ignores_reused_pids() -> None:
+def test_cpu_share_first_averages_since_start_then_measures_between_readings() -> None:
+    """The one sampler the API and the GUI share: a number from the first reading on (the
+    average since the process started), then the share between readings a window apart;
+    within the window the last figure is reused; no process, no figure."""
     now = [100.0]
-    stats = ProcStats(clock=lambda: now[0])
+    stats = CpuSampler(clock=lambda: now[0])
     first = stats.usage(os.getpid())
-    assert first is not None and first.cpu_percent is None and first.rss > 1024 * 1024
+    assert first is not None and first.cpu_percent >= 0.0 and first.rss > 1024 * 1024
     deadline = time.process_time() + 0.05
     while time.process_time() < deadline:  # burn some CPU time of our own
         pass
+    assert stats.usage(os.getpid()) == first  # within the window: no new reading
     now[0] += 1.0
     second = stats.usage(os.getpid())
-    assert second is not None and second.cpu_percent is not None and second.cpu_percent > 1.0
+    assert second is not None and second.cpu_percent > 1.0
     assert stats.usage(0) is None and stats.usage(2**22 + 12345) is None

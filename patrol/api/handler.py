@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import time
 from typing import TYPE_CHECKING, Any
 
 from patrol.util.compare import same_secret
 from patrol.engine.item_state import TOGGLES, HistoryRecord
+from patrol.plugin.states import ItemState
 from patrol.util.steps import Chunks, Steps
 from patrol.util.gotime import format_time
 from patrol.api.visibility import visible_keyvalue
@@ -40,7 +39,6 @@ class Api:
 
     def __init__(self, patrol: "Supervisor") -> None:
         self.patrol = patrol
-        self.processes = ProcessStats()
         #: answers that take many steps (``/status/``, the dashboard, the live state)
         #: are built at most BIG_ANSWERS at a time: each holds megabytes until sent, and
         #: every one built at once adds a step to each turn of the loop
@@ -244,9 +242,9 @@ class Api:
         body["secret"] = bool(runner.config.secret)
         body["cas"] = st.cas
         # new keys, beside the original ones
-        body["state"] = runner.phase
+        body["state"] = runner.phase.value
         body["restarts"] = runner.restarts
-        body["backoff"] = round(runner.backoff_delay, 3) if runner.phase == "backoff" else 0
+        body["backoff"] = round(runner.backoff_delay, 3) if runner.phase == ItemState.BACKOFF else 0
         if is_app:
             last = runner.last_exit  # type: ignore[union-attr]
             if last is not None:
@@ -259,7 +257,9 @@ class Api:
         if st.started is not None:  # kept even when 0: "known and zero" is not "unknown"
             body["uptime"] = round(max(0.0, self.patrol.wall() - st.started), 1)
         if stats and is_app and st.pid:
-            body.update(self.processes.sample(f"{runner.group}/{runner.id}", st.pid))
+            usage = self.patrol.cpu.usage(st.pid)
+            if usage is not None:
+                body.update({"cpu-percent": usage.cpu_percent, "rss-bytes": usage.rss})
         return body
 
     def render_record(self, record: HistoryRecord, runner: "Runner", *, proven: bool) -> dict[str, Any]:
@@ -293,78 +293,5 @@ class Api:
 
     def _time(self, ts: float | None) -> str:
         return "" if ts is None else format_time(ts, self.patrol.config.json_timestamp)
-
-
-class ProcessStats:
-    """CPU% and resident memory of app processes, from ``/proc/PID/stat``.
-
-    CPU% is the CPU time used between two samples divided by the wall time between
-    them, so it needs a previous sample; the first one reports the average since the
-    process started. Samples closer than ``min_window`` seconds reuse the last figure:
-    a dashboard polling every 100 ms would otherwise see mostly noise. One sample is
-    kept per item (bounded by the config), replaced when its process changes.
-    """
-
-    min_window = 1.0
-
-    def __init__(self) -> None:
-        self._ticks = os.sysconf("SC_CLK_TCK")
-        self._page = os.sysconf("SC_PAGE_SIZE")
-        # key -> (pid, process start in ticks, cpu ticks, monotonic time, last cpu%)
-        self._last: dict[str, tuple[int, int, int, float, float]] = {}
-        # key -> (pid, monotonic time, the figures returned then)
-        self._recent: dict[str, tuple[int, float, dict[str, Any]]] = {}
-
-    def sample(self, key: str, pid: int) -> dict[str, Any]:
-        now = time.monotonic()
-        cached = self._recent.get(key)
-        if cached is not None and cached[0] == pid and now - cached[1] < self.min_window:
-            return cached[2]  # no /proc read: a status page of 500 apps reads none twice a second
-        result = self._measure(key, pid, now)
-        self._recent[key] = (pid, now, result)
-        return result
-
-    def _measure(self, key: str, pid: int, now: float) -> dict[str, Any]:
-        fields = _proc_stat(pid)
-        if fields is None:
-            self._last.pop(key, None)
-            return {}
-        try:
-            cpu = int(fields[11]) + int(fields[12])  # utime + stime
-            started, rss_pages = int(fields[19]), int(fields[21])
-        except (IndexError, ValueError):
-            return {}
-        last = self._last.get(key)
-        if last is not None and last[:2] == (pid, started):
-            _, _, last_cpu, last_time, last_percent = last
-            if now - last_time < self.min_window:
-                percent = last_percent
-            else:
-                percent = (cpu - last_cpu) / self._ticks / (now - last_time) * 100
-                self._last[key] = (pid, started, cpu, now, percent)
-        else:
-            age = _uptime() - started / self._ticks
-            percent = cpu / self._ticks / age * 100 if age > 0 else 0.0
-            self._last[key] = (pid, started, cpu, now, percent)
-        return {"cpu-percent": round(max(percent, 0.0), 1), "rss-bytes": rss_pages * self._page}
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of ``/proc/PID/stat`` after the command name (index 0 is the state)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].decode("ascii", "replace").split()
-    return fields if fields and fields[0] not in ("Z", "X") else None
-
-
-def _uptime() -> float:
-    try:
-        with open("/proc/uptime", "rb") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 

@@ -1,10 +1,10 @@
 """The OpenAPI 3.1 document of Patrol's JSON API, served at ``/openapi.json``.
 
 Clients generate code from it and tests validate real answers against it, so it is
-built from the same constants the API enforces (:data:`patrol.api.FIELDS` and
-:data:`~patrol.api.LIMITS`, :data:`patrol.http.QUERY_FIELDS` and
-:data:`~patrol.http.MAX_BODY`): a field added to the API without a description here
-fails at build time instead of going undocumented. Answers are described strictly
+built from the same tables the API enforces (:mod:`patrol.api.wire`: ``FIELDS``,
+``LIMITS``, ``QUERY_FIELDS``, ``MAX_BODY``) and the one enum of item states: a field
+added to the API without a description here fails at build time instead of going
+undocumented. The schemas are in :mod:`patrol.api.openapi_schemas`, the paths here. Answers are described strictly
 (``additionalProperties: false``) so a key that appears in an answer but not here is
 caught by the test that keeps this document true (``tests/test_openapi.py``).
 
@@ -18,262 +18,30 @@ from functools import cache
 from typing import Any
 
 from patrol import __version__
-from patrol.api.wire import (FIELDS, LIMITS, MAX_BODY, MAX_KEYVALUE_BYTES, MAX_KEYVALUE_DEPTH, QUERY_FIELDS,
-                             SESSION_COOKIE, UINT32, UINT64)
-
-#: The UDP transport's datagram limit (``patrol_keepalive_udp.MAX_DATAGRAM``; the
-#: kernel does not import plugins, a test checks that both agree).
-MAX_DATAGRAM = 2048
-APP_STATES = ["running", "starting", "stopping", "stopped", "waiting", "disabled", "backoff", "given-up"]
-SERVICE_STATES = ["running", "starting", "stopping", "restarting", "stopped", "disabled", "backoff"]
-
-#: One line per request field; every key of api.FIELDS must be here.
-REQUEST_FIELDS = {
-    "id": "App or service id (case-insensitive).",
-    "group": "`app`, `apps`, `service` or `services` (case-insensitive).",
-    "ping": "A keepalive ping: apps with keepalive `http`/`udp` only, over that transport.",
-    "pid": "The pinging app's pid; needs `ping`.",
-    "toggle": "1 enable, 2 disable, 3 restart, 4 run-once on, 5 run-once off, 6 enable + run-once on, "
-    "7 enable + run-once off; 0 and 8..255 do nothing (as the original).",
-    "history": "Accepted and ignored (HTTP always answers with history, UDP never).",
-    "keyvalue": f"Merged into the item's key/values (top-level keys overwrite); the result may take at most "
-    f"{MAX_KEYVALUE_BYTES} bytes as compact JSON, with arrays and objects at most {MAX_KEYVALUE_DEPTH} levels deep.",
-    "keyvalue-replace": "Replace the whole map with `keyvalue` (absent or empty clears it).",
-    "secret": "The item's secret, if it has one. Without it, an item with a secret is answered read-only.",
-    "cas": "Apply `keyvalue` and `toggle` only if the item's CAS still has this value; 0 = no check.",
-}
-_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", dict: "object"}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _field_schema(name: str) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": _JSON_TYPES[FIELDS[name]]}
-    if name in LIMITS:
-        schema.update(minimum=0, maximum=LIMITS[name])
-    return schema
-
-
-def request_schema() -> dict[str, Any]:
-    """A request object; ``null`` for any field means absent (as Go's decoder)."""
-    if set(REQUEST_FIELDS) != set(FIELDS):
-        differ = sorted(set(REQUEST_FIELDS) ^ set(FIELDS))
-        raise RuntimeError(f"openapi: REQUEST_FIELDS and api.FIELDS differ: {differ}")
-    properties = {}
-    for name, text in REQUEST_FIELDS.items():
-        schema = _field_schema(name)
-        schema["type"] = [schema["type"], "null"]
-        properties[name] = {**schema, "description": text}
-    return {
-        "type": "object",
-        "description": "Every field is optional and `null` means absent. Unknown fields, wrong types and "
-        "out-of-range values are refused with 400 and one error per problem, naming the field.",
-        "properties": properties,
-        "additionalProperties": False,
-    }
-
-
-def _item_properties(group: str, *, history: bool = True) -> dict[str, Any]:
-    """What :meth:`patrol.api.Api.render` may put in an item (empty values are left out)."""
-    app = group == "app"
-    properties: dict[str, Any] = {
-        "instance-id": {"type": "string", "minLength": 1, "description": "Id of the running instance."},
-        "name": {"type": "string", "minLength": 1},
-        "started": _ref("Timestamp"),
-        "lastseen": _ref("Timestamp"),
-        "disabled": {"type": "boolean"},
-        "restart": {"type": "boolean"},
-        "run-once": {"type": "boolean"},
-        "keyvalue": _ref("KeyValue"),
-        "secret": {"type": "boolean", "description": "true if the item has a secret (never the secret)."},
-        "cas": _ref("Cas"),
-        "state": {"enum": APP_STATES if app else SERVICE_STATES},
-        "restarts": {"type": "integer", "minimum": 1, "description": "Starts after the first one."},
-        "backoff": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds until the next start."},
-        "last-reason": {"type": "string", "minLength": 1,
-                        "description": "Why the last instance ended (in state `waiting`: what Patrol waits for)."},
-        "uptime": {"type": "number", "minimum": 0, "description": "Seconds the current instance has run."},
-    }
-    if history:
-        properties["history"] = {"type": "array", "items": _ref("AppRecord" if app else "ServiceRecord"),
-                                 "description": "Ended instances, oldest first, at most the config's `history`."}
-    if app:
-        properties.update({
-            "pid": _ref("Pid"),
-            "last-exit": {"type": "string", "minLength": 1, "examples": ["exit code 1", "killed by SIGKILL"]},
-            "fault": {"type": "string", "minLength": 1,
-                      "description": "A problem that does not end the instance (e.g. a pid file naming a "
-                      "process Patrol may not adopt or signal)."},
-            "cpu-percent": {"type": "number", "minimum": 0,
-                            "description": "CPU use in percent of one core (not in answers to pings)."},
-            "rss-bytes": {"type": "integer", "minimum": 0,
-                          "description": "Resident memory (not in answers to pings)."},
-        })
-    return properties
-
-
-def _status_entry(group: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "description": f"One {group} in `/status/`. Key/values of items with a secret are left out.",
-        "properties": _item_properties(group),
-        "required": ["cas", "state"],
-        "additionalProperties": False,
-    }
-
-
-def _answer(group: str, *, udp: bool = False) -> dict[str, Any]:
-    properties = _item_properties(group, history=not udp)
-    if udp:
-        del properties["keyvalue"]
-    properties.update({
-        "id": {"type": "string", "minLength": 1},
-        "group": {"const": group},
-        "shutdown": {"type": "boolean", "description": "Patrol is shutting down."},
-        "cas-invalid": {"type": "boolean",
-                        "description": "true: `keyvalue` and `toggle` were not applied (a stale `cas`), or nothing "
-                        "was (no secret given for an item that has one)."},
-        "state-file": {**_ref("StateFile"),
-                       "description": "Only when this request changed something that the state file refused: "
-                       "the change is applied, but held in memory only until the file takes writes again."},
-    })
-    where = "a UDP datagram: compact JSON without `history` and `keyvalue`" if udp else "HTTP"
-    return {
-        "type": "object",
-        "description": f"The {group}'s state *before* the request was applied, over {where}.",
-        "properties": properties,
-        "required": ["id", "group", "cas", "state", "cas-invalid"],
-        "additionalProperties": False,
-    }
-
-
-def _record(group: str) -> dict[str, Any]:
-    properties: dict[str, Any] = {
-        "instance-id": {"type": "string", "minLength": 1},
-        "started": _ref("Timestamp"),
-        "lastseen": _ref("Timestamp"),
-        "stopped": _ref("Timestamp"),
-        "disabled": {"type": "boolean"},
-        "restart": {"type": "boolean"},
-        "run-once": {"type": "boolean"},
-        "shutdown": {"type": "boolean"},
-        "keyvalue": _ref("KeyValue"),
-        "reason": {"type": "string", "minLength": 1, "examples": ["exited", "ping expired", "disabled"]},
-    }
-    if group == "app":
-        properties.update({
-            "pid": _ref("Pid"),
-            "exit-code": {"type": "integer", "minimum": 1, "maximum": 255,
-                          "description": "255 when a signal killed it (as the original)."},
-            "exit-signal": {"type": "string", "minLength": 1, "examples": ["SIGKILL"]},
-        })
-    return {
-        "type": "object",
-        "description": f"One ended instance of a{'n' if group == 'app' else ''} {group}.",
-        "properties": properties,
-        "required": ["stopped"],
-        "additionalProperties": False,
-    }
-
-
-def _by_group(app: str, service: str) -> dict[str, Any]:
-    """An app's or a service's answer, told apart by ``group``."""
-    return {"oneOf": [_ref(app), _ref(service)],
-            "discriminator": {"propertyName": "group", "mapping": {"app": _ref(app)["$ref"],
-                                                                   "service": _ref(service)["$ref"]}}}
-
-
-def schemas() -> dict[str, Any]:
-    """``components.schemas``: requests, and every answer, strictly (no unknown keys)."""
-    return {
-        "Request": request_schema(),
-        "Timestamp": {"type": "string", "minLength": 1,
-                      "description": "In the config's `json-timestamp` layout (a Go layout; RFC 3339 by default)."},
-        "Pid": {"type": "integer", "minimum": 1, "maximum": UINT32},
-        "Cas": {"type": "integer", "minimum": 1, "maximum": UINT64,
-                "description": "The change counter: one request raises it by at most 1; it never decreases."},
-        "KeyValue": {"type": "object", "description": "Any JSON values, set by clients."},
-        "AppRecord": _record("app"),
-        "ServiceRecord": _record("service"),
-        "AppStatus": _status_entry("app"),
-        "ServiceStatus": _status_entry("service"),
-        "AppAnswer": _answer("app"),
-        "ServiceAnswer": _answer("service"),
-        "Answer": _by_group("AppAnswer", "ServiceAnswer"),
-        "AppUdpAnswer": _answer("app", udp=True),
-        "ServiceUdpAnswer": _answer("service", udp=True),
-        "UdpAnswer": _by_group("AppUdpAnswer", "ServiceUdpAnswer"),
-        "StateFile": {
-            "type": "object",
-            "description": "Whether the state file takes writes. While it does not, changes are applied and "
-                           "kept in memory, and written when it works again.",
-            "properties": {
-                "ok": {"type": "boolean"},
-                "error": {"type": "string", "minLength": 1, "examples": ["database is locked"]},
-                "since": _ref("Timestamp"),
-            },
-            "required": ["ok"],
-            "additionalProperties": False,
-        },
-        "Status": {
-            "type": "object",
-            "properties": {
-                "instance-id": {"type": "string", "minLength": 1, "description": "This Patrol run."},
-                "apps": {"type": "object", "additionalProperties": _ref("AppStatus")},
-                "service": {"type": "object", "additionalProperties": _ref("ServiceStatus"),
-                            "description": "Services (the original's singular key)."},
-                "started": _ref("Timestamp"),
-                "shutdown": {"type": "boolean"},
-                "state-file": {**_ref("StateFile"),
-                               "description": "(new) Whether the state file takes writes; absent when Patrol "
-                                              "keeps no state file."},
-            },
-            "required": ["apps", "service"],
-            "additionalProperties": False,
-        },
-        "Errors": {
-            "type": "object",
-            "description": "Every refused request: one message per problem, naming the field and the rule.",
-            "properties": {"errors": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1}},
-            "required": ["errors"],
-            "additionalProperties": False,
-        },
-        "ReloadReport": {
-            "type": "object",
-            "description": "What a reload did, each entry `app ID` or `service ID`.",
-            "properties": {
-                key: {"type": "array", "items": {"type": "string", "pattern": "^(app|service) "}}
-                for key in ("added", "removed", "changed", "unchanged")
-            },
-            "required": ["added", "removed", "changed", "unchanged"],
-            "additionalProperties": False,
-        },
-    }
-
+from patrol.api.openapi_schemas import MAX_DATAGRAM, REQUEST_FIELDS, field_schema, ref, schemas
+from patrol.api.wire import LIMITS, MAX_BODY, QUERY_FIELDS, SESSION_COOKIE
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 RESPONSES = {
-    "Refused": _json(_ref("Errors"), "The request was refused (bad field, unknown id, wrong secret, ...)."),
-    "CrossSite": _json(_ref("Errors"), "A browser request from another site (`Sec-Fetch-Site` or `Origin`)."),
-    "MethodNotAllowed": _json(_ref("Errors"), "`Invalid Method`."),
-    "TooLarge": _json(_ref("Errors"), f"The body is larger than {MAX_BODY} bytes."),
+    "Refused": _json(ref("Errors"), "The request was refused (bad field, unknown id, wrong secret, ...)."),
+    "CrossSite": _json(ref("Errors"), "A browser request from another site (`Sec-Fetch-Site` or `Origin`)."),
+    "MethodNotAllowed": _json(ref("Errors"), "`Invalid Method`."),
+    "TooLarge": _json(ref("Errors"), f"The body is larger than {MAX_BODY} bytes."),
     "Unauthorized": {
-        **_json(_ref("Errors"), "With `http.auth` in the config: no token, or a wrong one. (A browser asking "
+        **_json(ref("Errors"), "With `http.auth` in the config: no token, or a wrong one. (A browser asking "
                 "for a page is redirected to `/login` instead.)"),
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
     },
     "TooManyRequests": {
-        **_json(_ref("Errors"), "Too many wrong tokens or wrong secrets of one item from this client address, "
+        **_json(ref("Errors"), "Too many wrong tokens or wrong secrets of one item from this client address, "
                 "or (beyond loopback) more requests per second than `http.rate-limit`."),
         "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": "Seconds."}},
     },
 }
-#: Answers any operation may give: the gate in front of every route (patrol/auth.py).
+#: Answers any operation may give: the gate in front of every route (patrol/web/auth.py).
 GATE = {"401": "Unauthorized", "429": "TooManyRequests"}
 SECURITY_SCHEMES = {
     "token": {"type": "http", "scheme": "bearer", "description": "The token of `http.auth` in the config."},
@@ -300,7 +68,7 @@ def _query_parameter(name: str) -> dict[str, Any]:
     if name == "history":
         return {"name": name, "in": "query", "allowEmptyValue": True, "schema": {"type": "string"},
                 "description": "A flag: present (with any value) or absent. Ignored, as in a body."}
-    schema = _field_schema(name)
+    schema = field_schema(name)
     described = REQUEST_FIELDS[name] + (" Must be digits; an empty value is absent." if name in LIMITS else "")
     return {"name": name, "in": "query", "schema": schema, "description": described}
 
@@ -320,7 +88,7 @@ def paths() -> dict[str, Any]:
 
 
 def _operations() -> dict[str, Any]:
-    answer = _json(_ref("Answer"), "The item's state before the request, and `cas-invalid`.")
+    answer = _json(ref("Answer"), "The item's state before the request, and `cas-invalid`.")
     return {
         "/status/": {
             "get": {
@@ -328,7 +96,7 @@ def _operations() -> dict[str, Any]:
                 "description": "Answered for any method and any path below `/status/`. Items with a secret "
                 "are shown without their key/values.",
                 "operationId": "status",
-                "responses": {"200": _json(_ref("Status"), "Patrol's state.")},
+                "responses": {"200": _json(ref("Status"), "Patrol's state.")},
             },
         },
         "/api/": {
@@ -347,7 +115,7 @@ def _operations() -> dict[str, Any]:
                 "a ping of an app that has a secret, carrying that secret, needs no token.",
                 "operationId": "apiPost",
                 "requestBody": {"required": False, "content": {"application/json": {
-                    "schema": {"anyOf": [_ref("Request"), {"type": "null"}]}}}},
+                    "schema": {"anyOf": [ref("Request"), {"type": "null"}]}}}},
                 "responses": _responses(_200=answer, _400="Refused", _403="CrossSite", _413="TooLarge"),
             },
             **_not_allowed("/api/", "put", "patch", "delete"),
@@ -357,8 +125,8 @@ def _operations() -> dict[str, Any]:
                 "summary": "Re-read the config file and apply the difference (as SIGHUP)",
                 "description": "An invalid config changes nothing; its errors are the answer.",
                 "operationId": "reload",
-                "responses": _responses(_200=_json(_ref("ReloadReport"), "The config was applied."),
-                                        _400=_json(_ref("Errors"), "The config has errors; nothing changed."),
+                "responses": _responses(_200=_json(ref("ReloadReport"), "The config was applied."),
+                                        _400=_json(ref("Errors"), "The config has errors; nothing changed."),
                                         _403="CrossSite"),
             },
             **_not_allowed("/-/reload", "get", "put", "patch", "delete"),
@@ -395,8 +163,8 @@ UDP = {
     "here), `pings-only` (pings only), `minimal` (pings only, answered with `{}` or "
     "`{\"cas-invalid\":true}`, never larger than the request).",
     "max-datagram": MAX_DATAGRAM,
-    "request": _ref("Request"),
-    "answer": _ref("UdpAnswer"),
+    "request": ref("Request"),
+    "answer": ref("UdpAnswer"),
 }
 
 DESCRIPTION = """\

@@ -97,7 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     import sqlite3
 
-    from patrol.engine.state_file import StateFileLocked, StateFileTooNew, Store, default_path
+    from patrol.engine.state_file import StateFileTooNew, Store, default_path
+    from patrol.engine.state_lock import StateFileLocked
 
     state_file = config.state_file or default_path(str(config.source) if config.source else None)
     try:

@@ -17,20 +17,13 @@ the reserve on disk without committing first. A Patrol that stops gracefully mar
 file clean; after any other end the next Patrol starts each item's CAS at its reserve,
 which is above every CAS the previous one may have shown.
 
-A second Patrol on the same file is refused twice over: an ``flock`` on a lock file
-beside the database (the kernel releases it when the holder dies; it names the holder's
-pid), and a Linux abstract socket named after the file's real path, which nobody can
-delete the way the lock file can be deleted.
+A second Patrol on the same file is refused (:mod:`patrol.engine.state_lock`).
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import hashlib
 import json
 import os
-import socket
 import sqlite3
 import tempfile
 import time
@@ -38,6 +31,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable
 
 from patrol.engine.item_state import HistoryRecord, LogFiles, State
+from patrol.engine.state_lock import REBUILD_INFIX, StateLock, identity, lock_path, unlink
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS item (
@@ -64,14 +58,8 @@ FIELDS = (
 #: How far above the written CAS the next Patrol starts after a crash: more than the
 #: CAS changes a ping flood can make between two flushes, far less than the CAS range.
 CAS_RESERVE = 10_000
-#: Prefix of the temporary file a rebuilt state file is written to before it is renamed.
-REBUILD_INFIX = ".rebuild-"
 
 Key = tuple[str, str]
-
-
-class StateFileLocked(Exception):
-    """Another Patrol already uses this state file."""
 
 
 class StateFileTooNew(Exception):
@@ -102,8 +90,7 @@ class Store:
     def __init__(self, path: str) -> None:
         # absolute: the file's identity is checked by path for as long as Patrol runs
         self.path = path if path == ":memory:" else os.path.abspath(path)
-        self._lock_fd = -1
-        self._name_lock: socket.socket | None = None
+        self.lock: StateLock | None = None  # a second Patrol on this file is refused
         self._ident: tuple[int, int] | None = None  # (device, inode) of the file written to
         self._wal_ident: tuple[int, int] | None = None
         self._saved_history: dict[Key, int] = {}
@@ -113,7 +100,7 @@ class Store:
         self.kept_aside: str | None = None
         if path != ":memory:":
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self._lock()
+            self.lock = StateLock(self.path)
             self._remove_rebuild_leftovers()
             # key/values of items with a secret live here: readable by Patrol's user only
             # (SQLite creates its -wal and -shm files with the database's mode)
@@ -133,8 +120,8 @@ class Store:
         if found < SCHEMA_VERSION:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         if self.path != ":memory:":
-            self._ident = _identity(self.path)
-            self._wal_ident = _identity(self.path + "-wal")
+            self._ident = identity(self.path)
+            self._wal_ident = identity(self.path + "-wal")
         return db
 
     def _check_version(self, db: sqlite3.Connection) -> int:
@@ -155,66 +142,17 @@ class Store:
         self._unlock()
 
     def _unlock(self) -> None:
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
-        if self._name_lock is not None:
-            self._name_lock.close()
-            self._name_lock = None
-
-    # -- the lock --------------------------------------------------------------------
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def lock_path(self) -> str:
-        return self.path + ".lock"
-
-    def _lock(self) -> None:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise self._in_use(holder) from None
-        self._name_lock = _bind_name_lock(self.path)
-        if self._name_lock is None:  # the lock file was deleted under a running Patrol
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise self._in_use(holder)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
-
-    def _in_use(self, holder: str) -> StateFileLocked:
-        return StateFileLocked(
-            f"state file {self.path} is in use by another Patrol (pid {holder}); "
-            "stop it first, or give this config its own state-file"
-        )
+        return lock_path(self.path)
 
     def check_lock(self) -> bool:
-        """Put the lock file back if it was deleted or replaced; True if it was.
-
-        The abstract socket keeps a second Patrol out meanwhile; the file is for the
-        operator (it names the holder) and for a Patrol in another network namespace.
-        """
-        if self._lock_fd < 0:
-            return False
-        mine = os.fstat(self._lock_fd)
-        if mine.st_nlink > 0 and _identity(self.lock_path) == (mine.st_dev, mine.st_ino):
-            return False
-        fd, temporary = tempfile.mkstemp(prefix=os.path.basename(self.lock_path) + REBUILD_INFIX,
-                                         dir=os.path.dirname(os.path.abspath(self.path)))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else has it
-            os.write(fd, f"{os.getpid()}\n".encode())
-            os.replace(temporary, self.lock_path)  # the path always names a locked file
-        except OSError:
-            os.close(fd)
-            _unlink(temporary)
-            raise
-        os.close(self._lock_fd)
-        self._lock_fd = fd
-        return True
+        """Put the lock file back if it was deleted or replaced; True if it was."""
+        return self.lock.check() if self.lock is not None else False
 
     # -- writing ---------------------------------------------------------------------
 
@@ -312,8 +250,8 @@ class Store:
         if self.path == ":memory:":
             return None
         try:
-            found = _identity(self.path)
-            wal = _identity(self.path + "-wal")
+            found = identity(self.path)
+            wal = identity(self.path + "-wal")
         except OSError:
             return None  # cannot tell (e.g. the directory is not searchable): the write will say
         if found is None:
@@ -359,16 +297,16 @@ class Store:
             finally:
                 new.close()
         except BaseException:
-            _unlink(temporary)
+            unlink(temporary)
             raise
         old = self.db
         for leftover in (self.path + "-wal", self.path + "-shm"):
-            _unlink(leftover)
+            unlink(leftover)
         self.kept_aside = self._keep_aside()
         try:
             os.replace(temporary, self.path)  # fails if, say, a directory now has the name
         except OSError:
-            _unlink(temporary)
+            unlink(temporary)
             raise
         try:
             old.close()  # writes only to the old, unlinked files
@@ -384,7 +322,7 @@ class Store:
     def _keep_aside(self) -> str | None:
         """A file renamed over the state file may be someone's backup: keep it under
         another name (a hard link, so the path is never without a file) for its owner."""
-        if _identity(self.path) is None:
+        if identity(self.path) is None:
             return None
         stamp = time.strftime("%Y%m%dT%H%M%S")
         for n in range(1, 100):
@@ -408,7 +346,7 @@ class Store:
             return
         for name in names:
             if name.startswith(prefixes):
-                _unlink(os.path.join(directory, name))
+                unlink(os.path.join(directory, name))
 
     # -- reading ---------------------------------------------------------------------
 
@@ -446,41 +384,6 @@ class Store:
 def _fields(record: HistoryRecord) -> dict[str, Any]:
     """A record's fields, shallow: json.dumps copies them anyway (asdict deep-copies)."""
     return {f.name: getattr(record, f.name) for f in fields(record)}
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    """(device, inode) of ``path``, None if it does not exist (``stat`` never opens it)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _bind_name_lock(path: str) -> socket.socket | None:
-    """A Linux abstract socket named after the state file's real path; None if taken.
-
-    It cannot be deleted like a lock file and the kernel frees it when its holder dies.
-    Where abstract sockets are not available the flock alone has to do (a dummy socket
-    keeps the code simple).
-    """
-    digest = hashlib.sha256(os.path.realpath(path).encode(errors="surrogateescape")).hexdigest()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        sock.bind(f"\0patrol-state-file:{digest}")
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            return None
-        return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    return sock
 
 
 def default_path(config_source: str | None) -> str:

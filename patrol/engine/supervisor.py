@@ -23,6 +23,7 @@ from patrol.plugin.model import AppConfig, PatrolConfig, ServiceConfig
 from patrol.engine import descriptors
 from patrol.engine.logpipes import LogRouter
 from patrol.engine import procfs
+from patrol.engine.cpu import CpuSampler
 from patrol.engine.ownership import SWEEP_BUDGET, Ownership
 from patrol.plugin.loader import Plugins
 from patrol.engine.reaper import Reaper, become_subreaper
@@ -75,6 +76,7 @@ class Supervisor:
         self.reaper: Reaper = None  # type: ignore[assignment]
         self.logs: LogRouter = None  # type: ignore[assignment]  # every app's output pipes
         self.owners = Ownership()  # which process is whose: the proof behind every signal
+        self.cpu = CpuSampler()  # CPU and memory of the apps, for every reader
         self.apps: dict[str, AppRunner] = {i: self._app_runner(c) for i, c in sorted(config.apps.items())}
         self.services: dict[str, ServiceRunner] = {
             i: self._service_runner(c) for i, c in sorted(config.services.items())

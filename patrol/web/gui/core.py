@@ -20,7 +20,6 @@ from patrol.api import access
 from patrol.api import visibility
 from patrol.util.steps import each
 from patrol.web.gui import fmt
-from patrol.web.gui.procstat import ProcStats
 from patrol.web.gui.security import Guard, secure
 
 if TYPE_CHECKING:
@@ -80,7 +79,7 @@ class Gui:
         self.patrol = patrol
         self.api = api
         self.guard = Guard()
-        self.stats = ProcStats()
+        self.stats = patrol.cpu  # the one sampler: the same figures as /status/
         self.templates = Jinja2Templates(env=template_env())
 
     def find(self, group: str, item_id: str) -> "Runner | None":

@@ -21,6 +21,7 @@ from patrol.web import auth
 from patrol.api import access
 from patrol.engine.item_state import DISABLE, ENABLE, RESTART, RUNONCE_DISABLE, RUNONCE_ENABLE
 from patrol.api.visibility import visible_keyvalue
+from patrol.web.gui import settings
 from patrol.web.gui import viewmodels as views
 from patrol.util.steps import Steps
 from patrol.web.gui.core import JSON, utf8
@@ -160,7 +161,7 @@ class Pages:
         if group == "app":
             context.update(await self._app_context(request, runner, opened))
         else:
-            context.update(settings=views.service_settings(runner.config),  # type: ignore[arg-type]
+            context.update(settings=settings.service_settings(runner.config),  # type: ignore[arg-type]
                            history=views.history_rows(runner.state.history, group, lambda _: None))
         # up to 1,000 history records: ~60 ms of rendering, done in steps (patrol.steps)
         steps = Steps(DASHBOARD_STEP)
@@ -175,7 +176,7 @@ class Pages:
     async def _app_context(self, request: Request, runner: "Runner", opened: bool) -> dict[str, Any]:
         logdir = LogDir(runner.config.log_root)  # type: ignore[union-attr]
         if not opened:  # its logs are private: not even the names and sizes of its runs
-            return {"settings": views.app_settings(runner.config),  # type: ignore[arg-type]
+            return {"settings": settings.app_settings(runner.config),  # type: ignore[arg-type]
                     "history": views.history_rows(runner.state.history, "app", lambda _: None),
                     "current_logs": [], "runs": [], "browse": "", "sharing": []}
         runs: list[Run] = await run_in_threadpool(logdir.runs, MATCH_RUNS)
@@ -198,7 +199,7 @@ class Pages:
         for stream, path in views.current_logs(runner).items():  # type: ignore[arg-type]
             current.append((stream, f"/app/{runner.id}/log/{stream}", logdir.relative(path)))
         return {
-            "settings": views.app_settings(runner.config),  # type: ignore[arg-type]
+            "settings": settings.app_settings(runner.config),  # type: ignore[arg-type]
             "history": views.history_rows(runner.state.history, "app", find_log),
             "current_logs": current,
             "runs": [(run, {s: log_url(runner.id, run.files[s]) for s in STREAMS if s in run.files})
