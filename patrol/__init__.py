@@ -17,14 +17,20 @@ if TYPE_CHECKING:
     from patrol.api.access import is_ping_only, secret_credential, udp_allowed
     from patrol.api.wire import dumps as json_dumps
     from patrol.config.rules import path_problem
+    from patrol.engine.ownership import is_protected
+    from patrol.engine.procfs import Proc
+    from patrol.engine.procfs import command as process_command
+    from patrol.engine.procfs import stat as read_process
     from patrol.plugin.events import ALL_EVENTS, Event
     from patrol.plugin.hookspecs import hookimpl
     from patrol.plugin.keepalive import AppControl, Cancellable, ExitStatus, KeepAlive
     from patrol.plugin.model import AppConfig, Option, PatrolConfig, ServiceConfig
     from patrol.plugin.ping import PingKeepAlive
+    from patrol.plugin.registry import Register
     from patrol.plugin.service import ServiceBackend
     from patrol.plugin.transport import Answer, Guesses, PatrolView, Transport
     from patrol.util.net import bind, parse_listen
+    from patrol.util.safefile import NotRegularFile, read_small_file
     from patrol.util.strictjson import loads as json_loads
 
 __version__ = "0.2.0"
@@ -53,6 +59,7 @@ _SURFACE: dict[str, str | tuple[str, str]] = {
     "AppConfig": "patrol.plugin.model",
     "ServiceConfig": "patrol.plugin.model",
     "PatrolConfig": "patrol.plugin.model",
+    "Register": "patrol.plugin.registry",
     "PatrolView": "patrol.plugin.transport",
     "Answer": "patrol.plugin.transport",
     "Guesses": "patrol.plugin.transport",
@@ -62,6 +69,12 @@ _SURFACE: dict[str, str | tuple[str, str]] = {
     "udp_allowed": "patrol.api.access",
     "json_dumps": ("patrol.api.wire", "dumps"),
     "json_loads": ("patrol.util.strictjson", "loads"),
+    "read_small_file": "patrol.util.safefile",
+    "NotRegularFile": "patrol.util.safefile",
+    "Proc": "patrol.engine.procfs",
+    "read_process": ("patrol.engine.procfs", "stat"),
+    "process_command": ("patrol.engine.procfs", "command"),
+    "is_protected": "patrol.engine.ownership",
     "parse_listen": "patrol.util.net",
     "bind": "patrol.util.net",
 }

@@ -120,11 +120,11 @@ def test_f2_pid_file_naming_patrol_itself_is_never_adopted(patrol, tmp_path):
 def test_f2_pid_file_naming_a_process_older_than_the_launch_is_not_adopted(patrol, tmp_path):
     """Outside the pid-grace, a pid file naming a process older than the app's last launch
     is refused (a fault), so a later disable cannot signal that process."""
-    import psutil
+    from patrol.engine.procfs import stat
 
     older = subprocess.Popen(["sleep", "300"], env={**os.environ, "PATROL_TEST_MARKER": patrol.marker})
     try:  # older by more than the clock slack (1 s) the pid keepalive allows
-        wait_for(lambda: time.time() - psutil.Process(older.pid).create_time() > 1.5, 5, "an older process")
+        wait_for(lambda: time.time() - stat(older.pid).started_at > 1.5, 5, "an older process")
         script(tmp_path, "writer", f'echo {older.pid} > "$PATROL_PID"\nexit 0\n')
         (tmp_path / "off.pid").write_text(f"{older.pid}\n")  # a disabled app, never launched
         apps = {

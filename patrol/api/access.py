@@ -23,7 +23,7 @@ import functools
 import ipaddress
 import time
 from collections import OrderedDict, deque
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypeGuard
 
 import structlog
 
@@ -187,7 +187,7 @@ def too_many(seconds: float) -> str:
 PING_FIELDS = frozenset(("id", "group", "ping", "pid", "secret"))
 
 
-def is_ping_only(request: Any) -> bool:
+def is_ping_only(request: Any) -> TypeGuard[dict[str, Any]]:
     """Is ``request`` a ping and nothing else? The one rule for every request let in
     without the token: HTTP pings carrying their app's secret, UDP with ``http.auth``."""
     return isinstance(request, dict) and request.get("ping") is True and request.keys() <= PING_FIELDS

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from patrol.util.compare import same_secret
+from patrol.engine.app_runner import AppRunner
 from patrol.engine.item_state import TOGGLES, HistoryRecord
 from patrol.plugin.states import ItemState
 from patrol.util.steps import Chunks, Steps
@@ -26,6 +27,7 @@ from patrol.api.wire import (GROUPS, MAX_KEYVALUE_BYTES, Response, empty, error,
                              validate_request)
 
 if TYPE_CHECKING:
+    from patrol.engine.readside import ItemView
     from patrol.engine.supervisor import Runner, Supervisor
 
 #: Units of work (an item, or one of its history records) per step of ``/status/``:
@@ -79,8 +81,7 @@ class Api:
             if not same_secret(given, secret):
                 return error("Secret Invalid")
         if ping or pid:
-            keepalive = getattr(runner, "keepalive", None)
-            ping_transport = keepalive.ping_transport if keepalive is not None else None
+            ping_transport = runner.ping_transport
             if ping and ping_transport is None:
                 return error("Ping Not Supported")
             if ping and transport is not None and ping_transport != transport:
@@ -105,7 +106,8 @@ class Api:
                 if toggle in TOGGLES:
                     s.toggle(toggle)
             if ping:
-                runner.pinged(pid)  # type: ignore[union-attr]
+                if isinstance(runner, AppRunner):  # services were refused above
+                    runner.pinged(pid)
         if toggle in TOGGLES:
             runner.toggled()
         body["cas-invalid"] = cas_invalid
@@ -159,7 +161,9 @@ class Api:
 
         field("instance-id")  # never empty: a uuid
         out.add(pretty(self.patrol.instance_id).encode())
-        for key, table, stats in (("apps", self.patrol.apps, True), ("service", self.patrol.services, False)):
+        tables: list[tuple[str, Mapping[str, ItemView], bool]] = [
+            ("apps", self.patrol.apps, True), ("service", self.patrol.services, False)]
+        for key, table, stats in tables:
             field(key)  # kept even when empty, as status() does
             runners = list(table.items())
             if not runners:
@@ -183,19 +187,19 @@ class Api:
 
     def state_file(self) -> dict[str, Any]:
         """Whether the state file takes writes: ``{"ok": true}``, or why not and since when."""
-        status = self.patrol.writer.status() if self.patrol.writer is not None else {"ok": True}
+        status: dict[str, Any] = self.patrol.writer.status() if self.patrol.writer is not None else {"ok": True}
         if "since" in status:
             status["since"] = self._time(status["since"])
         return status
 
-    def snapshot(self, runner: "Runner") -> dict[str, Any]:
+    def snapshot(self, runner: "ItemView") -> dict[str, Any]:
         """What events carry: ids and key/values, no history (the original's Snapshot()),
         as a caller without the item's secret sees it: observers forward events."""
         return self.render(runner, ids=True, history=False, proven=False)
 
     def render(
         self,
-        runner: "Runner",
+        runner: "ItemView",
         *,
         proven: bool,
         ids: bool = False,
@@ -212,7 +216,7 @@ class Api:
         st = runner.state
         is_app = runner.group == "app"
         lastseen = st.lastseen
-        if lastseen is None and st.running and is_app and runner.keepalive.ping_transport is None:  # type: ignore[union-attr]
+        if lastseen is None and st.running and is_app and runner.ping_transport is None:
             lastseen = self.patrol.wall()  # the original reports "now" while it runs
         body: dict[str, Any] = {}
         if ids:
@@ -246,13 +250,13 @@ class Api:
         body["restarts"] = runner.restarts
         body["backoff"] = round(runner.backoff_delay, 3) if runner.phase == ItemState.BACKOFF else 0
         if is_app:
-            last = runner.last_exit  # type: ignore[union-attr]
+            last = runner.last_exit
             if last is not None:
                 body["last-exit"] = str(last)
         if runner.last_reason:
             body["last-reason"] = runner.last_reason
-        if is_app and runner.fault_message:  # type: ignore[union-attr]
-            body["fault"] = runner.fault_message  # type: ignore[union-attr]
+        if is_app and runner.fault_message:
+            body["fault"] = runner.fault_message
         body = omit_empty(body)
         if st.started is not None:  # kept even when 0: "known and zero" is not "unknown"
             body["uptime"] = round(max(0.0, self.patrol.wall() - st.started), 1)
@@ -262,7 +266,7 @@ class Api:
                 body.update({"cpu-percent": usage.cpu_percent, "rss-bytes": usage.rss})
         return body
 
-    def render_record(self, record: HistoryRecord, runner: "Runner", *, proven: bool) -> dict[str, Any]:
+    def render_record(self, record: HistoryRecord, runner: "ItemView", *, proven: bool) -> dict[str, Any]:
         """One history record of ``runner``, as a caller that did (``proven``) or did
         not show the item's secret may see it."""
         group = runner.group

@@ -21,18 +21,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
-    from patrol.engine.supervisor import Runner
+    from patrol.engine.readside import ItemView
 
 #: what is private, for messages and pages
 PRIVATE_PARTS = "key/values and logs"
 
 
-def sees_private(runner: "Runner", *, proven: bool) -> bool:
+def sees_private(runner: "ItemView", *, proven: bool) -> bool:
     """May a caller see ``runner``'s private parts? ``proven``: it showed the secret."""
     return proven or not runner.config.secret
 
 
-def visible_keyvalue(runner: "Runner", values: Mapping[str, Any], *, proven: bool) -> dict[str, Any] | None:
+def visible_keyvalue(runner: "ItemView", values: Mapping[str, Any], *, proven: bool) -> dict[str, Any] | None:
     """``values`` (the item's, or a history record's) as this caller may see them:
     a copy, or None when they are private to it."""
     return dict(values) if sees_private(runner, proven=proven) else None

@@ -88,7 +88,7 @@ def validate_request(request: Any) -> list[str]:
                 problems.append(f"{key}: must be between 0 and {LIMITS[key]} (got {_shorten(str(value))})")
         elif not isinstance(value, expected):
             problems.append(f"{key}: must be {_json_names[expected]} (got {_json_type(value)})")
-        elif expected is str and not _is_text(value):
+        elif isinstance(value, str) and not _is_text(value):
             problems.append(f"{key}: {NOT_TEXT}")
         elif expected is dict:
             depth, text = _walk(value)

@@ -29,7 +29,7 @@ SYSTEM_DIRECTORIES = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/home", "
 _UNSET = object()
 
 
-def read_app(sec: Section, app_id: str, keepalives: Registry[type[KeepAlive]]) -> AppConfig | None:
+def read_app(sec: Section, app_id: str, keepalives: Registry[KeepAlive]) -> AppConfig | None:
     """The app in ``sec``, or None when it has errors (they are in ``sec.report``)."""
     errors = len(sec.report.errors)
     method = _keepalive(sec, keepalives)
@@ -70,7 +70,7 @@ def read_app(sec: Section, app_id: str, keepalives: Registry[type[KeepAlive]]) -
 
 
 def read_service(sec: Section, service_id: str,
-                 backends: Registry[type[ServiceBackend]]) -> ServiceConfig | None:
+                 backends: Registry[ServiceBackend]) -> ServiceConfig | None:
     """The service in ``sec``, or None when it has errors (they are in ``sec.report``)."""
     errors = len(sec.report.errors)
     management = _management(sec, backends)

@@ -195,7 +195,7 @@ def _clamp(top: Section, key: str, bounds: tuple[int, int, int], kind: Kind) -> 
 
 # -- decoding --------------------------------------------------------------------------
 
-class _Object(dict):  # type: ignore[type-arg]
+class _Object(dict[str, Any]):
     """A JSON object that remembers keys given twice (the last value wins, as in Go)."""
 
     duplicates: tuple[str, ...] = ()
@@ -220,8 +220,9 @@ def read_document(path: Path, source: str) -> tuple[Any, list[str]]:
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{source}: is not UTF-8 text (bad byte at offset {exc.start})"],
                           unreadable=True)
+    warnings: list[str] = []
     if path.suffix.lower() == ".toml":
-        data, warnings = _decode_toml(text, source), []
+        data = _decode_toml(text, source)
     else:
         data, warnings = _decode_json(text, source)
     if nesting(data) > MAX_NESTING:

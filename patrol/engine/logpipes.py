@@ -250,7 +250,10 @@ class LogRouter:
 
     def _sink(self, config: "AppConfig", path: str) -> LogSink:
         return LogSink(path, config.log_root, config.log_max_bytes, config.log_max_files,
-                       on_rotated=lambda sink, root=config.log_root: self.prune_soon(root))
+                       on_rotated=partial(self._rotated, config.log_root))
+
+    def _rotated(self, root: str, sink: LogSink) -> None:
+        self.prune_soon(root)
 
     def _attach(self, instance: InstanceLogs) -> None:
         for stream in instance.streams:

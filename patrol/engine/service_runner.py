@@ -59,7 +59,7 @@ class BrokenBackend:
         raise RuntimeError(self.error)
 
 
-def backend(config: ServiceConfig, name: str, plugins: Plugins) -> ServiceBackend:
+def backend(config: ServiceConfig, name: str, plugins: Plugins) -> ServiceBackend | BrokenBackend:
     """A service backend; one whose constructor raises fails its commands, not Patrol."""
     try:
         return plugins.services.get(name)(config)
@@ -80,7 +80,8 @@ class ServiceRunner:
     fault_message = None
     ping_transport = None
 
-    def __init__(self, sup: Host, config: ServiceConfig, backends: Mapping[str, ServiceBackend]) -> None:
+    def __init__(self, sup: Host, config: ServiceConfig,
+                 backends: Mapping[str, ServiceBackend | BrokenBackend]) -> None:
         self.sup = sup
         self.config = config
         self.id = config.id

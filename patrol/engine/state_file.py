@@ -378,7 +378,7 @@ class Store:
         return row
 
     def items(self) -> list[tuple[str, str]]:
-        return [tuple(r) for r in self.db.execute("SELECT grp, id FROM item")]  # type: ignore[misc]
+        return [(grp, item_id) for grp, item_id in self.db.execute("SELECT grp, id FROM item")]
 
 
 def _fields(record: HistoryRecord) -> dict[str, Any]:

@@ -163,8 +163,8 @@ class StateWriter:
             if item.key not in failed:
                 del self.dirty[item.key]
         if failed:
-            key, exc = next(iter(failed.items()))
-            self._failed(exc, item=f"{key[0]} {key[1]}")
+            key, error = next(iter(failed.items()))
+            self._failed(error, item=f"{key[0]} {key[1]}")
             return
         self._durable = False
         self._recovered()

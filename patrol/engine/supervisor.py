@@ -38,6 +38,10 @@ from patrol.engine.state_file import Store
 log = structlog.get_logger("patrol.supervisor")
 
 
+def _ignored(sig: int) -> None:
+    log.debug("signal ignored", signal=signal.Signals(sig).name)
+
+
 Runner = AppRunner | ServiceRunner
 R = TypeVar("R", AppRunner, ServiceRunner)
 
@@ -71,10 +75,12 @@ class Supervisor:
         self.started: float | None = None
         self.started_mono = clock()
         self.shutting_down = False
+        # Set by run(), on the loop: nothing reads them before (a None check on every use
+        # would only hide that rule), hence the ignores.
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by run()
-        self.signals: SignalRouter = None  # type: ignore[assignment]
-        self.reaper: Reaper = None  # type: ignore[assignment]
-        self.logs: LogRouter = None  # type: ignore[assignment]  # every app's output pipes
+        self.signals: SignalRouter = None  # type: ignore[assignment]  # set by run()
+        self.reaper: Reaper = None  # type: ignore[assignment]  # set by run()
+        self.logs: LogRouter = None  # type: ignore[assignment]  # set by run(): every app's output pipes
         self.owners = Ownership()  # which process is whose: the proof behind every signal
         self.cpu = CpuSampler()  # CPU and memory of the apps, for every reader
         self.apps: dict[str, AppRunner] = {i: self._app_runner(c) for i, c in sorted(config.apps.items())}
@@ -118,7 +124,7 @@ class Supervisor:
                 self.signals.add(sig, self.request_shutdown)
             self.signals.add(signal.SIGHUP, self.request_reload)
             for sig in (signal.SIGUSR1, signal.SIGUSR2):
-                self.signals.add(sig, lambda s=sig: log.debug("signal ignored", signal=signal.Signals(s).name))
+                self.signals.add(sig, partial(_ignored, sig))
         if not become_subreaper():
             log.warning("could not become a child subreaper; orphans of apps are not reaped by Patrol")
         self.started = self.wall()
@@ -320,6 +326,10 @@ class Supervisor:
     def store_error(self) -> str | None:
         """Why the state file refuses writes; None while it takes them."""
         return self.writer.error if self.writer is not None else None
+
+    @property
+    def store_error_since(self) -> float | None:
+        return self.writer.error_since if self.writer is not None else None
 
     # -- helpers ---------------------------------------------------------------------
 

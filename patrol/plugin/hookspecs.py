@@ -13,7 +13,7 @@ There are four hooks. Three *registration* hooks hand the kernel classes that ca
 implementation by looking the name (or a numeric alias of the original Patrol) up. No
 hook uses ``firstresult``: which plugin answers never depends on registration order.
 The fourth hook, :func:`patrol_trigger`, is an *event* hook: every lifecycle event of
-the original Patrol's triggers is one :class:`patrol.events.Event` delivered through it.
+the original Patrol's triggers is one :class:`patrol.Event` delivered through it.
 
 Compatibility promise: arguments are only ever added to these specs, never removed or
 renamed, so a plugin written against an older Patrol keeps loading.
@@ -21,7 +21,17 @@ renamed, so a plugin written against an older Patrol keeps loading.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
+
+from patrol.plugin.events import Event
+from patrol.plugin.registry import Register
+
+if TYPE_CHECKING:
+    from patrol.plugin.keepalive import KeepAlive
+    from patrol.plugin.service import ServiceBackend
+    from patrol.plugin.transport import PatrolView, Transport
 
 PROJECT = "patrol"
 
@@ -30,11 +40,11 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def patrol_register_keepalives(register):  # type: ignore[empty-body]
+def patrol_register_keepalives(register: Register["KeepAlive"]) -> None:
     """Register keepalive methods for apps.
 
     Call ``register(cls)`` once per method, where ``cls`` subclasses
-    :class:`patrol.keepalive.KeepAlive` and sets ``name`` (the string users write in
+    :class:`patrol.KeepAlive` and sets ``name`` (the string users write in
     ``"keepalive"``) and optionally ``aliases`` (the original numeric values, such as
     ``1`` for ``pid-patrol``). A name or alias registered twice is an error that names
     both plugins; the second registration is refused and the plugin is listed as
@@ -42,31 +52,31 @@ def patrol_register_keepalives(register):  # type: ignore[empty-body]
     error naming both (whichever loaded first: order never decides). The same holds for
     the other registration hooks.
 
-    :param register: a :class:`patrol.registry.Register` bound to the keepalive registry.
+    :param register: a :class:`patrol.Register` bound to the keepalive registry.
 
     .. versionadded:: 0.1
     """
 
 
 @hookspec
-def patrol_register_services(register):  # type: ignore[empty-body]
+def patrol_register_services(register: Register["ServiceBackend"]) -> None:
     """Register service management backends.
 
     Call ``register(cls)`` once per backend, where ``cls`` subclasses
-    :class:`patrol.service.ServiceBackend` and sets ``name`` (the string users write in
+    :class:`patrol.ServiceBackend` and sets ``name`` (the string users write in
     ``"management"`` or ``"management-ACTION"``) and optionally ``aliases``
     (``1`` = ``service``, ``2`` = ``initd`` in the original). A backend turns an action
     (``start``, ``status``, ``stop``, ``restart``) into a command line that Patrol runs
     without blocking supervision.
 
-    :param register: a :class:`patrol.registry.Register` bound to the service registry.
+    :param register: a :class:`patrol.Register` bound to the service registry.
 
     .. versionadded:: 0.1
     """
 
 
 @hookspec
-def patrol_register_transports(register):  # type: ignore[empty-body]
+def patrol_register_transports(register: Register["Transport"]) -> None:
     """Register API transports (HTTP, UDP, or your own).
 
     Call ``register(cls)`` with a subclass of :class:`patrol.Transport`. Every
@@ -76,17 +86,17 @@ def patrol_register_transports(register):  # type: ignore[empty-body]
     may then do nothing). All transports call the same :meth:`patrol.PatrolView.handle`,
     so they differ only in framing.
 
-    :param register: a :class:`patrol.registry.Register` bound to the transport registry.
+    :param register: a :class:`patrol.Register` bound to the transport registry.
 
     .. versionadded:: 0.1
     """
 
 
 @hookspec
-def patrol_trigger(patrol, event):  # type: ignore[empty-body]
+def patrol_trigger(patrol: "PatrolView", event: Event) -> None:
     """Observe a lifecycle event (the original Patrol's triggers).
 
-    Called for every :class:`patrol.events.Event`: Patrol started, tick, stopped and
+    Called for every :class:`patrol.Event`: Patrol started, tick, stopped and
     shutdown; app and service start, started, start failed, pinged, running, disabled,
     closed (with the history record) and shutdown. ``event.name`` is a dotted string
     such as ``"app.closed"``; ``event.snapshot`` is the item's state at that moment as

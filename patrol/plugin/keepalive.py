@@ -82,8 +82,13 @@ class Cancellable(Protocol):
 class AppControl(Protocol):
     """What a keepalive method may see and do; implemented by the app's runner."""
 
-    config: AppConfig
-    patrol_config: PatrolConfig
+    @property
+    def config(self) -> AppConfig:
+        """The app's configuration (its options in ``config.options``)."""
+
+    @property
+    def patrol_config(self) -> PatrolConfig:
+        """The running Patrol's configuration (a reload may replace it)."""
 
     @property
     def pid(self) -> int:

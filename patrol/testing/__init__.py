@@ -71,7 +71,7 @@ def item_errors(group: str, item: dict[str, Any], item_id: str = "x") -> list[st
     raise AssertionError(f"{group}.{item_id} loaded without errors: {item!r}")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, message: str = "condition") -> T:
+def wait_for(predicate: Callable[[], T | None], timeout: float = 10.0, message: str = "condition") -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     delay = 0.005

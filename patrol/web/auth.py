@@ -308,8 +308,7 @@ class Gate:
         if group.lower() not in ("app", "apps"):
             return None, None
         runner = self.access.view.supervisor.find("app", item_id.lower())
-        keepalive = getattr(runner, "keepalive", None)
-        if runner is None or not runner.config.secret or getattr(keepalive, "ping_transport", None) != "http":
+        if runner is None or not runner.config.secret or runner.ping_transport != "http":
             return None, None
         return secret, runner
 

@@ -47,7 +47,7 @@ import socket
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import structlog
 import uvicorn
@@ -87,7 +87,8 @@ class Connection(H11Protocol):
     def __init__(self, config: uvicorn.Config, server_state: ServerState, listener: "Listener") -> None:
         super().__init__(config=config, server_state=server_state, app_state={}, _loop=listener.loop)
         self.listener = listener
-        self.logger = listener.uvicorn_log  # type: ignore[assignment]  # its warnings, rate limited
+        # its warnings, rate limited: a stand-in with the logging.Logger methods uvicorn calls
+        self.logger = listener.uvicorn_log  # type: ignore[assignment]
         #: inside a request: from a complete head until the end of its answer
         self.in_request = False
         self._deadline: asyncio.TimerHandle | None = None
@@ -96,7 +97,7 @@ class Connection(H11Protocol):
     # -- asyncio's calls -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # type: ignore[arg-type]
+        super().connection_made(cast(asyncio.Transport, transport))  # a TCP connection's transport
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -41,6 +41,7 @@ from patrol.api.wire import MAX_BODY, Problem, decode_json, dumps, request_from_
 from patrol.web.connections import Limits, Listener
 from patrol.util.net import bind, parse_listen
 from patrol.api.view import KernelView
+from patrol.plugin.registry import Register
 from patrol.plugin.transport import PatrolView, Transport
 from patrol.web import gui
 
@@ -135,8 +136,8 @@ def build_app(view: KernelView) -> Starlette:
         result = api.handle(parsed, "http")
         if credential and "Secret Invalid" in result.body.get("errors", ()):
             auth.record_failure(request, credential)
-        body = without_keyvalues(result.body) if token_less_ping else result.body
-        return json_response(body, result.status)
+        answer = without_keyvalues(result.body) if token_less_ping else result.body
+        return json_response(answer, result.status)
 
     async def reload_endpoint(request: Request) -> Response:
         """``POST /-/reload``: re-read the config file and apply the difference (as SIGHUP)."""
@@ -242,5 +243,5 @@ async def read_body(request: Request) -> bytes | None:
 
 
 @hookimpl(trylast=True)
-def patrol_register_transports(register):  # type: ignore[no-untyped-def]
+def patrol_register_transports(register: Register[Transport]) -> None:
     register(HttpTransport)

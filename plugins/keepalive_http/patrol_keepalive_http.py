@@ -8,7 +8,7 @@ transport itself is part of the kernel.
 
 from __future__ import annotations
 
-from patrol import PingKeepAlive, hookimpl
+from patrol import KeepAlive, PingKeepAlive, Register, hookimpl
 
 
 class HttpKeepAlive(PingKeepAlive):
@@ -18,5 +18,5 @@ class HttpKeepAlive(PingKeepAlive):
 
 
 @hookimpl
-def patrol_register_keepalives(register):  # type: ignore[no-untyped-def]
+def patrol_register_keepalives(register: Register[KeepAlive]) -> None:
     register(HttpKeepAlive)

@@ -17,18 +17,16 @@ but a regular file is refused, read at most 64 bytes), and what it names is adop
 only if plausible: never Patrol, pid 1 or an ancestor of Patrol; outside the pid-grace
 of a launch never a process older than that launch; never while the app is disabled.
 Refusals are shown as the app's ``fault``. Adopting a pid does not make it signalled:
-Patrol signals only processes it proves to be the app's (:mod:`patrol.ownership`).
+Patrol signals only processes it proves to be the app's.
 """
 
 from __future__ import annotations
 
 import os
-import stat
+import time
 
-import psutil
-
-from patrol import AppConfig, Cancellable, ExitStatus, KeepAlive, Option, hookimpl
-from patrol.engine.ownership import is_protected
+from patrol import (AppConfig, AppControl, Cancellable, ExitStatus, KeepAlive, NotRegularFile, Option, Register,
+                    hookimpl, is_protected, process_command, read_process, read_small_file)
 
 PID_MAX = 2**31 - 1
 #: Clock slack when comparing process start times with file times (clock ticks, NTP).
@@ -48,26 +46,20 @@ class PidPatrol(KeepAlive):
         self.app.alive(pid)  # its exit ends the instance (KeepAlive.child_exited)
 
 
-class NotARegularFile(OSError):
-    """The pid-file path names a FIFO, a device, a socket or a directory."""
+#: what read_pid_file raises for a FIFO, a device, a socket or a directory
+NotARegularFile = NotRegularFile
 
 
 def read_pid_file(path: str) -> tuple[int | None, float]:
     """The pid in ``path`` and the file's mtime; the pid is None if unusable.
 
-    Never blocks: opened with ``O_NONBLOCK`` (a FIFO would otherwise wait for a writer),
-    checked with ``fstat`` to be a regular file, and read at most :data:`MAX_PID_FILE`
-    bytes (``/dev/zero`` or a huge file cost nothing). Raises :class:`NotARegularFile`
-    for anything else, ``OSError`` when it cannot be opened.
+    Never blocks (``patrol.read_small_file``: a FIFO is refused without waiting for a
+    writer, anything but a regular file too) and reads at most :data:`MAX_PID_FILE`
+    bytes (``/dev/zero`` or a huge file cost nothing). Raises :data:`NotARegularFile`
+    for anything but a regular file, ``OSError`` when it cannot be opened.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotARegularFile(f"{path} is not a regular file")
-        text = os.read(fd, MAX_PID_FILE).strip()
-    finally:
-        os.close(fd)
+    data, info = read_small_file(path, MAX_PID_FILE)
+    text = data.strip()
     if not text.isdigit():
         return None, info.st_mtime
     pid = int(text)
@@ -99,7 +91,7 @@ class PidApp(KeepAlive):
         ),
     )
 
-    def __init__(self, app):  # type: ignore[no-untyped-def]
+    def __init__(self, app: AppControl) -> None:
         super().__init__(app)
         self._launcher = 0
         self._spawned_at = 0.0  # wall time of the last spawn
@@ -121,8 +113,6 @@ class PidApp(KeepAlive):
             self.app.dead("pid file missing, invalid, or its process is gone")
 
     def spawned(self, pid: int) -> None:
-        import time
-
         self._launcher = pid
         self._spawned_at = time.time()
         self._deadline = self.app.now() + float(self.app.config.options.get("pid-grace", 10.0))
@@ -174,12 +164,8 @@ class PidApp(KeepAlive):
     # -- helpers ---------------------------------------------------------------------
 
     def _still_the_app(self) -> bool:
-        try:
-            return psutil.Process(self.app.pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-        except psutil.AccessDenied:
-            return True
+        info = read_process(self.app.pid)
+        return info is not None and info.alive
 
     def _poll_in(self, delay: float) -> None:
         self._poll = self.app.call_later(delay, lambda: self._poll_once(delay))
@@ -226,7 +212,7 @@ class PidApp(KeepAlive):
         self._refused = False
         try:
             pid, written = read_pid_file(path)
-        except NotARegularFile:
+        except NotRegularFile:
             self._refuse(f"pid file {path} is not a regular file (a FIFO, device or directory): not read")
             return None
         except OSError:
@@ -237,15 +223,10 @@ class PidApp(KeepAlive):
             self._refuse(f"pid file {path} names pid {pid}, which is Patrol itself, pid 1 or an ancestor "
                          "of Patrol: never adopted")
             return None
-        try:
-            proc = psutil.Process(pid)
-            created = proc.create_time()
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-        except psutil.NoSuchProcess:
+        proc = read_process(pid)  # /proc/PID/stat: readable whoever owns the process (the original
+        if proc is None or not proc.alive:  # took EPERM from kill() for dead)
             return None
-        except psutil.AccessDenied:
-            return pid  # EPERM: it exists; the original wrongly called it dead
+        created = proc.started_at
         if created > written + SLACK:
             return None  # the process is younger than the pid file: the pid was reused
         if self._spawned_at and created < self._spawned_at - SLACK:
@@ -253,7 +234,7 @@ class PidApp(KeepAlive):
                 self._refuse(f"pid file {path} names pid {pid}, which is older than the app's last start: "
                              "not adopted")
             return None  # older than the launcher that should have made it: stale file
-        if self.app.config.pid_verify and not (self.app.owns(pid) or matches_program(proc, self.app.config)):
+        if self.app.config.pid_verify and not (self.app.owns(pid) or matches_program(pid, self.app.config)):
             return None
         return pid
 
@@ -262,21 +243,20 @@ class PidApp(KeepAlive):
         self.app.fault(message)
 
 
-def matches_program(proc: psutil.Process, config: AppConfig) -> bool:
-    """pid-verify: is ``proc`` running the app's binary (directly or via an interpreter)?"""
+def matches_program(pid: int, config: AppConfig) -> bool:
+    """pid-verify: is ``pid`` running the app's binary (directly or via an interpreter)?"""
     program = os.path.realpath(config.program)
     try:
-        exe = proc.exe()
-        cmdline = proc.cmdline()
-    except psutil.AccessDenied:
+        exe, cmdline = process_command(pid)
+    except PermissionError:
         return True  # cannot tell: do not call a live app dead
-    except psutil.NoSuchProcess:
+    except ProcessLookupError:
         return False
     candidates = [exe, *cmdline[:2]]
     return any(c and os.path.realpath(os.path.join(config.working_directory, c)) == program for c in candidates)
 
 
 @hookimpl
-def patrol_register_keepalives(register):  # type: ignore[no-untyped-def]
+def patrol_register_keepalives(register: Register[KeepAlive]) -> None:
     register(PidPatrol)
     register(PidApp)

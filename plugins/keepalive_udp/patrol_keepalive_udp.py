@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
-from patrol import (PatrolView, PingKeepAlive, Transport, bind, hookimpl, is_ping_only, json_dumps, json_loads,
+from patrol import (KeepAlive, PatrolView, PingKeepAlive, Register, Transport, bind, hookimpl, is_ping_only, json_dumps, json_loads,
                     parse_listen, secret_credential, udp_allowed)
 
 MAX_DATAGRAM = 2048
@@ -51,7 +51,7 @@ class _Protocol(asyncio.DatagramProtocol):
         self.sock: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.sock = transport  # type: ignore[assignment]
+        self.sock = cast(asyncio.DatagramTransport, transport)  # made by create_datagram_endpoint
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         reply = self.owner.answer(data, str(addr[0]) if isinstance(addr, tuple) and addr else "")
@@ -128,10 +128,10 @@ class UdpTransport(Transport):
 
 
 @hookimpl
-def patrol_register_keepalives(register):  # type: ignore[no-untyped-def]
+def patrol_register_keepalives(register: Register[KeepAlive]) -> None:
     register(UdpKeepAlive)
 
 
 @hookimpl
-def patrol_register_transports(register):  # type: ignore[no-untyped-def]
+def patrol_register_transports(register: Register[Transport]) -> None:
     register(UdpTransport)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from patrol import Option, ServiceBackend, ServiceConfig, hookimpl, path_problem
+from patrol import Option, Register, ServiceBackend, ServiceConfig, hookimpl, path_problem
 
 DEFAULT = "/etc/init.d"
 
@@ -48,5 +48,5 @@ class InitD(ServiceBackend):
 
 
 @hookimpl
-def patrol_register_services(register):  # type: ignore[no-untyped-def]
+def patrol_register_services(register: Register[ServiceBackend]) -> None:
     register(InitD)

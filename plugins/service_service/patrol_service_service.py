@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from patrol import Option, ServiceBackend, hookimpl, path_problem
+from patrol import Option, Register, ServiceBackend, hookimpl, path_problem
 
 DEFAULT = "service"
 SBIN = ("/usr/sbin", "/sbin")
@@ -44,5 +44,5 @@ class Service(ServiceBackend):
 
 
 @hookimpl
-def patrol_register_services(register):  # type: ignore[no-untyped-def]
+def patrol_register_services(register: Register[ServiceBackend]) -> None:
     register(Service)

@@ -2,17 +2,17 @@
 
 import socket
 
-from patrol import KeepAlive, Option, hookimpl
+from patrol import KeepAlive, Option, Register, hookimpl
 
 
 class TcpKeepAlive(KeepAlive):
     name = "tcp"
     options = (Option("tcp-port", int, 0, "port the app listens on (127.0.0.1)"),)
 
-    def spawned(self, pid):
+    def spawned(self, pid: int) -> None:
         self.check()
 
-    def check(self):
+    def check(self) -> None:
         try:
             socket.create_connection(("127.0.0.1", self.app.config.options["tcp-port"]), 0.2).close()
             self.app.alive(self.app.pid or self.app.launcher_pid)
@@ -24,5 +24,5 @@ class TcpKeepAlive(KeepAlive):
 
 
 @hookimpl
-def patrol_register_keepalives(register):
+def patrol_register_keepalives(register: Register[KeepAlive]) -> None:
     register(TcpKeepAlive)

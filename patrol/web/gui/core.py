@@ -24,7 +24,7 @@ from patrol.web.gui.security import Guard, secure
 
 if TYPE_CHECKING:
     from patrol.api.handler import Api
-    from patrol.engine.supervisor import Runner, Supervisor
+    from patrol.engine.readside import AppView, ItemView, Reader
 
 PACKAGE = Path(__file__).resolve().parent.parent
 TEMPLATES = PACKAGE / "templates"
@@ -75,20 +75,23 @@ class JSON(JSONResponse):
 class Gui:
     """Shared state of the GUI of one Patrol: created once by :func:`patrol.gui.routes`."""
 
-    def __init__(self, patrol: "Supervisor", api: "Api") -> None:
+    def __init__(self, patrol: "Reader", api: "Api") -> None:
         self.patrol = patrol
         self.api = api
         self.guard = Guard()
         self.stats = patrol.cpu  # the one sampler: the same figures as /status/
         self.templates = Jinja2Templates(env=template_env())
 
-    def find(self, group: str, item_id: str) -> "Runner | None":
+    def find(self, group: str, item_id: str) -> "ItemView | None":
         """Ids are lower-case in Patrol; a URL typed with capitals still finds the item."""
         if group not in ("app", "service"):
             return None
         return self.patrol.find(group, item_id.lower())
 
-    def secret_matches(self, runner: "Runner", given: str, request: Request | None = None) -> bool:
+    def find_app(self, item_id: str) -> "AppView | None":
+        return self.patrol.apps.get(item_id.lower())
+
+    def secret_matches(self, runner: "ItemView", given: str, request: Request | None = None) -> bool:
         """With ``request``, the attempt counts towards its client's throttle, and a
         blocked client's attempts are refused unchecked."""
         secret = runner.config.secret
@@ -103,7 +106,7 @@ class Gui:
             auth.record_failure(request, credential)
         return False
 
-    def proven(self, request: Request, runner: "Runner") -> bool:
+    def proven(self, request: Request, runner: "ItemView") -> bool:
         """Did this request show the item's secret: in ``?secret=`` (as the original's
         links) or through the unlock cookie a correct secret sets?"""
         if not runner.config.secret:
@@ -112,7 +115,7 @@ class Gui:
             return True
         return self.guard.unlocked(request, runner.group, runner.id, runner.config.secret)
 
-    def sees_private(self, request: Request, runner: "Runner") -> bool:
+    def sees_private(self, request: Request, runner: "ItemView") -> bool:
         """May this request see the item's key/values and logs (patrol.visibility)?
         Ask once per request: a wrong ``?secret=`` counts as one guess each time."""
         return visibility.sees_private(runner, proven=self.proven(request, runner))
@@ -125,7 +128,7 @@ class Gui:
             "shutdown": self.patrol.shutting_down,
             # the state file refuses writes: every page shows it in a banner
             "state_file_error": self.patrol.store_error or "",
-            "state_file_since": fmt.local_time(self.patrol.writer.error_since) if self.patrol.store_error else "",
+            "state_file_since": fmt.local_time(self.patrol.store_error_since) if self.patrol.store_error else "",
         }
 
     def render(self, request: Request, name: str, context: dict[str, Any], status: int = 200,

@@ -34,7 +34,7 @@ from patrol.web.gui.pages import describe, log_url
 from patrol.web.gui.security import secure
 
 if TYPE_CHECKING:
-    from patrol.engine.app_runner import AppRunner
+    from patrol.engine.readside import AppView
     from patrol.web.gui.core import Gui
 
 DEFAULT_LINES = 200
@@ -238,11 +238,11 @@ class LogPages:
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _app(self, request: Request, page: bool = True) -> "AppRunner | Response":
+    def _app(self, request: Request, page: bool = True) -> "AppView | Response":
         """The app of the URL if its logs are open to this request, else the refusal
         (a page, or JSON for the follow requests of a script)."""
         item_id = request.path_params["id"]
-        runner = self.gui.find("app", item_id)
+        runner = self.gui.find_app(item_id)
         if runner is None:
             message = f"id: there is no app with the id {item_id[:70]!r}"
             return self.gui.error(request, 404, "Unknown app", message) if page else _json_error(404, message)
@@ -250,9 +250,9 @@ class LogPages:
             if not page:
                 return _json_error(403, "secret: this app's logs need its secret")
             return self.gui.render(request, "locked.html", {"runner": runner, "next": request.url.path}, 403)
-        return runner  # type: ignore[return-value]  # find("app", ...) is an AppRunner
+        return runner
 
-    def _unlocking(self, request: Request, runner: "AppRunner", response: Response) -> Response:
+    def _unlocking(self, request: Request, runner: "AppView", response: Response) -> Response:
         """A correct ``?secret=`` also opens the following pages (links carry no secret)."""
         if self.gui.secret_matches(runner, request.query_params.get("secret", "")):
             self.gui.guard.unlock(response, "app", runner.id, runner.config.secret)
@@ -262,14 +262,14 @@ class LogPages:
         query = request.query_params
         if query.get("group", "") != "app":
             return None, 400, f"group: must be app, only apps have logs (got {query.get('group', '')[:40]!r})"
-        runner = self.gui.find("app", query.get("id", ""))
+        runner = self.gui.find_app(query.get("id", ""))
         if runner is None:
             return None, 404, f"Unknown App: there is no app with the id {query.get('id', '')[:70]!r}"
         if check_secret and not self.gui.sees_private(request, runner):
             return None, 403, "Secret Invalid: this app's logs need its secret (secret=...)"
         return runner, 200, ""
 
-    async def _viewer(self, request: Request, runner: "AppRunner", relative: str, path: str,
+    async def _viewer(self, request: Request, runner: "AppView", relative: str, path: str,
                       stream: str) -> Response:
         last = _last(request.query_params, DEFAULT_LINES)
         if isinstance(last, str):

@@ -30,7 +30,7 @@ from patrol.web.gui.security import safe_next, secure
 
 if TYPE_CHECKING:
     from patrol.engine.item_state import HistoryRecord
-    from patrol.engine.supervisor import Runner
+    from patrol.engine.readside import AppView, ItemView
     from patrol.web.gui.core import Gui
 
 MAX_FORM = 16 * 1024
@@ -70,7 +70,7 @@ COLUMNS = (("name", "Name"), ("type", "Type"), ("state", "State"), ("pid", "PID"
            ("restarts", "Restarts"), ("cpu", "CPU"), ("memory", "Memory"))
 
 
-def describe(runner: "Runner") -> str:
+def describe(runner: "ItemView") -> str:
     return f'{runner.group} "{runner.config.name}" ({runner.id})'
 
 
@@ -116,7 +116,7 @@ class Pages:
         steps = Steps(DASHBOARD_STEP)
         rows = await views.items_in_steps(self.gui.patrol, self.gui.stats, steps)
         ordered = sorted(rows, key=views.SORTS[view.sort], reverse=view.descending)  # ~7 ms for 10,000
-        shown = set()  # what the filter lets through (the others are rendered hidden, for live filtering)
+        shown: set[str] = set()  # what the filter lets through (the others are rendered hidden, for live filtering)
         for start in range(0, len(ordered), DASHBOARD_STEP):
             await steps.take(DASHBOARD_STEP)
             shown.update(r.key for r in ordered[start:start + DASHBOARD_STEP] if view.matches(r))
@@ -158,10 +158,11 @@ class Pages:
             "next": auth.here(request),
             "live": True,
         }
-        if group == "app":
-            context.update(await self._app_context(request, runner, opened))
+        app = self.gui.find_app(runner.id) if group == "app" else None
+        if app is not None:
+            context.update(await self._app_context(request, app, opened))
         else:
-            context.update(settings=settings.service_settings(runner.config),  # type: ignore[arg-type]
+            context.update(settings=settings.settings_of(runner.config),
                            history=views.history_rows(runner.state.history, group, lambda _: None))
         # up to 1,000 history records: ~60 ms of rendering, done in steps (patrol.steps)
         steps = Steps(DASHBOARD_STEP)
@@ -173,10 +174,10 @@ class Pages:
             html.append(utf8(template.render(history=chunk, it=item, locked=context["locked"])))
         return self.gui.render(request, "detail.html", context, slot=html)
 
-    async def _app_context(self, request: Request, runner: "Runner", opened: bool) -> dict[str, Any]:
-        logdir = LogDir(runner.config.log_root)  # type: ignore[union-attr]
+    async def _app_context(self, request: Request, runner: "AppView", opened: bool) -> dict[str, Any]:
+        logdir = LogDir(runner.config.log_root)
         if not opened:  # its logs are private: not even the names and sizes of its runs
-            return {"settings": settings.app_settings(runner.config),  # type: ignore[arg-type]
+            return {"settings": settings.app_settings(runner.config),
                     "history": views.history_rows(runner.state.history, "app", lambda _: None),
                     "current_logs": [], "runs": [], "browse": "", "sharing": []}
         runs: list[Run] = await run_in_threadpool(logdir.runs, MATCH_RUNS)
@@ -196,10 +197,10 @@ class Pages:
             return None
 
         current = []
-        for stream, path in views.current_logs(runner).items():  # type: ignore[arg-type]
+        for stream, path in views.current_logs(runner).items():
             current.append((stream, f"/app/{runner.id}/log/{stream}", logdir.relative(path)))
         return {
-            "settings": settings.app_settings(runner.config),  # type: ignore[arg-type]
+            "settings": settings.app_settings(runner.config),
             "history": views.history_rows(runner.state.history, "app", find_log),
             "current_logs": current,
             "runs": [(run, {s: log_url(runner.id, run.files[s]) for s in STREAMS if s in run.files})

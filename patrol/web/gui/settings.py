@@ -33,7 +33,7 @@ class Setting:
     masked: bool = False
 
 
-def app_settings(cfg: "AppConfig") -> list[Setting]:
+def app_settings(cfg: AppConfig) -> list[Setting]:
     b = cfg.backoff
     rows = [
         Setting("keepalive", cfg.keepalive),
@@ -68,7 +68,7 @@ def app_settings(cfg: "AppConfig") -> list[Setting]:
     return rows + _common_settings(cfg) + _other_settings(cfg, APP_SHOWN)
 
 
-def service_settings(cfg: "ServiceConfig") -> list[Setting]:
+def service_settings(cfg: ServiceConfig) -> list[Setting]:
     rows = [Setting("service", cfg.service), Setting("name", cfg.name)]
     for action, backend in cfg.management.items():
         ignored = ", ".join(str(c) for c in sorted(cfg.ignore_exit_codes.get(action, ()))) or "none"
@@ -149,3 +149,8 @@ def _signal(number: int) -> str:
         return f"{signal.Signals(number).name} ({number})"
     except ValueError:
         return str(number)
+
+
+def settings_of(cfg: AppConfig | ServiceConfig) -> list[Setting]:
+    """An app's or a service's settings."""
+    return app_settings(cfg) if isinstance(cfg, AppConfig) else service_settings(cfg)

@@ -20,9 +20,8 @@ from patrol.engine.cpu import CpuSampler
 from patrol.plugin.states import ItemState
 
 if TYPE_CHECKING:
-    from patrol.engine.app_runner import AppRunner
     from patrol.engine.item_state import HistoryRecord
-    from patrol.engine.supervisor import Runner, Supervisor
+    from patrol.engine.readside import ItemView, Reader
 
 #: state -> what the dashboard says, in the order a "state" sort uses
 STATE_LABELS = {state.value: state.label for state in ItemState}
@@ -85,14 +84,14 @@ def cpu_text(percent: float | None) -> str:
     return f"{percent:.1f}%" if percent is not None else "—"
 
 
-def item(runner: "Runner", wall: float, stats: CpuSampler) -> Item:
+def item(runner: "ItemView", wall: float, stats: CpuSampler) -> Item:
     st = runner.state
     is_app = runner.group == "app"
     pid = st.pid if is_app else 0
     usage = stats.usage(pid) if pid and st.running else None
     last_exit = ""
-    if is_app and runner.last_exit is not None:  # type: ignore[union-attr]
-        last_exit = str(runner.last_exit)  # type: ignore[union-attr]
+    if is_app and runner.last_exit is not None:
+        last_exit = str(runner.last_exit)
     elif not is_app and st.history:
         last_exit = st.history[-1].reason
     return Item(
@@ -115,11 +114,11 @@ def item(runner: "Runner", wall: float, stats: CpuSampler) -> Item:
     )
 
 
-def _note(runner: "Runner") -> str:
+def _note(runner: "ItemView") -> str:
     """One line saying why the item is in its state, when that is not obvious."""
     phase = runner.phase
     if phase == ItemState.BACKOFF:
-        return f"next start in up to {runner.backoff_delay:g} s; {runner.last_reason}"  # type: ignore[union-attr]
+        return f"next start in up to {runner.backoff_delay:g} s; {runner.last_reason}"
     if phase in (ItemState.GIVEN_UP, ItemState.STOPPED, ItemState.WAITING) and runner.last_reason:
         return runner.last_reason
     if runner.state.run_once:
@@ -127,7 +126,7 @@ def _note(runner: "Runner") -> str:
     return ""
 
 
-def items(patrol: "Supervisor", stats: CpuSampler) -> list[Item]:
+def items(patrol: "Reader", stats: CpuSampler) -> list[Item]:
     wall = patrol.wall()
     return [item(r, wall, stats) for r in patrol.runners()]
 
@@ -136,7 +135,7 @@ def items(patrol: "Supervisor", stats: CpuSampler) -> list[Item]:
 ITEM_UNITS = 1
 
 
-async def items_in_steps(patrol: "Supervisor", stats: CpuSampler, steps: Steps) -> list[Item]:
+async def items_in_steps(patrol: "Reader", stats: CpuSampler, steps: Steps) -> list[Item]:
     """:func:`items`, giving the loop a turn between steps (10,000 items: ~50 ms)."""
     wall = patrol.wall()
     rows = []
@@ -258,7 +257,7 @@ def _exit(code: int, sig: int | None) -> str:
     return str(code)
 
 
-def current_logs(runner: "AppRunner") -> dict[str, str]:
+def current_logs(runner: "ItemView") -> dict[str, str]:
     """stream -> absolute path of the last started instance's log files."""
     files = runner.state.started_log
     if files is None or not files.stdout:

@@ -1,0 +1,109 @@
+"""The engine as its readers see it: what the API's answers, the GUI and events show.
+
+Readers get these narrow views, never a runner's internals, so what a page or an
+answer shows cannot depend on how a runner works inside, and the engine can change its
+runners without touching the pages. Both runners and the supervisor implement them
+(checked by the type checker); writes go through the API (:mod:`patrol.api.handler`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Protocol, Sequence
+
+from patrol.engine.cpu import CpuSampler
+from patrol.engine.item_state import State
+from patrol.plugin.keepalive import ExitStatus
+from patrol.plugin.model import AppConfig, PatrolConfig, ServiceConfig
+from patrol.plugin.states import ItemState
+
+
+class ItemView(Protocol):
+    """An app or a service, read-only."""
+
+    @property
+    def group(self) -> str:
+        """``"app"`` or ``"service"``."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def config(self) -> AppConfig | ServiceConfig: ...
+
+    @property
+    def state(self) -> State:
+        """The CAS-managed record: flags, key/values, the live instance, history."""
+
+    @property
+    def phase(self) -> ItemState: ...
+
+    @property
+    def restarts(self) -> int: ...
+
+    @property
+    def backoff_delay(self) -> float:
+        """Seconds the current backoff waits (meaningful in state ``backoff``)."""
+
+    @property
+    def last_reason(self) -> str:
+        """Why the last instance ended, or why nothing runs now."""
+
+    @property
+    def last_exit(self) -> ExitStatus | None:
+        """How the last process of an app ended (services: None)."""
+
+    @property
+    def fault_message(self) -> str | None:
+        """A problem that does not end the instance (apps only)."""
+
+    @property
+    def ping_transport(self) -> str | None:
+        """The transport whose pings keep an app alive; None when not ping-based."""
+
+
+class AppView(ItemView, Protocol):
+    """An app, read-only (its config has the log directory and the program)."""
+
+    @property
+    def config(self) -> AppConfig: ...
+
+
+class Reader(Protocol):
+    """The running Patrol, read-only."""
+
+    @property
+    def config(self) -> PatrolConfig: ...
+
+    @property
+    def instance_id(self) -> str:
+        """This run of Patrol (a uuid)."""
+
+    @property
+    def started(self) -> float | None:
+        """When it started (wall clock), None before and after."""
+
+    @property
+    def shutting_down(self) -> bool: ...
+
+    @property
+    def wall(self) -> Callable[[], float]:
+        """The wall clock every timestamp comes from."""
+
+    @property
+    def cpu(self) -> CpuSampler:
+        """The one CPU and memory sampler."""
+
+    @property
+    def apps(self) -> Mapping[str, AppView]: ...
+
+    @property
+    def store_error(self) -> str | None:
+        """Why the state file refuses writes; None while it takes them."""
+
+    @property
+    def store_error_since(self) -> float | None:
+        """Since when it refuses them (wall clock)."""
+
+    def runners(self) -> Sequence[ItemView]: ...
+
+    def find(self, group: str, item_id: str) -> ItemView | None: ...
