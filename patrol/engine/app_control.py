@@ -13,22 +13,22 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from patrol.engine import ownership
+from patrol.engine.app_instance import Instance
+from patrol.engine.app_owner import AppOwner
 from patrol.engine.reaper import watch_pid
 from patrol.plugin.keepalive import Cancellable, ExitStatus
 from patrol.plugin.model import AppConfig, PatrolConfig
-
-if TYPE_CHECKING:
-    from patrol.engine.app_runner import AppRunner
 
 
 class AppControl:
     """What one app's keepalive may see and do (see the module docstring)."""
 
-    def __init__(self, runner: "AppRunner") -> None:
+    def __init__(self, runner: AppOwner, instance: Instance) -> None:
         self.runner = runner
+        self.instance = instance
         self.log = runner.log
 
     @property
@@ -49,7 +49,7 @@ class AppControl:
 
     @property
     def launcher_pid(self) -> int:
-        return self.runner.instance.launcher_pid
+        return self.instance.launcher_pid
 
     @property
     def disabled(self) -> bool:
@@ -66,7 +66,7 @@ class AppControl:
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
         handle = self.runner.sup.loop.call_later(delay, self.guarded, "a timer callback", callback)
         # forget cancelled timers: a keepalive re-arming one per period must not grow the list
-        timers = self.runner.instance.timers
+        timers = self.instance.timers
         timers[:] = [t for t in timers if not (isinstance(t, asyncio.TimerHandle) and t.cancelled())]
         timers.append(handle)
         return handle
@@ -74,14 +74,14 @@ class AppControl:
     def watch_pid(self, pid: int, callback: Callable[[], None]) -> Cancellable | None:
         watch = watch_pid(self.runner.sup.loop, pid, partial(self.guarded, "a watch_pid callback", callback))
         if watch is not None:
-            self.runner.instance.timers.append(watch)
+            self.instance.timers.append(watch)
         return watch
 
     # -- reports ---------------------------------------------------------------------
 
     def alive(self, pid: int, *, tentative: bool = False, trusted: bool = False, pinged: bool = False) -> None:
         runner = self.runner
-        st, instance = runner.state, runner.instance
+        st, instance = runner.state, self.instance
         if pid and not pinged and pid != st.pid and ownership.is_protected(pid):
             self.fault(f"pid {pid} is Patrol itself, pid 1 or an ancestor of Patrol: never adopted")
             return
@@ -114,7 +114,7 @@ class AppControl:
     def dead(self, reason: str, status: ExitStatus | None = None) -> None:
         runner = self.runner
         runner.sup.reaper.reap()  # collect exit statuses that are already there
-        st, instance = runner.state, runner.instance
+        st, instance = runner.state, self.instance
         if not st.running and not instance.launching:
             return  # already ended (by an exit reaped just above, or an earlier report)
         instance.launching = False
@@ -165,7 +165,7 @@ class AppControl:
                        where=where, error=f"{type(exc).__name__}: {exc}", exc_info=exc)
         if runner.plugin_error:
             return  # the run is failing already
-        live = runner.state.running or runner.instance.launching
+        live = runner.state.running or self.instance.launching
         if not (live or where == "closed()"):
             runner.last_reason = reason  # nothing runs: nothing to stop
             return

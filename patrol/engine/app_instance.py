@@ -15,18 +15,16 @@ import json
 import os
 import subprocess
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from patrol.engine import ownership, procfs
+from patrol.engine.app_owner import AppOwner
 from patrol.engine.item_state import HistoryRecord
 from patrol.engine.logpipes import InstanceLogs
 from patrol.engine.procfs import Proc
 from patrol.engine.signalling import group_alive
 from patrol.engine.spawn import spawn
 from patrol.plugin.keepalive import Cancellable, ExitStatus
-
-if TYPE_CHECKING:
-    from patrol.engine.app_runner import AppRunner
 
 #: The environment a child gets when ``env-parent`` is false. The original gave it
 #: nothing at all (no PATH at all, so a bare program name found nothing); this is what
@@ -38,7 +36,7 @@ PASSED_ENV = ("LANG", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME")
 class Instance:
     """The processes of an app's current run (see the module docstring)."""
 
-    def __init__(self, runner: "AppRunner") -> None:
+    def __init__(self, runner: AppOwner) -> None:
         self.runner = runner
         self.launcher_pid = 0  # the process Patrol spawned last (0 once it exited)
         self.launching = False  # spawned, not yet reported alive

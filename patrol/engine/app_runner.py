@@ -56,8 +56,8 @@ class AppRunner:
             s.replace_keyvalue(dict(config.keyvalue))
         self.log = log.bind(app=self.id)
         self.instance = Instance(self)
-        self.stopper = Stopper(self)
-        self.control = AppControl(self)  # what the keepalive is handed
+        self.stopper = Stopper(self, self.instance)
+        self.control = AppControl(self, self.instance)  # what the keepalive is handed
         self.keepalive = keepalive(self.control)
         self.retired = False  # stopped for good (shutdown, or replaced by a reload)
         self.fault_message: str | None = None  # a problem that does not end the run

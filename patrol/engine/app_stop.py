@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from patrol.engine import ownership, procfs
+from patrol.engine.app_instance import Instance
+from patrol.engine.app_owner import AppOwner
 from patrol.engine.signalling import group_alive, live_groups, pid_alive, signal_group, signal_pid
-
-if TYPE_CHECKING:
-    from patrol.engine.app_runner import AppRunner
 
 
 class Stopper:
     """Stops one app's processes (see the module docstring)."""
 
-    def __init__(self, runner: "AppRunner") -> None:
+    def __init__(self, runner: AppOwner, instance: Instance) -> None:
         self.runner = runner
-        self.instance = runner.instance
+        self.instance = instance
         self.stopping: set[int] = set()  # escaped processes being stopped now
         self.leftovers: set[asyncio.Task[None]] = set()  # stopping what a run left behind
 

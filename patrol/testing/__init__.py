@@ -46,6 +46,29 @@ def strict_json(payload: bytes) -> Any:
     return json.loads(payload, parse_constant=refuse)
 
 
+def installed_plugins(*, strict: bool = True) -> Any:
+    """Every installed plugin, loaded as ``patrol run`` loads them (a
+    :class:`patrol.plugin.loader.Plugins`: ``.keepalives``, ``.services`` and
+    ``.transports`` resolve names and the original numbers). ``strict``: a plugin that
+    fails to load raises instead of being listed as failed."""
+    from patrol.plugin.loader import Plugins
+
+    return Plugins(strict=strict)
+
+
+def load_document(document: dict[str, Any]) -> Any:
+    """A whole config document (as decoded JSON) through the real loader and the
+    installed plugins: the :class:`patrol.PatrolConfig` ``patrol run`` would run.
+
+    Raises :class:`patrol.config.ConfigError` with every problem, as ``patrol check``.
+    """
+    from patrol.config import Methods, parse_config
+
+    plugins = installed_plugins()
+    config, _ = parse_config(document, Methods(plugins.keepalives, plugins.services))
+    return config
+
+
 def load_item(group: str, item: dict[str, Any], item_id: str = "x") -> Any:
     """Load one app (``group="apps"``) or service (``"services"``) through the real
     config loader and the installed plugins: the model a plugin will be handed.

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from patrol_keepalive_http import HttpKeepAlive
 
-from patrol.config import Methods, parse_config
-from patrol.plugin.ping import PingKeepAlive
-from patrol.plugin.loader import Plugins
+from patrol import PingKeepAlive
+from patrol.testing import installed_plugins, load_document
 
-PLUGINS = Plugins(strict=True)
+PLUGINS = installed_plugins()
 
 
 def test_it_is_discovered_by_name_and_by_the_original_number():
@@ -28,7 +27,6 @@ def test_the_http_transport_it_pings_is_the_kernels():
 
 def test_an_app_needs_no_pid_path_and_is_advertised_the_http_listener():
     app = {"keepalive": 3, "name": "Web", "binary": "web", "working-directory": "/srv", "log-directory": "logs"}
-    config, _ = parse_config({"apps": {"web": app}, "http": {"listen": "127.0.0.1:9000"}},
-                             Methods(PLUGINS.keepalives, PLUGINS.services))
+    config = load_document({"apps": {"web": app}, "http": {"listen": "127.0.0.1:9000"}})
     assert config.apps["web"].keepalive == "http" and config.apps["web"].pid_path == ""
     assert config.listen_http == ("127.0.0.1:9000",)

@@ -4,12 +4,13 @@ import os
 
 import pytest
 
-from patrol.plugin.loader import Plugins
 from patrol_keepalive_pid import PID_MAX, PidApp, PidPatrol, read_pid
+
+from patrol.testing import installed_plugins
 
 
 def test_plugin_is_installed_with_the_original_numbers():
-    plugins = Plugins(strict=True)
+    plugins = installed_plugins()
     assert plugins.keepalives.resolve(1) == "pid-patrol" and plugins.keepalives.get("pid-patrol") is PidPatrol
     assert plugins.keepalives.resolve(2) == "pid-app" and plugins.keepalives.get("pid-app") is PidApp
     assert PidPatrol.requires_pid_path and PidApp.requires_pid_path

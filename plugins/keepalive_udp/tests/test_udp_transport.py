@@ -12,8 +12,7 @@ from typing import Any, Iterator
 import pytest
 from patrol_keepalive_udp import MAX_DATAGRAM, UdpKeepAlive, UdpTransport
 
-from patrol.plugin.loader import Plugins
-from patrol.testing import PatrolFactory, PatrolProcess, wait_for
+from patrol.testing import PatrolFactory, PatrolProcess, installed_plugins, wait_for
 
 QUIET = 0.3  # seconds to wait for a reply (loopback answers in well under 1 ms)
 
@@ -55,7 +54,7 @@ def silent(p: PatrolProcess, payload: bytes) -> bool:
 
 
 def test_discovered_as_keepalive_4_and_as_a_transport():
-    plugins = Plugins(strict=True)
+    plugins = installed_plugins()
     assert plugins.keepalives.resolve(4) == plugins.keepalives.resolve("udp") == "udp"
     assert plugins.keepalives.get("udp") is UdpKeepAlive and UdpKeepAlive.ping_transport == "udp"
     assert dict(plugins.transports)["udp"] is UdpTransport

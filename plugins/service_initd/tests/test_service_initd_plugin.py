@@ -8,10 +8,9 @@ import dataclasses
 import pytest
 from patrol_service_initd import InitD, script_path
 
-from patrol.plugin.loader import Plugins
-from patrol.testing import item_errors, load_item
+from patrol.testing import installed_plugins, item_errors, load_item
 
-PLUGINS = Plugins(strict=True)
+PLUGINS = installed_plugins()
 
 
 def load(**keys):

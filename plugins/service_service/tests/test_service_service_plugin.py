@@ -7,10 +7,9 @@ import os
 import pytest
 from patrol_service_service import Service, find_program
 
-from patrol.plugin.loader import Plugins
-from patrol.testing import item_errors, load_item
+from patrol.testing import installed_plugins, item_errors, load_item
 
-PLUGINS = Plugins(strict=True)
+PLUGINS = installed_plugins()
 
 
 def load(**keys):
