@@ -6,7 +6,7 @@ built from the same tables the API enforces (:mod:`patrol.api.wire`: ``FIELDS``,
 added to the API without a description here fails at build time instead of going
 undocumented. The schemas are in :mod:`patrol.api.openapi_schemas`, the paths here. Answers are described strictly
 (``additionalProperties: false``) so a key that appears in an answer but not here is
-caught by the test that keeps this document true (``tests/test_openapi.py``).
+caught by the test that keeps this document true (``tests/api/test_openapi.py``).
 
 OpenAPI has no notion of UDP; the UDP transport is described in the ``x-udp``
 extension at the top level, with schemas in ``components`` like everything else.

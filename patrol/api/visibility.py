@@ -12,7 +12,7 @@ secrets masked. An item without a secret has nothing private.
 
 Every renderer asks :func:`sees_private` (through :func:`visible_keyvalue` where it
 shows key/values), so the rule cannot drift between the API, the status page, the GUI
-and the events; ``tests/test_api_secrets.py`` reads every one of them without the
+and the events; ``tests/api/test_api_secrets.py`` reads every one of them without the
 secret and searches what came back.
 """
 

@@ -1,7 +1,7 @@
 """The ``http`` keepalive (3): discovery and what it asks of the kernel.
 
 Its behaviour against a live Patrol (adoption, expiry, run-once, a shell-script app
-using ``patrol ping``) is tested in ``tests/test_api_keepalives.py``, side by side with
+using ``patrol ping``) is tested in ``tests/api/test_api_keepalives.py``, side by side with
 the ``udp`` keepalive.
 """
 

@@ -33,7 +33,7 @@ SECRET = "open-sesame"
 NOT_EXERCISED = {
     ("*", "shutdown"): "true only while Patrol shuts down, after its transports have stopped answering",
     ("Service*", "restart"): "cleared as soon as Patrol acts on it: the restart command starts at once",
-    ("*Answer", "state-file"): "only while the state file refuses writes (tests/test_state_file.py checks "
+    ("*Answer", "state-file"): "only while the state file refuses writes (tests/engine/test_state_file.py checks "
                                "those answers against the document)",
 }
 

@@ -13,7 +13,7 @@ import pytest
 
 from patrol.testing import UNITTEST_ENV, PatrolFactory, PatrolProcess, wait_for
 
-STATIC = Path(__file__).resolve().parent.parent / "patrol" / "web" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "patrol" / "web" / "static"
 TEMPLATES = STATIC.parent / "templates"
 FAKE_INITD = """#!/bin/sh
 state="$(dirname "$0")/$(basename "$0").running"

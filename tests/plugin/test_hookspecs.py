@@ -8,7 +8,7 @@ import pytest
 
 from patrol.plugin import hookspecs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPECS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("patrol_")]
 
 

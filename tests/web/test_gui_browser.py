@@ -26,7 +26,7 @@ expect = sync_api.expect
 
 pytestmark = pytest.mark.browser
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 DOC_SHOTS = ("dashboard.png", "detail.png")  # the ones the README shows
 HOSTILE = """<script>window.__pwned=1</script>"'><img src=x onerror="window.__pwned=2">"""
 FAKE_INITD = """#!/bin/sh

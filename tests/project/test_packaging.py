@@ -33,7 +33,7 @@ import patrol
 from patrol.engine.state_file import SCHEMA_VERSION, StateFileTooNew, Store
 from patrol.testing import UNITTEST_ENV, PatrolFactory, PatrolProcess, pid_alive, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KERNEL = patrol.__version__
 #: The releases of the unrelated project that owns the name ``patrol`` on PyPI.
 PYPI_UNRELATED = ("0.3", "0.3.1")

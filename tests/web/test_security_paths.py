@@ -1,6 +1,6 @@
 """Path traversal, tried every way we could think of: through the log browser, the log
 follow, the original's log URLs, the static files, app ids in URLs, and service names
-in the config. tests/test_gui_http.py and tests/test_gui_logs.py cover the plain
+in the config. tests/web/test_gui_http.py and tests/web/test_gui_logs.py cover the plain
 ``..``, ``%2e``, ``//`` and symlink cases; these are the harder encodings and races.
 """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import patrol
 from patrol.plugin.states import APP_STATES, SERVICE_STATES, ItemState
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def imported_after(code: str) -> set[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from patrol import __version__
 from patrol.testing import PatrolProcess, free_port, pid_alive, pids_with_marker, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def patrol_cmd(*args, env=None, cwd=None):
