@@ -1,4 +1,4 @@
-"""The transport-neutral API: one function from request to response (spec section 7).
+"""The transport-neutral API: one function from request to response.
 
 Every transport (HTTP, UDP, a third party's) calls :meth:`Api.handle` with a decoded
 JSON object and the transport's name, and frames what comes back. Wire compatibility
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from patrol.engine.supervisor import Runner, Supervisor
 
 #: Units of work (an item, or one of its history records) per step of ``/status/``:
-#: about 13 us each, so a step takes under 2 ms (see patrol.steps).
+#: about 13 us each, so a step takes under 2 ms (see patrol.util.steps).
 STATUS_STEP = 120
 BIG_ANSWERS = 2
 
@@ -52,7 +52,7 @@ class Api:
         """Apply one request; ``transport`` is the name of the transport it came by.
 
         A ``None`` transport (a library call) accepts pings for any ping keepalive.
-        The response body is the item's state *before* the request (spec 7.2).
+        The response body is the item's state *before* the request, as the original answered.
         ``history=False`` leaves the history out of the answer (UDP never sends it, and
         rendering it is most of the cost of a ping's answer).
         """
@@ -128,7 +128,7 @@ class Api:
         """The ``/status/`` object (note the original's singular ``service`` key).
 
         The status page asks for no secret: it shows what a caller without any item's
-        secret may see (patrol.visibility).
+        secret may see (patrol.api.visibility).
         """
         body: dict[str, Any] = {
             "instance-id": self.patrol.instance_id,
@@ -144,7 +144,7 @@ class Api:
     async def status_json(self, steps: Steps | None = None) -> list[bytes]:
         """``/status/`` as the bytes the original sent (TAB-indented JSON, ``<>&``
         escaped, a final newline: joined, byte for byte ``http.dumps(self.status())``),
-        in chunks, built in steps that give the loop a turn (patrol.steps): with 10,000
+        in chunks, built in steps that give the loop a turn (patrol.util.steps): with 10,000
         apps the whole answer is seconds of work.
         """
         async with self.big_answers:
@@ -207,7 +207,7 @@ class Api:
         stats: bool = False,
     ) -> dict[str, Any]:
         """One item as the API shows it to a caller that did (``proven``) or did not
-        show the item's secret: patrol.visibility decides what that caller sees.
+        show the item's secret: patrol.api.visibility decides what that caller sees.
 
         ``ids`` adds ``id``/``group``/``shutdown`` (API responses; not status entries);
         ``stats`` adds the process's CPU and memory, read from ``/proc`` (not for pings

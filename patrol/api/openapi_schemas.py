@@ -68,7 +68,7 @@ def request_schema() -> dict[str, Any]:
 
 
 def _item_properties(group: str, *, history: bool = True) -> dict[str, Any]:
-    """What :meth:`patrol.api.Api.render` may put in an item (empty values are left out)."""
+    """What :meth:`patrol.api.handler.Api.render` may put in an item (empty values are left out)."""
     app = group == "app"
     properties: dict[str, Any] = {
         "instance-id": {"type": "string", "minLength": 1, "description": "Id of the running instance."},

@@ -6,7 +6,7 @@ HTTP listener that other machines can reach must have a token (``http.auth.token
 better, ``http.auth.token-file``), or say ``"insecure-no-auth": true`` and get a loud
 warning: a config that silently opens the API to a network is refused. UDP cannot be
 authenticated at all, so a UDP listener beyond loopback is warned about (with
-``http.auth`` on, the UDP API answers pings only: see patrol/auth.py).
+``http.auth`` on, the UDP API answers pings only: see patrol/web/auth.py).
 
 Messages never show a token, not even a wrong one: they end up in logs.
 """

@@ -1,4 +1,4 @@
-"""One app or one service of the config: every key checked (spec §1.3-§1.6), all errors kept.
+"""One app or one service of the config: every key checked, all errors kept.
 
 The keepalive or service backend named by an item is looked up in the registry the
 plugins filled; its ``options`` become extra keys of that item and its ``validate``

@@ -130,7 +130,7 @@ def _read_top(top: Section, methods: Methods) -> PatrolConfig:
 
 def _items(path: str, raw: Mapping[str, Any], noun: str, report: Report,
            read: Callable[[Section, str], T | None]) -> Mapping[str, T]:
-    """Apps or services by lower-cased id; ids are unique case-insensitively (spec §1.5)."""
+    """Apps or services by lower-cased id; ids are unique case-insensitively, as the original's."""
     items: dict[str, T] = {}
     seen: dict[str, str] = {}
     warn_duplicates(report, path, raw)
@@ -173,7 +173,8 @@ def _addresses(top: Section, key: str, bound: str) -> tuple[str, ...]:
 
 def _require_listeners(report: Report, apps: Mapping[str, AppConfig], keepalives: Registry[Any],
                        advertised: Mapping[str, tuple[str, ...]]) -> None:
-    """Apps kept alive by pings must be told where to send them (spec §1.6 rule 3)."""
+    """Apps kept alive by pings must be told where to send them: an app whose keepalive pings
+    over a transport needs a listen address of that transport (``listen-http``/``listen-udp``)."""
     for app in apps.values():
         transport = keepalives.get(app.keepalive).ping_transport
         if transport in advertised and not advertised[transport]:

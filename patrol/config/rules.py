@@ -1,4 +1,4 @@
-"""The original Patrol's rules for ids, paths and names (spec §1.5), as plain functions.
+"""The original Patrol's rules for ids, paths and names, as plain functions.
 
 Each ``*_problem`` function returns the rule a value breaks, worded for a user, or None.
 """
@@ -60,7 +60,8 @@ def byte_length(text: str) -> int:
 def service_problem(name: str) -> str | None:
     """The service name becomes ``/etc/init.d/NAME`` or an argument of ``service``.
 
-    The original accepted anything (spec §10.16: path traversal); these rules keep
+    The original accepted anything, so a name with ``/`` or ``..`` ran a script outside
+    the init.d directory (path traversal); these rules keep
     every real service name and nothing that leaves the directory or reads as an option.
     """
     if "/" in name:

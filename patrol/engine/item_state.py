@@ -2,7 +2,7 @@
 
 Every logical change happens in one :meth:`State.session`; the first *effective* change
 in a session increments ``cas`` by one, further changes in the same session do not, and
-setting a field to the value it already has is no change (spec section 3). Key/value
+setting a field to the value it already has is no change (the original's CAS rules). Key/value
 writes and history appends always count. Unlike the original, one logical operation is
 one session, so it bumps CAS at most once.
 
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-#: toggle numbers of the original API (spec section 2)
+#: toggle numbers of the original API (``toggle`` in a request)
 ENABLE, DISABLE, RESTART, RUNONCE_ENABLE, RUNONCE_DISABLE = 1, 2, 3, 4, 5
 ENABLE_RUNONCE_ENABLE, ENABLE_RUNONCE_DISABLE = 6, 7
 TOGGLES = range(1, 8)
@@ -35,7 +35,7 @@ class LogFiles:
 
 @dataclass
 class HistoryRecord:
-    """One closed instance (spec section 4.4). Service records have no pid/exit code."""
+    """One closed instance, with the original's fields. Service records have no pid/exit code."""
 
     instance_id: str
     started: float | None
@@ -100,7 +100,12 @@ class Session:
         self.durable = True
 
     def toggle(self, toggle: int) -> None:
-        """Apply a toggle number exactly as the table of spec section 4.5."""
+        """Apply a toggle number as the original did.
+
+        1 enables; 2 disables and clears restart and run-once; 3 enables and asks for a
+        restart, clearing run-once; 4 (6: and enables) turns run-once on, consumed at
+        once if an instance runs; 5 (7: and enables) turns run-once off.
+        """
         running = self.state.started is not None
         if toggle == ENABLE:
             self.set(disabled=False)

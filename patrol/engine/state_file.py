@@ -2,7 +2,7 @@
 
 An embedded SQLite database (stdlib ``sqlite3``) in WAL mode with ``synchronous=NORMAL``
 (durable against a crash of the process, not of the machine, which is the failure this
-is for). When it is written is the supervisor's business (:mod:`patrol.statewriter`):
+is for). When it is written is the supervisor's business (:mod:`patrol.engine.state_writer`):
 this module writes any number of items in one transaction, rebuilds the file from
 memory when it was deleted or replaced, and guards it against a second Patrol.
 

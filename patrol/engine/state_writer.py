@@ -10,7 +10,7 @@ Rules, in order of importance:
   flush, at most :data:`FLUSH_EVERY` seconds, armed only while such changes wait: an
   idle Patrol is never woken. A crash loses at most that much of ``lastseen``, never a
   toggle, a key/value, an instance or history. Its CAS is covered by the reserve the
-  store keeps above it (see :mod:`patrol.store`); a change that would reach the
+  store keeps above it (see :mod:`patrol.engine.state_file`); a change that would reach the
   reserve is written at once.
 * A file that refuses writes (locked, read-only, full) never stops supervision: the
   changes stay in memory, the fault is logged and shown (``/status/``, API answers,

@@ -1,6 +1,6 @@
 """Lifecycle events, delivered to observers through the ``patrol_trigger`` hook.
 
-They mirror the original Patrol's triggers (spec section 9), at the same moments:
+They mirror the original Patrol's triggers, at the same moments:
 
 =====================  ====================================================================
 ``patrol.started``     the supervisor loop started, before the first tick
@@ -60,7 +60,7 @@ class Event:
     ``group`` is ``"patrol"``, ``"app"`` or ``"service"``; ``id`` the app or service id
     (empty for Patrol events); ``snapshot`` the item's state as the API reports it to a
     caller without the item's secret (no history, no secret, and no key/values of an
-    item with a secret: see patrol.visibility); ``record`` the history record for
+    item with a secret: see patrol.api.visibility); ``record`` the history record for
     ``*.closed``, seen the same way;
     ``error`` the reason for ``*.start_failed`` and ``*.gave_up``.
     """

@@ -111,7 +111,7 @@ class AppControl(Protocol):
 
         True when Patrol spawned it for this app, it descends from such a process, it is
         in a session Patrol created for the app, or its environment carries
-        ``PATROL_ID=<this app's id>`` (see :mod:`patrol.ownership`). Only such processes
+        ``PATROL_ID=<this app's id>`` (see :mod:`patrol.engine.ownership`). Only such processes
         are ever signalled or reaped for the app; pid 1, Patrol and its ancestors never.
         """
 

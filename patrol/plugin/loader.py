@@ -5,7 +5,7 @@ its own ``try`` so that one broken plugin never stops Patrol from starting (or
 ``patrol --help`` from working): the plugin is unregistered, whatever it registered is
 removed, and it is listed as failed by ``patrol plugins``. A plugin whose distribution
 declares a kernel range that does not hold this kernel is not even imported
-(:mod:`patrol.versions`). Set ``PATROL_STRICT_PLUGINS=1`` (CI does) to turn any load
+(:mod:`patrol.plugin.versions`). Set ``PATROL_STRICT_PLUGINS=1`` (CI does) to turn any load
 failure into an error instead.
 
 Environment:

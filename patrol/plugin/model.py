@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-# Bounds of the original (spec section 2); the ping-timeout clamp bug is fixed.
+# Bounds of the original Patrol (min, default, max); its ping-timeout clamp bug is fixed.
 TICK_EVERY = (5, 15, 120)  # min, default, max seconds
 HISTORY = (5, 100, 1000)
 PING_TIMEOUT = (5, 30, 180)

@@ -3,19 +3,19 @@
 An app proves it is alive by pinging before ``ping-timeout`` runs out. Expiry is one
 timer per app, not a polling loop; a ping only moves a deadline, and the timer, when it
 fires early, re-arms itself for the rest (a busy app pinging many times a second costs
-no timer churn). Spec section 7.4 decides what a ping with a pid does: adopt a
-not-running app, refresh the running one, or close the old instance and start a new
-one when the pid changed.
+no timer churn). A ping with a pid, as the original had it, adopts a not-running app,
+refreshes the running one, or closes the old instance and starts a new one when the
+pid changed.
 
 Fixes of the original:
 
 * a pid-less ping of a not-running app changes nothing: no stale ``lastseen`` that
-  closes the next instance early (10.6); such an app must send its pid to be adopted;
+  closes the next instance early; such an app must send its pid to be adopted;
 * the exit of a launcher whose app reported another pid does not close the instance,
   and a launcher that exits 0 before any ping is taken for a daemon that forked: its
-  instance lives on until a ping replaces the pid or the timeout expires (10.4);
-* a pid from a ping is proof of nothing (10.17). Patrol acts on it (stop signals, exit
-  watching) only when :mod:`patrol.ownership` proves it is this app's (Patrol started
+  instance lives on until a ping replaces the pid or the timeout expires;
+* a pid from a ping is proof of nothing. Patrol acts on it (stop signals, exit
+  watching) only when the kernel proves it is this app's (Patrol started
   it or one of its ancestors for this app, or its environment carries ``PATROL_ID``);
   otherwise it is only recorded and only the timeout ends the instance.
 """
@@ -39,7 +39,7 @@ class PingKeepAlive(KeepAlive):
         return float(self.app.patrol_config.ping_timeout)
 
     def startup_grace(self) -> float:
-        """Apps already running when Patrol starts get two timeouts to ping (spec 6)."""
+        """Apps already running when Patrol starts get two timeouts to ping (as the original)."""
         return 2 * self.timeout()
 
     def adopt(self) -> None:

@@ -114,7 +114,8 @@ def open_for_reading(path: str) -> BinaryIO:
     return os.fdopen(checked(fd, path), "rb")
 
 
-def open_for_append(path: str, *, exclusive: bool, mode: int = 0o600, dir_fd: int | None = None, shown: str = "") -> int:
+def open_for_append(path: str, *, exclusive: bool, mode: int = 0o600, dir_fd: int | None = None,
+                    shown: str = "") -> int:
     """Open (creating it with ``mode``) a file Patrol appends to; ``exclusive``: it must
     be new.
 

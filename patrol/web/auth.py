@@ -19,7 +19,7 @@ The threat model is in SECURITY.md. In short:
   ::1, IPv4-mapped forms) is one client, and so is an IPv6 /64. It is counted per
   (client, credential), so someone guessing one app's secret cannot lock out the pings
   of every other app on the machine. Failures and refusals are logged at a bounded rate
-  (:mod:`patrol.ratelog`), with the client and the credential's name, never the value.
+  (:mod:`patrol.util.ratelog`), with the client and the credential's name, never the value.
 * **Request rate.** Clients beyond loopback (:func:`client_key`) may send at most
   ``http.rate-limit`` requests per second each (bursts of twice that); loopback is
   exempt, because every local app pings from it and a cap there would only hurt them.

@@ -27,14 +27,14 @@ keep-alive, flow control, ASGI) and adds only what it lacks:
   dropped: a client must not hold a connection by never reading.
 * **A cap on open connections**: ``http.max-connections`` (512), or fewer when the
   descriptor limit leaves less after a reserve for Patrol and its apps
-  (:func:`patrol.descriptors.connection_room`), so apps can always be restarted.
+  (:func:`patrol.engine.descriptors.connection_room`), so apps can always be restarted.
 * **At the cap, idle connections make room**: the one idle longest (it never sent a
   complete head, or it waits between keep-alive requests) is closed to admit the new
   one. Only when every connection is inside a request does accepting pause: new
   connections wait in the kernel's backlog instead of getting 503, and are accepted as
   soon as one closes. Pings are never starved by idle connections.
 * **Failed accepts** (out of descriptors or memory) pause accepting for a moment; every
-  one of these events is logged at a bounded rate (:class:`patrol.ratelog.QuietLog`),
+  one of these events is logged at a bounded rate (:class:`patrol.util.ratelog.QuietLog`),
   uvicorn's own warnings too.
 """
 
@@ -77,7 +77,7 @@ class Limits:
 
     client_timeout: float
     max_connections: int
-    #: apps and services: each needs descriptors of its own (see patrol.descriptors)
+    #: apps and services: each needs descriptors of its own (see patrol.engine.descriptors)
     items: int
 
 

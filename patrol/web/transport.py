@@ -4,15 +4,15 @@ A Starlette app served by uvicorn *inside Patrol's event loop*. Patrol binds the
 itself (a bind failure is a clear error, not uvicorn's ``sys.exit``) and does not run
 uvicorn's 10 Hz housekeeping loop, so an idle Patrol does not wake up.
 
-Routes of the original (spec 7.5): ``/status/`` (any method), ``/api/`` (GET with a
+Routes of the original: ``/status/`` (any method), ``/api/`` (GET with a
 query, POST with a JSON body; 405 otherwise); ``/api`` and ``/status`` redirect to the
 slashed path, keeping the query (308 instead of 301 for methods other than GET/HEAD,
 so a POST survives the redirect). Every error is a JSON ``{"errors": [...]}`` with a
 4xx status: bodies over :data:`MAX_BODY` get 413, browser requests from another site
 get 403 (a web page must not be able to toggle apps through a visitor's browser).
-Every route is behind :class:`patrol.auth.Gate`: ``http.auth``, the rate limit beyond
+Every route is behind :class:`patrol.web.auth.Gate`: ``http.auth``, the rate limit beyond
 loopback and the DNS-rebinding check; guesses of item secrets are throttled here.
-Connections are accepted and timed by :mod:`patrol.http_connections` (deadlines, a cap
+Connections are accepted and timed by :mod:`patrol.web.connections` (deadlines, a cap
 that idle connections make room under, descriptors kept for the apps).
 """
 
@@ -104,7 +104,7 @@ def build_app(view: KernelView) -> Starlette:
     """The Starlette app of every HTTP route: the original's API, then the GUI's."""
     api = view.api
     async def status(request: Request) -> Response:
-        # built in steps and sent in chunks: with thousands of items, one go would stall the loop (patrol.steps)
+        # built in steps and sent in chunks: with thousands of items, one go would stall the loop (patrol.util.steps)
         chunks = await api.status_json()
         return StreamingResponse(steps.each(chunks), 200, media_type="application/json; charset=utf-8",
                                  headers={"Content-Length": str(sum(map(len, chunks)))})
@@ -152,7 +152,7 @@ def build_app(view: KernelView) -> Starlette:
         return json_response(result)
 
     async def openapi_endpoint(request: Request) -> Response:
-        """``GET /openapi.json``: the API's OpenAPI document (patrol/openapi.py)."""
+        """``GET /openapi.json``: the API's OpenAPI document (patrol/api/openapi.py)."""
         if request.method not in ("GET", "HEAD"):
             return errors(405, "Invalid Method: GET the document")
         return json_response(openapi.document())

@@ -30,8 +30,8 @@ from typing import Any, cast
 
 import structlog
 
-from patrol import (KeepAlive, PatrolView, PingKeepAlive, Register, Transport, bind, hookimpl, is_ping_only, json_dumps, json_loads,
-                    parse_listen, secret_credential, udp_allowed)
+from patrol import (KeepAlive, PatrolView, PingKeepAlive, Register, Transport, bind, hookimpl, is_ping_only,
+                    json_dumps, json_loads, parse_listen, secret_credential, udp_allowed)
 
 MAX_DATAGRAM = 2048
 #: ``udp.answer``: what UDP answers (see the module's docstring)

@@ -73,7 +73,7 @@ class JSON(JSONResponse):
 
 
 class Gui:
-    """Shared state of the GUI of one Patrol: created once by :func:`patrol.gui.routes`."""
+    """Shared state of the GUI of one Patrol: created once by :func:`patrol.web.gui.routes`."""
 
     def __init__(self, patrol: "Reader", api: "Api") -> None:
         self.patrol = patrol
@@ -116,7 +116,7 @@ class Gui:
         return self.guard.unlocked(request, runner.group, runner.id, runner.config.secret)
 
     def sees_private(self, request: Request, runner: "ItemView") -> bool:
-        """May this request see the item's key/values and logs (patrol.visibility)?
+        """May this request see the item's key/values and logs (patrol.api.visibility)?
         Ask once per request: a wrong ``?secret=`` counts as one guess each time."""
         return visibility.sees_private(runner, proven=self.proven(request, runner))
 
@@ -136,7 +136,7 @@ class Gui:
         """A page in the common frame, with the CSRF token, the action result (once)
         and the security headers. Nothing a page shows can make it fail to encode.
 
-        ``slot``: parts rendered beforehand (in steps, patrol.steps) that go where the
+        ``slot``: parts rendered beforehand (in steps, patrol.util.steps) that go where the
         template says ``{{ slot }}``.
         """
         html = self.templates.get_template(name).render({
@@ -148,7 +148,7 @@ class Gui:
             "signed_in": request.scope.get(auth.HOW_KEY) == "session",  # shows the logout button
             **context,
         })
-        if slot:  # megabytes: sent a chunk at a time, never joined (see patrol.steps)
+        if slot:  # megabytes: sent a chunk at a time, never joined (see patrol.util.steps)
             head, _, tail = html.partition(SLOT)
             parts = [utf8(head), *slot, utf8(tail)]
             response: Response = StreamingResponse(

@@ -1,7 +1,7 @@
 """How the GUI writes times, durations and sizes: short, and the same on every page.
 
 The JSON API keeps the original's timestamp layouts; people reading a dashboard want
-"3h 12m" and "2026-05-01 14:03:07", so these helpers exist beside ``patrol.timefmt``.
+"3h 12m" and "2026-05-01 14:03:07", so these helpers exist beside ``patrol.util.gotime``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The login page: how a browser presents ``http.auth``'s token (see patrol/auth.py).
+"""The login page: how a browser presents ``http.auth``'s token (see patrol/web/auth.py).
 
 A correct token sets the session cookie (HttpOnly, SameSite=Strict; the token itself
 is never stored in the browser) and goes back to the page that asked for it. The form

@@ -2,7 +2,7 @@
 follow, the log directory browser, and the original's ``/stdout/``, ``/stderr/`` and
 ``/logs/`` URLs (kept for scripts, with ``?last=N`` implemented).
 
-Files are only ever found through :class:`patrol.gui.logs.LogDir`, so no request can
+Files are only ever found through :class:`patrol.web.gui.logs.LogDir`, so no request can
 read outside the app's log directory. Log text is served as ``text/plain`` with
 ``nosniff``, or escaped into a page: a log line can never become markup.
 

@@ -1,6 +1,6 @@
 """The dashboard, the detail pages, and the actions (toggles) behind their buttons.
 
-Actions go through :meth:`patrol.api.Api.handle`, exactly like an API toggle (same
+Actions go through :meth:`patrol.api.handler.Api.handle`, exactly like an API toggle (same
 secret rules, same state changes, same events), so the GUI can never do something the
 API would refuse. Forms work without JavaScript: a confirmation for disable and
 restart is a server-rendered page then, and a dialog when scripts run.
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from patrol.web.gui.core import Gui
 
 MAX_FORM = 16 * 1024
-#: units of work per step of the dashboard and its live state (patrol.steps): an item
+#: units of work per step of the dashboard and its live state (patrol.util.steps): an item
 #: costs ~5 us (views.ITEM_UNITS = 1), a table row ~70 us (ROW_UNITS), a live entry ~8 us
 DASHBOARD_STEP = 250
 ROW_UNITS = 10
@@ -95,7 +95,7 @@ class Pages:
     # -- pages -----------------------------------------------------------------------
 
     async def dashboard(self, request: Request) -> Response:
-        """Every item, one table row each, built in steps (patrol.steps): the rows of
+        """Every item, one table row each, built in steps (patrol.util.steps): the rows of
         10,000 apps are about a second of work."""
         view, problems = views.parse_view(dict(request.query_params))
         async with self.gui.api.big_answers:
@@ -164,7 +164,7 @@ class Pages:
         else:
             context.update(settings=settings.settings_of(runner.config),
                            history=views.history_rows(runner.state.history, group, lambda _: None))
-        # up to 1,000 history records: ~60 ms of rendering, done in steps (patrol.steps)
+        # up to 1,000 history records: ~60 ms of rendering, done in steps (patrol.util.steps)
         steps = Steps(DASHBOARD_STEP)
         template = self.gui.templates.get_template("detail_history_rows.html")
         rows, html = context["history"], []
@@ -252,7 +252,7 @@ class Pages:
         return self._redirect(back, True, action.done.format(what=describe(runner)))
 
     async def unlock(self, request: Request) -> Response:
-        """Open the private parts (patrol.visibility) of an item with a secret for this
+        """Open the private parts (patrol.api.visibility) of an item with a secret for this
         browser: an app's logs and key/values, a service's key/values (see security.py)."""
         form = await self._form(request)
         if isinstance(form, Response):

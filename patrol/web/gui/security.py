@@ -8,10 +8,10 @@
 * **Flash messages** (the result of an action, shown after the redirect) live in a
   signed cookie, so nobody can put words on Patrol's page through a link.
 * **Unlocks.** Logs and key/values of an item with a secret need the secret
-  (patrol.visibility); after it was entered once, an HttpOnly cookie holding an HMAC of
+  (patrol.api.visibility); after it was entered once, an HttpOnly cookie holding an HMAC of
   (item, secret) opens them, so the secret itself never travels in URLs or links (the
   original put it in every log link).
-* **Comparisons** of tokens, MACs and cookies go through :func:`patrol.compare.same_secret`:
+* **Comparisons** of tokens, MACs and cookies go through :func:`patrol.util.compare.same_secret`:
   a cookie or form field holds whatever text the client likes (``hmac.compare_digest``
   raised ``TypeError`` on non-ASCII text: a 500 on every page).
 * **Headers.** A strict Content-Security-Policy (no inline script or style, nothing from

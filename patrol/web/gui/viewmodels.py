@@ -131,7 +131,7 @@ def items(patrol: "Reader", stats: CpuSampler) -> list[Item]:
     return [item(r, wall, stats) for r in patrol.runners()]
 
 
-#: units of work (patrol.steps) of building one Item (a /proc read for a running app)
+#: units of work (patrol.util.steps) of building one Item (a /proc read for a running app)
 ITEM_UNITS = 1
 
 
