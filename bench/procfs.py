@@ -2,6 +2,8 @@
 
 Every figure of the benchmark comes from here or from the children's own start lines,
 never from a timer inside a supervisor, so the three daemons are measured the same way.
+This is a copy of the kernel's /proc parsing (patrol/engine/procfs.py) on purpose: the
+benchmark must not import the Patrol it measures.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Server commands (``run``, ``check``, ``plugins``: :mod:`patrol.cli.server`) load
 client commands (:mod:`patrol.cli.client`) talk to a running Patrol over its API and
 never load plugins, so a broken plugin can never break ``patrol --help`` or ``patrol
 status``. This module imports only the standard library at the top: the client path
-never loads pluggy or the web stack.
+never loads pluggy or the web stack. The command line sits on top: it may import the
+wiring (:mod:`patrol.daemon`) and every layer below it, never the web stack directly.
 
 Exit codes: 0 ok; 1 the config is invalid (or a request was refused); 2 usage error or
 unreadable config; 3 Patrol unreachable (client commands).

@@ -3,6 +3,11 @@
 ``load_config`` returns a frozen :class:`PatrolConfig` and warnings, or raises
 :class:`ConfigError` listing every problem of the file. The supervisor never
 re-validates what this package returns.
+
+The layer between the plugin contract and the engine: it may import only
+:mod:`patrol.plugin` (whose ``model.py`` holds the frozen dataclasses it fills, and whose
+registries resolve method names) and :mod:`patrol.util`. Re-exported here for readers:
+the entry points and the model.
 """
 
 from patrol.config.load import ConfigError, Methods, load_config, parse_config

@@ -23,7 +23,6 @@ import asyncio
 import errno
 import fcntl
 import os
-import stat
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 import structlog
 
 from patrol.engine.logfiles import LogSink, Pruned, log_paths, prune
+from patrol.util.safefile import open_pipe
 from patrol.engine.item_state import LogFiles
 
 if TYPE_CHECKING:
@@ -87,13 +87,11 @@ def find_pipe(pid: int, inode: int) -> int | None:
         try:
             if os.readlink(path) != target:
                 continue
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             continue
-        st = os.fstat(fd)
-        if stat.S_ISFIFO(st.st_mode) and st.st_ino == inode:
+        fd = open_pipe(path, inode)
+        if fd is not None:
             return fd
-        os.close(fd)
     return None
 
 

@@ -5,6 +5,9 @@ here uses real things: real ``patrol run`` processes, real sockets on 127.0.0.1 
 ports chosen free at test time, real files. Waits are conditions with a deadline
 (:func:`wait_for`), never fixed sleeps. Every process a test starts is found again by a
 marker in its environment and killed by pid at teardown, so nothing is left behind.
+
+It looks at Patrol from outside (its own ``/proc`` reads and JSON checks), so tests do
+not check Patrol with Patrol's own code; kernel parts are imported where needed.
 """
 
 from __future__ import annotations
@@ -47,10 +50,9 @@ def strict_json(payload: bytes) -> Any:
 
 
 def installed_plugins(*, strict: bool = True) -> Any:
-    """Every installed plugin, loaded as ``patrol run`` loads them (a
-    :class:`patrol.plugin.loader.Plugins`: ``.keepalives``, ``.services`` and
-    ``.transports`` resolve names and the original numbers). ``strict``: a plugin that
-    fails to load raises instead of being listed as failed."""
+    """Every installed plugin, loaded as ``patrol run`` loads them (``.keepalives``,
+    ``.services`` and ``.transports`` resolve names and the original numbers). ``strict``:
+    a plugin that fails to load raises instead of being listed as failed."""
     from patrol.plugin.loader import Plugins
 
     return Plugins(strict=strict)

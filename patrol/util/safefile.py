@@ -10,7 +10,8 @@ without bound (``/dev/zero``, a huge file). Every such open in Patrol goes throu
 * :func:`read_bounded`: at most ``limit`` bytes of a kernel-made file (``/proc``), or None;
 * :func:`read_small_file`: a small regular file others write (a pid file);
 * :func:`open_for_reading`, :func:`open_for_append`, :func:`open_directory`: log files
-  and their directories.
+  and their directories;
+* :func:`open_pipe`: one particular pipe, found again through a path (``/proc/PID/fd/N``).
 
 Every open uses ``O_NONBLOCK`` (a FIFO cannot block the opener) and is checked with
 ``fstat`` afterwards, so a file swapped in between is refused too.
@@ -98,6 +99,21 @@ def read_small_file(path: str, limit: int) -> tuple[bytes, os.stat_result]:
         return _read_fd(fd, limit), os.fstat(fd)
     finally:
         os.close(fd)
+
+
+def open_pipe(path: str, inode: int) -> int | None:
+    """The read end of the pipe with ``inode`` that ``path`` leads to, opened without
+    blocking; None when it leads elsewhere (the pipe is gone, or its number was reused
+    by something else) or cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | NONBLOCKING)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if stat.S_ISFIFO(st.st_mode) and st.st_ino == inode:
+        return fd
+    os.close(fd)
+    return None
 
 
 def open_for_reading(path: str) -> BinaryIO:
