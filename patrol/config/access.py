@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any, Mapping
 
 from patrol.plugin.model import AppConfig, HttpAuth, Listen
+from patrol.util.safefile import read_small_file
 from patrol.config.reader import BOOL, INT, NUMBER, OBJECT, STRING, Report, Section, show
 
 TOKEN_MIN = 16
@@ -139,7 +140,7 @@ def _auth(parent: Section) -> HttpAuth | None:
     if inline is not None:
         token = _token(sec, "token", inline)
         if token is not None:
-            _warn_if_others_can_read(sec, "token", sec.report.source, "the config file")
+            _warn_if_others_can_read(sec, "token", _mode(sec.report.source), "the config file")
         source = sec.at("token")
     else:
         token = _token_file(sec, path)
@@ -173,9 +174,8 @@ def _token_file(sec: Section, path: Any) -> str | None:
         sec.report.error(sec.at(key), "must be the path of a file holding the token")
         return None
     full = path if os.path.isabs(path) or not sec.report.base_dir else os.path.join(sec.report.base_dir, path)
-    try:
-        with open(full, "rb") as f:
-            data = f.read(TOKEN_FILE_MAX + 1)
+    try:  # as a pid file: a FIFO or device here is refused at once, never waited on
+        data, info = read_small_file(full, TOKEN_FILE_MAX + 1)
     except OSError as exc:
         sec.report.error(sec.at(key), f"cannot read {_quoted(full)}: {exc.strerror or exc}")
         return None
@@ -193,7 +193,7 @@ def _token_file(sec: Section, path: Any) -> str | None:
         return None
     token = _token(sec, key, lines[0])
     if token is not None:
-        _warn_if_others_can_read(sec, key, full, _quoted(full))
+        _warn_if_others_can_read(sec, key, info.st_mode, _quoted(full))
     return token
 
 
@@ -202,12 +202,16 @@ def _quoted(path: str) -> str:
     return json.dumps(path, ensure_ascii=False)
 
 
-def _warn_if_others_can_read(sec: Section, key: str, path: str, what: str) -> None:
-    """As ssh does for keys: a token other users can read is no secret."""
+def _mode(path: str) -> int | None:
+    """The mode of the config file (``stat`` only: it never opens what it finds)."""
     try:
-        mode = os.stat(path).st_mode
+        return os.stat(path).st_mode
     except OSError:
-        return  # not a file (a config parsed from memory): nothing to check
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return None  # not a file (a config parsed from memory): nothing to check
+
+
+def _warn_if_others_can_read(sec: Section, key: str, mode: int | None, what: str) -> None:
+    """As ssh does for keys: a token other users can read is no secret."""
+    if mode is not None and mode & (stat.S_IRWXG | stat.S_IRWXO):
         sec.report.warn(sec.at(key), f"{what} is readable or writable by other users (mode "
                         f"{stat.S_IMODE(mode):04o}), so they can read the token: chmod 600 it")

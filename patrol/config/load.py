@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, TypeVar
 from patrol.plugin.registry import Registry
 from patrol.util import strictjson
 from patrol.util.gotime import validate_layout
+from patrol.util.safefile import read_small_file
 from patrol.config.access import read_http_access, read_udp_access, warn_unauthenticated_pings
 from patrol.config.items import read_app, read_service
 from patrol.plugin.model import (HISTORY, HTTP_LISTEN_DEFAULT, PING_TIMEOUT, TICK_EVERY, UDP_LISTEN_DEFAULT,
@@ -35,6 +36,9 @@ T = TypeVar("T")
 #: parser itself, a GUI page showing ``x``, the state file storing ``keyvalue``) at
 #: Python's recursion limit: it is refused at the door instead, with this rule named.
 MAX_NESTING = 64
+#: Largest config file read (10,000 apps take a few MiB); a bigger one is refused
+#: unread, as ``/dev/zero`` behind a symlink would otherwise fill the memory
+MAX_CONFIG_BYTES = 64 << 20
 
 
 class ConfigError(Exception):
@@ -213,9 +217,18 @@ _JSON = strictjson.decoder(object_pairs_hook=_object)
 
 
 def read_document(path: Path, source: str) -> tuple[Any, list[str]]:
-    """The decoded file and decoding warnings; ConfigError(unreadable=True) when impossible."""
+    """The decoded file and decoding warnings; ConfigError(unreadable=True) when impossible.
+
+    Read as a pid file is (``patrol.util.safefile``): a FIFO or device at the path is
+    refused at once, naming it, instead of blocking ``patrol check``, ``patrol run`` or a
+    reload for ever; a huge file is refused instead of filling the memory.
+    """
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        data, _ = read_small_file(str(path), MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{source}: is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a Patrol config"],
+                              unreadable=True)
+        text = data.decode("utf-8-sig")
     except OSError as exc:
         raise ConfigError([f"{source}: cannot read the file: {exc.strerror or exc}"], unreadable=True)
     except UnicodeDecodeError as exc:

@@ -1,8 +1,11 @@
 """Reloading the config: read it off the loop, then apply only what changed.
 
 A reload (SIGHUP, ``patrol reload``, ``POST /-/reload``) reads and checks the file in a
-worker thread with a deadline (10,000 apps take ~0.3 s, and the path could name a FIFO
-that would block), so supervision goes on meanwhile; an invalid file changes nothing.
+daemon thread of its own with a deadline (10,000 apps take ~0.3 s), so supervision goes
+on meanwhile; an invalid file changes nothing. The loader never waits on a FIFO or
+device (it reads files as pid files are read), but an ``open`` on a hung network file
+system can still hang for good: such a thread is abandoned at the deadline (never
+joined, so Patrol still exits), and no reload reads again while it is stuck.
 Then each table is compared item by item: new items start, removed ones stop (a removed
 *service* is only no longer watched: Patrol never stops a system service it stops
 managing), changed ones are stopped and started again with their state carried over,
@@ -11,9 +14,9 @@ unchanged ones are not touched.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable, MutableMapping
 
@@ -22,6 +25,7 @@ import structlog
 from patrol.config import ConfigError, Methods, load_config
 from patrol.plugin.loader import Plugins
 from patrol.plugin.model import PatrolConfig
+from patrol.util.daemonthread import StillRunning, in_daemon_thread
 
 log = structlog.get_logger("patrol.supervisor")
 
@@ -29,6 +33,9 @@ log = structlog.get_logger("patrol.supervisor")
 UNITTEST_VALUE = "I KNOW WHAT I AM DOING"
 #: longest a reload waits for the config file to be read and checked
 RELOAD_READ_TIMEOUT = 60.0
+#: reading threads still running past their deadline: threads of this process, whichever
+#: supervisor started them; while one is left, a reload is refused instead of stacking more
+_stuck: list[threading.Thread] = []
 
 
 def adjust_config(config: PatrolConfig) -> PatrolConfig:
@@ -42,10 +49,16 @@ async def read_config(source: Path, plugins: Plugins) -> tuple[PatrolConfig | No
     """The config in ``source`` (None and the errors when it cannot be used), read in a
     worker thread; warnings are logged."""
     methods = Methods(keepalives=plugins.keepalives, services=plugins.services)
+    _stuck[:] = [thread for thread in _stuck if thread.is_alive()]
+    if _stuck:
+        log.error("reload refused: an earlier reading of the config is still stuck", file=str(source))
+        return None, [f"{source}: an earlier reload has been reading it for more than {RELOAD_READ_TIMEOUT:g} s "
+                      "(a hung file system?); the running config stays"]
     try:
-        config, warnings = await asyncio.wait_for(asyncio.to_thread(load_config, source, methods),
-                                                  RELOAD_READ_TIMEOUT)
-    except asyncio.TimeoutError:
+        config, warnings = await in_daemon_thread(load_config, source, methods, timeout=RELOAD_READ_TIMEOUT,
+                                                  name="patrol-reload")
+    except StillRunning as exc:
+        _stuck.append(exc.thread)
         log.error("reload refused: the config could not be read in time", file=str(source))
         return None, [f"{source}: could not be read within {RELOAD_READ_TIMEOUT:g} s; the running config stays"]
     except ConfigError as exc:

@@ -8,7 +8,8 @@ has side effects), never follow a planted symlink where Patrol writes, and never
 without bound (``/dev/zero``, a huge file). Every such open in Patrol goes through here:
 
 * :func:`read_bounded`: at most ``limit`` bytes of a kernel-made file (``/proc``), or None;
-* :func:`read_small_file`: a small regular file others write (a pid file);
+* :func:`read_small_file`: a regular file others write, read whole up to a bound (a pid
+  file; the config and every file it names, such as ``http.auth.token-file``);
 * :func:`open_for_reading`, :func:`open_for_append`, :func:`open_directory`: log files
   and their directories;
 * :func:`open_pipe`: one particular pipe, found again through a path (``/proc/PID/fd/N``).
@@ -89,11 +90,16 @@ def read_bounded(path: str, limit: int) -> bytes | None:
 def read_small_file(path: str, limit: int) -> tuple[bytes, os.stat_result]:
     """The first ``limit`` bytes of a regular file others may write, and its ``fstat``.
 
-    A symlink is followed (pid files often live behind one, e.g. ``/var/run``), but what
-    it leads to must be a regular file. Raises :class:`NotRegularFile` for a FIFO,
-    device, socket or directory (refused without blocking, never read), ``OSError``
-    when it cannot be opened or read.
+    A symlink is followed (pid files often live behind one, e.g. ``/var/run``; configs
+    behind ``/etc/alternatives``), but what it leads to must be a regular file. Raises
+    :class:`NotRegularFile` for a FIFO, device, socket or directory (``stat`` first, so
+    it is refused without being opened at all; checked again after the open, so one
+    swapped in between is refused too, never waited on), ``OSError`` when it cannot be
+    opened or read.
     """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(path, kind(st.st_mode))
     fd = checked(os.open(path, os.O_RDONLY | NONBLOCKING), path)
     try:
         return _read_fd(fd, limit), os.fstat(fd)
