@@ -77,6 +77,7 @@ class HttpTransport(Transport):
             date_header=False, server_header=False,
             limit_concurrency=None,  # the listener caps connections (and pauses accept, never 503)
             proxy_headers=False,  # the peer address is the socket's: X-Forwarded-For is not believed
+            ws="none",  # no WebSocket route: an installed websockets must not take connections out of Listener's hands
         )
         config.load()
         self.listener = Listener(self._sock, config, self._limits)
