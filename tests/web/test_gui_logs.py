@@ -3,14 +3,20 @@ the small formatting and CPU/memory helpers the pages use."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
 from patrol.web.gui import fmt
-from patrol.web.gui.logs import LogDir, read_from, stream_file, tail
+from patrol.web.gui import logpages
+from patrol.web.gui.logpages import LogPages
+from patrol.web.gui.logs import LogDir, read_from, tail
+from patrol.util.safefile import open_for_reading
 from patrol.engine.cpu import CpuSampler
 from patrol.web.gui.security import safe_next
 from patrol.plugin.model import AppConfig, ServiceConfig
@@ -146,10 +152,49 @@ def test_runs_are_found_newest_first_across_days_months_and_years(tmp_path: Path
     assert runs[0].files["stdout"].startswith("2026/february/10/")
 
 
-def test_stream_file_stops_at_the_announced_size(tmp_path: Path) -> None:
+def download(f: BinaryIO, size: int) -> bytes:
+    """A raw download's body, as the log pages send it."""
+    async def collect() -> bytes:
+        return b"".join([block async for block in LogPages(None)._download(f, size)])  # type: ignore[arg-type]
+
+    return asyncio.run(collect())
+
+
+def test_a_raw_download_stops_at_the_announced_size(tmp_path: Path) -> None:
     path = write(tmp_path / "a.log", "0123456789" * 10_000)
-    assert b"".join(stream_file(str(path), 25)) == b"0123456789012345678901234"
-    assert len(b"".join(stream_file(str(path), 100_000))) == 100_000
+    assert download(open_for_reading(str(path)), 25) == b"0123456789012345678901234"
+    assert len(download(open_for_reading(str(path)), 100_000)) == 100_000
+
+
+def test_a_raw_download_whose_read_hangs_ends_at_the_deadline_off_the_loop(monkeypatch) -> None:
+    """I2: each block is read in the log threads under FILE_TIMEOUT (before, starlette read
+    it in its shared pool with no deadline). The hang is real: a pipe nobody writes."""
+    monkeypatch.setattr(logpages, "FILE_TIMEOUT", 0.3)
+    reader, writer = os.pipe()
+    f = os.fdopen(reader, "rb")
+    pages = LogPages(None)  # type: ignore[arg-type]
+
+    async def main() -> int:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        with pytest.raises(logpages.FileTimeout):
+            await pages._download(f, 100).__anext__()
+        ticker.cancel()
+        readers = [t.name for t in threading.enumerate() if t.name.startswith("patrol-gui-logs")]
+        assert readers, "the read did not run in the log threads"
+        return ticks
+
+    with os.fdopen(writer, "wb"):  # closed on the way out: the stuck read sees end of file
+        assert asyncio.run(main()) > 5  # the loop went on while the read hung
+    pages._threads.shutdown(wait=True)  # the close queued behind the read has run
+    assert f.closed
 
 
 def test_formatting_helpers() -> None:

@@ -6,8 +6,8 @@ Files are only ever found through :class:`patrol.web.gui.logs.LogDir`, so no req
 read outside the app's log directory. Log text is served as ``text/plain`` with
 ``nosniff``, or escaped into a page: a log line can never become markup.
 
-Everything that touches the log directory (resolving, listing, reading) runs in a small
-thread pool of its own and is awaited at most :data:`FILE_TIMEOUT` seconds: a hung disk
+Everything that touches the log directory (resolving, listing, reading, each block of
+a raw download) runs in a small thread pool of its own and is awaited at most :data:`FILE_TIMEOUT` seconds: a hung disk
 makes a request fail with 503, never the loop wait, and cannot take the threads other
 pages need. Only regular files are opened (see :mod:`patrol.logfiles`): a FIFO, device
 or socket in the log directory is answered with 404 at once.
@@ -19,7 +19,7 @@ import asyncio
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, BinaryIO, Callable, Mapping, TypeVar
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 from patrol.web.gui import viewmodels as views
 from patrol.util.safefile import NotRegularFile
 from patrol.web.gui.core import JSON, utf8
-from patrol.web.gui.logs import MAX_LINES, Chunk, LogDir, follow, open_raw, stream_file, tail
+from patrol.web.gui.logs import BLOCK, MAX_LINES, Chunk, LogDir, follow, open_raw, tail
 from patrol.web.gui.pages import describe, log_url
 from patrol.web.gui.security import secure
 
@@ -310,9 +310,36 @@ class LogPages:
             return _text_error(503, str(exc))
         except OSError as exc:
             return _text_error(404, f"cannot read the log: {exc.strerror or exc}")
-        response = StreamingResponse(stream_file(opened, size), media_type=TEXT,
+        response = StreamingResponse(self._download(opened, size), media_type=TEXT,
                                      headers={"Content-Length": str(size)})
         return secure(response)
+
+    async def _download(self, f: BinaryIO, size: int) -> AsyncIterator[bytes]:
+        """A log file's first ``size`` bytes in blocks, for a raw download.
+
+        Each block is read in the log threads under FILE_TIMEOUT, as every other read of
+        the log directory: a hung disk ends the download (the connection is closed)
+        instead of pinning the threads starlette shares with other pages. A log that
+        grows while it is sent must not overrun the Content-Length announced from ``size``.
+        """
+        left = size
+        try:
+            while left > 0:
+                block = await self._off_loop(f.read, min(BLOCK, left))
+                if not block:
+                    return
+                left -= len(block)
+                yield block
+        finally:
+            self._close_later(f)
+
+    def _close_later(self, f: BinaryIO) -> None:
+        """Close ``f`` in the log threads: a read stuck on it holds its lock, so the close
+        waits there for it, never on the loop."""
+        try:
+            self._threads.submit(f.close)
+        except RuntimeError:  # the threads are shut down: Patrol is stopping
+            pass
 
 
 def _last(query: Mapping[str, str], default: int | None) -> int | None | str:

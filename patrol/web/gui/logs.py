@@ -285,19 +285,6 @@ def open_raw(path: str) -> tuple[BinaryIO, int]:
     return f, os.fstat(f.fileno()).st_size
 
 
-def stream_file(source: str | BinaryIO, size: int) -> Iterator[bytes]:
-    """A file's first ``size`` bytes in blocks: a log that grows while it is sent
-    must not overrun the Content-Length announced from ``size``."""
-    with open_for_reading(source) if isinstance(source, str) else source as f:
-        left = size
-        while left > 0:
-            block = f.read(min(BLOCK, left))
-            if not block:
-                return
-            left -= len(block)
-            yield block
-
-
 def _names(directory: str) -> list[str]:
     try:
         return os.listdir(directory)
