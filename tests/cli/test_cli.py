@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from patrol import __version__
@@ -38,8 +39,8 @@ def test_example_config_runs_respawns_within_a_second_and_stops_cleanly(tmp_path
     config = json.loads(config_path.read_text())
     config["http"]["listen"] = f"127.0.0.1:{free_port()}"
     config["udp"]["listen"] = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
-    config["apps"]["hello"]["env"] = [f"MARK={tmp_path.name}-marker"]
-    marker = f"{tmp_path.name}-marker"
+    marker = f"patrol-example-{uuid.uuid4()}"  # unique across concurrent runs on one machine
+    config["apps"]["hello"]["env"] = [f"MARK={marker}"]
     p = PatrolProcess(tmp_path / "examples", config, marker)
     p.config_path = config_path
     try:
