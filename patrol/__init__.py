@@ -1,7 +1,7 @@
 """Patrol: a process and service supervisor for Linux.
 
 This module is the one surface for plugin authors: everything a keepalive, a service
-backend, a transport or a trigger observer needs is importable from here, e.g.
+backend, a probe, a transport or a trigger observer needs is importable from here, e.g.
 ``from patrol import hookimpl, KeepAlive, Option``. Names are loaded on first use, so
 ``import patrol`` costs nothing and the client commands (``patrol status``) start
 without pluggy or the web stack. What lies behind a name may move between the kernel's
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from patrol.plugin.keepalive import AppControl, Cancellable, ExitStatus, KeepAlive
     from patrol.plugin.model import AppConfig, Option, PatrolConfig, ServiceConfig
     from patrol.plugin.ping import PingKeepAlive
+    from patrol.plugin.probe import CommandOutcome, Probe, ProbeResult, ProbeTarget
     from patrol.plugin.registry import Register
     from patrol.plugin.service import ServiceBackend
     from patrol.plugin.transport import Answer, Guesses, PatrolView, Transport
@@ -41,7 +42,7 @@ __version__ = "0.2.0"
 #: the kernel versions it was written for in its ``patrol`` dependency (the loader refuses
 #: it when that range does not hold this kernel); a plugin that spans several kernels can
 #: test ``patrol.PLUGIN_API >= (1, 1)`` before using an addition.
-PLUGIN_API = (2, 0)
+PLUGIN_API = (2, 1)
 
 #: name -> the module that defines it (imported when the name is first asked for)
 _SURFACE: dict[str, str | tuple[str, str]] = {
@@ -51,6 +52,10 @@ _SURFACE: dict[str, str | tuple[str, str]] = {
     "Cancellable": "patrol.plugin.keepalive",
     "ExitStatus": "patrol.plugin.keepalive",
     "PingKeepAlive": "patrol.plugin.ping",
+    "Probe": "patrol.plugin.probe",
+    "ProbeResult": "patrol.plugin.probe",
+    "ProbeTarget": "patrol.plugin.probe",
+    "CommandOutcome": "patrol.plugin.probe",
     "ServiceBackend": "patrol.plugin.service",
     "Transport": "patrol.plugin.transport",
     "Event": "patrol.plugin.events",

@@ -260,11 +260,26 @@ class Api:
         body = omit_empty(body)
         if st.started is not None:  # kept even when 0: "known and zero" is not "unknown"
             body["uptime"] = round(max(0.0, self.patrol.wall() - st.started), 1)
+        body.update(self.health_fields(runner))
         if stats and is_app and st.pid:
             usage = self.patrol.cpu.usage(st.pid)
             if usage is not None:
                 body.update({"cpu-percent": usage.cpu_percent, "rss-bytes": usage.rss})
         return body
+
+    def health_fields(self, runner: "ItemView") -> dict[str, Any]:
+        """``ready`` (always: false is an answer), the probes' last answers, the app's own
+        status line."""
+        health = runner.health
+        fields: dict[str, Any] = {"ready": runner.ready}
+        for kind, probe in health.probes().items():
+            answer: dict[str, Any] = {"ok": probe.ok, "at": self._time(probe.at)}
+            if probe.message:
+                answer["message"] = probe.message
+            fields[kind] = answer
+        if health.status_text:
+            fields["status-text"] = health.status_text
+        return fields
 
     def render_record(self, record: HistoryRecord, runner: "ItemView", *, proven: bool) -> dict[str, Any]:
         """One history record of ``runner``, as a caller that did (``proven``) or did

@@ -85,8 +85,12 @@ def _item_properties(group: str, *, history: bool = True) -> dict[str, Any]:
         "restarts": {"type": "integer", "minimum": 1, "description": "Starts after the first one."},
         "backoff": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds until the next start."},
         "last-reason": {"type": "string", "minLength": 1,
-                        "description": "Why the last instance ended (in state `waiting`: what Patrol waits for)."},
+                        "description": "Why the last instance ended (in state `waiting`: what Patrol waits for, e.g. "
+                        "`waiting for db: ready`)."},
         "uptime": {"type": "number", "minimum": 0, "description": "Seconds the current instance has run."},
+        "ready": {"type": "boolean", "description": "The instance is ready: its readiness probe (or its notify "
+                  "keepalive) says so; an item without readiness is ready while it runs."},
+        "readiness": ref("ProbeAnswer"),
     }
     if history:
         properties["history"] = {"type": "array", "items": ref("AppRecord" if app else "ServiceRecord"),
@@ -102,6 +106,9 @@ def _item_properties(group: str, *, history: bool = True) -> dict[str, Any]:
                             "description": "CPU use in percent of one core (not in answers to pings)."},
             "rss-bytes": {"type": "integer", "minimum": 0,
                           "description": "Resident memory (not in answers to pings)."},
+            "liveness": ref("ProbeAnswer"),
+            "status-text": {"type": "string", "minLength": 1,
+                            "description": "The app's own one-line status (sd_notify `STATUS=`)."},
         })
     return properties
 
@@ -111,7 +118,7 @@ def _status_entry(group: str) -> dict[str, Any]:
         "type": "object",
         "description": f"One {group} in `/status/`. Key/values of items with a secret are left out.",
         "properties": _item_properties(group),
-        "required": ["cas", "state"],
+        "required": ["cas", "state", "ready"],
         "additionalProperties": False,
     }
 
@@ -136,7 +143,7 @@ def _answer(group: str, *, udp: bool = False) -> dict[str, Any]:
         "type": "object",
         "description": f"The {group}'s state *before* the request was applied, over {where}.",
         "properties": properties,
-        "required": ["id", "group", "cas", "state", "cas-invalid"],
+        "required": ["id", "group", "cas", "state", "ready", "cas-invalid"],
         "additionalProperties": False,
     }
 
@@ -187,6 +194,17 @@ def schemas() -> dict[str, Any]:
         "Cas": {"type": "integer", "minimum": 1, "maximum": UINT64,
                 "description": "The change counter: one request raises it by at most 1; it never decreases."},
         "KeyValue": {"type": "object", "description": "Any JSON values, set by clients."},
+        "ProbeAnswer": {
+            "type": "object",
+            "description": "The last answer of the item's readiness or liveness probe in the current instance.",
+            "properties": {
+                "ok": {"type": "boolean"},
+                "message": {"type": "string", "minLength": 1, "examples": ["HTTP 200", "connection refused"]},
+                "at": ref("Timestamp"),
+            },
+            "required": ["ok", "at"],
+            "additionalProperties": False,
+        },
         "AppRecord": _record("app"),
         "ServiceRecord": _record("service"),
         "AppStatus": _status_entry("app"),

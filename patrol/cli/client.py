@@ -31,7 +31,7 @@ import urllib.request
 from typing import Any, Sequence
 
 from patrol.cli.address import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, ClientError, base_url, token_of
-from patrol.plugin.states import ItemState
+from patrol.plugin.states import LIVE_STATES, ItemState
 
 #: command -> toggle number of the original API
 TOGGLES = {"enable": 1, "disable": 2, "restart": 3}
@@ -203,7 +203,9 @@ def info(state: str, entry: dict[str, Any]) -> str:
         notes.append("restart pending")
     if entry.get("disabled") and state != ItemState.DISABLED:
         notes.append("disabled")
-    if state != ItemState.RUNNING:
+    if state in LIVE_STATES:
+        notes += health_notes(entry)
+    else:
         last = entry.get("last-reason") or ""
         if entry.get("last-exit") and entry["last-exit"] not in last:
             last = f"{last} ({entry['last-exit']})" if last else entry["last-exit"]
@@ -212,6 +214,20 @@ def info(state: str, entry: dict[str, Any]) -> str:
     if entry.get("secret"):
         notes.append("secret")
     return ", ".join(notes)
+
+
+def health_notes(entry: dict[str, Any]) -> list[str]:
+    """A running item's readiness (why not ready), liveness trouble and own status line."""
+    notes = []
+    for kind in ("readiness", "liveness"):
+        probe = entry.get(kind)
+        if not isinstance(probe, dict) or probe.get("ok") or not probe.get("message"):
+            continue
+        if kind == "liveness" or not entry.get("ready", True):
+            notes.append(f"{kind}: {probe['message']}")
+    if entry.get("status-text"):
+        notes.append(str(entry["status-text"]))
+    return notes
 
 
 def cmd_toggle(client: Client, args: argparse.Namespace) -> int:

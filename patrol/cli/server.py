@@ -29,7 +29,8 @@ def _load(path: str) -> tuple[Plugins, PatrolConfig, list[str]] | int:
         print(f"patrol: {exc}", file=sys.stderr)
         return EXIT_INVALID
     try:
-        config, warnings = load_config(path, Methods(keepalives=plugins.keepalives, services=plugins.services))
+        methods = Methods(keepalives=plugins.keepalives, services=plugins.services, probes=plugins.probes)
+        config, warnings = load_config(path, methods)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)

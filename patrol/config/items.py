@@ -8,17 +8,20 @@ gets the finished item, so plugins check their own settings with the same messag
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from patrol.plugin.registry import Registry
 from patrol.plugin.model import ACTIONS, AppConfig, Backoff, Option, ServiceConfig
 from patrol.config.reader import (ANY, BOOL, INT, MAPPING, NAME_OR_INT, NUMBER, STRING, Kind, Section, child,
-                     got, is_int, kind_of, show)
+                     got, is_int, show)
+from patrol.config.options import read_options
+from patrol.config.probes import read_depends_on, read_probe
 from patrol.config.rules import (NAME_MAX, SECRET_MAX, SERVICE_MAX, byte_length, expand_config_dir, expand_home,
                     path_problem, service_problem, signal_number)
 
 if TYPE_CHECKING:
     from patrol.plugin.keepalive import KeepAlive
+    from patrol.plugin.probe import Probe
     from patrol.plugin.service import ServiceBackend
 
 _EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
@@ -26,10 +29,10 @@ _EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
 #: or a working-directory of "/", can name them)
 SYSTEM_DIRECTORIES = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/opt", "/proc", "/root",
                                 "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/log"})
-_UNSET = object()
 
 
-def read_app(sec: Section, app_id: str, keepalives: Registry[KeepAlive]) -> AppConfig | None:
+def read_app(sec: Section, app_id: str, keepalives: Registry[KeepAlive],
+             probes: Registry[Probe] | None = None) -> AppConfig | None:
     """The app in ``sec``, or None when it has errors (they are in ``sec.report``)."""
     errors = len(sec.report.errors)
     method = _keepalive(sec, keepalives)
@@ -55,7 +58,10 @@ def read_app(sec: Section, app_id: str, keepalives: Registry[KeepAlive]) -> AppC
         stop_timeout=_number(sec, "stop-timeout", AppConfig.stop_timeout),
         backoff=_backoff(sec),
         **_log_limits(sec),
-        options=_options(sec, cls.options if cls else ()),
+        options=read_options(sec, cls.options if cls else ()),
+        readiness=read_probe(sec, "readiness", probes, "app"),
+        liveness=read_probe(sec, "liveness", probes, "app"),
+        depends_on=read_depends_on(sec),
     )
     sec.warn_unread()
     if len(sec.report.errors) > errors:
@@ -69,8 +75,8 @@ def read_app(sec: Section, app_id: str, keepalives: Registry[KeepAlive]) -> AppC
     return app
 
 
-def read_service(sec: Section, service_id: str,
-                 backends: Registry[ServiceBackend]) -> ServiceConfig | None:
+def read_service(sec: Section, service_id: str, backends: Registry[ServiceBackend],
+                 probes: Registry[Probe] | None = None) -> ServiceConfig | None:
     """The service in ``sec``, or None when it has errors (they are in ``sec.report``)."""
     errors = len(sec.report.errors)
     management = _management(sec, backends)
@@ -92,7 +98,9 @@ def read_service(sec: Section, service_id: str,
         status_timeout=_number(sec, "status-timeout", ServiceConfig.status_timeout, above=True),
         command_timeout=_number(sec, "command-timeout", ServiceConfig.command_timeout, above=True),
         stop_on_shutdown=sec.get("stop-on-shutdown", BOOL, False),
-        options=_options(sec, options.values()),
+        options=read_options(sec, options.values()),
+        readiness=read_probe(sec, "readiness", probes, "service"),
+        depends_on=read_depends_on(sec),
     )
     if sec.has("ignore-exit-codes"):
         sec.raw("ignore-exit-codes")
@@ -186,24 +194,6 @@ def _management(sec: Section, backends: Registry[Any]) -> dict[str, str]:
         elif name := _resolve(sec, key, value, backends):
             chosen[action] = name
     return chosen if len(chosen) == len(ACTIONS) else {}
-
-
-def _options(sec: Section, options: Iterable[Option]) -> MappingProxyType[str, Any]:
-    """A plugin's own keys: type-checked, defaulted, and checked by the plugin's rule."""
-    values = {}
-    for option in options:
-        value = sec.get(option.key, kind_of(option.type), _UNSET)
-        if value is _UNSET:
-            values[option.key] = option.default
-            continue
-        try:
-            problem = option.check(value) if option.check else None
-        except Exception as exc:  # a plugin's bug must not become a traceback here
-            problem = f"could not be checked by the plugin ({type(exc).__name__}: {exc})"
-        if problem:
-            sec.report.error(sec.at(option.key), problem)
-        values[option.key] = value
-    return MappingProxyType(values)
 
 
 def _plugin_checks(sec: Section, classes: list[Any], item: Any) -> None:

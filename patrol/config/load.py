@@ -23,6 +23,7 @@ from patrol.util import strictjson
 from patrol.util.gotime import validate_layout
 from patrol.util.safefile import read_small_file
 from patrol.config.access import read_http_access, read_udp_access, warn_unauthenticated_pings
+from patrol.config.depends import check_dependencies
 from patrol.config.items import read_app, read_service
 from patrol.plugin.model import (HISTORY, HTTP_LISTEN_DEFAULT, PING_TIMEOUT, TICK_EVERY, UDP_LISTEN_DEFAULT,
                     AppConfig, Listen, PatrolConfig)
@@ -63,6 +64,8 @@ class Methods:
 
     keepalives: Registry[Any]
     services: Registry[Any]
+    #: the probes (readiness, liveness); None: no probe is installed
+    probes: Registry[Any] | None = None
 
 
 def load_config(path: str | os.PathLike[str], methods: Methods) -> tuple[PatrolConfig, list[str]]:
@@ -102,9 +105,11 @@ def _read_top(top: Section, methods: Methods) -> PatrolConfig:
     if not raw_apps and not raw_services:
         report.error("", 'has no apps and no services: nothing to supervise (add "apps" or "services")')
     apps = _items(top.at("apps"), raw_apps, "app", report,
-                  lambda sec, item_id: read_app(sec, item_id, methods.keepalives))
+                  lambda sec, item_id: read_app(sec, item_id, methods.keepalives, methods.probes))
     services = _items(top.at("services"), raw_services, "service", report,
-                      lambda sec, item_id: read_service(sec, item_id, methods.services))
+                      lambda sec, item_id: read_service(sec, item_id, methods.services, methods.probes))
+    known = {"app": {k.lower() for k in raw_apps}, "service": {k.lower() for k in raw_services}}
+    apps, services = check_dependencies(report, apps, services, known)
     http = _listen(top, "http", HTTP_LISTEN_DEFAULT)
     udp = _listen(top, "udp", UDP_LISTEN_DEFAULT)
     advertised = {"http": _addresses(top, "listen-http", http.listen),

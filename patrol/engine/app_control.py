@@ -111,6 +111,16 @@ class AppControl:
             self.log.warning("fault", fault=message)
         runner.fault_message = message
 
+    def ready(self, ready: bool, message: str = "") -> None:
+        if self.runner.state.running:
+            self.runner.health.keepalive_ready(bool(ready), str(message)[:300])
+
+    def status(self, text: str | None) -> None:
+        self.runner.health.set_status(None if text is None else str(text)[:300])
+
+    def fail(self, reason: str) -> None:
+        self.runner.fail_run(str(reason)[:300])
+
     def dead(self, reason: str, status: ExitStatus | None = None) -> None:
         runner = self.runner
         runner.sup.reaper.reap()  # collect exit statuses that are already there

@@ -21,6 +21,7 @@ from patrol.engine import ownership, procfs
 from patrol.engine.app_owner import AppOwner
 from patrol.engine.item_state import HistoryRecord
 from patrol.engine.logpipes import InstanceLogs
+from patrol.engine.output_lines import OutputLines
 from patrol.engine.procfs import Proc
 from patrol.engine.signalling import group_alive
 from patrol.engine.spawn import spawn
@@ -60,12 +61,15 @@ class Instance:
     def spawn(self, now_ns: int) -> subprocess.Popen[bytes] | str:
         """Open the run's log pipes and start the program; the process, or why not."""
         runner, host, config = self.runner, self.runner.sup, self.runner.config
+        extra = self._keepalive_environment()
+        if isinstance(extra, str):
+            return extra
         try:  # the app writes into pipes; Patrol writes (and rotates) the files
             logs = host.logs.open_instance(config, now_ns)
         except OSError as exc:
             return f"cannot open log files in {config.log_root}: {exc.strerror or exc}"
         try:
-            proc = spawn(self.argv(), env=self.environment(), cwd=config.working_directory,
+            proc = spawn(self.argv(), env={**self.environment(), **extra}, cwd=config.working_directory,
                          stdout=logs.child_stdout, stderr=logs.child_stderr)
         except OSError as exc:
             logs.abort()
@@ -105,6 +109,26 @@ class Instance:
         if pcfg.listen_udp:
             env["PATROL_UDP"] = json.dumps(list(pcfg.listen_udp), separators=(",", ":"))
         return env
+
+    def _keepalive_environment(self) -> dict[str, str] | str:
+        """What the keepalive adds to this spawn's environment (``NOTIFY_SOCKET``), or
+        why the start fails (the plugin raised, or gave something that is no environment)."""
+        runner = self.runner
+        try:
+            extra = dict(runner.keepalive.environment())
+            if not all(isinstance(k, str) and isinstance(v, str) and k and "=" not in k and "\0" not in k + v
+                       for k, v in extra.items()):
+                raise TypeError("not a mapping of variable names to strings")
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug fails this start only
+            runner.log.error("keepalive plugin failed", plugin=runner.plugin, where="environment()",
+                             error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            return (f"keepalive {runner.config.keepalive!r} (plugin {runner.plugin}) failed in environment(): "
+                    f"{type(exc).__name__}: {exc}")
+        return extra
+
+    def output_lines(self) -> OutputLines | None:
+        """The listeners of the run's output (None: Patrol does not read it)."""
+        return self.logs.output if self.logs is not None else None
 
     def _keepalive_number(self) -> int | str:
         keepalive = self.runner.keepalive

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
+from patrol.engine.health import Health
 from patrol.engine.host import Host
 from patrol.engine.item_state import State
 from patrol.plugin.keepalive import ExitStatus, KeepAlive
@@ -37,6 +38,7 @@ class AppOwner(Protocol):
     log: Any  # a structlog logger bound to the app
     keepalive: KeepAlive
     plugin: str  # the keepalive's plugin, for messages
+    health: Health  # readiness and liveness of the run
 
     retired: bool
     fault_message: str | None
@@ -65,3 +67,5 @@ class AppOwner(Protocol):
     def after_death(self, uptime: float) -> None: ...
 
     def begin_stop(self, reason: str, sig: int) -> None: ...
+
+    def fail_run(self, reason: str) -> None: ...

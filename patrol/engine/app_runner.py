@@ -20,7 +20,6 @@ plugin's name and traceback, and becomes the app's normal failure path.
 from __future__ import annotations
 
 import asyncio
-import math
 import signal
 import time
 from typing import Any
@@ -30,6 +29,9 @@ import structlog
 from patrol.engine.app_control import AppControl
 from patrol.engine.app_instance import Instance
 from patrol.engine.app_stop import Stopper
+from patrol.engine.health import Health
+from patrol.engine.runner_base import RunnerBase
+from patrol.engine.start_gate import StartGate
 from patrol.engine.host import Host
 from patrol.engine.item_state import DISABLE, State, new_instance_id
 from patrol.plugin.keepalive import ExitStatus, KeepAlive
@@ -40,7 +42,7 @@ from patrol.util.backoff import capped_exponential
 log = structlog.get_logger("patrol.apps")
 
 
-class AppRunner:
+class AppRunner(RunnerBase):
     """Supervises one app; implements :class:`patrol.plugin.keepalive.AppControl`."""
 
     group = "app"
@@ -59,6 +61,10 @@ class AppRunner:
         self.stopper = Stopper(self, self.instance)
         self.control = AppControl(self, self.instance)  # what the keepalive is handed
         self.keepalive = keepalive(self.control)
+        self.health = Health(self, fail=self.fail_run, notified=keepalive.reports_readiness,
+                             environment=self.instance.environment, output=self.instance.output_lines)
+        self.gate = StartGate(self, grace=self._grace)  # the startup grace, then depends-on
+        self.completion: ExitStatus | None = None  # how the last run ended while this Patrol ran
         self.retired = False  # stopped for good (shutdown, or replaced by a reload)
         self.fault_message: str | None = None  # a problem that does not end the run
         self.known = False  # the state file had this app
@@ -73,7 +79,6 @@ class AppRunner:
         self.stop_reason = ""
         self._restarting = False
         self._retry: asyncio.TimerHandle | None = None
-        self._grace: asyncio.TimerHandle | None = None
 
     @property
     def ping_transport(self) -> str | None:
@@ -96,6 +101,7 @@ class AppRunner:
                 self.starts += 1
                 self.log.info("adopted", pid=self.state.pid, instance=self.state.instance_id)
                 self.instance.reattach_logs()
+                self.health.begin()
             else:
                 self.close("gone while Patrol was down", None)
         self.control.call("adopt")
@@ -141,28 +147,10 @@ class AppRunner:
                             "ends when the process or its pings do")
             return
         if st.disabled or self.given_up or self._retry is not None or self.stop_task is not None:
+            self.gate.clear()
             return
-        grace = 0.0 if self.known else float(self.control.call("startup_grace") or 0.0)
-        grace_left = self.sup.started_mono + grace - self.now()
-        if grace_left > 0:
-            if self._grace is None:
-                self._grace = self.sup.loop.call_later(grace_left, self._grace_over)
-                self.last_reason = self._waiting_reason(grace_left)
-            return
-        self.spawn()
-
-    def _waiting_reason(self, seconds: float) -> str:
-        """Why an app that is not running is not started yet (state ``waiting``)."""
-        up_to = f"up to {math.ceil(seconds)} s"
-        if self.keepalive.ping_transport is not None:
-            return f"waiting for the first ping ({up_to})"
-        return f"waiting for a running instance to be adopted ({up_to})"
-
-    def _grace_over(self) -> None:
-        self._grace = None
-        if self.last_reason.startswith("waiting for "):
-            self.last_reason = ""
-        self.reconcile()
+        if not self.gate.holds():  # the startup grace, then depends-on
+            self.spawn()
 
     def toggled(self) -> None:
         """A toggle changed the flags (API or GUI): act on it now, not at the next tick."""
@@ -173,6 +161,13 @@ class AppRunner:
                 self._retry.cancel()
                 self._retry = None
         self.sup.loop.call_soon(self.reconcile)
+        self.sup.dependencies.changed(self)  # a dependent's reason may name this app's state
+
+    def wake(self) -> None:
+        self.sup.loop.call_soon(self.reconcile)
+
+    def _grace(self) -> float:
+        return 0.0 if self.known else float(self.control.call("startup_grace") or 0.0)
 
     def strays(self, found: dict[int, int]) -> None:
         """The tick found these processes of the app re-parented to Patrol (see Stopper)."""
@@ -214,8 +209,11 @@ class AppRunner:
         with self.state.session() as s:
             s.set(instance_id=new_instance_id(), started=self.sup.wall(), pid=pid, lastseen=None, exit_code=0)
         self.starts += 1
+        self.gate.clear()
         self.log.info("running", pid=pid or None, instance=self.state.instance_id)
         self.emit(event)
+        self.health.begin()
+        self.sup.dependencies.changed(self)
 
     # -- closing, restarting, stopping -----------------------------------------------
 
@@ -231,11 +229,14 @@ class AppRunner:
                 s.replace_keyvalue({})
         self.forget_run()
         self.last_exit, self.last_reason = status, reason
+        self.completion = status or ExitStatus()  # no status: it ended, nobody knows how
         self.log.info("closed", reason=reason, status=str(status) if status else None)
         self.emit("app.closed", record=record)
+        self.sup.dependencies.changed(self)
 
     def forget_run(self) -> None:
         self.instance.forget()
+        self.health.end()
         self.fault_message = None
         self.control.call("closed")
 
@@ -260,6 +261,7 @@ class AppRunner:
             self.last_reason = error
             self.log.error("gave up", failures=self.failures)
             self.emit("app.gave_up", error=error)
+            self.sup.dependencies.changed(self)
             return
         self.backoff_delay = delay
         if delay == 0:
@@ -275,6 +277,12 @@ class AppRunner:
         self.log.warning("execute-timeout reached, killing", seconds=self.config.execute_timeout)
         self.stop_reason = "execute-timeout"
         self.stopper.kill_all(signal.SIGKILL)
+
+    def fail_run(self, reason: str) -> None:
+        """End the run as a failure (liveness, ``fail``): stopped, then restarted as after a crash."""
+        if self.stop_task is None and (self.state.running or self.instance.launching):
+            self.log.warning("failing the run", reason=reason)
+            self.begin_stop(reason, self.config.stop_signal)
 
     def begin_stop(self, reason: str, sig: int) -> None:
         if reason == "restart":
@@ -299,10 +307,10 @@ class AppRunner:
         session and were re-parented to Patrol are stopped too.
         """
         self.retired = True
-        for handle in (self._retry, self._grace):
-            if handle is not None:
-                handle.cancel()
-        self._retry = self._grace = None
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = None
+        self.gate.cancel()
         if self.stop_task is None and self.state.running and not self.stopper.stoppable():
             # Only a ping named this pid: nothing Patrol may signal, so nothing to wait for.
             self.close(reason, None)
@@ -321,7 +329,7 @@ class AppRunner:
     def phase(self) -> ItemState:
         """The state operators see (new in the API, beside the original's flags)."""
         if self.state.running:
-            return ItemState.STOPPING if self.stop_task is not None else ItemState.RUNNING
+            return ItemState.STOPPING if self.stop_task is not None else self.health.phase()
         if self.instance.launching:
             return ItemState.STARTING
         if self.state.disabled:
@@ -330,16 +338,10 @@ class AppRunner:
             return ItemState.GIVEN_UP
         if self._retry is not None:
             return ItemState.BACKOFF
-        if self._grace is not None:
-            return ItemState.WAITING  # the startup grace: an app that outlived Patrol may report in
+        if self.gate.waiting:
+            return ItemState.WAITING  # the startup grace, or its dependencies
         return ItemState.STOPPED
 
-    @property
-    def restarts(self) -> int:
-        return max(0, self.starts - 1)
-
-    def emit(self, name: str, **extra: Any) -> None:
-        self.sup.emit(name, self, **extra)
 
 
 def next_delay(backoff: Backoff, failures: int, uptime: float) -> tuple[int, float | None]:

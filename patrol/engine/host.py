@@ -14,6 +14,7 @@ from patrol.plugin.loader import Plugins
 from patrol.plugin.model import PatrolConfig
 
 if TYPE_CHECKING:
+    from patrol.engine.depends import Dependencies
     from patrol.engine.logpipes import LogRouter
     from patrol.engine.ownership import Ownership
     from patrol.engine.reaper import Reaper
@@ -38,12 +39,15 @@ class Host(Protocol):
     shutting_down: bool
     #: monotonic time the supervisor started (the start of every startup grace)
     started_mono: float
+    #: depends-on: what an item waits for, and whom to tell when it changes
+    dependencies: "Dependencies"
     #: monotonic clock for deadlines, wall clock for timestamps
     now: Callable[[], float]
     wall: Callable[[], float]
 
     def emit(self, name: str, runner: Any = None, **extra: Any) -> None:
         """Deliver a lifecycle event (see :mod:`patrol.plugin.events`)."""
+
 
 
 class Attached(Protocol):

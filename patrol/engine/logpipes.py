@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 import structlog
 
 from patrol.engine.logfiles import LogSink, Pruned, log_paths, prune
+from patrol.engine.output_lines import OutputLines
 from patrol.util.safefile import open_pipe
 from patrol.engine.item_state import LogFiles
 
@@ -103,6 +104,8 @@ class LogStream:
         self.fd = fd
         self.sink = sink
         self.inode = os.fstat(fd).st_ino
+        #: told every chunk read, on the loop, right after the read (the run's output listeners)
+        self.on_data: Callable[[str, bytes], None] | None = None
 
     def read_some(self, reads: int) -> bool:
         """Move what the pipe holds to the file, at most ``reads`` reads; False at end of file."""
@@ -116,6 +119,8 @@ class LogStream:
             if not data:
                 return False
             self.sink.write(data)
+            if self.on_data is not None:
+                self.on_data(self.name, data)
         return True
 
 
@@ -129,6 +134,8 @@ class InstanceLogs:
         self.files = files
         self.streams: list[LogStream] = []
         self.child_fds: dict[str, int] = {}  # stream name -> the child's end, until spawned
+        #: who listens to the run's output lines (the log probe): fed from the pipe reads
+        self.output = OutputLines()
 
     @property
     def pipes(self) -> dict[str, int]:
@@ -255,6 +262,7 @@ class LogRouter:
 
     def _attach(self, instance: InstanceLogs) -> None:
         for stream in instance.streams:
+            stream.on_data = instance.output.feed
             self.streams.add(stream)
             self._owner[stream] = instance
             self.loop.add_reader(stream.fd, self._readable, stream)
@@ -272,6 +280,7 @@ class LogRouter:
         self.streams.discard(stream)
         self.writing.pop(stream.sink.path, None)
         instance = self._owner.pop(stream)
+        instance.output.end(stream.name)
         if stream.sink.dropped:
             log.warning("log output was dropped", app=instance.app_id, file=stream.sink.path,
                         dropped_bytes=stream.sink.dropped)

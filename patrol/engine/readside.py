@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable, Mapping, Protocol, Sequence
 
 from patrol.engine.cpu import CpuSampler
+from patrol.engine.health import ProbeStatus
 from patrol.engine.item_state import State
 from patrol.plugin.keepalive import ExitStatus
 from patrol.plugin.model import AppConfig, PatrolConfig, ServiceConfig
@@ -59,6 +60,32 @@ class ItemView(Protocol):
     @property
     def ping_transport(self) -> str | None:
         """The transport whose pings keep an app alive; None when not ping-based."""
+
+    @property
+    def ready(self) -> bool:
+        """The run is ready: every readiness source it has says so (none: it runs)."""
+
+    @property
+    def health(self) -> "HealthView":
+        """Its probes' last answers and its own status line."""
+
+
+class HealthView(Protocol):
+    """An item's readiness and liveness, read-only."""
+
+    @property
+    def status_text(self) -> str | None:
+        """The app's own one-line status (sd_notify's ``STATUS=``)."""
+
+    @property
+    def has_source(self) -> bool:
+        """It has a readiness probe, or a keepalive that reports readiness."""
+
+    def probes(self) -> Mapping[str, ProbeStatus]:
+        """``readiness`` / ``liveness`` -> the last answer in this run."""
+
+    def note(self) -> str:
+        """Why a running item is not ready ("" when it is, or has no readiness)."""
 
 
 class AppView(ItemView, Protocol):

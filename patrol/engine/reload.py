@@ -48,7 +48,7 @@ def adjust_config(config: PatrolConfig) -> PatrolConfig:
 async def read_config(source: Path, plugins: Plugins) -> tuple[PatrolConfig | None, list[str]]:
     """The config in ``source`` (None and the errors when it cannot be used), read in a
     worker thread; warnings are logged."""
-    methods = Methods(keepalives=plugins.keepalives, services=plugins.services)
+    methods = Methods(keepalives=plugins.keepalives, services=plugins.services, probes=plugins.probes)
     _stuck[:] = [thread for thread in _stuck if thread.is_alive()]
     if _stuck:
         log.error("reload refused: an earlier reading of the config is still stuck", file=str(source))

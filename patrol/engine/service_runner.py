@@ -30,9 +30,12 @@ import structlog
 from patrol.util.backoff import capped_exponential
 from patrol.plugin.model import ServiceConfig
 from patrol.engine.spawn import CommandResult, run_command
+from patrol.engine.health import Health
+from patrol.engine.service_backends import BrokenBackend
+from patrol.engine.runner_base import RunnerBase
+from patrol.engine.start_gate import StartGate
 from patrol.plugin.service import ServiceBackend
 from patrol.engine.host import Host
-from patrol.plugin.loader import Plugins
 from patrol.engine.item_state import DISABLE, HistoryRecord, State, new_instance_id
 from patrol.plugin.states import ItemState
 
@@ -46,31 +49,7 @@ LOGGED_OUTPUT = 4000
 ACTION_PHASES = {"start": ItemState.STARTING, "stop": ItemState.STOPPING, "restart": ItemState.RESTARTING}
 
 
-class BrokenBackend:
-    """Stands in for a service backend whose constructor raised: every command fails
-    with that error, so the service shows it (``last-reason``) and Patrol runs on."""
-
-    def __init__(self, config: ServiceConfig, name: str, plugin: str, exc: Exception) -> None:
-        self.service = config
-        self.name = name
-        self.error = f"backend {name} (plugin {plugin}) failed to start: {type(exc).__name__}: {exc}"
-
-    def command(self, action: str, parameter: str) -> list[str]:
-        raise RuntimeError(self.error)
-
-
-def backend(config: ServiceConfig, name: str, plugins: Plugins) -> ServiceBackend | BrokenBackend:
-    """A service backend; one whose constructor raises fails its commands, not Patrol."""
-    try:
-        return plugins.services.get(name)(config)
-    except Exception as exc:  # noqa: BLE001 - a plugin's bug fails this service only
-        plugin = plugins.origin(plugins.services, name)
-        log.error("service backend failed to start", service=config.id, management=name, plugin=plugin,
-                  error=f"{type(exc).__name__}: {exc}", exc_info=exc)
-        return BrokenBackend(config, name, plugin, exc)
-
-
-class ServiceRunner:
+class ServiceRunner(RunnerBase):
     """Supervises one system service through its backends (one per action)."""
 
     group = "service"
@@ -103,6 +82,8 @@ class ServiceRunner:
         self._again = False
         self._detached = False
         self._tick_due = False
+        self.health = Health(self)  # readiness
+        self.gate = StartGate(self)  # depends-on
 
     # -- scheduling ------------------------------------------------------------------
 
@@ -118,6 +99,10 @@ class ServiceRunner:
         """A toggle changed the flags: act now, and forget a start backoff when enabled."""
         if not self.state.disabled:
             self._reset_backoff()
+        self._schedule()
+        self.sup.dependencies.changed(self)  # a dependent's reason may name this service's state
+
+    def wake(self) -> None:  # a pass, which starts it if its conditions hold
         self._schedule()
 
     def detach(self) -> None:
@@ -170,6 +155,9 @@ class ServiceRunner:
                 await self._stop()
             return
         if st.disabled or self.backing_off:
+            self.gate.clear()
+            return
+        if self.gate.holds():  # depends-on
             return
         self.emit("service.start")
         if st.disabled:  # an observer may have disabled it
@@ -313,8 +301,11 @@ class ServiceRunner:
             s.set(instance_id=new_instance_id(), started=self.sup.wall(), lastseen=None)
         self._confirmed = confirmed
         self.starts += 1
+        self.gate.clear()
         self.log.info("running", instance=self.state.instance_id)
         self.emit("service.started")
+        self.health.begin()
+        self.sup.dependencies.changed(self)
 
     def _close(self, reason: str, *, restart: bool = False) -> None:
         st = self.state
@@ -340,8 +331,10 @@ class ServiceRunner:
             if self.config.keyvalue_clear:
                 s.replace_keyvalue({})
         self.last_reason = reason
+        self.health.end()
         self.log.info("closed", reason=reason)
         self.emit("service.closed", record=record)
+        self.sup.dependencies.changed(self)
 
     # -- reporting -------------------------------------------------------------------
 
@@ -351,17 +344,10 @@ class ServiceRunner:
         if self.action in ACTION_PHASES:
             return ACTION_PHASES[self.action]
         if self.state.running:
-            return ItemState.RUNNING
+            return self.health.phase()
         if self.state.disabled:
             return ItemState.DISABLED
-        return ItemState.BACKOFF if self.backing_off else ItemState.STOPPED
-
-    @property
-    def restarts(self) -> int:
-        return max(0, self.starts - 1)
-
-    def emit(self, name: str, **extra: Any) -> None:
-        self.sup.emit(name, self, **extra)
+        return ItemState.BACKOFF if self.backing_off else ItemState.WAITING if self.gate.waiting else ItemState.STOPPED
 
 
 def _succeeded(result: CommandResult, ignored: frozenset[int]) -> bool:

@@ -74,8 +74,10 @@ async def run_command(
     timeout: float,
     max_output: int = 64 * 1024,
     env: Mapping[str, str] | None = None,
+    cwd: str = "/",
 ) -> CommandResult:
-    """Run a command without blocking the loop; kill its whole group on timeout.
+    """Run a command without blocking the loop; kill its whole group on timeout (or
+    when the caller is cancelled: nothing of it outlives the call).
 
     Output (stdout and stderr together) is captured up to ``max_output`` bytes; the
     rest is counted and dropped so a chatty command cannot exhaust memory.
@@ -85,7 +87,7 @@ async def run_command(
     if env is None:  # Patrol's own environment, without an app marker it may have inherited
         env = {k: v for k, v in os.environ.items() if k != "PATROL_ID"}
     try:
-        proc = spawn(argv, env=env, cwd="/", stdout=write_fd, stderr=write_fd)
+        proc = spawn(argv, env=env, cwd=cwd, stdout=write_fd, stderr=write_fd)
     except OSError as exc:
         os.close(read_fd)
         os.close(write_fd)

@@ -24,10 +24,12 @@ from patrol.engine import descriptors
 from patrol.engine.logpipes import LogRouter
 from patrol.engine import procfs
 from patrol.engine.cpu import CpuSampler
+from patrol.engine.depends import Dependencies
 from patrol.engine.ownership import SWEEP_BUDGET, Ownership
 from patrol.plugin.loader import Plugins
 from patrol.engine.reaper import Reaper, become_subreaper
-from patrol.engine.service_runner import ServiceRunner, backend
+from patrol.engine.service_backends import backend
+from patrol.engine.service_runner import ServiceRunner
 from patrol.engine.signals import SignalRouter
 from patrol.engine.host import Attached, EventSink
 from patrol.engine.item_state import State
@@ -83,6 +85,7 @@ class Supervisor:
         self.logs: LogRouter = None  # type: ignore[assignment]  # set by run(): every app's output pipes
         self.owners = Ownership()  # which process is whose: the proof behind every signal
         self.cpu = CpuSampler()  # CPU and memory of the apps, for every reader
+        self.dependencies = Dependencies(self.find, config)  # depends-on: start order, stop order
         self.apps: dict[str, AppRunner] = {i: self._app_runner(c) for i, c in sorted(config.apps.items())}
         self.services: dict[str, ServiceRunner] = {
             i: self._service_runner(c) for i, c in sorted(config.services.items())
@@ -195,14 +198,11 @@ class Supervisor:
     async def _shutdown(self) -> None:
         self.shutting_down = True
         self.emit("patrol.stopped")
-        # Everything at once: transports close while the apps stop (the stop-timeout
-        # bounds the whole shutdown, not the sum of its parts).
-        stops = [attached.stop() for attached in self.attached]
-        stops += [runner.stop("shutdown") for runner in self.apps.values()]
-        stops += [runner.shutdown() for runner in self.services.values()]
-        results = await asyncio.gather(*stops, return_exceptions=True)
-        owners = [attached.name for attached in self.attached]
-        owners += [f"app {r.id}" for r in self.apps.values()] + [f"service {r.id}" for r in self.services.values()]
+        # Everything at once (transports close while the apps stop), except that an item
+        # stops only once the items that depend on it have (reverse start order).
+        items = self.dependencies.stop_in_order(self.apps.values(), self.services.values())
+        results = await asyncio.gather(*[a.stop() for a in self.attached], *items.values(), return_exceptions=True)
+        owners = [attached.name for attached in self.attached] + list(items)
         for owner, result in zip(owners, results):
             if isinstance(result, BaseException):
                 log.error("stop failed during shutdown", stopping=owner, error=repr(result), exc_info=result)
@@ -237,6 +237,7 @@ class Supervisor:
                 await apply_table(self.apps, old.apps, new.apps, self._app_runner, "app", report, forget)
                 await apply_table(self.services, old.services, new.services, self._service_runner, "service",
                                   report, forget)
+                self.dependencies.reloaded(new, self.runners())
                 log.info("reloaded", **{k: v for k, v in report.items() if k != "unchanged"})
                 self.commit()  # new items' first rows, before the report is answered
                 return report

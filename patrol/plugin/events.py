@@ -16,11 +16,16 @@ They mirror the original Patrol's triggers, at the same moments:
 ``app.disabled``       every tick while not running and disabled
 ``app.closed``         an instance ended; ``record`` is its history record
 ``app.gave_up``        (new) the start limit was reached; Patrol stops restarting it
+``app.ready``          (new) the run is ready: its readiness probe passed (or notify said so)
+``app.unready``        (new) a ready run is no longer ready (``reason``: the probe's message)
+``app.liveness_failed`` (new) liveness failed ``failure-threshold`` times: the run is restarted
+``app.waiting``        (new) not started: a dependency's condition does not hold (``reason``)
 ``app.shutdown``       Patrol is shutting down
 =====================  ====================================================================
 
-Services have the same events under ``service.*``, without the ping events and without
-``gave_up`` (a failing service start backs off but is never given up).
+Services have the same events under ``service.*``, without the ping events, without
+``gave_up`` (a failing service start backs off but is never given up) and without
+``liveness_failed`` (a service's status command is its liveness).
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ APP_EVENTS = (
     "app.closed",
     "app.gave_up",
     "app.shutdown",
+    "app.ready",
+    "app.unready",
+    "app.liveness_failed",
+    "app.waiting",
 )
 SERVICE_EVENTS = (
     "service.start",
@@ -49,6 +58,9 @@ SERVICE_EVENTS = (
     "service.disabled",
     "service.closed",
     "service.shutdown",
+    "service.ready",
+    "service.unready",
+    "service.waiting",
 )
 ALL_EVENTS = PATROL_EVENTS + APP_EVENTS + SERVICE_EVENTS
 
@@ -62,7 +74,9 @@ class Event:
     caller without the item's secret (no history, no secret, and no key/values of an
     item with a secret: see patrol.api.visibility); ``record`` the history record for
     ``*.closed``, seen the same way;
-    ``error`` the reason for ``*.start_failed`` and ``*.gave_up``.
+    ``error`` the reason for ``*.start_failed``, ``*.gave_up`` and
+    ``app.liveness_failed``; ``reason`` (plugin API 2.1) what ``*.waiting`` waits for
+    and why a run became ``*.unready``.
     """
 
     name: str
@@ -71,6 +85,7 @@ class Event:
     snapshot: Mapping[str, Any] = field(default_factory=dict)
     record: Mapping[str, Any] | None = None
     error: str | None = None
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         if self.name not in ALL_EVENTS:

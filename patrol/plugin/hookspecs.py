@@ -8,11 +8,11 @@ This is the only module that touches pluggy's markers. Plugin authors write::
     def patrol_register_keepalives(register):
         register(MyKeepAlive)
 
-There are four hooks. Three *registration* hooks hand the kernel classes that carry a
+There are five hooks. Four *registration* hooks hand the kernel classes that carry a
 ``name``; the kernel keeps them in registries keyed by that name and chooses an
 implementation by looking the name (or a numeric alias of the original Patrol) up. No
 hook uses ``firstresult``: which plugin answers never depends on registration order.
-The fourth hook, :func:`patrol_trigger`, is an *event* hook: every lifecycle event of
+The fifth hook, :func:`patrol_trigger`, is an *event* hook: every lifecycle event of
 the original Patrol's triggers is one :class:`patrol.Event` delivered through it.
 
 Compatibility promise: arguments are only ever added to these specs, never removed or
@@ -30,6 +30,7 @@ from patrol.plugin.registry import Register
 
 if TYPE_CHECKING:
     from patrol.plugin.keepalive import KeepAlive
+    from patrol.plugin.probe import Probe
     from patrol.plugin.service import ServiceBackend
     from patrol.plugin.transport import PatrolView, Transport
 
@@ -93,12 +94,32 @@ def patrol_register_transports(register: Register["Transport"]) -> None:
 
 
 @hookspec
+def patrol_register_probes(register: Register["Probe"]) -> None:
+    """Register probes: checks of an item's readiness and liveness.
+
+    Call ``register(cls)`` once per probe, where ``cls`` subclasses
+    :class:`patrol.Probe` and sets ``name`` (the key users write inside ``"readiness"``
+    or ``"liveness"``, e.g. ``{"readiness": {"tcp": 8080, "period": 1}}``) and
+    optionally ``aliases``, ``options`` (the keys of the probe's settings, checked by
+    the config loader) and ``shorthand``. Patrol creates one probe per run of an item
+    and calls its ``check()`` on the event loop, bounded by the probe's ``timeout``.
+    The first-party probes ``tcp``, ``http``, ``exec`` and ``log`` are the
+    ``patrol-probes`` distribution.
+
+    :param register: a :class:`patrol.Register` bound to the probe registry.
+
+    .. versionadded:: 0.2 (plugin API 2.1)
+    """
+
+
+@hookspec
 def patrol_trigger(patrol: "PatrolView", event: Event) -> None:
     """Observe a lifecycle event (the original Patrol's triggers).
 
     Called for every :class:`patrol.Event`: Patrol started, tick, stopped and
     shutdown; app and service start, started, start failed, pinged, running, disabled,
-    closed (with the history record) and shutdown. ``event.name`` is a dotted string
+    closed (with the history record) and shutdown; (plugin API 2.1) ready, unready,
+    waiting (``event.reason`` says for what) and liveness failed. ``event.name`` is a dotted string
     such as ``"app.closed"``; ``event.snapshot`` is the item's state at that moment as
     the API would report it to a caller without the item's secret (secrets are never
     included, nor the key/values of an item that has one: observers forward events).

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from abc import ABC
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 from patrol.plugin.model import AppConfig, Option, PatrolConfig
 
@@ -140,6 +140,22 @@ class AppControl(Protocol):
         Shown in the app's status (``fault``) and logged once per occurrence.
         """
 
+    def ready(self, ready: bool, message: str = "") -> None:
+        """(plugin API 2.1) Report whether the running instance is ready (serves).
+
+        Counts only for methods with ``reports_readiness``: their app is not ready until
+        this says so. ``message`` is shown beside the state.
+        """
+
+    def status(self, text: str | None) -> None:
+        """(plugin API 2.1) The app's own one-line status (sd_notify's ``STATUS=``),
+        shown as ``status-text`` in the API, the GUI and ``patrol status``; None clears it."""
+
+    def fail(self, reason: str) -> None:
+        """(plugin API 2.1) End the running instance as a failure: its processes get the
+        stop signal, SIGKILL after ``stop-timeout``, the run closes with ``reason`` and
+        the app is restarted as after a crash (backoff, ``start-limit``)."""
+
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
         """A timer owned by the current instance, cancelled when it closes."""
 
@@ -173,6 +189,9 @@ class KeepAlive(ABC):
         or None if the method is not ping-based. Pings over any other transport are
         refused with ``Invalid Ping Endpoint``; the config must advertise a listener
         (``listen-http`` / ``listen-udp``) for it.
+    ``reports_readiness``
+        (plugin API 2.1) The method tells when the app is ready
+        (:meth:`AppControl.ready`): until then a running app is not ``ready``.
     """
 
     name: ClassVar[str]
@@ -180,6 +199,7 @@ class KeepAlive(ABC):
     options: ClassVar[tuple[Option, ...]] = ()
     requires_pid_path: ClassVar[bool] = False
     ping_transport: ClassVar[str | None] = None
+    reports_readiness: ClassVar[bool] = False
 
     def __init__(self, app: AppControl) -> None:
         self.app = app
@@ -209,6 +229,14 @@ class KeepAlive(ABC):
             pid = self.app.pid
             if self.app.watch_pid(pid, lambda: self.app.dead("exited")) is None:
                 self.app.dead("exited")
+
+    def environment(self) -> Mapping[str, str]:
+        """(plugin API 2.1) Variables to add to the environment of the next spawn.
+
+        Called just before each spawn (e.g. ``NOTIFY_SOCKET``); they win over the
+        app's ``env``.
+        """
+        return {}
 
     def spawned(self, pid: int) -> None:
         """Patrol has just spawned the app's program as ``pid``."""

@@ -28,6 +28,7 @@ import structlog
 
 from patrol.plugin import hookspecs
 from patrol.plugin.keepalive import KeepAlive
+from patrol.plugin.probe import Probe
 from patrol.plugin.registry import Register, Registry
 from patrol.plugin.service import ServiceBackend
 from patrol.plugin.transport import Transport
@@ -44,6 +45,7 @@ REGISTRATION_HOOKS = {
     "patrol_register_keepalives": "keepalives",
     "patrol_register_services": "services",
     "patrol_register_transports": "transports",
+    "patrol_register_probes": "probes",
 }
 
 
@@ -98,6 +100,7 @@ class Plugins:
         self.keepalives: Registry[KeepAlive] = Registry("keepalive")
         self.services: Registry[ServiceBackend] = Registry("management")
         self.transports: Registry[Transport] = Registry("transport")
+        self.probes: Registry[Probe] = Registry("probe")
         self.loaded: list[PluginInfo] = []
         self.failed: list[FailedPlugin] = []
         blocked = {n.strip() for n in os.environ.get("PATROL_DISABLE_PLUGINS", "").split(",") if n.strip()}

@@ -63,6 +63,31 @@ class Backoff:
     limit: int = 0
 
 
+#: (new) what ``depends-on`` may wait for: the dependency runs, is ready, or its last run
+#: (in this Patrol's life) ended, or ended with exit code 0
+DEPENDENCY_CONDITIONS = ("started", "ready", "completed", "completed-successfully")
+#: the condition of a dependency listed without one (``"depends-on": ["db"]``)
+DEFAULT_CONDITION = "ready"
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """(new) ``readiness`` or ``liveness`` of an item: which probe, and how often.
+
+    Kubernetes' semantics: the first check ``initial_delay`` s after the run began,
+    then one every ``period`` s, each given ``timeout`` s; ``success_threshold``
+    successes in a row make it pass, ``failure_threshold`` failures in a row make it fail.
+    """
+
+    probe: str  # the canonical name of the registered probe, e.g. "http"
+    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    initial_delay: float = 0.0
+    period: float = 10.0
+    timeout: float = 1.0
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
 @dataclass(frozen=True)
 class AppConfig:
     id: str
@@ -98,6 +123,12 @@ class AppConfig:
     log_max_total_bytes: int = 20 * 50 * 1024 * 1024
     #: values of the keepalive plugin's own options
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: (new) probes: readiness decides ``ready``, liveness failing restarts the app
+    readiness: ProbeSpec | None = None
+    liveness: ProbeSpec | None = None
+    #: (new) ``"app/ID"`` or ``"service/ID"`` -> condition (:data:`DEPENDENCY_CONDITIONS`):
+    #: the app is started only once every one holds
+    depends_on: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     # Every part of Patrol finds the app's files through these three properties, never by
     # joining paths itself, so the rule below holds everywhere at once.
@@ -140,6 +171,9 @@ class ServiceConfig:
     stop_on_shutdown: bool = False
     #: values of the backends' own options (e.g. ``initd-directory``)
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: (new) as for apps (services have no liveness: their status command is one)
+    readiness: ProbeSpec | None = None
+    depends_on: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)

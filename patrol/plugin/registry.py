@@ -36,6 +36,12 @@ KNOWN_PROVIDERS: dict[str, dict[str | int, tuple[str, str]]] = {
     "transport": {
         "udp": ("udp", "patrol-keepalive-udp"),
     },
+    "probe": {
+        "tcp": ("tcp", "patrol-probes"),
+        "http": ("http", "patrol-probes"),
+        "exec": ("exec", "patrol-probes"),
+        "log": ("log", "patrol-probes"),
+    },
 }
 
 

@@ -15,13 +15,16 @@ import enum
 class ItemState(enum.StrEnum):
     """What an item is doing now (the order is the dashboard's state order)."""
 
-    RUNNING = "running"
+    RUNNING = "running"  # (with a readiness probe or notify: started, not yet ready)
+    READY = "ready"  # running, and its readiness probe (or its notify message) says it serves
+    UNREADY = "unready"  # was ready; its readiness probe fails now (it is not restarted for it)
     STARTING = "starting"  # spawned (or a service's start command runs), not yet seen running
     STOPPING = "stopping"  # a stop signal was sent (or a service's stop command runs)
     RESTARTING = "restarting"  # a service's restart command runs
     BACKOFF = "backoff"  # failed quickly: the next start waits (``backoff`` says how long)
     GIVEN_UP = "given-up"  # an app reached its start-limit: no more starts until toggled
-    WAITING = "waiting"  # Patrol just started: an app that outlived it may report in first
+    WAITING = "waiting"  # not started yet: for its dependencies (depends-on), or for an app that
+    # outlived Patrol to report in (the startup grace); ``last-reason`` says which
     STOPPED = "stopped"
     DISABLED = "disabled"
 
@@ -34,7 +37,10 @@ class ItemState(enum.StrEnum):
 _LABELS = {ItemState.BACKOFF: "backing off", ItemState.GIVEN_UP: "given up"}
 
 #: the states an app can be in, and a service (as the OpenAPI document lists them)
-APP_STATES = (ItemState.RUNNING, ItemState.STARTING, ItemState.STOPPING, ItemState.STOPPED, ItemState.WAITING,
-              ItemState.DISABLED, ItemState.BACKOFF, ItemState.GIVEN_UP)
-SERVICE_STATES = (ItemState.RUNNING, ItemState.STARTING, ItemState.STOPPING, ItemState.RESTARTING,
-                  ItemState.STOPPED, ItemState.DISABLED, ItemState.BACKOFF)
+APP_STATES = (ItemState.RUNNING, ItemState.READY, ItemState.UNREADY, ItemState.STARTING, ItemState.STOPPING,
+              ItemState.STOPPED, ItemState.WAITING, ItemState.DISABLED, ItemState.BACKOFF, ItemState.GIVEN_UP)
+SERVICE_STATES = (ItemState.RUNNING, ItemState.READY, ItemState.UNREADY, ItemState.STARTING, ItemState.STOPPING,
+                  ItemState.RESTARTING, ItemState.STOPPED, ItemState.WAITING, ItemState.DISABLED, ItemState.BACKOFF)
+
+#: the states of an item that has a live instance (it runs, whether ready or not)
+LIVE_STATES = frozenset({ItemState.RUNNING, ItemState.READY, ItemState.UNREADY})

@@ -67,7 +67,7 @@ def load_document(document: dict[str, Any]) -> Any:
     from patrol.config import Methods, parse_config
 
     plugins = installed_plugins()
-    config, _ = parse_config(document, Methods(plugins.keepalives, plugins.services))
+    config, _ = parse_config(document, Methods(plugins.keepalives, plugins.services, plugins.probes))
     return config
 
 
@@ -81,7 +81,8 @@ def load_item(group: str, item: dict[str, Any], item_id: str = "x") -> Any:
     from patrol.plugin.loader import Plugins
 
     plugins = Plugins(strict=True)
-    config, _ = parse_config({group: {item_id: item}}, Methods(plugins.keepalives, plugins.services))
+    methods = Methods(plugins.keepalives, plugins.services, plugins.probes)
+    config, _ = parse_config({group: {item_id: item}}, methods)
     return getattr(config, group)[item_id]
 
 

@@ -35,7 +35,8 @@ def test_cpu_and_memory_of_a_busy_and_an_idle_process(patrol, tmp_path):
     for entry in (busy_entry, idle):
         assert abs(entry["rss-bytes"] - rss_of(entry["pid"])) < 2 * 1024 * 1024
         assert entry["state"] == "running" and entry["uptime"] > 0
-        assert set(entry) - ORIGINAL_APP_KEYS <= {"state", "restarts", "uptime", "cpu-percent", "rss-bytes"}
+        assert set(entry) - ORIGINAL_APP_KEYS <= {"state", "restarts", "uptime", "cpu-percent", "rss-bytes", "ready"}
+        assert entry["ready"] is True  # no readiness probe: ready while it runs
     status, body = p.api_get(id="busy", group="app")
     assert status == 200 and body["cpu-percent"] > 20 and body["rss-bytes"] > 0
 

@@ -144,6 +144,10 @@ def live_config(patrol: PatrolFactory, tmp_path: Path) -> dict[str, Any]:
         "flags": patrol.app(1),
         "off": patrol.app(1, disabled=True),
         "stale": patrol.app(2, disabled=True),  # its pid file names Patrol's parent: a fault
+        # readiness and liveness answers, and an app's own status line (sd_notify STATUS=)
+        "probed": patrol.app(1, readiness={"exec": ["true"], "period": 0.2},
+                             liveness={"exec": ["true"], "period": 0.2}),
+        "notified": patrol.app("notify", binary=str(notifier(tmp_path))),
     }
     for app_id, app in apps.items():
         app["pid-path"] = f"{app_id}.pid"
@@ -151,21 +155,34 @@ def live_config(patrol: PatrolFactory, tmp_path: Path) -> dict[str, Any]:
     service = {"management": "service", "service-command": str(service_command), "stop-on-shutdown": True}
     services = {
         "db": {**service, "name": "DB", "service": "db"},
+        "watched": {**service, "name": "Watched", "service": "watched", "readiness": {"exec": ["true"], "period": 0.2}},
         "locked": {**service, "name": "Locked", "service": "locked", "secret": SECRET},
         "broken": {**service, "name": "Broken", "service": "broken"},
     }
     return patrol.config(apps=apps, services=services, **{"ping-timeout": 180, "tick-every": 5, "history": 5})
 
 
+def notifier(directory: Path) -> Path:
+    """An sd_notify daemon: a status line, then ready."""
+    script = directory / "notifier"
+    script.write_text('#!/bin/sh\nsystemd-notify --ready --status="serving requests"\nexec sleep 300\n')
+    script.chmod(0o755)
+    return script
+
+
 def exercise(r: Recorder, pids: list[int]) -> None:
     """Requests of every kind, good and refused, over both transports."""
     p = r.p
-    for app_id in ("web", "udp", "lazy", "crash", "vault", "flags", "off", "pidpatrol", "pidapp", "stale"):
+    wait_for(lambda: {"readiness", "liveness"} <= set(r.status()["apps"]["probed"])
+             and "status-text" in r.status()["apps"]["notified"] and "readiness" in r.status()["service"]["watched"],
+             15, "the probes' first answers and the notify app's status line")
+    for app_id in ("web", "udp", "lazy", "crash", "vault", "flags", "off", "pidpatrol", "pidapp", "stale", "probed",
+                   "notified"):
         r.api(id=app_id, group="app")
         r.api(id=app_id, group="app", secret=SECRET)
         r.http("GET", f"/api/?id={app_id}&group=app&history")
         r.udp({"id": app_id, "group": "apps", "secret": SECRET})
-    for service_id in ("db", "locked", "broken"):
+    for service_id in ("db", "locked", "broken", "watched"):
         r.api(id=service_id, group="service", secret=SECRET)
         r.api(id=service_id, group="Services")
         r.udp({"id": service_id, "group": "service", "secret": SECRET})

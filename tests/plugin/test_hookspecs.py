@@ -12,9 +12,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SPECS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("patrol_")]
 
 
-def test_there_are_four_hooks():
+def test_there_are_five_hooks():
     assert sorted(SPECS) == sorted(
-        ["patrol_register_keepalives", "patrol_register_services", "patrol_register_transports", "patrol_trigger"]
+        ["patrol_register_keepalives", "patrol_register_services", "patrol_register_transports",
+         "patrol_register_probes", "patrol_trigger"]
     )
 
 

@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 PYPROJECTS = sorted([*ROOT.glob("plugins/*/pyproject.toml"), *ROOT.glob("examples/plugins/*/pyproject.toml")])
 
 
-def test_the_five_first_party_plugins_exist():
+def test_the_seven_first_party_plugins_exist():
     names = {p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml")}
-    assert names == {"keepalive_pid", "keepalive_http", "keepalive_udp", "service_initd", "service_service"}
+    assert names == {"keepalive_pid", "keepalive_http", "keepalive_udp", "keepalive_notify", "service_initd",
+                     "service_service", "probes"}
 
 
 @pytest.mark.parametrize("pyproject", PYPROJECTS, ids=lambda p: p.parent.name)

@@ -65,7 +65,7 @@ def app_settings(cfg: AppConfig) -> list[Setting]:
                             else "none kept (a full file is deleted)"))
     budget = cfg.log_max_total_bytes
     rows.append(Setting("log-max-total-bytes", f"{fmt.size(budget)} for the log directory" if budget else "no limit"))
-    return rows + _common_settings(cfg) + _other_settings(cfg, APP_SHOWN)
+    return rows + health_settings(cfg) + _common_settings(cfg) + _other_settings(cfg, APP_SHOWN)
 
 
 def service_settings(cfg: ServiceConfig) -> list[Setting]:
@@ -78,7 +78,22 @@ def service_settings(cfg: ServiceConfig) -> list[Setting]:
         Setting("command-timeout", f"{cfg.command_timeout:g} s"),
         Setting("stop-on-shutdown", _bool(cfg.stop_on_shutdown)),
     ]
-    return rows + _common_settings(cfg) + _other_settings(cfg, SERVICE_SHOWN)
+    return rows + health_settings(cfg) + _common_settings(cfg) + _other_settings(cfg, SERVICE_SHOWN)
+
+
+def health_settings(cfg: "AppConfig | ServiceConfig") -> list[Setting]:
+    """``readiness``, ``liveness`` and ``depends-on`` (docs/health.md), when set."""
+    rows = []
+    for key in ("readiness", "liveness"):
+        spec = getattr(cfg, key, None)
+        if spec is not None:
+            settings = mask({k: list(v) if isinstance(v, tuple) else v for k, v in spec.settings.items()})
+            rows.append(Setting(key, f"{spec.probe} {to_json(settings)}: every {spec.period:g} s (first after "
+                                f"{spec.initial_delay:g} s), timeout {spec.timeout:g} s, {spec.success_threshold} "
+                                f"success(es) to pass, {spec.failure_threshold} failure(s) to fail"))
+    if cfg.depends_on:
+        rows.append(Setting("depends-on", ", ".join(f"{k}: {v}" for k, v in sorted(cfg.depends_on.items()))))
+    return rows
 
 
 def _common_settings(cfg: "AppConfig | ServiceConfig") -> list[Setting]:
@@ -97,7 +112,8 @@ def _common_settings(cfg: "AppConfig | ServiceConfig") -> list[Setting]:
 
 
 #: config fields the curated lists above show (or deliberately leave to other sections)
-_COMMON_SHOWN = {"id", "name", "disabled", "keyvalue", "keyvalue_clear", "secret", "x", "options"}
+_COMMON_SHOWN = {"id", "name", "disabled", "keyvalue", "keyvalue_clear", "secret", "x", "options", "readiness",
+                 "liveness", "depends_on"}
 APP_SHOWN = _COMMON_SHOWN | {
     "keepalive", "binary", "working_directory", "log_directory", "pid_path", "pid_verify", "execute_timeout",
     "args", "env", "env_parent", "std_merge", "stop_signal", "restart_signal", "stop_timeout", "backoff",

@@ -47,6 +47,11 @@ class Item:
     disabled: bool
     run_once: bool
     instances: int
+    ready: bool = False
+    health: str = ""  # the probes' last answers, one line
+    status_text: str = ""  # the app's own status line (sd_notify STATUS=)
+    probed: bool = False  # it has a readiness or liveness probe
+    readiness_source: bool = False  # a probe or its keepalive decides when it is ready
 
     @property
     def key(self) -> str:
@@ -76,6 +81,9 @@ class Item:
             "instances": str(self.instances),
             "disabled": self.disabled,
             "run_once": self.run_once,
+            "ready": "yes" if self.ready else "no",
+            "health": self.health or "—",
+            "status_text": self.status_text or "—",
         }
 
 
@@ -111,7 +119,21 @@ def item(runner: "ItemView", wall: float, stats: CpuSampler) -> Item:
         disabled=st.disabled,
         run_once=st.run_once,
         instances=len(st.history),
+        ready=runner.ready,
+        health=health_line(runner),
+        status_text=runner.health.status_text or "",
+        probed=runner.config.readiness is not None or getattr(runner.config, "liveness", None) is not None,
+        readiness_source=runner.health.has_source,
     )
+
+
+def health_line(runner: "ItemView") -> str:
+    """``readiness: ok (HTTP 200) · liveness: failing (HTTP 500)``: the probes' last answers."""
+    parts = []
+    for kind, probe in runner.health.probes().items():
+        verdict = "ok" if probe.ok else "failing"
+        parts.append(f"{kind}: {verdict}" + (f" ({probe.message})" if probe.message else ""))
+    return " · ".join(parts)
 
 
 def _note(runner: "ItemView") -> str:
@@ -121,6 +143,10 @@ def _note(runner: "ItemView") -> str:
         return f"next start in up to {runner.backoff_delay:g} s; {runner.last_reason}"
     if phase in (ItemState.GIVEN_UP, ItemState.STOPPED, ItemState.WAITING) and runner.last_reason:
         return runner.last_reason
+    if runner.state.running and (why := runner.health.note()):
+        return why  # running, not ready: what readiness says
+    if runner.state.running and runner.health.status_text:
+        return runner.health.status_text
     if runner.state.run_once:
         return "run once: disabled after this run"
     return ""

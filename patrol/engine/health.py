@@ -1,0 +1,176 @@
+"""An item's readiness and liveness during one run: its probes, its keepalive's word,
+and what they mean for its state.
+
+A part the runner owns (like the stop of an app): :meth:`Health.begin` when a run
+begins, :meth:`Health.end` when it ends. Readiness has up to two sources, a
+``readiness`` probe and a keepalive that reports readiness itself (``notify``); the run
+is ready while every source it has says so. An item with neither is ready whenever it
+runs (state ``running``, as before readiness existed). With a source, a run is
+``running`` until it is first ready, then ``ready``, and ``unready`` when a source
+takes it back (never restarted for that). Liveness failing ``failure-threshold`` times
+in a row fails the run: the runner stops it the normal way and restarts it as after a
+crash, with the probe's message as the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from patrol.engine.host import Host
+from patrol.engine.item_state import State
+from patrol.engine.probe_target import Environment, Output, RunTarget, TargetOwner
+from patrol.engine.probing import ProbeLoop
+from patrol.plugin.model import AppConfig, ServiceConfig
+from patrol.plugin.states import ItemState
+
+
+@dataclass(frozen=True)
+class ProbeStatus:
+    """The last answer of a probe, as readers show it."""
+
+    ok: bool
+    message: str
+    at: float | None  # wall clock
+    passing: bool | None  # the streak's verdict (None: not decided yet)
+
+
+class HealthOwner(TargetOwner, Protocol):
+    """The runner of an app or a service, as its health sees it."""
+
+    sup: Host
+    group: str
+    id: str
+    state: State
+    log: Any
+
+    @property
+    def config(self) -> AppConfig | ServiceConfig: ...
+
+    def emit(self, name: str, **extra: Any) -> None: ...
+
+
+class Health:
+    """Readiness and liveness of one item's current run (see the module docstring).
+
+    ``fail(reason)`` ends the run as a failure (apps: liveness); ``notified``: the
+    item's keepalive reports readiness itself; ``environment`` and ``output``: the run's,
+    for probes (:class:`~patrol.engine.probe_target.RunTarget`).
+    """
+
+    def __init__(self, owner: HealthOwner, *, fail: Callable[[str], None] | None = None,
+                 notified: bool = False, environment: Environment = None, output: Output = None) -> None:
+        self.owner = owner
+        self.fail = fail
+        self.environment = environment
+        self.output = output
+        self.reports_readiness = notified
+        self.loops: dict[str, ProbeLoop] = {}
+        self.live = False  # a run is on
+        self.notified: bool | None = None  # the keepalive's word (reports_readiness only)
+        self.notified_message = ""
+        self.status_text: str | None = None  # the app's own status line (STATUS=)
+        self.was_ready = False  # this run was ready once
+        self.ready = False
+
+    @property
+    def has_source(self) -> bool:
+        return self.owner.config.readiness is not None or self.reports_readiness
+
+    # -- the run ---------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """A run began (spawned, found running, or adopted): its probes start."""
+        self.end()
+        self.live = True
+        owner, plugins = self.owner, self.owner.sup.plugins
+        specs = (("readiness", owner.config.readiness), ("liveness", getattr(owner.config, "liveness", None)))
+        for kind, spec in specs:
+            if spec is None:
+                continue
+            target = RunTarget(owner, spec.timeout, self.environment, self.output)
+            cls = plugins.probes.get(spec.probe)
+            loop = ProbeLoop(kind, spec, cls, target, plugins.origin(plugins.probes, spec.probe), self._probed,
+                             owner.log)
+            target.poke = loop.check_now
+            self.loops[kind] = loop
+            loop.begin()
+        self._update("")
+
+    def end(self) -> None:
+        """The run ended: its probes stop; what they said is forgotten with it."""
+        for loop in self.loops.values():
+            loop.end()
+        self.loops.clear()
+        self.live = self.was_ready = False
+        self.notified, self.notified_message, self.status_text = None, "", None
+        self._update("")
+
+    # -- what the sources say --------------------------------------------------------
+
+    def keepalive_ready(self, ready: bool, message: str) -> None:
+        """The keepalive's word on readiness (notify's READY=1, RELOADING=1, ...)."""
+        if not self.live:
+            return
+        self.notified, self.notified_message = ready, message
+        self._update(message)
+
+    def set_status(self, text: str | None) -> None:
+        self.status_text = text if self.live else None
+
+    def _probed(self, loop: ProbeLoop, flipped: bool) -> None:
+        loop.last_at = self.owner.sup.wall()
+        message = loop.last.message if loop.last is not None else ""
+        if loop.kind == "liveness":
+            if flipped and loop.passing is False and self.fail is not None:
+                self.owner.log.warning("liveness failed", failures=loop.failures, message=message)
+                self.owner.emit(f"{self.owner.group}.liveness_failed", error=message)
+                self.fail(f"liveness: {message}" if message else "liveness failed")
+            return
+        if flipped:
+            self._update(message)
+
+    def _update(self, message: str) -> None:
+        ready = self.live
+        readiness = self.loops.get("readiness")
+        if ready and readiness is not None and readiness.passing is not True:
+            ready = False
+        if ready and self.reports_readiness and self.notified is not True:
+            ready = False
+        if ready == self.ready:
+            return
+        self.ready = ready
+        owner = self.owner
+        if self.has_source and ready:
+            self.was_ready = True
+            owner.log.info("ready")
+            owner.emit(f"{owner.group}.ready")
+        elif self.has_source and self.live:
+            owner.log.warning("unready", reason=message)
+            owner.emit(f"{owner.group}.unready", reason=message or "not ready")
+        owner.sup.dependencies.changed(owner)
+
+    # -- reporting -------------------------------------------------------------------
+
+    def phase(self) -> ItemState:
+        """The state of a running item: ``ready``/``unready`` once it has a readiness source."""
+        if not self.has_source:
+            return ItemState.RUNNING
+        if self.ready:
+            return ItemState.READY
+        return ItemState.UNREADY if self.was_ready else ItemState.RUNNING
+
+    def probes(self) -> Mapping[str, ProbeStatus]:
+        """kind -> the last answer (probes that answered at least once in this run)."""
+        return {kind: ProbeStatus(loop.last.ok, loop.last.message, loop.last_at, loop.passing)
+                for kind, loop in self.loops.items() if loop.last is not None}
+
+    def note(self) -> str:
+        """Why a running item is not ready, in a few words (GUI, CLI)."""
+        if not self.live or self.ready or not self.has_source:
+            return ""
+        parts: Sequence[str] = [f"{kind}: {status.message}" for kind, status in self.probes().items()
+                                if kind == "readiness" and not status.ok and status.message]
+        if self.reports_readiness and self.notified is not True:
+            parts = [*parts, self.notified_message or "its keepalive has not reported it ready yet"]
+        return "; ".join(parts) or "readiness not confirmed yet"

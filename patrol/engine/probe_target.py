@@ -1,0 +1,95 @@
+"""What a probe is handed (:class:`patrol.ProbeTarget`): the item it checks, the one way
+to run a program for it, and the lines of its output.
+
+A program a probe runs goes through the kernel's one spawn path
+(:func:`patrol.engine.spawn.run_command`): for an app with the app's environment and
+working directory, for a service with Patrol's own environment (as its commands get);
+in a session of its own, reaped by the one reaper, its whole group killed at the
+timeout or when the check is cancelled. Output listeners belong to the run: they end
+with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from patrol.engine.host import Host
+from patrol.engine.item_state import State
+from patrol.engine.output_lines import OutputLines, Subscription
+from patrol.engine.spawn import run_command
+from patrol.plugin.keepalive import Cancellable
+from patrol.plugin.model import AppConfig, ServiceConfig
+from patrol.plugin.probe import CommandOutcome
+
+
+class TargetOwner(Protocol):
+    """The runner of the item a probe checks."""
+
+    sup: Host
+    group: str
+    id: str
+    state: State
+    log: Any
+
+    @property
+    def config(self) -> AppConfig | ServiceConfig: ...
+
+
+#: the environment a probe's program gets (None: Patrol's own, as service commands get)
+Environment = Callable[[], Mapping[str, str]] | None
+#: the current run's output lines (None: Patrol does not read them)
+Output = Callable[[], OutputLines | None] | None
+
+
+class RunTarget:
+    """The :class:`patrol.ProbeTarget` of one probe of one run."""
+
+    def __init__(self, owner: TargetOwner, timeout: float, environment: Environment = None,
+                 output: Output = None) -> None:
+        self.owner = owner
+        self.timeout = timeout
+        self.environment = environment
+        self.output = output
+        #: ask for a look at once (set by the probe's loop)
+        self.poke: Callable[[], None] = lambda: None
+
+    @property
+    def group(self) -> str:
+        return self.owner.group
+
+    @property
+    def id(self) -> str:
+        return self.owner.id
+
+    @property
+    def config(self) -> AppConfig | ServiceConfig:
+        return self.owner.config
+
+    @property
+    def pid(self) -> int:
+        return self.owner.state.pid if self.owner.group == "app" else 0
+
+    @property
+    def log(self) -> Any:
+        return self.owner.log
+
+    def now(self) -> float:
+        return self.owner.sup.now()
+
+    async def run(self, argv: Sequence[str], timeout: float) -> CommandOutcome:
+        if not argv:
+            return CommandOutcome(None, error="no program to run")
+        env = self.environment() if self.environment is not None else None
+        cwd = self.owner.config.working_directory if isinstance(self.owner.config, AppConfig) else "/"
+        result = await run_command(argv, self.owner.sup.reaper, timeout=timeout, env=env, cwd=cwd)
+        return CommandOutcome(result.status, result.output, result.timed_out, result.error)
+
+    def watch_output(self, callback: Callable[[str, str], None]) -> Cancellable | None:
+        output = self.output() if self.output is not None else None
+        if output is None:
+            return None
+        subscription: Subscription = output.listen(callback)
+        return subscription
+
+    def check_now(self) -> None:
+        self.poke()
