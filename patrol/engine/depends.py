@@ -93,10 +93,32 @@ def unmet(condition: str, item: Dependency) -> str | None:
         known = done.code is not None or done.signal is not None
         return f"its last run ended with {done}" if known else "its last run ended, how is unknown"
     phase = item.phase
-    if phase in (ItemState.DISABLED, ItemState.GIVEN_UP, ItemState.WAITING, ItemState.BACKOFF,
-                 ItemState.STOPPED):
-        return f"it is {phase.label}"
+    if phase in (ItemState.DISABLED, ItemState.GIVEN_UP, ItemState.WAITING, ItemState.BACKOFF):
+        return f"it is {phase.label}"  # it will not get there by itself soon
     return ""
+
+
+def start_order(items: Iterable[Any]) -> list[Any]:
+    """``items`` (runners), every dependency before its dependents: at Patrol's start a
+    dependent then finds its dependencies already on their way. Stable otherwise."""
+    by_key = {key(i.group, i.id): i for i in items}
+    done: set[str] = set()
+    entered: set[str] = set()  # (the config has no cycle; this keeps a walk finite anyway)
+    order: list[Any] = []
+    for name in by_key:
+        stack = [(name, False)]
+        while stack:  # iterative depth-first: a long chain must not hit the recursion limit
+            node, expanded = stack.pop()
+            if node in done or node not in by_key or (node in entered and not expanded):
+                continue
+            if expanded:
+                done.add(node)
+                order.append(by_key[node])
+                continue
+            entered.add(node)
+            stack.append((node, True))
+            stack += [(d, False) for d in sorted(by_key[node].config.depends_on, reverse=True) if d not in done]
+    return order
 
 
 class Dependencies:

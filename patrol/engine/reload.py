@@ -9,7 +9,8 @@ joined, so Patrol still exits), and no reload reads again while it is stuck.
 Then each table is compared item by item: new items start, removed ones stop (a removed
 *service* is only no longer watched: Patrol never stops a system service it stops
 managing), changed ones are stopped and started again with their state carried over,
-unchanged ones are not touched.
+unchanged ones are not touched, and neither are those whose ``depends-on`` alone changed
+(start conditions: they apply to the next start).
 """
 
 from __future__ import annotations
@@ -92,6 +93,12 @@ async def apply_table(table: MutableMapping[str, Any], old: Any, new: Any, make:
         report["removed"].append(f"{group} {item_id}")
     for item_id in sorted(new.keys() & old.keys()):
         if new[item_id] == old[item_id]:
+            report["unchanged"].append(f"{group} {item_id}")
+            continue
+        if dataclasses.replace(new[item_id], depends_on=old[item_id].depends_on) == old[item_id]:
+            # only its start conditions changed: the item itself runs on untouched (the
+            # supervisor has every item look at its conditions once the tables are applied)
+            table[item_id].config = new[item_id]
             report["unchanged"].append(f"{group} {item_id}")
             continue
         runner = table[item_id]

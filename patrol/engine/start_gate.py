@@ -86,6 +86,7 @@ class StartGate:
         if reason == self.reason:
             return bool(reason)
         before, self.reason = self.reason, reason
+        owner.sup.dependencies.changed(owner)  # its dependents' reasons may name this wait
         if reason:
             owner.last_reason = reason
             owner.log.info("waiting", reason=reason)

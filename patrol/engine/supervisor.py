@@ -24,7 +24,7 @@ from patrol.engine import descriptors
 from patrol.engine.logpipes import LogRouter
 from patrol.engine import procfs
 from patrol.engine.cpu import CpuSampler
-from patrol.engine.depends import Dependencies
+from patrol.engine.depends import Dependencies, start_order
 from patrol.engine.ownership import SWEEP_BUDGET, Ownership
 from patrol.plugin.loader import Plugins
 from patrol.engine.reaper import Reaper, become_subreaper
@@ -136,7 +136,7 @@ class Supervisor:
             for attached in self.attached:
                 await attached.start()  # an OSError (a transport cannot bind) stops Patrol
             self.emit("patrol.started")
-            for runner in self.runners():
+            for runner in start_order(self.runners()):  # dependencies first
                 try:
                     runner.start()
                 except Exception:  # noqa: BLE001 - one runner's bug must not stop the others
