@@ -75,3 +75,18 @@ def test_the_jsonl_trigger_writes_the_life_cycle_and_never_a_secret(patrol: Patr
     closed = next(e for e in events(feed) if e["event"] == "app.closed" and e["id"] == "plain")
     assert closed["ended"]["reason"] == "restart"
     assert "s3cret-value" not in feed.read_text() and "hidden" not in feed.read_text()
+
+
+def test_the_file_probe_makes_an_app_ready_while_its_marker_exists(patrol: PatrolFactory, tmp_path: Path) -> None:
+    """The third-party probe of docs/writing-plugins.md, pip-installed from its own
+    distribution: its shorthand, its option relative to the working directory."""
+    readiness = {"file": "ready.flag", "period": 0.1, "failure-threshold": 1}
+    p = patrol.start(patrol.config(apps={"web": patrol.app(1, **{"working-directory": str(tmp_path),
+                                                                  "readiness": readiness})}))
+    entry = wait_for(lambda: (e := p.app("web")).get("pid") and e, 10, "web running")
+    assert entry["state"] == "running" and entry["ready"] is False  # no marker yet: running, not ready
+    (tmp_path / "ready.flag").touch()
+    entry = wait_for(lambda: (e := p.app("web")).get("state") == "ready" and e, 10, "web ready")
+    assert entry["readiness"]["message"] == f"{tmp_path / 'ready.flag'} exists"
+    (tmp_path / "ready.flag").unlink()
+    wait_for(lambda: p.app("web").get("state") == "unready", 10, "web unready once the marker is gone")

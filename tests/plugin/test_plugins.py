@@ -316,3 +316,24 @@ def test_a_plugin_registering_one_name_twice_is_refused_and_the_name_says_so():
     p = kernel(Twice())
     assert p.failed and p.keepalives.resolve("alpha") is None
     assert "registered twice by the plugin" in p.keepalives.missing_hint("alpha")
+
+
+def test_hook_patrol_register_probes_by_name_and_alias():
+    from patrol import Probe, ProbeResult
+
+    class Always(Probe):
+        name = "always"
+        aliases = ("yes",)
+
+        async def check(self):
+            return ProbeResult(True, "always")
+
+    class Plugin:
+        @hookimpl
+        def patrol_register_probes(self, register):
+            register(Always)
+
+    p = kernel(Plugin())
+    assert p.probes.get("always") is Always
+    assert p.probes.resolve("yes") == "always"
+    assert p.probes.resolve("never") is None

@@ -48,6 +48,8 @@ def line(event: Event) -> dict[str, Any]:
         entry["ended"] = {k: event.record[k] for k in ("exit-code", "exit-signal", "reason") if k in event.record}
     if event.error:
         entry["error"] = event.error
+    if getattr(event, "reason", None):  # plugin API 2.1: what *.waiting waits for, why *.unready
+        entry["reason"] = event.reason
     return entry
 
 
