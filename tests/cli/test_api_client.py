@@ -166,3 +166,26 @@ def test_client_commands_import_no_framework(live):
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert "urllib.request" in imported
     assert not imported & {"pluggy", "starlette", "uvicorn", "structlog", "asyncio"}, imported
+
+
+def test_status_shows_readiness_why_not_ready_an_apps_status_line_and_why_it_waits(patrol: PatrolFactory):
+    notifier = patrol.tmp_path / "notifier"
+    notifier.write_text('#!/bin/sh\nsystemd-notify --ready --status="serving 3 sites"\nexec sleep 300\n')
+    notifier.chmod(0o755)
+    apps = {
+        "ok": patrol.app(1, readiness={"exec": ["true"], "period": 0.2}),
+        "probed": patrol.app(1, readiness={"exec": ["false"], "period": 0.2}),
+        "waiter": patrol.app(1, **{"depends-on": {"probed": "ready"}}),
+        "notified": patrol.app("notify", binary=str(notifier)),
+    }
+    p = patrol.start(patrol.config(apps=apps))
+    wait_for(lambda: p.app("ok").get("ready") and p.app("probed").get("readiness")
+             and p.app("notified").get("ready"), 15, "the first answers")
+    result = patrol_cli("status", live=p)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert rows["ok"].split()[2] == "ready"
+    assert rows["probed"].split()[2] == "running"
+    assert rows["probed"].endswith(f"readiness: {p.app('probed')['readiness']['message']}")
+    assert rows["waiter"].split()[2] == "waiting" and rows["waiter"].endswith("waiting for probed: ready")
+    assert rows["notified"].split()[2] == "ready" and rows["notified"].endswith("serving 3 sites")
