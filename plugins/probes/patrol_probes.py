@@ -92,6 +92,12 @@ class HttpProbe(Probe):
     @classmethod
     def validate(cls, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems = []
+        for key in ("url", "host-header"):  # they go onto the request line and a header verbatim
+            if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in settings[key]):
+                problems.append((key, f"must be one line without spaces or control characters "
+                                      f"(got {settings[key]!r})"))
+        if problems:
+            return problems
         url = urlsplit(settings["url"])
         if url.scheme not in ("http", "https") or not url.hostname:
             problems.append(("url", f"must be an http:// or https:// URL with a host (got {settings['url']!r})"))

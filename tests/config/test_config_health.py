@@ -159,3 +159,11 @@ def test_patrol_check_refuses_a_cycle_and_an_unknown_id_printing_the_cycle(tmp_p
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"{path}: apps.a.depends-on: cycle: a -> b -> a (none of them could ever start)" in done.stderr
     assert f"{path}: apps.b.depends-on.db: unknown id 'db': no app or service has it" in done.stderr
+
+
+def test_an_http_probe_cannot_be_made_to_send_more_headers_or_requests() -> None:
+    for key, value in (("host-header", "x\r\nX-Admin: 1"), ("url", "http://127.0.0.1:1/a b\r\nX: 1")):
+        settings = {"url": "http://127.0.0.1:8080/", key: value}
+        assert item_errors("apps", app(readiness={"http": settings})) == [
+            f"config: apps.x.readiness.http.{key}: must be one line without spaces or control characters "
+            f"(got {value!r})"]
