@@ -23,7 +23,7 @@ exec sleep 300
 
 PY_DAEMON = """#!{python}
 # speaks sd_notify itself: writes its socket's name and WATCHDOG_USEC to {info}; each file
-# of {steps} that appears sends its text once ("CHILD text": a child of the daemon sends
+# of {steps} that appears sends its text once, even across restarts ("CHILD text": a child of the daemon sends
 # it, with $PID its own pid, and writes that pid to {info}.child); pings WATCHDOG=1 while
 # {pings} exists
 import os, socket, subprocess, sys, time
@@ -35,13 +35,13 @@ with open({info!r} + ".tmp", "w") as f:
     f.write(name + " " + os.environ.get("WATCHDOG_USEC", "-") + " " + str(os.getpid()) + "\\n")
 os.rename({info!r} + ".tmp", {info!r})
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-sent = set()
 while True:
     for step in sorted(os.listdir({steps!r})):
-        if step not in sent:
-            sent.add(step)
-            with open(os.path.join({steps!r}, step)) as f:
+        if "." not in step:  # each step once, across restarts too: "NNN" becomes "NNN.sent"
+            path = os.path.join({steps!r}, step)
+            with open(path) as f:
                 text = f.read()
+            os.rename(path, path + ".sent")
             if text.startswith("CHILD "):
                 child = subprocess.Popen([sys.executable, "-c", CHILD, name, text[6:]])
                 with open({info!r} + ".child.tmp", "w") as f:
@@ -115,6 +115,11 @@ def test_a_python_daemon_is_ready_only_after_it_says_so_and_a_stranger_is_not_he
     daemon.say("RELOADING=1")
     wait_for(lambda: p.app("daemon")["state"] == "unready", 15, "unready while reloading")
     assert not p.app("daemon").get("history")  # reloading is no failure
+    daemon.say("READY=1")
+    wait_for(lambda: p.app("daemon")["state"] == "ready", 15, "ready again")
+    daemon.say("STOPPING=1")
+    wait_for(lambda: p.app("daemon")["state"] == "unready", 15, "unready while stopping")
+    assert not p.app("daemon").get("history")
 
 
 def test_a_daemon_whose_watchdog_pings_stop_is_restarted(patrol: PatrolFactory, tmp_path: Path) -> None:
@@ -133,6 +138,12 @@ def test_a_daemon_whose_watchdog_pings_stop_is_restarted(patrol: PatrolFactory, 
     record = wait_for(lambda: p.app("daemon").get("history"), 15, "the run closed")[-1]
     assert record["pid"] == first and record["reason"] == "watchdog: no WATCHDOG=1 within 1 s"
     wait_for(lambda: not pid_alive(first), 10, "the hung run stopped")
+    daemon.info.unlink()
+    daemon.say("WATCHDOG=trigger")  # the daemon knows it is stuck: restart at once
+    _, _, third = daemon.socket_name()
+    assert third != second
+    record = wait_for(lambda: len(h := p.app("daemon").get("history", [])) >= 2 and h, 15, "the run closed")[1]
+    assert record["pid"] == second and record["reason"] == "watchdog: triggered by the app (WATCHDOG=trigger)"
 
 
 def test_mainpid_counts_from_the_main_process_only(patrol: PatrolFactory, tmp_path: Path) -> None:

@@ -120,6 +120,26 @@ def test_check_now_looks_before_the_period_is_over() -> None:
     asyncio.run(main())
 
 
+def test_the_first_look_comes_after_the_initial_delay_then_one_each_period() -> None:
+    async def main() -> list[float]:
+        Scripted.calls = 0
+        Scripted.answers = [ProbeResult(True, "one"), ProbeResult(True, "two"), ProbeResult(True, "three")]
+        loop, _, _ = loop_of(ProbeSpec("scripted", initial_delay=0.3, period=0.1))
+        begun = time.monotonic()
+        looks: list[float] = []
+        loop.changed = lambda lp, flipped: looks.append(time.monotonic() - begun)
+        loop.begin()
+        deadline = begun + 10
+        while len(looks) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        loop.end()
+        return looks
+
+    looks = asyncio.run(main())
+    assert len(looks) == 3 and looks[0] >= 0.3  # never before the initial delay
+    assert looks[1] - looks[0] >= 0.1 and looks[2] - looks[1] >= 0.1  # then one per period
+
+
 # -- the lines of a run's output ---------------------------------------------------------
 
 
