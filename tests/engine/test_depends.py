@@ -181,3 +181,13 @@ def test_a_reload_applies_dependencies_without_restarting_unchanged_apps(patrol:
     wait_for(lambda: entry(p, "job").get("pid"), 10, "job started on its new condition")
     assert entry(p, "web")["pid"] == web and entry(p, "db")["pid"] == db
     assert not entry(p, "web").get("history") and not entry(p, "db").get("history")
+
+
+def test_a_dependency_that_gave_up_keeps_its_dependent_waiting_and_says_so(patrol: PatrolFactory) -> None:
+    db = patrol.app(1, env=["TESTAPP_EXIT=1"], readiness={"exec": ["false"], "period": 0.1},
+                    **{"backoff-base": 0.05, "start-limit": 2})
+    p = patrol.start(patrol.config(apps={"db": db, "web": patrol.app(1, **{"depends-on": {"db": "ready"}})}))
+    wait_for(lambda: entry(p, "db").get("state") == "given-up", 10, "db given up")
+    web = wait_for(lambda: (e := entry(p, "web")).get("last-reason") == "waiting for db: ready (it is given up)"
+                   and e, 10, "web's reason naming the give-up")
+    assert web["state"] == "waiting" and not web.get("pid") and not web.get("history")
