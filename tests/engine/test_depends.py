@@ -167,17 +167,25 @@ def test_services_wait_for_apps_and_apps_for_services(patrol: PatrolFactory, tmp
     wait_for(lambda: entry(p, "web").get("pid"), 10, "web started once the service is ready")
 
 
-def test_a_reload_applies_dependencies_without_restarting_unchanged_apps(patrol: PatrolFactory) -> None:
+def test_a_reload_applies_dependencies_without_restarting_unchanged_apps(patrol: PatrolFactory,
+                                                                         tmp_path: Path) -> None:
+    command = tmp_path / "fake-service"
+    command.write_text(FAKE_SERVICE.format(dir=tmp_path))
+    command.chmod(0o755)
+    service = {"name": "Cache", "service": "cache", "management": "service", "service-command": str(command)}
     apps = {"db": patrol.app(1), "web": patrol.app(1), "blocker": patrol.app(1, disabled=True),
             "job": patrol.app(1, **{"depends-on": ["blocker"]})}
-    p = patrol.start(patrol.config(apps=apps))
+    p = patrol.start(patrol.config(apps=apps, services={"cache": service}))
     db, web = p.running_pid("db"), p.running_pid("web")
     wait_for(lambda: entry(p, "job").get("state") == "waiting", 10, "job waiting")
+    wait_for(lambda: p.status()["service"]["cache"].get("state") == "running", 10, "the service running")
     p.config["apps"]["web"]["depends-on"] = {"db": "started"}  # added to a running app
     p.config["apps"]["job"]["depends-on"] = {"db": "ready"}  # changed: now it holds
+    p.config["services"]["cache"]["depends-on"] = {"app/db": "started"}  # and to a running service
     p.write_config()
     status, report = p.request("POST", "/-/reload", {})
     assert status == 200 and report["changed"] == [] and "app web" in report["unchanged"]
+    assert "service cache" in report["unchanged"]
     wait_for(lambda: entry(p, "job").get("pid"), 10, "job started on its new condition")
     assert entry(p, "web")["pid"] == web and entry(p, "db")["pid"] == db
     assert not entry(p, "web").get("history") and not entry(p, "db").get("history")
