@@ -160,7 +160,7 @@ def test_services_wait_for_apps_and_apps_for_services(patrol: PatrolFactory, tmp
                      "the service waiting")
     assert cache["last-reason"] == "waiting for db: started (it is disabled)"
     assert not (tmp_path / "cache.running").exists()
-    wait_for(lambda: print(entry(p, "web"), p.status()["service"]["cache"]) or entry(p, "web").get("last-reason") == "waiting for cache: ready (it is waiting)", 3,
+    wait_for(lambda: entry(p, "web").get("last-reason") == "waiting for cache: ready (it is waiting)", 10,
              "web waiting for the service")
     p.api(id="db", group="app", toggle=1)
     wait_for(lambda: p.status()["service"]["cache"].get("state") == "ready", 10, "the service started and ready")
