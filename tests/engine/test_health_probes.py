@@ -165,3 +165,13 @@ def test_a_log_probe_makes_the_app_ready_when_its_line_appears(patrol: PatrolFac
     # the period is an hour: only the line itself can bring the check that passes
     entry = wait_for(lambda: (e := p.app("app")).get("ready") and e, 15, "the app ready")
     assert entry["state"] == "ready" and entry["readiness"]["message"] == "seen: server ready on port 8080"
+
+
+def test_liveness_failures_count_toward_backoff_and_the_start_limit(patrol: PatrolFactory) -> None:
+    app = patrol.app(1, liveness={"exec": ["false"], "period": 0.1, "failure-threshold": 1},
+                     **{"backoff-base": 0.05, "start-limit": 2, "stop-signal": "SIGTERM"})
+    p = patrol.start(patrol.config(apps={"t": app}))
+    entry = wait_for(lambda: (e := p.app("t")).get("state") == "given-up" and e, 15, "given up")
+    reasons = [record["reason"] for record in entry["history"]]
+    assert len(reasons) == 2 and all(r.startswith("liveness: ") for r in reasons), reasons
+    assert not entry.get("pid")
