@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any, Mapping
 from patrol.util.compare import same_secret
 from patrol.engine.app_runner import AppRunner
 from patrol.engine.item_state import TOGGLES, HistoryRecord
+from patrol.plugin.model import AppConfig
 from patrol.plugin.states import ItemState
 from patrol.util.steps import Chunks, Steps
 from patrol.util.gotime import format_time
+from patrol.api.sets import handle_set
 from patrol.api.visibility import visible_keyvalue
 from patrol.api.wire import (GROUPS, MAX_KEYVALUE_BYTES, Response, empty, error, omit_empty, pretty, signal_name,
                              validate_request)
@@ -70,7 +72,12 @@ class Api:
             return error("Services don't support Ping")
         runner = self.patrol.find(group, req.get("id", "").lower())
         if runner is None:
+            if group == "app" and (answer := handle_set(self.patrol, self.render, req, transport)) is not None:
+                return answer
             return error("Unknown App" if group == "app" else "Unknown Service")
+        if "instances" in req:
+            return error("instances: only a set of instances (an app with \"instances\" in the config) can be "
+                         "scaled; address it by its id")
         secret = runner.config.secret
         if secret:
             given = req.get("secret", "")
@@ -261,6 +268,9 @@ class Api:
         if st.started is not None:  # kept even when 0: "known and zero" is not "unknown"
             body["uptime"] = round(max(0.0, self.patrol.wall() - st.started), 1)
         body.update(self.health_fields(runner))
+        config = runner.config
+        if isinstance(config, AppConfig) and config.instance_of:  # a copy of a set (its number kept even when 0)
+            body.update({"instance-of": config.instance_of, "instance": config.instance})
         if stats and is_app and st.pid:
             usage = self.patrol.cpu.usage(st.pid)
             if usage is not None:

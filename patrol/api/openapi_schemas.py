@@ -33,6 +33,8 @@ REQUEST_FIELDS = {
     "keyvalue-replace": "Replace the whole map with `keyvalue` (absent or empty clears it).",
     "secret": "The item's secret, if it has one. Without it, an item with a secret is answered read-only.",
     "cas": "Apply `keyvalue` and `toggle` only if the item's CAS still has this value; 0 = no check.",
+    "instances": "Scale a set of instances (an app with `instances` in the config, addressed by its id) to this "
+    "many copies: the highest are stopped, missing ones started; kept in the state file.",
 }
 _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", dict: "object"}
 
@@ -109,8 +111,33 @@ def _item_properties(group: str, *, history: bool = True) -> dict[str, Any]:
             "liveness": ref("ProbeAnswer"),
             "status-text": {"type": "string", "minLength": 1,
                             "description": "The app's own one-line status (sd_notify `STATUS=`)."},
+            "instance-of": {"type": "string", "minLength": 1,
+                            "description": "A copy of a set of instances: the set's id (which addresses them all)."},
+            "instance": {"type": "integer", "minimum": 0, "description": "A copy's number in its set (0-based)."},
         })
     return properties
+
+
+def _set_answer() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "A set of instances (a request with the set's id) *before* the request was applied.",
+        "properties": {
+            "id": {"type": "string", "minLength": 1},
+            "group": {"const": "app"},
+            "name": {"type": "string", "minLength": 1},
+            "instances": {"type": "integer", "minimum": 0, "description": "How many copies the set has."},
+            "items": {"type": "object", "additionalProperties": ref("AppStatus"),
+                      "description": "Each copy that exists, by its id, as in `/status/`."},
+            "secret": {"type": "boolean"},
+            "shutdown": {"type": "boolean"},
+            "cas-invalid": {"type": "boolean",
+                            "description": "true: nothing was applied (no secret given for a set that has one)."},
+            "state-file": ref("StateFile"),
+        },
+        "required": ["id", "group", "instances", "items", "cas-invalid"],
+        "additionalProperties": False,
+    }
 
 
 def _status_entry(group: str) -> dict[str, Any]:
@@ -211,7 +238,8 @@ def schemas() -> dict[str, Any]:
         "ServiceStatus": _status_entry("service"),
         "AppAnswer": _answer("app"),
         "ServiceAnswer": _answer("service"),
-        "Answer": _by_group("AppAnswer", "ServiceAnswer"),
+        "SetAnswer": _set_answer(),
+        "Answer": {"oneOf": [ref("AppAnswer"), ref("ServiceAnswer"), ref("SetAnswer")]},
         "AppUdpAnswer": _answer("app", udp=True),
         "ServiceUdpAnswer": _answer("service", udp=True),
         "UdpAnswer": _by_group("AppUdpAnswer", "ServiceUdpAnswer"),

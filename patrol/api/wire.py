@@ -16,6 +16,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
+from patrol.config.instances import MAX_INSTANCES
 from patrol.util import strictjson
 
 UINT32 = 2**32 - 1
@@ -31,8 +32,9 @@ FIELDS = {
     "keyvalue-replace": bool,
     "secret": str,
     "cas": int,
+    "instances": int,
 }
-LIMITS = {"pid": UINT32, "toggle": 255, "cas": UINT64}
+LIMITS = {"pid": UINT32, "toggle": 255, "cas": UINT64, "instances": MAX_INSTANCES}
 GROUPS = {"app": "app", "apps": "app", "service": "service", "services": "service"}
 #: Upper bound of an item's key/values as compact JSON. Requests are size-limited, but
 #: repeated merges are not: without a bound any client could grow Patrol's memory.

@@ -14,8 +14,10 @@ from patrol.plugin.registry import Registry
 from patrol.plugin.model import ACTIONS, AppConfig, Backoff, Option, ServiceConfig
 from patrol.config.reader import (ANY, BOOL, INT, MAPPING, NAME_OR_INT, NUMBER, STRING, Kind, Section, child,
                      got, is_int, show)
+from patrol.config.instances import read_instance_keys, read_restart_keys
 from patrol.config.options import read_options
 from patrol.config.probes import read_depends_on, read_probe
+from patrol.config.process_keys import read_process_keys
 from patrol.config.rules import (NAME_MAX, SECRET_MAX, SERVICE_MAX, byte_length, expand_config_dir, expand_home,
                     path_problem, service_problem, signal_number)
 
@@ -62,6 +64,9 @@ def read_app(sec: Section, app_id: str, keepalives: Registry[KeepAlive],
         readiness=read_probe(sec, "readiness", probes, "app"),
         liveness=read_probe(sec, "liveness", probes, "app"),
         depends_on=read_depends_on(sec),
+        **read_process_keys(sec),
+        **read_restart_keys(sec),
+        **read_instance_keys(sec, app_id),
     )
     sec.warn_unread()
     if len(sec.report.errors) > errors:

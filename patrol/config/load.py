@@ -24,6 +24,7 @@ from patrol.util.gotime import validate_layout
 from patrol.util.safefile import read_small_file
 from patrol.config.access import read_http_access, read_udp_access, warn_unauthenticated_pings
 from patrol.config.depends import check_dependencies
+from patrol.config.instances import check_sets
 from patrol.config.items import read_app, read_service
 from patrol.plugin.model import (HISTORY, HTTP_LISTEN_DEFAULT, PING_TIMEOUT, TICK_EVERY, UDP_LISTEN_DEFAULT,
                     AppConfig, Listen, PatrolConfig)
@@ -116,6 +117,8 @@ def _read_top(top: Section, methods: Methods) -> PatrolConfig:
                   "udp": _addresses(top, "listen-udp", udp.listen)}
     _require_listeners(report, apps, methods.keepalives, advertised)
     warn_unauthenticated_pings(report, apps, methods.keepalives, http)
+    check_sets(report, apps)
+    exit_with = _exit_with(top, apps, {str(k).lower() for k in raw_apps})
     json_timestamp = top.get("json-timestamp", STRING, "")
     if problem := validate_layout(json_timestamp):
         report.error(top.at("json-timestamp"), problem)
@@ -132,9 +135,27 @@ def _read_top(top: Section, methods: Methods) -> PatrolConfig:
         udp=udp,
         x=top.get("x", ANY),
         state_file=top.get("state-file", STRING, ""),
+        exit_with=exit_with,
     )
     top.warn_unread()
     return config
+
+
+def _exit_with(top: Section, apps: Mapping[str, AppConfig], written: set[str]) -> str:
+    """(new) ``exit-with``: the app whose own exit ends Patrol (a container's main process)."""
+    value = top.get("exit-with", STRING, "")
+    if not value:
+        return ""
+    app = apps.get(value.lower())
+    if app is None:
+        if value.lower() not in written:  # an app with errors is missing from ``apps``, not unknown
+            top.report.error(top.at("exit-with"), f'must name an app of this config (got "{value}")')
+        return ""
+    if app.instances:
+        top.report.error(top.at("exit-with"), f'names the set "{app.id}" of {app.instances} instances: '
+                         "it must name one app (a set has no single exit code)")
+        return ""
+    return app.id
 
 
 def _items(path: str, raw: Mapping[str, Any], noun: str, report: Report,

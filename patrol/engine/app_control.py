@@ -131,6 +131,10 @@ class AppControl:
         if status is None and st.pid:
             status = instance.exits.get(st.pid)
         uptime = runner.now() - instance.started_mono if st.running else 0.0
+        if instance.launch_error and not runner.stop_reason:  # the launcher could not start the program
+            reason, instance.launch_error = instance.launch_error, ""
+            self.log.error("start failed", error=reason)
+            runner.emit("app.start_failed", error=reason)
         if runner.stop_reason:
             reason = runner.stop_reason
         if st.running:

@@ -24,8 +24,9 @@ from patrol.engine.logpipes import InstanceLogs
 from patrol.engine.output_lines import OutputLines
 from patrol.engine.procfs import Proc
 from patrol.engine.signalling import group_alive
-from patrol.engine.spawn import spawn
+from patrol.engine.spawn import LaunchStatus, ProcessSettings, spawn
 from patrol.plugin.keepalive import Cancellable, ExitStatus
+from patrol.util.dotenv import EnvFileError, read_env_file
 
 #: The environment a child gets when ``env-parent`` is false. The original gave it
 #: nothing at all (no PATH at all, so a bare program name found nothing); this is what
@@ -55,6 +56,8 @@ class Instance:
         self.pid_start: int | None = None  # the pid's start time (pid reuse guard)
         self.restored_trust = True
         self.restored_leaders: dict[int, int | None] = {}
+        self.launch_status: LaunchStatus | None = None  # the launcher's report, while it may come
+        self.launch_error = ""  # why the launcher could not start the program
 
     # -- spawning --------------------------------------------------------------------
 
@@ -64,18 +67,31 @@ class Instance:
         extra = self._keepalive_environment()
         if isinstance(extra, str):
             return extra
+        settings = ProcessSettings.of(config, keep=[*self.own_variables(), *extra])
+        try:  # without the launcher, Patrol reads the env file (the app runs as Patrol's user)
+            env = {**self.environment(env_file=not settings.launcher), **extra}
+        except EnvFileError as exc:
+            return str(exc)
         try:  # the app writes into pipes; Patrol writes (and rotates) the files
             logs = host.logs.open_instance(config, now_ns)
         except OSError as exc:
             return f"cannot open log files in {config.log_root}: {exc.strerror or exc}"
+        status = LaunchStatus() if settings.launcher else None
         try:
-            proc = spawn(self.argv(), env={**self.environment(), **extra}, cwd=config.working_directory,
-                         stdout=logs.child_stdout, stderr=logs.child_stderr)
+            proc = spawn(self.argv(), env=env, cwd=config.working_directory, stdout=logs.child_stdout,
+                         stderr=logs.child_stderr, settings=settings, status=status)
         except OSError as exc:
             logs.abort()
+            if status is not None:
+                status.close()
             return f"cannot execute {config.program}: {exc.strerror or exc}"
         finally:
             logs.close_child_ends()
+        if self.launch_status is not None:
+            self.launch_status.close()  # a launcher of an earlier run that never reported
+        if status is not None:
+            status.spawned(host.loop)
+        self.launch_status, self.launch_error = status, ""
         logs.start()
         self.logs, self.log_pipes = logs, logs.pipes
         self.launcher_pid = proc.pid
@@ -89,18 +105,29 @@ class Instance:
     def argv(self) -> list[str]:
         return [self.runner.config.program, *self.runner.config.args]
 
-    def environment(self) -> dict[str, str]:
-        """The child's environment, in the original's order (later entries win)."""
+    def environment(self, *, env_file: bool = True) -> dict[str, str]:
+        """The child's environment, in the original's order (later entries win): Patrol's
+        (``env-parent``) or a minimal one, the user's ``HOME``, ``USER``, ``LOGNAME`` and
+        ``SHELL`` (with ``user``), the ``env-file`` (if ``env_file``: else the launcher
+        reads it), ``env``, then Patrol's own variables. Raises :class:`EnvFileError`."""
         cfg, pcfg = self.runner.config, self.runner.sup.config
         if cfg.env_parent:
             env = dict(os.environ)
         else:
             env = dict(BASE_ENV)
             env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
+        if cfg.run_as is not None:
+            user = cfg.run_as
+            env.update(HOME=user.home, USER=user.user, LOGNAME=user.user, SHELL=user.shell)
+        if env_file and cfg.env_file:
+            env.update(read_env_file(cfg.env_file_path))
         for entry in cfg.env:
             key, _, value = entry.partition("=")
             env[key] = value
         env["PATROL_ID"] = self.runner.id
+        if cfg.instance_of:
+            env["PATROL_INSTANCE"] = str(cfg.instance)
+            env["PATROL_INSTANCES"] = str(self.runner.sup.instances(cfg.instance_of))
         env["PATROL_KEEPALIVE"] = str(self._keepalive_number())
         if cfg.pid_path:
             env["PATROL_PID"] = cfg.pid_file
@@ -130,6 +157,12 @@ class Instance:
         """The listeners of the run's output (None: Patrol does not read it)."""
         return self.logs.output if self.logs is not None else None
 
+    def own_variables(self) -> list[str]:
+        """The variables an env file must not change: ``env``'s and Patrol's own."""
+        names = [entry.partition("=")[0] for entry in self.runner.config.env]
+        return names + ["PATROL_ID", "PATROL_KEEPALIVE", "PATROL_PID", "PATROL_HTTP", "PATROL_UDP",
+                        "PATROL_INSTANCE", "PATROL_INSTANCES"]
+
     def _keepalive_number(self) -> int | str:
         keepalive = self.runner.keepalive
         numbers = [a for a in keepalive.aliases if isinstance(a, int)]
@@ -139,6 +172,10 @@ class Instance:
         """The reaper's report of a process of this app (the launcher or the app)."""
         if proc is not None:
             proc.returncode = status.code if status.code is not None else -(status.signal or 0)
+        if pid == self.launcher_pid and self.launch_status is not None:
+            self.launch_error = self.launch_status.read()  # written before it exited: there now
+            self.launch_status.close()
+            self.launch_status = None
         self.exits[pid] = status
         try:
             self.runner.control.call("child_exited", pid, status)

@@ -28,6 +28,7 @@ import structlog
 
 from patrol.engine.app_control import AppControl
 from patrol.engine.app_instance import Instance
+from patrol.engine.app_restarts import Restarts
 from patrol.engine.app_stop import Stopper
 from patrol.engine.health import Health
 from patrol.engine.runner_base import RunnerBase
@@ -35,9 +36,8 @@ from patrol.engine.start_gate import StartGate
 from patrol.engine.host import Host
 from patrol.engine.item_state import DISABLE, State, new_instance_id
 from patrol.plugin.keepalive import ExitStatus, KeepAlive
-from patrol.plugin.model import AppConfig, Backoff
+from patrol.plugin.model import AppConfig
 from patrol.plugin.states import ItemState
-from patrol.util.backoff import capped_exponential
 
 log = structlog.get_logger("patrol.apps")
 
@@ -68,17 +68,14 @@ class AppRunner(RunnerBase):
         self.retired = False  # stopped for good (shutdown, or replaced by a reload)
         self.fault_message: str | None = None  # a problem that does not end the run
         self.known = False  # the state file had this app
-        self.given_up = False
+        self.restarts_after = Restarts(self)  # restart at once, back off, give up, or stay exited
         self.starts = 0
-        self.failures = 0  # consecutive quick failures (backoff)
-        self.backoff_delay = 0.0
         self.last_exit: ExitStatus | None = None
         self.last_reason = ""
         self.plugin_error = ""  # the keepalive plugin failed for the current run
         self.stop_task: asyncio.Task[None] | None = None
         self.stop_reason = ""
         self._restarting = False
-        self._retry: asyncio.TimerHandle | None = None
 
     @property
     def ping_transport(self) -> str | None:
@@ -146,7 +143,7 @@ class AppRunner(RunnerBase):
                             f"no PATROL_ID={self.id} in its environment), so it is not signalled; the instance "
                             "ends when the process or its pings do")
             return
-        if st.disabled or self.given_up or self._retry is not None or self.stop_task is not None:
+        if st.disabled or self.restarts_after.holding or self.stop_task is not None:
             self.gate.clear()
             return
         if not self.gate.holds():  # the startup grace, then depends-on
@@ -154,12 +151,8 @@ class AppRunner(RunnerBase):
 
     def toggled(self) -> None:
         """A toggle changed the flags (API or GUI): act on it now, not at the next tick."""
-        if not self.state.disabled and (self.given_up or self._retry is not None):
-            self.given_up = False
-            self.failures = 0
-            if self._retry is not None:
-                self._retry.cancel()
-                self._retry = None
+        if not self.state.disabled:
+            self.restarts_after.release()
         self.sup.loop.call_soon(self.reconcile)
         self.sup.dependencies.changed(self)  # a dependent's reason may name this app's state
 
@@ -200,7 +193,7 @@ class AppRunner(RunnerBase):
         self.last_reason = error
         self.log.error("start failed", error=error)
         self.emit("app.start_failed", error=error)
-        self.after_death(0.0)
+        self.after_death(0.0, start_failed=True)
 
     def new_run(self, pid: int, tentative: bool, event: str) -> None:
         self.instance.begin(pid, tentative)  # before the session: the state file records the pid's start time
@@ -240,7 +233,7 @@ class AppRunner(RunnerBase):
         self.fault_message = None
         self.control.call("closed")
 
-    def after_death(self, uptime: float) -> None:
+    def after_death(self, uptime: float, start_failed: bool = False) -> None:
         self.stopper.cleanup_groups()
         restarting, self._restarting = self._restarting, False
         self.stop_reason = ""
@@ -249,29 +242,11 @@ class AppRunner(RunnerBase):
             uptime = 0.0
         if self.sup.shutting_down or self.retired or self.state.disabled:
             return
-        if restarting:
-            self.failures = 0
-            self.backoff_delay = 0.0
-            self.sup.loop.call_soon(self.reconcile)
+        if not restarting and self.sup.ended(self, start_failed):  # the main app of Patrol (exit-with): Patrol ends
             return
-        self.failures, delay = next_delay(self.config.backoff, self.failures, uptime)
-        if delay is None:
-            self.given_up = True
-            error = f"gave up after {self.failures} quick failures in a row"
-            self.last_reason = error
-            self.log.error("gave up", failures=self.failures)
-            self.emit("app.gave_up", error=error)
-            self.sup.dependencies.changed(self)
-            return
-        self.backoff_delay = delay
-        if delay == 0:
-            self.sup.loop.call_soon(self.reconcile)
-        else:
-            self._retry = self.sup.loop.call_later(delay, self._retry_due)
-
-    def _retry_due(self) -> None:
-        self._retry = None
-        self.reconcile()
+        self.restarts_after.after_death(uptime, restarting)
+        if self.restarts_after.given_up or self.restarts_after.exited:
+            self.sup.dependencies.changed(self)  # a dependent's reason may name this end
 
     def _execute_timeout(self) -> None:
         self.log.warning("execute-timeout reached, killing", seconds=self.config.execute_timeout)
@@ -307,9 +282,7 @@ class AppRunner(RunnerBase):
         session and were re-parented to Patrol are stopped too.
         """
         self.retired = True
-        if self._retry is not None:
-            self._retry.cancel()
-        self._retry = None
+        self.restarts_after.cancel()
         self.gate.cancel()
         if self.stop_task is None and self.state.running and not self.stopper.stoppable():
             # Only a ping named this pid: nothing Patrol may signal, so nothing to wait for.
@@ -334,24 +307,16 @@ class AppRunner(RunnerBase):
             return ItemState.STARTING
         if self.state.disabled:
             return ItemState.DISABLED
-        if self.given_up:
+        if self.restarts_after.given_up:
             return ItemState.GIVEN_UP
-        if self._retry is not None:
+        if self.restarts_after.exited:
+            return ItemState.EXITED
+        if self.restarts_after.retry is not None:
             return ItemState.BACKOFF
         if self.gate.waiting:
             return ItemState.WAITING  # the startup grace, or its dependencies
         return ItemState.STOPPED
 
-
-
-def next_delay(backoff: Backoff, failures: int, uptime: float) -> tuple[int, float | None]:
-    """After a run that lasted ``uptime`` s, with ``failures`` quick failures in a row
-    before it: the new count, and the seconds before the next start (None: give up)."""
-    if uptime >= backoff.reset:
-        return 0, 0.0
-    failures += 1
-    if backoff.limit and failures >= backoff.limit:
-        return failures, None
-    if failures == 1:
-        return failures, 0.0  # one crash is restarted at once; a crash *loop* backs off
-    return failures, capped_exponential(backoff.base, backoff.factor, failures - 2, backoff.max)
+    @property
+    def backoff_delay(self) -> float:
+        return self.restarts_after.delay

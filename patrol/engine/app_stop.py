@@ -13,12 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Callable
+from typing import Callable, Mapping, Protocol
+
+import structlog
 
 from patrol.engine import ownership, procfs
 from patrol.engine.app_instance import Instance
 from patrol.engine.app_owner import AppOwner
 from patrol.engine.signalling import group_alive, live_groups, pid_alive, signal_group, signal_pid
+
+log = structlog.get_logger("patrol.supervisor")
+
+
+class AppOwnerWithStrays(Protocol):
+    """An app's runner, as the sweep of re-parented processes sees it."""
+
+    def strays(self, found: dict[int, int]) -> None: ...
 
 
 class Stopper:
@@ -232,3 +242,22 @@ def same_process(pid: int, start: int) -> bool:
     """Is ``pid`` still alive and still the process that started at ``start``?"""
     info = procfs.stat(pid)
     return info is not None and info.alive and info.start == start
+
+
+def sweep_strays(owners: ownership.Ownership, apps: Mapping[str, AppOwnerWithStrays]) -> None:
+    """Hand each process re-parented to Patrol to the app it is proven to belong to.
+
+    Apps whose processes leave their session (``setsid`` and exit) would otherwise
+    pile them up under Patrol, the child subreaper. Only Patrol's direct children
+    are looked at (``/proc/self/task/*/children``), not all of ``/proc``.
+    """
+    try:
+        found: dict[str, dict[int, int]] = {}
+        for pid, start, owner in owners.attributed(procfs.children(), budget=ownership.SWEEP_BUDGET):
+            group, _, item_id = owner.partition("/")
+            if group == "app" and item_id in apps:
+                found.setdefault(item_id, {})[pid] = start
+        for item_id, pids in found.items():
+            apps[item_id].strays(pids)
+    except Exception:  # noqa: BLE001 - a sweep must never stop the tick
+        log.exception("sweep of re-parented processes failed")

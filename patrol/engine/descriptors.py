@@ -81,6 +81,15 @@ def connection_room(items: int, wanted: int) -> int:
     return max(MIN_CONNECTIONS, min(wanted, room))
 
 
+def inherited() -> tuple[int, int] | None:
+    """(soft, hard) a child should get when Patrol raised its own soft limit since it
+    started; None when it did not."""
+    if not _inherited:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == _inherited[0] else (_inherited[0], hard)
+
+
 def hand_back(pid: int) -> None:
     """Give child ``pid`` the soft descriptor limit Patrol was started with, if Patrol
     raised its own since (never fatal: a child that is gone already needs nothing)."""

@@ -48,6 +48,12 @@ class Host(Protocol):
     def emit(self, name: str, runner: Any = None, **extra: Any) -> None:
         """Deliver a lifecycle event (see :mod:`patrol.plugin.events`)."""
 
+    def ended(self, runner: Any, start_failed: bool = False) -> bool:
+        """An app's run ended by itself: True when that ends Patrol (``exit-with``)."""
+
+    def instances(self, set_id: str) -> int:
+        """How many copies the set of instances ``set_id`` has now."""
+
 
 
 class Attached(Protocol):

@@ -83,6 +83,8 @@ class LogSink:
     max_files: int = 5
     on_rotated: Callable[["LogSink"], None] | None = None
     clock: Callable[[], float] = time.monotonic
+    #: (uid, gid) the files and the directories made for them belong to (an app with ``user``)
+    owner: tuple[int, int] | None = None
     fd: int = -1
     size: int = 0
     inode: int = 0
@@ -99,7 +101,7 @@ class LogSink:
     def _directory(self) -> int:
         directory = os.path.dirname(self.path)
         root = self.root or directory
-        return open_directory(root, os.path.relpath(directory, root))
+        return open_directory(root, os.path.relpath(directory, root), self.owner)
 
     def open(self, *, exclusive: bool) -> None:
         """Open (and create) the file; raises ``OSError``. ``exclusive``: it must be new."""
@@ -112,6 +114,12 @@ class LogSink:
     def _open_in(self, directory: int, *, exclusive: bool) -> None:
         fd = open_for_append(self.name, exclusive=exclusive, mode=LOG_MODE, dir_fd=directory, shown=self.path)
         st = os.fstat(fd)
+        if self.owner is not None and (st.st_uid, st.st_gid) != self.owner and st.st_size == 0:
+            try:  # a file just made: the app's user may open it too (0640: its group may read it)
+                os.fchown(fd, *self.owner)
+            except OSError:
+                os.close(fd)
+                raise
         if self.fd >= 0:
             os.close(self.fd)
         self.fd, self.size, self.inode = fd, st.st_size, st.st_ino

@@ -254,8 +254,9 @@ class LogRouter:
         return instance
 
     def _sink(self, config: "AppConfig", path: str) -> LogSink:
+        owner = (config.run_as.uid, config.run_as.gid) if config.run_as is not None else None
         return LogSink(path, config.log_root, config.log_max_bytes, config.log_max_files,
-                       on_rotated=partial(self._rotated, config.log_root))
+                       on_rotated=partial(self._rotated, config.log_root), owner=owner)
 
     def _rotated(self, root: str, sink: LogSink) -> None:
         self.prune_soon(root)

@@ -4,6 +4,11 @@ Every child Patrol starts goes through :func:`spawn`, and its exit status only e
 arrives through the one reaper (:mod:`patrol.engine.reaper`): the returned ``Popen`` is
 never waited on. Service commands run through :func:`run_command`, which never blocks
 the loop and kills the command's whole group when it hangs.
+
+Who and with what an app runs (:class:`ProcessSettings`: ``user``, ``limits``,
+``nice``, ``umask``, ``env-file``) is applied here too, for every process started for
+an app: ``umask`` by ``subprocess`` itself (it keeps vfork), the rest by the launcher
+(:mod:`patrol.engine.launcher`) in the child before the program's ``exec``.
 """
 
 from __future__ import annotations
@@ -13,13 +18,92 @@ import errno
 import os
 import signal
 import subprocess
-from dataclasses import dataclass
+import json
+import sys
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Mapping, Sequence
 
-from patrol.engine import descriptors
+from patrol.engine import descriptors, launcher
 from patrol.engine.reaper import Reaper
 from patrol.engine.signalling import signal_group
 from patrol.plugin.keepalive import ExitStatus
+from patrol.plugin.model import LIMIT_NAMES, AppConfig, RunAs
+
+#: what the launcher's Python runs: Patrol's own package, nothing from the environment
+_BOOT = ("import sys; sys.path.insert(0, {root!r}); from patrol.engine.launcher import main; main()")
+#: the directory holding the ``patrol`` package this module belongs to
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    """Who and with what an app's processes run: from its config, for every process
+    Patrol starts for it (its program, and anything else run on its behalf)."""
+
+    run_as: RunAs | None = None
+    umask: int | None = None
+    nice: int | None = None
+    limits: Mapping[str, tuple[int, int]] = field(default_factory=lambda: MappingProxyType({}))
+    #: read by the launcher, as the app's user ("" = none, or read by Patrol already)
+    env_file: str = ""
+    #: variables the env file must not change (``env`` and Patrol's own win over it)
+    keep: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, config: AppConfig, keep: Sequence[str] = ()) -> "ProcessSettings":
+        settings = cls(config.run_as, config.umask, config.nice, config.limits)
+        if settings.launcher:
+            return cls(config.run_as, config.umask, config.nice, config.limits, config.env_file_path, tuple(keep))
+        return settings
+
+    @property
+    def launcher(self) -> bool:
+        """Must the program be started through the launcher (anything but ``umask``)?"""
+        return self.run_as is not None or bool(self.limits) or self.nice is not None
+
+
+class LaunchStatus:
+    """The pipe the launcher reports a failed step on; end of file means the program runs."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.message = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def spawned(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The launcher runs: drop Patrol's write end, close the pipe at end of file."""
+        self._close_write()
+        self._loop = loop
+        loop.add_reader(self.read_fd, self.read)
+
+    def read(self) -> str:
+        """What the launcher reported so far ("" = nothing: it ran the program, or runs)."""
+        while self.read_fd >= 0:
+            try:
+                data = os.read(self.read_fd, 4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self.close()
+                break
+            self.message += data.decode(errors="replace")
+        return self.message
+
+    def close(self) -> None:
+        self._close_write()
+        if self.read_fd >= 0:
+            if self._loop is not None:
+                self._loop.remove_reader(self.read_fd)
+            os.close(self.read_fd)
+            self.read_fd = -1
+
+    def _close_write(self) -> None:
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
 
 
 def spawn(
@@ -30,26 +114,43 @@ def spawn(
     stdout: int | None,
     stderr: int | None,
     stdin: int | None = subprocess.DEVNULL,
+    settings: ProcessSettings | None = None,
+    status: LaunchStatus | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a program in a new session (its own process group) and return at once.
 
     The caller owns the exit status through the :class:`Reaper`; the returned Popen is
     never waited on. The child gets the soft descriptor limit Patrol was started with
-    (:func:`patrol.engine.descriptors.hand_back`), not the one Patrol raised for itself.
+    (:func:`patrol.engine.descriptors.hand_back`), not the one Patrol raised for itself,
+    unless ``settings`` say otherwise. With ``settings`` that need the launcher, it is
+    what starts (same pid); a step it fails is reported on ``status`` (which the caller
+    then reads, see :class:`LaunchStatus`), and it exits 127.
     """
-    proc = subprocess.Popen(
-        list(argv),
-        executable=argv[0],
-        env=dict(env),
-        cwd=cwd,
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-        start_new_session=True,
-        close_fds=True,
-    )
-    descriptors.hand_back(proc.pid)
-    return proc
+    settings = settings or ProcessSettings()
+    if not settings.launcher:
+        proc = subprocess.Popen(list(argv), executable=argv[0], env=dict(env), cwd=cwd, stdin=stdin, stdout=stdout,
+                                stderr=stderr, start_new_session=True, close_fds=True,
+                                umask=-1 if settings.umask is None else settings.umask)
+        descriptors.hand_back(proc.pid)
+        return proc
+    if status is None:
+        raise ValueError("a launch through the launcher needs a LaunchStatus")
+    spec = _spec(settings, status.write_fd)
+    boot = [sys.executable, "-I", "-S", "-c", _BOOT.format(root=_PACKAGE_ROOT), *argv]
+    return subprocess.Popen(boot, env={**env, launcher.SPEC_VARIABLE: json.dumps(spec)}, cwd=cwd, stdin=stdin,
+                            stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True,
+                            pass_fds=(status.write_fd,), umask=-1 if settings.umask is None else settings.umask)
+
+
+def _spec(settings: ProcessSettings, status_fd: int) -> dict[str, object]:
+    limits = {LIMIT_NAMES[name]: list(pair) for name, pair in settings.limits.items()}
+    if "RLIMIT_NOFILE" not in limits and (inherited := descriptors.inherited()) is not None:
+        limits["RLIMIT_NOFILE"] = list(inherited)  # what Patrol was started with, as for any child
+    spec: dict[str, object] = {"status": status_fd, "limits": limits, "nice": settings.nice,
+                               "env_file": settings.env_file, "keep": list(settings.keep)}
+    if settings.run_as is not None:
+        spec.update(uid=settings.run_as.uid, gid=settings.run_as.gid, groups=list(settings.run_as.groups))
+    return spec
 
 
 @dataclass

@@ -18,14 +18,17 @@ from typing import Any, Callable, TypeVar
 
 import structlog
 
+from patrol.config.instances import expand_all
 from patrol.engine.app_runner import AppRunner
+from patrol.engine.app_stop import sweep_strays
+from patrol.engine.instance_sets import InstanceSets
+from patrol.plugin.keepalive import ExitStatus
 from patrol.plugin.model import AppConfig, PatrolConfig, ServiceConfig
 from patrol.engine import descriptors
 from patrol.engine.logpipes import LogRouter
-from patrol.engine import procfs
 from patrol.engine.cpu import CpuSampler
 from patrol.engine.depends import Dependencies, start_order
-from patrol.engine.ownership import SWEEP_BUDGET, Ownership
+from patrol.engine.ownership import Ownership
 from patrol.plugin.loader import Plugins
 from patrol.engine.reaper import Reaper, become_subreaper
 from patrol.engine.service_backends import backend
@@ -70,7 +73,7 @@ class Supervisor:
         self.plugins = plugins
         self.store = store
         #: decides when changes reach the state file (None: nothing is kept)
-        self.writer = StateWriter(store, self.runners, wall) if store is not None else None
+        self.writer = StateWriter(store, self.persistent, wall) if store is not None else None
         self.now = clock
         self.wall = wall
         self.instance_id = str(uuid.uuid4())
@@ -86,7 +89,10 @@ class Supervisor:
         self.owners = Ownership()  # which process is whose: the proof behind every signal
         self.cpu = CpuSampler()  # CPU and memory of the apps, for every reader
         self.dependencies = Dependencies(self.find, config)  # depends-on: start order, stop order
-        self.apps: dict[str, AppRunner] = {i: self._app_runner(c) for i, c in sorted(config.apps.items())}
+        self.sets = InstanceSets(self)  # the sets of instances: their sizes, scaling, set-wide toggles
+        self.reload_lock = asyncio.Lock()  # one reload or set change at a time
+        items = expand_all(config.apps, self.sets.load(config))
+        self.apps: dict[str, AppRunner] = {i: self._app_runner(c) for i, c in sorted(items.items())}
         self.services: dict[str, ServiceRunner] = {
             i: self._service_runner(c) for i, c in sorted(config.services.items())
         }
@@ -94,12 +100,13 @@ class Supervisor:
         self.attached: list[Attached] = []
         #: where events go (the daemon renders them for the observers); None: nowhere
         self.events: EventSink | None = None
-        self._reloading = asyncio.Lock()
         self._reload_task: asyncio.Task[None] | None = None
         self._reload_pending = False
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._freeze = False
+        #: what ``patrol run`` exits with: 0, or the exit of the ``exit-with`` app
+        self.exit_code = 0
 
     # -- running ---------------------------------------------------------------------
 
@@ -109,7 +116,7 @@ class Supervisor:
         ``daemon_signals``: handle the daemon's signals (``patrol run`` does; a program
         embedding Patrol may keep its own): SIGTERM, SIGINT, SIGQUIT shut down, SIGHUP
         reloads the config, SIGUSR1/SIGUSR2 are ignored (the original's app signals).
-        ``freeze_heap``: see :meth:`_freeze_heap` (``patrol run`` does; it concerns the
+        ``freeze_heap``: see :func:`freeze_heap` (``patrol run`` does; it concerns the
         whole process, so a program embedding Patrol decides for itself).
         """
         self._freeze = freeze_heap
@@ -156,6 +163,7 @@ class Supervisor:
 
     def tick(self) -> None:
         self.emit("patrol.tick")
+        self.reaper.reap()  # as a container's init, nothing may stay a zombie even if a SIGCHLD got lost
         self.logs.tick()
         if self.writer is not None:
             self.writer.check()  # a state file deleted while nothing was written
@@ -167,22 +175,8 @@ class Supervisor:
         self.sweep_strays()
 
     def sweep_strays(self) -> None:
-        """Hand each process re-parented to Patrol to the app it is proven to belong to.
-
-        Apps whose processes leave their session (``setsid`` and exit) would otherwise
-        pile them up under Patrol, the child subreaper. Only Patrol's direct children
-        are looked at (``/proc/self/task/*/children``), not all of ``/proc``.
-        """
-        try:
-            found: dict[str, dict[int, int]] = {}
-            for pid, start, owner in self.owners.attributed(procfs.children(), budget=SWEEP_BUDGET):
-                group, _, item_id = owner.partition("/")
-                if group == "app" and item_id in self.apps:
-                    found.setdefault(item_id, {})[pid] = start
-            for item_id, pids in found.items():
-                self.apps[item_id].strays(pids)
-        except Exception:  # noqa: BLE001 - a sweep must never stop the tick
-            log.exception("sweep of re-parented processes failed")
+        """Hand each process re-parented to Patrol to the app it is proven to belong to."""
+        sweep_strays(self.owners, self.apps)
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown (idempotent; safe from signal handlers)."""
@@ -208,6 +202,8 @@ class Supervisor:
                 log.error("stop failed during shutdown", stopping=owner, error=repr(result), exc_info=result)
         for runner in self.runners():
             runner.emit(f"{runner.group}.shutdown")
+        self.sets.close()
+        self.reaper.reap()  # orphans that ended with the apps
         self.logs.close()
         if self.writer is not None:
             self.writer.close()  # a last write; what fails now is logged
@@ -225,7 +221,7 @@ class Supervisor:
         touched (same pid). State (toggles, history, key/values, CAS) is carried over to
         a changed item, so runtime toggles survive a reload.
         """
-        async with self._reloading:
+        async with self.reload_lock:
             if self._freeze:
                 gc.unfreeze()  # what the reload drops must become collectable again
             try:
@@ -234,7 +230,9 @@ class Supervisor:
                 descriptors.raise_soft_limit(descriptors.wanted(len(new.apps) + len(new.services)))
                 report: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": []}
                 forget = self.writer.forget if self.writer is not None else None
-                await apply_table(self.apps, old.apps, new.apps, self._app_runner, "app", report, forget)
+                current = {item_id: runner.config for item_id, runner in self.apps.items()}
+                items = expand_all(new.apps, self.sets.load(new))
+                await apply_table(self.apps, current, items, self._app_runner, "app", report, forget)
                 await apply_table(self.services, old.services, new.services, self._service_runner, "service",
                                   report, forget)
                 self.dependencies.reloaded(new, self.runners())
@@ -245,17 +243,8 @@ class Supervisor:
                 self._freeze_heap()
 
     def _freeze_heap(self) -> None:
-        """Keep what exists now (config, runners, states) out of the garbage collector.
-
-        A full collection walks every tracked object: with 10,000 apps that is ~200,000
-        objects and ~80 ms during which the loop does nothing else, at a moment no one
-        chooses (any request may trigger it). What Patrol builds at start and on reload
-        lives until the next reload, so it is frozen (``gc.freeze``) after a collection
-        of its own garbage; a reload unfreezes first, so what it drops is collected.
-        """
         if self._freeze:
-            gc.collect()
-            gc.freeze()
+            freeze_heap()
 
     def request_reload(self) -> None:
         """SIGHUP: reload soon. A burst of requests costs at most one more reload."""
@@ -284,12 +273,23 @@ class Supervisor:
             return {"errors": errors}
         return await self.reload(adjust_config(config))
 
-    @staticmethod
-    def adjust_config(config: PatrolConfig) -> PatrolConfig:
-        """Apply run-time overrides (the original's unit-test mode) to a loaded config."""
-        return adjust_config(config)
-
     # -- runners ---------------------------------------------------------------------
+
+    def make_app(self, config: AppConfig) -> AppRunner:  # a new copy of a set
+        return self._app_runner(config)
+
+    def instances(self, set_id: str) -> int:
+        return self.sets.size(set_id)
+
+    def ended(self, runner: Any, start_failed: bool = False) -> bool:
+        """An app's run ended by itself: if it is the ``exit-with`` app, Patrol shuts
+        down and exits with its exit code (see :func:`main_exit_code`)."""
+        if runner.id != self.config.exit_with or self.shutting_down:
+            return False
+        self.exit_code = main_exit_code(runner.last_exit, start_failed)
+        log.info("the exit-with app ended: shutting down", app=runner.id, exit_code=self.exit_code)
+        self.request_shutdown()
+        return True
 
     def _app_runner(self, config: AppConfig, state: State | None = None) -> AppRunner:
         runner = AppRunner(self, config, self.plugins.keepalives.get(config.keepalive))
@@ -337,6 +337,10 @@ class Supervisor:
     def runners(self) -> list[Runner]:
         return [*self.apps.values(), *self.services.values()]
 
+    def persistent(self) -> list[Any]:
+        """Everything the state file keeps: the items, and the sizes of sets."""
+        return [*self.runners(), *self.sets.records.values()]
+
     def find(self, group: str, item_id: str) -> Runner | None:
         table: dict[str, Any] = self.apps if group == "app" else self.services
         return table.get(item_id)
@@ -346,3 +350,28 @@ class Supervisor:
         if self.events is not None and self.events.wanted():
             self.events.emit(name, runner, **extra)
 
+
+def main_exit_code(status: ExitStatus | None, start_failed: bool) -> int:
+    """Patrol's exit code when its ``exit-with`` app ended, as a shell (and tini) report
+    a program's end: its exit code, 128 + N when signal N killed it, 127 when it could
+    not be started, 1 when it ended without an exit Patrol saw (an expired ping)."""
+    if start_failed:
+        return 127
+    if status is None:
+        return 1
+    if status.signal is not None:
+        return 128 + status.signal
+    return status.code if status.code is not None else 1
+
+
+def freeze_heap() -> None:
+    """Keep what exists now (config, runners, states) out of the garbage collector.
+
+    A full collection walks every tracked object: with 10,000 apps that is ~200,000
+    objects and ~80 ms during which the loop does nothing else, at a moment no one
+    chooses (any request may trigger it). What Patrol builds at start and on reload
+    lives until the next reload, so it is frozen (``gc.freeze``) after a collection
+    of its own garbage; a reload unfreezes first, so what it drops is collected.
+    """
+    gc.collect()
+    gc.freeze()

@@ -20,6 +20,7 @@ They mirror the original Patrol's triggers, at the same moments:
 ``app.unready``        (new) a ready run is no longer ready (``reason``: the probe's message)
 ``app.liveness_failed`` (new) liveness failed ``failure-threshold`` times: the run is restarted
 ``app.waiting``        (new) not started: a dependency's condition does not hold (``reason``)
+``app.exited``         (new) it ended and its ``restart`` policy leaves it ended (state ``exited``)
 ``app.shutdown``       Patrol is shutting down
 =====================  ====================================================================
 
@@ -44,6 +45,7 @@ APP_EVENTS = (
     "app.disabled",
     "app.closed",
     "app.gave_up",
+    "app.exited",
     "app.shutdown",
     "app.ready",
     "app.unready",

@@ -89,6 +89,32 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True)
+class RunAs:
+    """(new) ``user``/``group``: who an app runs as, resolved when the config is loaded
+    (an unknown user is a config error, not a start failure)."""
+
+    user: str  # the user's name (the uid as text when it has none)
+    uid: int
+    gid: int
+    #: every group the process gets: the primary one and the user's supplementary groups
+    groups: tuple[int, ...]
+    home: str
+    shell: str
+
+
+#: (new) ``restart``: when an app that ended by itself is started again
+RESTART_POLICIES = ("always", "on-failure", "never")
+#: (new) ``restart-mode``: how a set of instances is restarted as a whole
+RESTART_MODES = ("rolling", "parallel")
+#: (new) ``limits``: resource limits by name -> the ``resource`` module's constant name
+LIMIT_NAMES = {"nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC", "core": "RLIMIT_CORE", "as": "RLIMIT_AS",
+               "memlock": "RLIMIT_MEMLOCK", "stack": "RLIMIT_STACK", "cpu": "RLIMIT_CPU",
+               "fsize": "RLIMIT_FSIZE"}
+#: a limit value meaning "no limit" (``RLIM_INFINITY``)
+UNLIMITED = -1
+
+
+@dataclass(frozen=True)
 class AppConfig:
     id: str
     keepalive: str  # canonical method name, e.g. "pid-patrol"
@@ -129,6 +155,24 @@ class AppConfig:
     #: (new) ``"app/ID"`` or ``"service/ID"`` -> condition (:data:`DEPENDENCY_CONDITIONS`):
     #: the app is started only once every one holds
     depends_on: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # (new) who and with what the app runs
+    run_as: RunAs | None = None
+    umask: int | None = None
+    nice: int | None = None
+    #: limit name (LIMIT_NAMES) -> (soft, hard), UNLIMITED for no limit; absent: Patrol's own
+    limits: Mapping[str, tuple[int, int]] = field(default_factory=lambda: MappingProxyType({}))
+    #: a dotenv file read at each start, merged before ``env``
+    env_file: str = ""
+    # (new) when the app is started again after it ended by itself
+    restart: str = "always"
+    success_exit_codes: frozenset[int] = frozenset({0})
+    # (new) instances: a set of ``instances`` copies ``ID-0`` .. ``ID-(N-1)``; 0 = one app, not a set.
+    # A copy's config has ``instance_of`` (the set's id) and ``instance`` (k); the number of
+    # copies is not part of a copy's identity (a reload that only changes it touches no copy).
+    instances: int = field(default=0, compare=False)
+    instance_of: str = ""
+    instance: int = 0
+    restart_mode: str = "rolling"
 
     # Every part of Patrol finds the app's files through these three properties, never by
     # joining paths itself, so the rule below holds everywhere at once.
@@ -147,6 +191,11 @@ class AppConfig:
     def pid_file(self) -> str:
         """The pid file: ``pid-path``, below ``working-directory`` when relative ("" when unset)."""
         return resolve(self.working_directory, self.pid_path) if self.pid_path else ""
+
+    @property
+    def env_file_path(self) -> str:
+        """The env file: ``env-file``, below ``working-directory`` when relative ("" when unset)."""
+        return resolve(self.working_directory, self.env_file) if self.env_file else ""
 
 
 @dataclass(frozen=True)
@@ -219,6 +268,8 @@ class PatrolConfig:
     x: Any = None
     #: (new) where persistent state lives; "" = beside the config file
     state_file: str = ""
+    #: (new) the app whose own exit ends Patrol with its exit code (a container's main process)
+    exit_with: str = ""
     #: the file this was loaded from (for messages and relative defaults)
     source: Path | None = None
 

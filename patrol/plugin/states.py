@@ -23,6 +23,7 @@ class ItemState(enum.StrEnum):
     RESTARTING = "restarting"  # a service's restart command runs
     BACKOFF = "backoff"  # failed quickly: the next start waits (``backoff`` says how long)
     GIVEN_UP = "given-up"  # an app reached its start-limit: no more starts until toggled
+    EXITED = "exited"  # an app ended and its restart policy does not start it again until toggled
     WAITING = "waiting"  # not started yet: for its dependencies (depends-on), or for an app that
     # outlived Patrol to report in (the startup grace); ``last-reason`` says which
     STOPPED = "stopped"
@@ -38,7 +39,8 @@ _LABELS = {ItemState.BACKOFF: "backing off", ItemState.GIVEN_UP: "given up"}
 
 #: the states an app can be in, and a service (as the OpenAPI document lists them)
 APP_STATES = (ItemState.RUNNING, ItemState.READY, ItemState.UNREADY, ItemState.STARTING, ItemState.STOPPING,
-              ItemState.STOPPED, ItemState.WAITING, ItemState.DISABLED, ItemState.BACKOFF, ItemState.GIVEN_UP)
+              ItemState.STOPPED, ItemState.WAITING, ItemState.DISABLED, ItemState.BACKOFF, ItemState.GIVEN_UP,
+              ItemState.EXITED)
 SERVICE_STATES = (ItemState.RUNNING, ItemState.READY, ItemState.UNREADY, ItemState.STARTING, ItemState.STOPPING,
                   ItemState.RESTARTING, ItemState.STOPPED, ItemState.WAITING, ItemState.DISABLED, ItemState.BACKOFF)
 

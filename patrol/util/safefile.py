@@ -160,13 +160,17 @@ def open_for_append(path: str, *, exclusive: bool, mode: int = 0o600, dir_fd: in
     return checked(fd, shown, single_link=True)
 
 
-def open_directory(root: str, relative: str) -> int:
+def open_directory(root: str, relative: str, owner: tuple[int, int] | None = None) -> int:
     """A descriptor of ``root/relative``, made if missing, never through a symlink below
     ``root`` (the configured directory, trusted as written).
 
     A directory below ``root`` swapped for a symlink would otherwise make Patrol, often
-    root, create and rename files wherever it points.
+    root, create and rename files wherever it points. ``owner`` (uid, gid): the
+    directories made here (``root`` itself included) are given to that user.
     """
+    if owner is not None and not os.path.isdir(root):
+        os.makedirs(root, exist_ok=True)
+        os.chown(root, *owner, follow_symlinks=False)
     os.makedirs(root, exist_ok=True)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -175,6 +179,8 @@ def open_directory(root: str, relative: str) -> int:
                 raise OSError(errno.EINVAL, "a path must stay inside its directory", relative)
             try:
                 os.mkdir(part, 0o777, dir_fd=fd)
+                if owner is not None:
+                    os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
             except FileExistsError:
                 pass
             try:

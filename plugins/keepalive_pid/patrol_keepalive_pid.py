@@ -91,6 +91,13 @@ class PidApp(KeepAlive):
         ),
     )
 
+    @classmethod
+    def validate(cls, app: AppConfig) -> list[tuple[str, str]]:
+        if app.instances and "{instance}" not in app.pid_path:
+            return [("pid-path", 'must contain "{instance}" when "instances" is set: each copy of the app '
+                     "writes its own pid file, which tells it from the others")]
+        return []
+
     def __init__(self, app: AppControl) -> None:
         super().__init__(app)
         self._launcher = 0

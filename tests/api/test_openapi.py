@@ -100,11 +100,16 @@ class Recorder:
         return self.http("GET", "/status/")[1]
 
     def collect(self, name: str, body: Any) -> None:
-        if name in ("Answer", "UdpAnswer"):
+        if name == "Answer" and "items" in body:
+            name = "SetAnswer"
+        elif name in ("Answer", "UdpAnswer"):
             name = ("App" if body["group"] == "app" else "Service") + name
         if not isinstance(body, dict):
             return
         self.seen.setdefault(name, set()).update(body)
+        if name == "SetAnswer":
+            for entry in body["items"].values():
+                self.collect("AppStatus", entry)
         if name == "Status":
             for entry in body["apps"].values():
                 self.collect("AppStatus", entry)
@@ -149,6 +154,7 @@ def live_config(patrol: PatrolFactory, tmp_path: Path) -> dict[str, Any]:
                              liveness={"exec": ["true"], "period": 0.2}),
         "notified": patrol.app("notify", binary=str(notifier(tmp_path))),
     }
+    apps["pool"] = patrol.app(1, instances=2)  # a set of instances: items pool-0, pool-1
     for app_id, app in apps.items():
         app["pid-path"] = f"{app_id}.pid"
     (tmp_path / "stale.pid").write_text(f"{os.getpid()}\n")
@@ -173,11 +179,12 @@ def notifier(directory: Path) -> Path:
 def exercise(r: Recorder, pids: list[int]) -> None:
     """Requests of every kind, good and refused, over both transports."""
     p = r.p
+    r.api(id="pool", group="app")  # the set
     wait_for(lambda: {"readiness", "liveness"} <= set(r.status()["apps"]["probed"])
              and "status-text" in r.status()["apps"]["notified"] and "readiness" in r.status()["service"]["watched"],
              15, "the probes' first answers and the notify app's status line")
     for app_id in ("web", "udp", "lazy", "crash", "vault", "flags", "off", "pidpatrol", "pidapp", "stale", "probed",
-                   "notified"):
+                   "notified", "pool-1"):
         r.api(id=app_id, group="app")
         r.api(id=app_id, group="app", secret=SECRET)
         r.http("GET", f"/api/?id={app_id}&group=app&history")
@@ -319,7 +326,7 @@ def test_every_answer_of_a_live_patrol_matches_the_document(patrol, tmp_path, sl
                 missing[name] = sorted(unseen)
     assert not missing, f"documented keys never seen in an answer: {missing}"
     assert {"Status", "AppStatus", "ServiceStatus", "AppAnswer", "ServiceAnswer", "AppUdpAnswer",
-            "ServiceUdpAnswer", "AppRecord", "ServiceRecord", "Errors", "ReloadReport"} <= set(r.seen)
+            "ServiceUdpAnswer", "AppRecord", "ServiceRecord", "Errors", "ReloadReport", "SetAnswer"} <= set(r.seen)
     assert "Traceback" not in p.log() + q.log()
 
 
