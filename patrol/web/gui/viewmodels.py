@@ -141,6 +141,9 @@ def _note(runner: "ItemView") -> str:
     phase = runner.phase
     if phase == ItemState.BACKOFF:
         return f"next start in up to {runner.backoff_delay:g} s; {runner.last_reason}"
+    if phase == ItemState.EXITED:
+        ended = str(runner.last_exit) if runner.last_exit is not None else runner.last_reason
+        return f"{ended}; not restarted (restart: {getattr(runner.config, 'restart', '')})"
     if phase in (ItemState.GIVEN_UP, ItemState.STOPPED, ItemState.WAITING) and runner.last_reason:
         return runner.last_reason
     if runner.state.running and (why := runner.health.note()):
