@@ -30,6 +30,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Sequence
 
+from patrol.cli import scale
 from patrol.cli.address import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, ClientError, base_url, token_of
 from patrol.plugin.states import LIVE_STATES, ItemState
 
@@ -71,6 +72,7 @@ def add_commands(sub: Any) -> None:
     history = sub.add_parser("history", parents=[where, item, secret], help="list the ended instances")
     history.add_argument("--json", action="store_true", help="machine-readable output")
 
+    scale.add_command(sub, where)
     sub.add_parser("reload", parents=[where],
                    help="re-read the config file and apply only what changed (as SIGHUP)")
 
@@ -333,4 +335,5 @@ COMMANDS = {
     "run-once": cmd_toggle,
     "history": cmd_history,
     "ping": cmd_ping,
+    "scale": scale.cmd_scale,
 }
