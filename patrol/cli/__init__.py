@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["auto", "console", "json"], default="auto",
                      help="console on a terminal, JSON lines otherwise (default: auto)")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--init", action="store_true",
+                     help="act as a container's init, as when Patrol is pid 1 (docs/containers.md)")
 
     check = sub.add_parser("check", help="validate a config file; print every problem at once")
     check.add_argument("config")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -82,6 +84,9 @@ def _log_to_stderr() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    init = args.init or os.getpid() == 1
+    if init:
+        _exit_on_early_signals()
     logsetup.setup(args.log_format, args.log_level)
     loaded = _load(args.config)
     if isinstance(loaded, int):
@@ -92,6 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     logger = structlog.get_logger("patrol")
     for line in warnings:
         logger.warning("config", problem=line)
+    if init:
+        logger.info("running as a container's init", pid=os.getpid(), exit_with=config.exit_with or None)
     from patrol.engine.reload import adjust_config
 
     config = adjust_config(config)  # the original's unit-test mode, if asked for
@@ -119,8 +126,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 async def _serve(config: PatrolConfig, plugins: Plugins, store: Store) -> int:
     from patrol.daemon import Daemon
 
-    await Daemon(config, plugins, store=store).run(daemon_signals=True, freeze_heap=True)
-    return EXIT_OK
+    daemon = Daemon(config, plugins, store=store)
+    await daemon.run(daemon_signals=True, freeze_heap=True)
+    return daemon.supervisor.exit_code  # 0, or the exit of the exit-with app
+
+
+def _exit_on_early_signals() -> None:
+    """As a container's init: a stop request that comes before the supervisor handles
+    signals (while plugins and the config load) ends Patrol at once, with nothing
+    started. Pid 1 gets no signal it has no handler for, so without this a ``docker
+    stop`` in that moment would wait for its SIGKILL."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(EXIT_OK)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, leave)
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "plugins": cmd_plugins}
