@@ -142,3 +142,18 @@ def test_toml_says_the_same(tmp_path):
                                                                                         {"nofile": (512, 1024)},
                                                                                         {0, 2})
     assert (pool.instances, pool.restart_mode) == (4, "parallel") and not warnings
+
+
+def test_the_container_examples_config_is_valid():
+    """examples/container/patrol.json as its image's ``patrol check`` reads it (its user
+    ``app`` exists only in the image: a user of this machine stands in for it)."""
+    import json
+    from pathlib import Path
+
+    require_root()
+    document = json.loads((Path(__file__).parents[2] / "examples/container/patrol.json").read_text())
+    for entry in document["apps"].values():
+        entry["user"] = "nobody"
+    config = load_document(document)
+    assert config.exit_with == "web" and config.apps["worker"].instances == 2
+    assert sorted(expand(config.apps["worker"], 2)) == ["worker-0", "worker-1"]
