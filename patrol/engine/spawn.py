@@ -18,7 +18,6 @@ import errno
 import os
 import signal
 import subprocess
-import json
 import sys
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -30,10 +29,9 @@ from patrol.engine.signalling import signal_group
 from patrol.plugin.keepalive import ExitStatus
 from patrol.plugin.model import LIMIT_NAMES, AppConfig, RunAs
 
-#: what the launcher's Python runs: Patrol's own package, nothing from the environment
-_BOOT = ("import sys; sys.path.insert(0, {root!r}); from patrol.engine.launcher import main; main()")
-#: the directory holding the ``patrol`` package this module belongs to
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+#: the launcher, run as a script by Patrol's own Python (``-I -S``: nothing from the
+#: environment or site-packages; it imports the standard library only)
+_LAUNCHER = os.path.abspath(launcher.__file__)
 
 
 @dataclass(frozen=True)
@@ -135,22 +133,20 @@ def spawn(
         return proc
     if status is None:
         raise ValueError("a launch through the launcher needs a LaunchStatus")
-    spec = _spec(settings, status.write_fd)
-    boot = [sys.executable, "-I", "-S", "-c", _BOOT.format(root=_PACKAGE_ROOT), *argv]
-    return subprocess.Popen(boot, env={**env, launcher.SPEC_VARIABLE: json.dumps(spec)}, cwd=cwd, stdin=stdin,
-                            stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True,
-                            pass_fds=(status.write_fd,), umask=-1 if settings.umask is None else settings.umask)
+    boot = [sys.executable, "-I", "-S", _LAUNCHER, *_launcher_arguments(settings, status.write_fd), *argv]
+    return subprocess.Popen(boot, env=dict(env), cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
+                            start_new_session=True, close_fds=True, pass_fds=(status.write_fd,),
+                            umask=-1 if settings.umask is None else settings.umask)
 
 
-def _spec(settings: ProcessSettings, status_fd: int) -> dict[str, object]:
-    limits = {LIMIT_NAMES[name]: list(pair) for name, pair in settings.limits.items()}
+def _launcher_arguments(settings: ProcessSettings, status_fd: int) -> list[str]:
+    limits = {LIMIT_NAMES[name]: pair for name, pair in settings.limits.items()}
     if "RLIMIT_NOFILE" not in limits and (inherited := descriptors.inherited()) is not None:
-        limits["RLIMIT_NOFILE"] = list(inherited)  # what Patrol was started with, as for any child
-    spec: dict[str, object] = {"status": status_fd, "limits": limits, "nice": settings.nice,
-                               "env_file": settings.env_file, "keep": list(settings.keep)}
-    if settings.run_as is not None:
-        spec.update(uid=settings.run_as.uid, gid=settings.run_as.gid, groups=list(settings.run_as.groups))
-    return spec
+        limits["RLIMIT_NOFILE"] = inherited  # what Patrol was started with, as for any child
+    run_as = settings.run_as
+    return launcher.arguments(status_fd, limits=limits, nice=settings.nice, env_file=settings.env_file,
+                              keep=settings.keep, uid=run_as.uid if run_as else None,
+                              gid=run_as.gid if run_as else None, groups=run_as.groups if run_as else ())
 
 
 @dataclass
