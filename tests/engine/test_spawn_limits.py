@@ -23,14 +23,17 @@ def soft_open_files(pid: int) -> int:
     raise AssertionError(f"no open-files limit for pid {pid}")
 
 
-def test_an_app_gets_the_soft_descriptor_limit_patrol_was_started_with(patrol: PatrolFactory) -> None:
+@pytest.mark.parametrize("keys", [{}, {"nice": 1, "limits": {"core": 0}}], ids=["plain", "through-the-launcher"])
+def test_an_app_gets_the_soft_descriptor_limit_patrol_was_started_with(patrol: PatrolFactory, keys) -> None:
+    """Also when other limits or a nice value are set (the launcher sets them): a limit
+    the config does not name is the one Patrol was started with."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     low = 1024
     if hard != resource.RLIM_INFINITY and hard <= low:
         pytest.skip(f"the hard limit ({hard}) leaves Patrol nothing to raise")
     resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))  # inherited by the Patrol started now
     try:
-        p = patrol.start(patrol.config(apps={"a": patrol.app(1)}))
+        p = patrol.start(patrol.config(apps={"a": patrol.app(1, **keys)}))
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     app = p.running_pid("a")
