@@ -66,3 +66,12 @@ def test_always_is_the_default_and_restarts_a_clean_exit(patrol, tmp_path):
     p = patrol.start(patrol.config(apps={"a": policy_app(patrol, tmp_path, "a", 0)}))
     wait_for(lambda: starts(tmp_path / "a") >= 3, 10, "restarts of a clean exit")
     assert p.app("a")["state"] != "exited"
+
+
+def test_on_failure_keeps_the_backoff_and_the_start_limit(patrol, tmp_path):
+    """Failures an on-failure policy restarts count against ``start-limit`` as always:
+    it gives up (``given-up``, not ``exited``) after that many quick failures."""
+    app = policy_app(patrol, tmp_path, "f", 3, restart="on-failure", **{"start-limit": 3, "backoff-reset": 30})
+    p = patrol.start(patrol.config(apps={"f": app}))
+    wait_for(lambda: p.app("f").get("state") == "given-up", 10, "the start limit")
+    assert starts(tmp_path / "f") == 3
