@@ -107,6 +107,17 @@ def test_sigterm_to_pid_1_stops_every_app_and_exits_0_within_the_stop_timeout(pa
     assert closed == {"stubborn": "shutdown", "polite": "shutdown"}, closed
 
 
+def test_sighup_to_pid_1_reloads_the_config(patrol, tmp_path):
+    p = in_namespace(patrol, patrol.config(apps={"a": patrol.app(1)}))
+    init = namespace_init(p)
+    first = p.running_pid("a")
+    p.config["apps"]["b"] = patrol.app(1)
+    p.write_config()
+    os.kill(init, signal.SIGHUP)
+    p.running_pid("b")
+    assert p.app("a")["pid"] == first  # what did not change keeps running
+
+
 def test_as_pid_1_with_exit_with_the_main_apps_exit_code_is_patrols(patrol, tmp_path):
     main = patrol.app(1, binary=script(tmp_path, "main.sh", "#!/bin/sh\nsleep 0.5\nexit 7\n"))
     p = in_namespace(patrol, patrol.config(apps={"main": main, "side": patrol.app(1)}, **{"exit-with": "main"}))
