@@ -52,6 +52,9 @@ class Item:
     status_text: str = ""  # the app's own status line (sd_notify STATUS=)
     probed: bool = False  # it has a readiness or liveness probe
     readiness_source: bool = False  # a probe or its keepalive decides when it is ready
+    #: a copy of a set of instances: the set's id and the copy's number ("" / 0 otherwise)
+    copy_of: str = ""
+    copy: int = 0
 
     @property
     def key(self) -> str:
@@ -124,6 +127,8 @@ def item(runner: "ItemView", wall: float, stats: CpuSampler) -> Item:
         status_text=runner.health.status_text or "",
         probed=runner.config.readiness is not None or getattr(runner.config, "liveness", None) is not None,
         readiness_source=runner.health.has_source,
+        copy_of=getattr(runner.config, "instance_of", ""),
+        copy=getattr(runner.config, "instance", 0),
     )
 
 
