@@ -12,10 +12,13 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
 import signal
 import subprocess
+import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -58,6 +61,18 @@ def system_user() -> Iterator[SystemUser]:
             kill_processes_of(pwd.getpwnam(name).pw_uid)  # userdel refuses a user that still runs something
         for command in reversed(made):  # the user (and its own group) first, then the extra group
             subprocess.run(command, capture_output=True)
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A directory every user may enter (pytest's own are root's alone): for the
+    programs and files of an app that runs as another user."""
+    path = Path(tempfile.mkdtemp(prefix="patrol-public-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def processes_of(uid: int) -> list[int]:

@@ -4,11 +4,6 @@ that names the file and the line, never a crash. With ``user``, it is read as th
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from pathlib import Path
-
-import pytest
 
 from patrol.testing import PatrolFactory, wait_for
 from patrol.testing.users import SystemUser
@@ -57,16 +52,6 @@ def test_a_malformed_line_is_a_start_failure_naming_file_and_line(patrol, tmp_pa
 def test_a_missing_env_file_is_a_start_failure(patrol, tmp_path):
     p = patrol.start(patrol.config(apps={"a": patrol.app(1, **quiet(**{"env-file": "missing.env"}))}))
     assert failure(p, "a") == f"env-file {tmp_path}/missing.env: cannot be read: No such file or directory"
-
-
-@pytest.fixture
-def public_dir():
-    path = Path(tempfile.mkdtemp(prefix="patrol-public-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_with_a_user_the_env_file_is_read_as_that_user(patrol, tmp_path, system_user: SystemUser, public_dir):

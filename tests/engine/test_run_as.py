@@ -7,15 +7,10 @@ each test (``system_user``), and the child's own ``/proc`` entries as the judge.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 from patrol.testing import PatrolFactory, wait_for
 from patrol.testing.users import SystemUser
@@ -25,17 +20,6 @@ REPORT = """#!/bin/sh
 echo "nofile=$(ulimit -n) nice=$(nice) umask=$(umask) home=$HOME user=$USER logname=$LOGNAME shell=$SHELL"
 exec sleep 300
 """
-
-
-@pytest.fixture
-def public_dir() -> Iterator[Path]:
-    """A directory every user may enter (pytest's own are root's alone)."""
-    path = Path(tempfile.mkdtemp(prefix="patrol-public-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def report_app(patrol: PatrolFactory, directory: Path, **keys: object) -> dict[str, object]:
@@ -130,3 +114,26 @@ def test_without_root_patrol_check_refuses_user_naming_the_key(system_user: Syst
                          capture_output=True, text=True, timeout=60, cwd="/", env={**os.environ, "HOME": "/"})
     assert out.returncode == 1, out
     assert f"apps.web.user: needs Patrol to run as root (it runs as uid {system_user.uid})" in out.stderr
+
+
+#: a daemon as ``pid-app`` expects one: it forks away and writes its pid file itself
+DAEMON = """#!/bin/sh
+sleep 300 </dev/null >/dev/null 2>&1 &
+echo $! > "$1"
+"""
+
+
+def test_a_pid_app_that_runs_as_its_user_is_adopted_from_its_pid_file(patrol, system_user: SystemUser,
+                                                                       public_dir):
+    script = public_dir / "daemon.sh"
+    script.write_text(DAEMON)
+    script.chmod(0o755)
+    run = public_dir / "run"  # where the user may write its pid file
+    run.mkdir()
+    os.chown(run, system_user.uid, system_user.gid)
+    app = patrol.app(2, binary=str(script), args=[str(run / "d.pid")], user=system_user.name,
+                     **{"pid-path": str(run / "d.pid")})
+    p = patrol.start(patrol.config(apps={"a": app}))
+    pid = wait_for(lambda: (e := p.app("a")).get("state") == "running" and (run / "d.pid").exists()
+                   and e.get("pid") == int((run / "d.pid").read_text() or 0) and e["pid"], 15, "the daemon adopted")
+    assert proc_status(pid)["Uid"].split()[0] == str(system_user.uid)
