@@ -75,3 +75,43 @@ def test_on_failure_keeps_the_backoff_and_the_start_limit(patrol, tmp_path):
     p = patrol.start(patrol.config(apps={"f": app}))
     wait_for(lambda: p.app("f").get("state") == "given-up", 10, "the start limit")
     assert starts(tmp_path / "f") == 3
+
+
+def test_the_end_a_policy_leaves_is_the_event_app_exited(tmp_path):
+    """Observers (``patrol_trigger``) learn that the app stays ended: ``app.exited``
+    after its ``app.closed``, with the state ``exited`` in its snapshot."""
+    import asyncio
+
+    from patrol import hookimpl
+    from patrol.daemon import Daemon
+    from patrol.plugin.loader import Plugins
+    from patrol.plugin.model import AppConfig, PatrolConfig
+    from patrol.testing import write_testapp
+
+    events: list = []
+
+    class Recorder:
+        @hookimpl
+        def patrol_trigger(self, patrol, event):
+            if event.name.startswith("app."):
+                events.append(event)
+
+    write_testapp(tmp_path)
+    app = AppConfig(id="t", keepalive="pid-patrol", name="T", binary="testapp", working_directory=str(tmp_path),
+                    log_directory="logs", pid_path="t.pid", env=("TESTAPP_EXIT=3",), restart="never")
+    daemon = Daemon(PatrolConfig(apps={"t": app}, services={}), Plugins(plugins=[Recorder()], strict=True))
+
+    async def script() -> None:
+        task = asyncio.create_task(daemon.run(transports=False))
+        deadline = asyncio.get_running_loop().time() + 10
+        while not any(e.name == "app.exited" for e in events):
+            assert asyncio.get_running_loop().time() < deadline, [e.name for e in events]
+            await asyncio.sleep(0.01)
+        daemon.supervisor.request_shutdown()
+        await task
+
+    asyncio.run(script())
+    names = [e.name for e in events if e.name != "app.shutdown"]
+    assert names[-3:] == ["app.started", "app.closed", "app.exited"], names
+    exited = next(e for e in events if e.name == "app.exited")
+    assert exited.snapshot["state"] == "exited" and exited.snapshot["last-exit"] == "exit code 3"
