@@ -239,7 +239,7 @@ def cmd_toggle(client: Client, args: argparse.Namespace) -> int:
         toggle, action = TOGGLES[args.command], args.command
     request = {"id": args.id, "group": args.group, "toggle": toggle}
     before = secured(client, request, args.secret)
-    print(f"{args.group} {before.get('id', args.id)}: {action} requested (it was {before.get('state', 'unknown')})")
+    print(f"{args.group} {before.get('id', args.id)}: {action} requested (it was {scale.state_before(before)})")
     return EXIT_OK
 
 

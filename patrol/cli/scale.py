@@ -40,3 +40,12 @@ def cmd_scale(client: Any, args: argparse.Namespace) -> int:
                           EXIT_REFUSED)
     print(f"{before.get('id', args.id)}: scaling to {args.instances} (it had {before.get('instances', '?')})")
     return EXIT_OK
+
+
+def state_before(before: dict[str, Any]) -> str:
+    """What an answer says the item was: its state, or for a set of instances (whose
+    answer has its copies, not a state) how many copies it had."""
+    items = before.get("items")
+    if isinstance(items, dict):
+        return f"a set of {len(items)} copies"
+    return str(before.get("state", "unknown"))
