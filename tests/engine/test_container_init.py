@@ -114,6 +114,7 @@ def test_sighup_to_pid_1_reloads_the_config(patrol, tmp_path):
     p.config["apps"]["b"] = patrol.app(1)
     p.write_config()
     os.kill(init, signal.SIGHUP)
+    wait_for(lambda: "b" in p.status()["apps"], 10, "the reload")
     p.running_pid("b")
     assert p.app("a")["pid"] == first  # what did not change keeps running
 
