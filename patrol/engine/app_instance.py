@@ -67,7 +67,7 @@ class Instance:
         extra = self._keepalive_environment()
         if isinstance(extra, str):
             return extra
-        settings = ProcessSettings.of(config, keep=[*self.own_variables(), *extra])
+        settings = ProcessSettings.of_app(config, extra=list(extra))
         try:  # without the launcher, Patrol reads the env file (the app runs as Patrol's user)
             env = {**self.environment(env_file=not settings.launcher), **extra}
         except EnvFileError as exc:
@@ -157,11 +157,10 @@ class Instance:
         """The listeners of the run's output (None: Patrol does not read it)."""
         return self.logs.output if self.logs is not None else None
 
-    def own_variables(self) -> list[str]:
-        """The variables an env file must not change: ``env``'s and Patrol's own."""
-        names = [entry.partition("=")[0] for entry in self.runner.config.env]
-        return names + ["PATROL_ID", "PATROL_KEEPALIVE", "PATROL_PID", "PATROL_HTTP", "PATROL_UDP",
-                        "PATROL_INSTANCE", "PATROL_INSTANCES"]
+    def probe_environment(self) -> dict[str, str]:
+        """The environment of a program run on the app's behalf (an ``exec`` probe): the
+        app's, without its env file when the launcher reads that as the app's user."""
+        return self.environment(env_file=not ProcessSettings.of(self.runner.config).launcher)
 
     def _keepalive_number(self) -> int | str:
         keepalive = self.runner.keepalive

@@ -2,8 +2,8 @@
 to run a program for it, and the lines of its output.
 
 A program a probe runs goes through the kernel's one spawn path
-(:func:`patrol.engine.spawn.run_command`): for an app with the app's environment and
-working directory, for a service with Patrol's own environment (as its commands get);
+(:func:`patrol.engine.spawn.run_command`): for an app with the app's environment,
+working directory and process settings (user, limits, nice, umask, env file), for a service with Patrol's own environment (as its commands get);
 in a session of its own, reaped by the one reaper, its whole group killed at the
 timeout or when the check is cancelled. Output listeners belong to the run: they end
 with it.
@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 from patrol.engine.host import Host
 from patrol.engine.item_state import State
 from patrol.engine.output_lines import OutputLines, Subscription
-from patrol.engine.spawn import run_command
+from patrol.engine.spawn import ProcessSettings, run_command
 from patrol.plugin.keepalive import Cancellable
 from patrol.plugin.model import AppConfig, ServiceConfig
 from patrol.plugin.probe import CommandOutcome
@@ -79,9 +79,16 @@ class RunTarget:
     async def run(self, argv: Sequence[str], timeout: float) -> CommandOutcome:
         if not argv:
             return CommandOutcome(None, error="no program to run")
-        env = self.environment() if self.environment is not None else None
-        cwd = self.owner.config.working_directory if isinstance(self.owner.config, AppConfig) else "/"
-        result = await run_command(argv, self.owner.sup.reaper, timeout=timeout, env=env, cwd=cwd)
+        try:
+            env = self.environment() if self.environment is not None else None
+        except Exception as exc:  # noqa: BLE001 - e.g. an env file that became malformed: this check fails
+            return CommandOutcome(None, error=str(exc))
+        config = self.owner.config
+        if isinstance(config, AppConfig):  # as the app runs: its user, limits, nice, umask, env file
+            cwd, settings = config.working_directory, ProcessSettings.of_app(config)
+        else:
+            cwd, settings = "/", None
+        result = await run_command(argv, self.owner.sup.reaper, timeout=timeout, env=env, cwd=cwd, settings=settings)
         return CommandOutcome(result.status, result.output, result.timed_out, result.error)
 
     def watch_output(self, callback: Callable[[str, str], None]) -> Cancellable | None:

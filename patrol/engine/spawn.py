@@ -34,6 +34,11 @@ from patrol.plugin.model import LIMIT_NAMES, AppConfig, RunAs
 _LAUNCHER = os.path.abspath(launcher.__file__)
 
 
+#: the variables Patrol sets in an app's environment (nothing may change them)
+OWN_VARIABLES = ("PATROL_ID", "PATROL_KEEPALIVE", "PATROL_PID", "PATROL_HTTP", "PATROL_UDP", "PATROL_INSTANCE",
+                 "PATROL_INSTANCES")
+
+
 @dataclass(frozen=True)
 class ProcessSettings:
     """Who and with what an app's processes run: from its config, for every process
@@ -54,6 +59,12 @@ class ProcessSettings:
         if settings.launcher:
             return cls(config.run_as, config.umask, config.nice, config.limits, config.env_file_path, tuple(keep))
         return settings
+
+    @classmethod
+    def of_app(cls, config: AppConfig, extra: Sequence[str] = ()) -> "ProcessSettings":
+        """An app's settings, with the variables its env file must not change: ``env``'s,
+        Patrol's own and ``extra`` (what its keepalive adds)."""
+        return cls.of(config, keep=[*(e.partition("=")[0] for e in config.env), *OWN_VARIABLES, *extra])
 
     @property
     def launcher(self) -> bool:
@@ -172,24 +183,32 @@ async def run_command(
     max_output: int = 64 * 1024,
     env: Mapping[str, str] | None = None,
     cwd: str = "/",
+    settings: ProcessSettings | None = None,
 ) -> CommandResult:
     """Run a command without blocking the loop; kill its whole group on timeout (or
     when the caller is cancelled: nothing of it outlives the call).
 
     Output (stdout and stderr together) is captured up to ``max_output`` bytes; the
     rest is counted and dropped so a chatty command cannot exhaust memory.
+    ``settings``: who and with what it runs (an app's, for a program run on its behalf);
+    a step the launcher could not take is the result's ``error``.
     """
     loop = asyncio.get_running_loop()
+    launch = LaunchStatus() if settings is not None and settings.launcher else None
     read_fd, write_fd = os.pipe()
     if env is None:  # Patrol's own environment, without an app marker it may have inherited
         env = {k: v for k, v in os.environ.items() if k != "PATROL_ID"}
     try:
-        proc = spawn(argv, env=env, cwd=cwd, stdout=write_fd, stderr=write_fd)
+        proc = spawn(argv, env=env, cwd=cwd, stdout=write_fd, stderr=write_fd, settings=settings, status=launch)
     except OSError as exc:
         os.close(read_fd)
         os.close(write_fd)
+        if launch is not None:
+            launch.close()
         return CommandResult(list(argv), None, error=f"{exc.strerror or exc}")
     os.close(write_fd)
+    if launch is not None:
+        launch.spawned(loop)
     os.set_blocking(read_fd, False)
     exited: asyncio.Future[ExitStatus] = loop.create_future()
     eof: asyncio.Future[None] = loop.create_future()
@@ -250,7 +269,11 @@ async def run_command(
     output = b"".join(chunks).decode(errors="replace")
     if dropped:
         output += f"\n[... {dropped} more bytes dropped]"
-    return CommandResult(list(argv), exited.result(), output, timed_out)
+    error = ""
+    if launch is not None:
+        error = launch.read()  # written before the launcher exited, if it failed
+        launch.close()
+    return CommandResult(list(argv), exited.result(), output, timed_out, error)
 
 
 def _drain(loop: asyncio.AbstractEventLoop, fd: int) -> None:

@@ -137,3 +137,16 @@ def test_a_pid_app_that_runs_as_its_user_is_adopted_from_its_pid_file(patrol, sy
     pid = wait_for(lambda: (e := p.app("a")).get("state") == "running" and (run / "d.pid").exists()
                    and e.get("pid") == int((run / "d.pid").read_text() or 0) and e["pid"], 15, "the daemon adopted")
     assert proc_status(pid)["Uid"].split()[0] == str(system_user.uid)
+
+
+def test_an_exec_probe_runs_as_the_app_runs(patrol, system_user: SystemUser, public_dir):
+    """A program run on the app's behalf gets the app's user, nice and umask, never
+    Patrol's root: the probe passes only when it does."""
+    check = public_dir / "check.sh"
+    check.write_text(f'#!/bin/sh\n[ "$(id -u)" = "{system_user.uid}" ] && [ "$(nice)" = "5" ] '
+                     '&& [ "$(umask)" = "0027" ]\n')
+    check.chmod(0o755)
+    app = report_app(patrol, public_dir, user=system_user.name, nice=5, umask="027",
+                     readiness={"exec": [str(check)], "period": 0.1})
+    p = patrol.start(patrol.config(apps={"a": app}))
+    wait_for(lambda: p.app("a").get("state") == "ready", 10, f"the probe to pass: {p.app('a')}")
