@@ -85,6 +85,20 @@ def check_sets(report: Report, apps: Mapping[str, AppConfig]) -> None:
                          f"copies are {owner.id}-0 .. {owner.id}-{MAX_INSTANCES - 1}); choose another id")
 
 
+def check_set_dependencies(report: Report, tables: Mapping[str, Mapping[str, Any]]) -> None:
+    """``depends-on`` may not name a set of instances: it has no single state to wait
+    for (and its copies' ids are not the config's). ``tables``: group -> items, with
+    ``depends_on`` already in the ``group/id`` form."""
+    sets = {f"app/{app.id}": app.instances for app in tables.get("app", {}).values() if app.instances}
+    for group, table in tables.items():
+        for item in table.values():
+            for key in item.depends_on:
+                if key in sets:
+                    report.error(child(child(f"{group}s", item.id), "depends-on"),
+                                 f'{key}: names a set of {sets[key]} instances, which has no single state to '
+                                 "wait for: depending on a set is not supported")
+
+
 def copy_id(set_id: str, instance: int) -> str:
     return f"{set_id}-{instance}"
 

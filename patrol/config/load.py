@@ -24,7 +24,7 @@ from patrol.util.gotime import validate_layout
 from patrol.util.safefile import read_small_file
 from patrol.config.access import read_http_access, read_udp_access, warn_unauthenticated_pings
 from patrol.config.depends import check_dependencies
-from patrol.config.instances import check_sets
+from patrol.config.instances import check_set_dependencies, check_sets
 from patrol.config.items import read_app, read_service
 from patrol.plugin.model import (HISTORY, HTTP_LISTEN_DEFAULT, PING_TIMEOUT, TICK_EVERY, UDP_LISTEN_DEFAULT,
                     AppConfig, Listen, PatrolConfig)
@@ -118,6 +118,7 @@ def _read_top(top: Section, methods: Methods) -> PatrolConfig:
     _require_listeners(report, apps, methods.keepalives, advertised)
     warn_unauthenticated_pings(report, apps, methods.keepalives, http)
     check_sets(report, apps)
+    check_set_dependencies(report, {"app": apps, "service": services})
     exit_with = _exit_with(top, apps, {str(k).lower() for k in raw_apps})
     json_timestamp = top.get("json-timestamp", STRING, "")
     if problem := validate_layout(json_timestamp):

@@ -157,3 +157,10 @@ def test_the_container_examples_config_is_valid():
     config = load_document(document)
     assert config.exit_with == "web" and config.apps["worker"].instances == 2
     assert sorted(expand(config.apps["worker"], 2)) == ["worker-0", "worker-1"]
+
+
+def test_depends_on_may_not_name_a_set():
+    errors = errors_of({"apps": {"web": app(instances=2), "api": app(**{"depends-on": {"web": "started"}})}})
+    assert errors == ['config: apps.api.depends-on: app/web: names a set of 2 instances, which has no single state '
+                      "to wait for: depending on a set is not supported"], errors
+    load_document({"apps": {"db": app(), "web": app(instances=2, **{"depends-on": ["db"]})}})  # a set may depend

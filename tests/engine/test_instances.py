@@ -152,3 +152,11 @@ def test_the_clients_instance_bound_is_the_kernels():
     from patrol.config.instances import MAX_INSTANCES
 
     assert CLIENT == MAX_INSTANCES
+
+
+def test_a_set_that_depends_on_an_app_starts_its_copies_after_it(patrol, tmp_path):
+    db = patrol.app(1, **{"pid-path": "db.pid", "log-directory": "dblogs"})
+    p = patrol.start(patrol.config(apps={"db": db, "web": pool(patrol, 2, **{"depends-on": {"db": "started"}})}))
+    copies_ = running(p, "web", 2)
+    assert p.app("db")["state"] == "running" and all(copies_.values())
+    assert p.terminate() == 0  # the stop order knows the copies too
