@@ -64,10 +64,10 @@ class Instance:
         extra = self._keepalive_environment()
         if isinstance(extra, str):
             return extra
-        try:  # the app writes into pipes; Patrol writes (and rotates) the files
+        try:  # the app writes into pipes; Patrol writes (and rotates) the files, made once it runs
             logs = host.logs.open_instance(config, now_ns)
         except OSError as exc:
-            return f"cannot open log files in {config.log_root}: {exc.strerror or exc}"
+            return f"cannot make the output pipes: {exc.strerror or exc}"
         try:
             proc = spawn(self.argv(), env={**self.environment(), **extra}, cwd=config.working_directory,
                          stdout=logs.child_stdout, stderr=logs.child_stderr)

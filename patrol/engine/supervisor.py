@@ -21,7 +21,7 @@ import structlog
 from patrol.engine.app_runner import AppRunner
 from patrol.plugin.model import AppConfig, PatrolConfig, ServiceConfig
 from patrol.engine import descriptors
-from patrol.engine.logpipes import LogRouter
+from patrol.engine.logrouter import LogRouter
 from patrol.engine import procfs
 from patrol.engine.cpu import CpuSampler
 from patrol.engine.depends import Dependencies, start_order
@@ -119,7 +119,7 @@ class Supervisor:
         self.reaper.install()
         # two pipes and two files per app; children get Patrol's original limit back
         descriptors.raise_soft_limit(descriptors.wanted(len(self.apps) + len(self.services)))
-        self.logs = LogRouter(self.loop, lambda: [runner.config for runner in self.apps.values()])
+        self.logs = LogRouter(self.loop, self.config.apps.values(), on_problem=partial(_log_problem, self.apps))
         if self.writer is not None:
             self.writer.start(self.loop)
         if daemon_signals:
@@ -208,7 +208,7 @@ class Supervisor:
                 log.error("stop failed during shutdown", stopping=owner, error=repr(result), exc_info=result)
         for runner in self.runners():
             runner.emit(f"{runner.group}.shutdown")
-        self.logs.close()
+        await self.logs.close()
         if self.writer is not None:
             self.writer.close()  # a last write; what fails now is logged
         self.started = None
@@ -234,6 +234,7 @@ class Supervisor:
                 descriptors.raise_soft_limit(descriptors.wanted(len(new.apps) + len(new.services)))
                 report: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": []}
                 forget = self.writer.forget if self.writer is not None else None
+                self.logs.reindex(new.apps.values())  # before new apps start
                 await apply_table(self.apps, old.apps, new.apps, self._app_runner, "app", report, forget)
                 await apply_table(self.services, old.services, new.services, self._service_runner, "service",
                                   report, forget)
@@ -346,3 +347,11 @@ class Supervisor:
         if self.events is not None and self.events.wanted():
             self.events.emit(name, runner, **extra)
 
+
+def _log_problem(apps: dict[str, AppRunner], app_id: str, message: str | None) -> None:
+    """An app's log file cannot be written (or can again): the app's fault says so."""
+    runner = apps.get(app_id)
+    if runner is None:
+        return
+    if message is not None or (runner.fault_message or "").startswith("cannot write the log file"):
+        runner.control.fault(message)
