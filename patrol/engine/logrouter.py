@@ -73,8 +73,10 @@ class LogRouter:
         self.on_problem = on_problem
 
     def reindex(self, configs: Iterable["AppConfig"]) -> None:
-        """Read the apps' log settings once (at start, and at a reload before new apps start)."""
+        """A reload: read the apps' log settings once (before new apps start), and check
+        every log directory against its limits, which may be new."""
         self.index = LogIndex(configs)
+        self.prune_all()
 
     # -- instances -------------------------------------------------------------------
 
