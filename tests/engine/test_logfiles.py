@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from patrol.web.gui.logs import follow
+from patrol.engine.logread import follow
 from patrol.engine.logfiles import LOG_MODE, RETRY_SECONDS, LogSink
 from patrol.engine.logretention import prune
 from patrol.util.safefile import NotRegularFile, open_for_append, open_for_reading

@@ -25,7 +25,7 @@ from patrol.web.gui import settings
 from patrol.web.gui import viewmodels as views
 from patrol.util.steps import Steps
 from patrol.web.gui.core import JSON, utf8
-from patrol.web.gui.logs import STREAMS, LogDir, Run
+from patrol.engine.logread import STREAMS, LogDir, Run
 from patrol.web.gui.security import safe_next, secure
 
 if TYPE_CHECKING:
