@@ -92,9 +92,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     logger = structlog.get_logger("patrol")
     for line in warnings:
         logger.warning("config", problem=line)
-    from patrol.engine.supervisor import Supervisor
+    from patrol.engine.reload import adjust_config
 
-    config = Supervisor.adjust_config(config)  # the original's unit-test mode, if asked for
+    config = adjust_config(config)  # the original's unit-test mode, if asked for
     import asyncio
     import sqlite3
 

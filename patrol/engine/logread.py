@@ -70,6 +70,7 @@ class Tail:
     offset: int  # where a follow continues (the file size when read)
     truncated: bool  # fewer lines than asked because the byte limit was reached
     inode: int = 0  # the file read (a follow names it, to notice a rotation)
+    data: bytes = b""  # the lines' bytes, as in the file (``offset`` is where they end)
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def tail(path: str, lines: int, max_bytes: int = TAIL_MAX_BYTES) -> Tail:
     else:  # the byte limit was reached: drop the partial line it cut through
         truncated = True
         cut = body.find(b"\n") + 1
-    return Tail(data[cut:].decode("utf-8", "replace"), size, truncated, st.st_ino)
+    return Tail(data[cut:].decode("utf-8", "replace"), size, truncated, st.st_ino, data[cut:])
 
 
 def read_from(path: str, offset: int, limit: int = FOLLOW_CHUNK) -> Chunk:

@@ -131,6 +131,11 @@ class Reader(Protocol):
     def store_error_since(self) -> float | None:
         """Since when it refuses them (wall clock)."""
 
+    @property
+    def log_files_in_use(self) -> Mapping[str, int]:
+        """Log files an instance's output may still go to (path -> its size limit): a
+        reader of an ended instance's file waits for it to be complete before moving on."""
+
     def runners(self) -> Sequence[ItemView]: ...
 
     def find(self, group: str, item_id: str) -> ItemView | None: ...

@@ -14,7 +14,7 @@ import signal
 import time
 import uuid
 from functools import partial
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import structlog
 
@@ -285,10 +285,10 @@ class Supervisor:
             return {"errors": errors}
         return await self.reload(adjust_config(config))
 
-    @staticmethod
-    def adjust_config(config: PatrolConfig) -> PatrolConfig:
-        """Apply run-time overrides (the original's unit-test mode) to a loaded config."""
-        return adjust_config(config)
+    @property
+    def log_files_in_use(self) -> Mapping[str, int]:
+        """Log files an instance's output may still go to (see :class:`Reader`)."""
+        return self.logs.writing if self.logs is not None else {}
 
     # -- runners ---------------------------------------------------------------------
 
