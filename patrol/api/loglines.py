@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from patrol.engine.readside import AppView
 
 DEFAULT_LINES = 20
-STREAMS = ("stdout", "stderr")
+STREAMS = ("stdout", "stderr", "both")
 FIELDS = {"id": str, "group": str, "stream": str, "lines": int, "cursor": str, "secret": str}
 #: files one request moves through at most (instances that ended with nothing to read)
 MAX_HOPS = 8
@@ -90,9 +90,11 @@ def parse(request: Any) -> LogRequest | list[str]:
         problems.append("id: the app's id is required")
     if request.get("group", "app").lower() not in ("app", "apps"):
         problems.append("group: only apps have logs")
-    stream = request.get("stream", "stdout")
+    stream = request.get("stream", "both")
     if stream not in STREAMS:
         problems.append(f"stream: must be one of {', '.join(STREAMS)}")
+    elif stream == "both" and "cursor" in request:
+        problems.append("cursor: follow each stream with its own cursor (stream stdout or stderr)")
     lines = request.get("lines", DEFAULT_LINES)
     if not 0 <= lines <= MAX_LINES:
         problems.append(f"lines: must be from 0 to {MAX_LINES}")
@@ -130,16 +132,42 @@ class Source:
     root: str
     files: tuple[str, ...]  # the stream's file of each instance, oldest first (absolute)
     writing: Mapping[str, int]  # files some instance may still write to (the router's, replaced whole)
+    stream: str = "stdout"  # stdout, stderr or stdmerge
 
 
-def source(app: "AppView", stream: str, writing: Mapping[str, int]) -> Source:
+def sources(app: "AppView", stream: str, writing: Mapping[str, int]) -> list[Source]:
+    """One source per stream asked for (``both`` of an app with std-merge: its one file)."""
     paths = [record.log for record in app.state.history if record.log]
     current = app.state.started_log
     if current is not None and current.stdout:
         paths.append(current.stdout)
-    if stream == "stderr":
-        paths = [_stderr_of(p) for p in paths]
-    return Source(app.config.log_root, tuple(dict.fromkeys(paths)), writing)
+    root = app.config.log_root
+    if app.config.std_merge or (current is not None and current.merged):
+        return [Source(root, tuple(dict.fromkeys(paths)), writing, "stdmerge")]
+    found = []
+    for name in (("stdout", "stderr") if stream == "both" else (stream,)):
+        files = paths if name == "stdout" else [_stderr_of(p) for p in paths]
+        found.append(Source(root, tuple(dict.fromkeys(files)), writing, name))
+    return found
+
+
+def read_both(out: Source, err: Source, runs: list[tuple[str, int]], count: int) -> dict[str, Any]:
+    """The last ``count`` lines of stdout and stderr together, in the order their lines
+    arrived as far as Patrol saw it (``runs``: see the engine's OutputOrder); lines older
+    than what it remembers come stdout first. Then a cursor for each stream."""
+    tails = {s.stream: _tail(LogDir(s.root), s, count) for s in (out, err)}
+    left = {name: list(answer["lines"]) for name, answer in tails.items()}
+    newest: list[tuple[str, str]] = []
+    for stream, lines in reversed(runs):
+        source = left.get(stream, [])
+        taken = source[len(source) - min(lines, len(source)):]
+        del source[len(source) - len(taken):]
+        newest[:0] = [(stream, line) for line in taken]
+    merged = [(name, line) for name in ("stdout", "stderr") for line in left[name]] + newest
+    merged = merged[len(merged) - count:] if count else []
+    return {"lines": [line for _, line in merged], "streams": [name for name, _ in merged],
+            "cursors": {name: answer["cursor"] for name, answer in tails.items()},
+            "files": {name: answer["file"] for name, answer in tails.items()}, "more": False, "lost": False}
 
 
 def _stderr_of(stdout: str) -> str:

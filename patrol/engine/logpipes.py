@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections import deque
 from typing import Callable
 
 import structlog
@@ -39,6 +40,8 @@ PIPE_SIZE = 1024 * 1024
 #: one read, and the most reads per wake-up (so one chatty app cannot starve the others)
 READ_SIZE = 64 * 1024
 READS_PER_WAKEUP = 4
+#: runs of lines of one stream remembered per instance (see OutputOrder)
+ORDER_RUNS = 4096
 
 _pipe_size_warned = False
 
@@ -101,6 +104,7 @@ class LogStream:
         self.inode = os.fstat(fd).st_ino
         #: told every chunk read, on the loop, right after the read (the run's output listeners)
         self.on_data: Callable[[str, bytes], None] | None = None
+        self.order: OutputOrder | None = None  # the instance's, shared by its streams
 
     @property
     def sink(self) -> LogSink:
@@ -119,9 +123,44 @@ class LogStream:
             if not data:
                 return False
             self.file.write(data)
+            if self.order is not None:
+                self.order.saw(self.name, data.count(b"\n"))
             if self.on_data is not None:
                 self.on_data(self.name, data)
         return True
+
+
+class OutputOrder:
+    """In which order an instance's lines arrived, stream by stream, as far back as
+    :data:`ORDER_RUNS` runs of one stream: separate files keep no common order, so
+    ``patrol logs`` merges the last lines of stdout and stderr by this.
+
+    A line counts where its newline arrived (the loop's reads of the two pipes are the
+    finest order Patrol sees). Kept in memory only, for the last instance of each app.
+    """
+
+    def __init__(self) -> None:
+        self.runs: deque[tuple[str, int]] = deque(maxlen=ORDER_RUNS)
+
+    def saw(self, stream: str, lines: int) -> None:
+        if not lines:
+            return
+        runs = self.runs
+        if runs and runs[-1][0] == stream:
+            runs[-1] = (stream, runs[-1][1] + lines)
+        else:
+            runs.append((stream, lines))
+
+    def last(self, count: int) -> list[tuple[str, int]]:
+        """The runs of the last ``count`` lines, oldest first (fewer when not known)."""
+        found: list[tuple[str, int]] = []
+        for stream, lines in reversed(self.runs):
+            if count <= 0:
+                break
+            found.append((stream, min(lines, count)))
+            count -= lines
+        found.reverse()
+        return found
 
 
 class InstanceLogs:

@@ -24,8 +24,8 @@ from patrol.engine.item_state import LogFiles
 from patrol.engine.logcompress import compress_generation
 from patrol.engine.logfiles import LogSink, log_paths
 from patrol.engine.logindex import LogIndex
-from patrol.engine.logpipes import PIPE_SIZE, READ_SIZE, READS_PER_WAKEUP, InstanceLogs, LogStream, find_pipe, \
-    make_pipe, stream_paths
+from patrol.engine.logpipes import PIPE_SIZE, READ_SIZE, READS_PER_WAKEUP, InstanceLogs, LogStream, OutputOrder, \
+    find_pipe, make_pipe, stream_paths
 from patrol.engine.logretention import Pruned, prune
 from patrol.engine.logwriter import LogWriter, QueuedFile
 
@@ -63,6 +63,8 @@ class LogRouter:
         #: counted at that size (read by the pruning thread, changed on the loop; replaced
         #: whole, never changed in place, so the thread reads a consistent copy)
         self.writing: Mapping[str, int] = {}
+        #: app id -> the order its last instance's lines arrived in (see OutputOrder)
+        self.orders: dict[str, OutputOrder] = {}
         self._pruner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="patrol-log-prune")
         self._pruning: dict[str, Future[Pruned]] = {}
         self._last_prune: dict[str, float] = {}
@@ -133,7 +135,9 @@ class LogRouter:
 
     def _attach(self, instance: InstanceLogs, *, create: bool) -> None:
         writing = dict(self.writing)
+        order = self.orders[instance.app_id] = OutputOrder()
         for stream in instance.streams:
+            stream.order = order
             writing[stream.sink.path] = stream.sink.max_bytes
             if create:
                 stream.file.call(partial(_create, self.index.link_name(instance.app_id, stream.name)))
@@ -169,6 +173,11 @@ class LogRouter:
     def _closed(self, root: str, path: str) -> None:
         self.writing = {k: v for k, v in self.writing.items() if k != path}
         self.prune_soon(root)
+
+    def order(self, app_id: str, lines: int) -> list[tuple[str, int]]:
+        """How the last ``lines`` lines of the app's last instance interleave (OutputOrder)."""
+        order = self.orders.get(app_id)
+        return order.last(lines) if order is not None else []
 
     def is_writing(self, path: str) -> bool:
         """Is ``path`` a file some instance's output may still go to? (A follower reads an

@@ -14,7 +14,7 @@ import signal
 import time
 import uuid
 from functools import partial
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, TypeVar
 
 import structlog
 
@@ -286,9 +286,9 @@ class Supervisor:
         return await self.reload(adjust_config(config))
 
     @property
-    def log_files_in_use(self) -> Mapping[str, int]:
-        """Log files an instance's output may still go to (see :class:`Reader`)."""
-        return self.logs.writing if self.logs is not None else {}
+    def log_output(self) -> LogRouter:
+        """The apps' output beyond the files (see :class:`patrol.engine.readside.Reader`)."""
+        return self.logs
 
     # -- runners ---------------------------------------------------------------------
 

@@ -67,16 +67,21 @@ class LogLines:
             if not sees_private(app, proven=proven):
                 return _errors(403, "secret: this app's logs need its secret (Secret Invalid)" if req.secret
                                else "secret: this app's logs need its secret")
-        src = loglines.source(app, req.stream, self.reader.log_files_in_use)
-        future = asyncio.get_running_loop().run_in_executor(self._threads, loglines.read, src, req)
+        output = self.reader.log_output
+        found = loglines.sources(app, req.stream, output.writing)
+        loop = asyncio.get_running_loop()
+        if len(found) == 2:
+            future = loop.run_in_executor(self._threads, loglines.read_both, found[0], found[1],
+                                          output.order(app.id, req.lines), req.lines)
+        else:
+            future = loop.run_in_executor(self._threads, loglines.read, found[0], req)
         try:
             answer = await asyncio.wait_for(future, FILE_TIMEOUT)
         except asyncio.TimeoutError:
             return _errors(503, f"the log directory did not answer within {FILE_TIMEOUT:g} s")
         except OSError as exc:
             return _errors(404, f"cannot read the log: {exc.strerror or exc}")
-        merged = app.config.std_merge
-        answer = {"id": app.id, "stream": "stdmerge" if merged else req.stream, **answer}
+        answer = {"id": app.id, "stream": found[0].stream if len(found) == 1 else "both", **answer}
         return Response(dumps(answer), 200, media_type="application/json; charset=utf-8")
 
 
