@@ -22,6 +22,7 @@ from patrol.engine.item_state import TOGGLES, HistoryRecord
 from patrol.plugin.states import ItemState
 from patrol.util.steps import Chunks, Steps
 from patrol.util.gotime import format_time
+from patrol.api.details import app_details
 from patrol.api.visibility import visible_keyvalue
 from patrol.api.wire import (GROUPS, MAX_KEYVALUE_BYTES, Response, empty, error, omit_empty, pretty, signal_name,
                              validate_request)
@@ -261,6 +262,8 @@ class Api:
         if st.started is not None:  # kept even when 0: "known and zero" is not "unknown"
             body["uptime"] = round(max(0.0, self.patrol.wall() - st.started), 1)
         body.update(self.health_fields(runner))
+        if ids and stats and is_app:  # a request about this app (not a ping): what a person looks for
+            body.update(app_details(runner, proven=proven))
         if stats and is_app and st.pid:
             usage = self.patrol.cpu.usage(st.pid)
             if usage is not None:

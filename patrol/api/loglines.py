@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 DEFAULT_LINES = 20
 STREAMS = ("stdout", "stderr", "both")
-FIELDS = {"id": str, "group": str, "stream": str, "lines": int, "cursor": str, "secret": str}
+FIELDS = {"id": str, "group": str, "stream": str, "lines": int, "cursor": str, "since": float, "secret": str}
 #: files one request moves through at most (instances that ended with nothing to read)
 MAX_HOPS = 8
 _NS = re.compile(r"(\d{1,20})\.(?:stdout|stderr|stdmerge)\.log$")
@@ -71,6 +71,7 @@ class LogRequest:
     lines: int
     cursor: Cursor | None
     secret: str
+    since: float | None = None  # Unix seconds: from the start of the instance running then
 
 
 def parse(request: Any) -> LogRequest | list[str]:
@@ -82,8 +83,8 @@ def parse(request: Any) -> LogRequest | list[str]:
         kind = FIELDS.get(key)
         if kind is None:
             problems.append(f"{str(key)[:40]}: unknown field (known: {', '.join(FIELDS)})")
-        elif type(value) is not kind:
-            problems.append(f"{key}: must be {'a string' if kind is str else 'an integer'}")
+        elif type(value) is not kind and not (kind is float and type(value) is int):
+            problems.append(f"{key}: must be {'a string' if kind is str else 'a number' if kind is float else 'an integer'}")
     if problems:
         return problems
     if not request.get("id"):
@@ -98,6 +99,11 @@ def parse(request: Any) -> LogRequest | list[str]:
     lines = request.get("lines", DEFAULT_LINES)
     if not 0 <= lines <= MAX_LINES:
         problems.append(f"lines: must be from 0 to {MAX_LINES}")
+    since = request.get("since")
+    if since is not None and not 0 <= since < 2**33:
+        problems.append("since: must be a time in Unix seconds")
+    if since is not None and (stream == "both" or "cursor" in request):
+        problems.append("since: give it with one stream (stdout or stderr) and no cursor")
     cursor = None
     if "cursor" in request:
         cursor = Cursor.decode(request["cursor"])
@@ -105,7 +111,8 @@ def parse(request: Any) -> LogRequest | list[str]:
             problems.append("cursor: not a cursor an answer gave")
     if problems:
         return problems
-    return LogRequest(request["id"].lower(), stream, lines, cursor, request.get("secret", ""))
+    return LogRequest(request["id"].lower(), stream, lines, cursor, request.get("secret", ""),
+                      float(since) if since is not None else None)
 
 
 def from_query(items: list[tuple[str, str]]) -> dict[str, Any] | list[str]:
@@ -116,9 +123,9 @@ def from_query(items: list[tuple[str, str]]) -> dict[str, Any] | list[str]:
             return ["secret: send it in a POST body, never in a URL"]
         if key in request:
             return [f"{key[:40]}: given more than once"]
-        if key == "lines":
-            if not (value.isascii() and value.isdigit()) or len(value) > 6:
-                return ["lines: must be a whole number"]
+        if key in ("lines", "since"):
+            if not (value.isascii() and value.isdigit()) or len(value) > 12:
+                return [f"{key}: must be a whole number"]
             request[key] = int(value)
         else:
             request[key] = value
@@ -177,9 +184,11 @@ def _stderr_of(stdout: str) -> str:
 def read(src: Source, req: LogRequest) -> dict[str, Any]:
     """The answer's lines and cursor (in a worker thread: it reads files)."""
     logdir = LogDir(src.root)
-    if req.cursor is None:
+    if req.cursor is None and req.since is None:
         return _tail(logdir, src, req.lines)
-    cursor, lines, lost, budget = req.cursor, [], False, FOLLOW_CHUNK
+    cursor = req.cursor or _since(logdir, src, req.since or 0.0)
+    lines: list[str] = []
+    lost, budget = False, FOLLOW_CHUNK
     open_files = {logdir.relative(path) for path in src.files if path in src.writing}
     for _ in range(MAX_HOPS):
         if not cursor.file:
@@ -227,6 +236,22 @@ def _tail(logdir: LogDir, src: Source, count: int) -> dict[str, Any]:
         data = data[:keep]
     lines = data.decode("utf-8", "replace").splitlines()[-count:] if count else []
     return _answer(lines, Cursor(relative, found.inode, offset), False, more=False)
+
+
+def _since(logdir: LogDir, src: Source, since: float) -> Cursor:
+    """The start of the instance that was running at ``since`` (the newest started before
+    it), or of the first one started after it. Files keep no time per line."""
+    start = int(since * 1e9)
+    chosen = ""
+    for path in src.files:
+        relative = logdir.relative(path)
+        if relative is None:
+            continue
+        if _ns(relative) <= start or not chosen:
+            chosen = relative
+        if _ns(relative) > start:
+            break
+    return Cursor(chosen, 0, 0) if chosen else Cursor("", 0, 0)
 
 
 def _next_file(logdir: LogDir, src: Source, after: str | None) -> Cursor | None:

@@ -71,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "completion":
+        from patrol.cli.completion import cmd_completion
+
+        return cmd_completion(parser, args.shell)
     if args.command in SERVER_COMMANDS:
         from patrol.cli import server
 
