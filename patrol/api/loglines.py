@@ -20,10 +20,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
+from patrol.engine.logfiles import generations
 from patrol.engine.logread import FOLLOW_CHUNK, MAX_LINES, LogDir, follow, tail
 
 if TYPE_CHECKING:
@@ -34,6 +37,8 @@ STREAMS = ("stdout", "stderr", "both")
 FIELDS = {"id": str, "group": str, "stream": str, "lines": int, "cursor": str, "since": float, "secret": str}
 #: files one request moves through at most (instances that ended with nothing to read)
 MAX_HOPS = 8
+#: rotated generations looked at for the start of an instance's output (log-max-files is at most 100)
+MAX_GENERATIONS = 100
 _NS = re.compile(r"(\d{1,20})\.(?:stdout|stderr|stdmerge)\.log$")
 
 
@@ -171,7 +176,7 @@ def read_both(out: Source, err: Source, runs: list[tuple[str, int]], count: int)
         del source[len(source) - len(taken):]
         newest[:0] = [(stream, line) for line in taken]
     merged = [(name, line) for name in ("stdout", "stderr") for line in left[name]] + newest
-    merged = merged[len(merged) - count:] if count else []
+    merged = merged[max(0, len(merged) - count):] if count else []
     return {"lines": [line for _, line in merged], "streams": [name for name, _ in merged],
             "cursors": {name: answer["cursor"] for name, answer in tails.items()},
             "files": {name: answer["file"] for name, answer in tails.items()}, "more": False, "lost": False}
@@ -251,17 +256,34 @@ def _since(logdir: LogDir, src: Source, since: float) -> Cursor:
             chosen = relative
         if _ns(relative) > start:
             break
-    return Cursor(chosen, 0, 0) if chosen else Cursor("", 0, 0)
+    return _beginning(logdir, chosen) if chosen else Cursor("", 0, 0)
 
 
 def _next_file(logdir: LogDir, src: Source, after: str | None) -> Cursor | None:
-    """The first instance file newer than ``after`` (by the start time in its name)."""
+    """The start of the first instance file newer than ``after`` (by the start time in
+    its name)."""
     start = _ns(after) if after else -1
     for path in src.files:
         relative = logdir.relative(path)
         if relative is not None and _ns(relative) > start:
-            return Cursor(relative, 0, 0)
+            return _beginning(logdir, relative)
     return None
+
+
+def _beginning(logdir: LogDir, relative: str) -> Cursor:
+    """Where an instance's output begins: its oldest generation still there (the file may
+    have been rotated before the reader got to it), else the file itself."""
+    path = logdir.resolve(relative)
+    if path is None:
+        return Cursor(relative, 0, 0)  # not made yet: whatever comes first at that name
+    for candidate in reversed([path, *generations(path, MAX_GENERATIONS)]):  # oldest first
+        try:
+            st = os.lstat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            return Cursor(relative, st.st_ino, 0)
+    return Cursor(relative, 0, 0)
 
 
 def _ns(path: str) -> int:
