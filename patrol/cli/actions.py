@@ -36,6 +36,7 @@ def cmd_action(client: Client, args: argparse.Namespace) -> int:
     else:
         toggle = TOGGLES[action]
     targets = resolve(client.status(), args.names, args.group)
+    asked = time.monotonic()  # outcomes say how long they took from the request on
     before: dict[tuple[str, str], dict[str, Any]] = {}
     for target in targets:
         body = secured(client, {"id": target.id, "group": target.group, "toggle": toggle}, args.secret)
@@ -44,12 +45,11 @@ def cmd_action(client: Client, args: argparse.Namespace) -> int:
             print(f"{target.id}: {action} requested (it was {body.get('state', 'unknown')})")
     if args.no_wait or toggle in (RUN_ONCE_ON, RUN_ONCE_OFF):
         return EXIT_OK
-    return wait(client, targets, action, before, args.timeout or WAIT)
+    return wait(client, targets, action, before, args.timeout or WAIT, asked)
 
 
 def wait(client: Client, targets: list[Target], action: str, before: dict[tuple[str, str], dict[str, Any]],
-         timeout: float) -> int:
-    started = time.monotonic()
+         timeout: float, started: float) -> int:
     outcomes: dict[tuple[str, str], str] = {}
     failed: dict[tuple[str, str], str] = {}
     entries: dict[tuple[str, str], dict[str, Any]] = {}
