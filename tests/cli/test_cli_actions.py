@@ -49,7 +49,7 @@ def test_stop_several_ids_and_a_glob_waits_and_says_each_outcome_then_restart_al
 
 
 def test_a_stop_that_cannot_complete_in_the_timeout_exits_1_and_says_why(patrol: PatrolFactory) -> None:
-    stubborn = patrol.app(1, env=["TESTAPP_IGNORE=SIGUSR1"], **{"stop-timeout": 2})
+    stubborn = patrol.app(1, env=["TESTAPP_IGNORE=SIGUSR1"], **{"stop-timeout": 1})
     p = patrol.start(patrol.config(apps={"stubborn": stubborn}))
     pid = p.running_pid("stubborn")
     late = patrol_cli("stop", "stubborn", "--timeout", "0.5", p=p)
@@ -62,7 +62,7 @@ def test_a_stop_that_cannot_complete_in_the_timeout_exits_1_and_says_why(patrol:
     assert again.returncode == 0, again.stdout + again.stderr
     p.running_pid("stubborn", other_than=pid, ready=True)  # its handlers are in place: SIGUSR1 is ignored
     killed = patrol_cli("stop", "stubborn", p=p)
-    assert killed.returncode == 0 and re.fullmatch(r"stubborn: stopped \(SIGKILL after 2\.\d s\)\n", killed.stdout), \
+    assert killed.returncode == 0 and re.fullmatch(r"stubborn: stopped \(SIGKILL after 1\.\d s\)\n", killed.stdout), \
         killed.stdout
     no_wait = patrol_cli("start", "stubborn", "--no-wait", p=p)
     assert no_wait.stdout == "stubborn: enable requested (it was disabled)\n"
@@ -142,3 +142,34 @@ def test_bash_completion_completes_commands_and_ids_from_the_running_patrol(patr
     assert complete("logs", "--std") == ["--stderr", "--stdout"]
     p.terminate()
     assert complete("restart", "w") == []  # Patrol gone: nothing, silently
+
+
+def test_an_id_in_both_groups_needs_group_and_start_stop_are_in_help(patrol: PatrolFactory) -> None:
+    script = patrol.tmp_path / "fake-service"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    services = {"dup": {"management": 1, "service": "dup", "name": "Dup service", "service-command": str(script)}}
+    p = patrol.start(patrol.config(apps={"dup": patrol.app(1, name="Dup app")}, services=services))
+    pid = p.running_pid("dup")
+    both = patrol_cli("restart", "dup", p=p)
+    assert both.returncode == 1 and "give --group app or --group service" in both.stderr
+    assert p.app("dup")["pid"] == pid  # nothing was done
+    detail = patrol_cli("status", "dup", "--group", "app", p=p)
+    assert detail.returncode == 0 and detail.stdout.startswith("● dup - Dup app (app)\n")
+    restarted = patrol_cli("restart", "dup", "--group", "app", p=p)
+    assert restarted.returncode == 0 and restarted.stdout == f"dup: restarted (pid {p.app('dup')['pid']})\n"
+    usage = patrol_cli("--help", p=p).stdout
+    assert "enable (start)" in usage and "disable (stop)" in usage, usage
+
+
+def test_zsh_and_fish_scripts_name_every_command_and_ask_patrol_for_ids() -> None:
+    """(zsh and fish are not installed here: their scripts are checked as text.)"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
+    run = [sys.executable, "-m", "patrol", "completion"]
+    zsh = subprocess.run([*run, "zsh"], capture_output=True, text=True, env=env, timeout=30).stdout
+    fish = subprocess.run([*run, "fish"], capture_output=True, text=True, env=env, timeout=30).stdout
+    for command in ("logs", "start", "stop", "restart", "reload", "completion"):
+        assert re.search(rf"\b{command}\b", zsh.split("\n", 8)[6]) and f" {command}" in fish.split("\n", 3)[2]
+    assert zsh.startswith("#compdef patrol\n") and "patrol _ids" in zsh and "(command patrol _ids 2>/dev/null)" in fish
+    wrong = subprocess.run([*run, "tcsh"], capture_output=True, text=True, env=env, timeout=30)
+    assert wrong.returncode == 2 and "invalid choice" in wrong.stderr

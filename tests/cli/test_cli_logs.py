@@ -163,3 +163,10 @@ def test_logs_f_of_every_app_prefixes_ids_with_a_token_from_a_file(patrol, tmp_p
     finally:
         follower.stop()
     assert all(re.match(r"(alpha|beta)( stderr)?\s+\| ", line) for line in follower.lines), follower.lines[:5]
+    # the reader goes away: the follower ends (no hang), quietly (no traceback)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
+    env["PATROL_URL"] = f"http://{p.http}"
+    piped = subprocess.run(f'"{sys.executable}" -m patrol logs -f --token-file "{token}" alpha | head -n 3; '
+                           'echo "status ${PIPESTATUS[0]}" >&2', shell=True, executable="/bin/bash",
+                           capture_output=True, text=True, env=env, timeout=30)
+    assert len(piped.stdout.splitlines()) == 3 and piped.stderr == "status 141\n", piped.stderr
