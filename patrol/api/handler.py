@@ -262,8 +262,8 @@ class Api:
         if st.started is not None:  # kept even when 0: "known and zero" is not "unknown"
             body["uptime"] = round(max(0.0, self.patrol.wall() - st.started), 1)
         body.update(self.health_fields(runner))
-        if ids and stats and is_app:  # a request about this app (not a ping): what a person looks for
-            body.update(app_details(runner, proven=proven))
+        if ids and stats and is_app and history:  # a request about this app (not a ping) over HTTP (a UDP
+            body.update(app_details(runner, proven=proven))  # datagram stays small): what a person looks for
         if stats and is_app and st.pid:
             usage = self.patrol.cpu.usage(st.pid)
             if usage is not None:
