@@ -58,6 +58,8 @@ class LogRouter:
         self.prune_interval = prune_interval
         self.retention_every = retention_every
         self.streams: set[LogStream] = set()
+        #: files of ended streams whose last writes and close are still queued (a shutdown waits for them too)
+        self._finishing: set[QueuedFile] = set()
         self._owner: dict[LogStream, InstanceLogs] = {}
         #: files being written -> the size they may reach (log-max-bytes): never pruned, and
         #: counted at that size (read by the pruning thread, changed on the loop; replaced
@@ -161,6 +163,7 @@ class LogRouter:
         self.streams.discard(stream)
         instance = self._owner.pop(stream)
         instance.output.end(stream.name)
+        self._finishing.add(stream.file)
         stream.file.call(partial(self._close_file, instance, stream.file))
 
     def _close_file(self, instance: InstanceLogs, queued: QueuedFile, sink: LogSink) -> None:
@@ -168,9 +171,10 @@ class LogRouter:
         sink.close()
         if queued.dropped:
             log.warning("log output was dropped", app=instance.app_id, file=sink.path, dropped_bytes=queued.dropped)
-        self._to_loop(self._closed, instance.root, sink.path)
+        self._to_loop(self._closed, instance.root, sink.path, queued)
 
-    def _closed(self, root: str, path: str) -> None:
+    def _closed(self, root: str, path: str, queued: QueuedFile) -> None:
+        self._finishing.discard(queued)
         self.writing = {k: v for k, v in self.writing.items() if k != path}
         self.prune_soon(root)
 
@@ -268,7 +272,7 @@ class LogRouter:
         for handle in [self._retention, *self._again.values()]:
             if handle is not None:
                 handle.cancel()
-        files = [stream.file for stream in self.streams]
+        files = [stream.file for stream in self.streams] + list(self._finishing)
         for stream in list(self.streams):
             stream.read_some(2 * PIPE_SIZE // READ_SIZE)
             self._end(stream)

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from patrol.engine.logfiles import LogSink
@@ -42,9 +43,11 @@ def test_a_hung_disk_holds_the_writer_never_the_loop_and_what_is_kept_is_in_orde
         stream.file.limit = 256 * 1024
         real_write = stream.sink.write
 
-        def hung_write(data: bytes) -> None:  # the disk hangs on the first write
-            stuck.set()
-            release.wait(60)
+        def hung_write(data: bytes) -> None:  # the disk hangs on the first write, and comes back slowly
+            if not stuck.is_set():
+                stuck.set()
+                release.wait(60)
+                time.sleep(0.3)  # (the shutdown must wait for this file, though its stream has ended)
             real_write(data)
 
         stream.sink.write = hung_write  # type: ignore[method-assign]  # the hung disk, see the docstring
