@@ -117,13 +117,17 @@ def test_logs_f_follows_restarts_and_rotation_with_every_line_once(patrol):
     pid = p.running_pid("c")
     follower = Follower("c", "--stdout", "-n", "0", url=p.http)
     try:
-        for _ in range(2):
+        for how in ("restart", "kill"):
             wait_for(lambda: count(patrol, "c") > 0 and follower.lines, 15, "lines followed")
             seen = count(patrol, "c")
             wait_for(lambda: count(patrol, "c") > seen + 300, 15, "the app writing on")  # 30 KB: rotated
-            p.api(id="c", group="app", toggle=3)  # restart: SIGUSR2, the app ends its line and exits
+            if how == "restart":
+                p.api(id="c", group="app", toggle=3)  # SIGUSR2: the app ends its line and exits
+            else:
+                os.kill(pid, signal.SIGTERM)  # killed from outside: it ends its line and exits; Patrol restarts it
             pid = p.running_pid("c", other_than=pid)
-        wait_for(lambda: count(patrol, "c") > 3000, 30, "more lines after the second restart")
+        seen = count(patrol, "c")
+        wait_for(lambda: count(patrol, "c") > seen + 300, 30, "more lines after the second restart")
         p.api(id="c", group="app", toggle=2)  # stop it: the last number is final
         wait_for(lambda: p.app("c").get("state") == "disabled", 15, "the app stopped")
         last = count(patrol, "c")
@@ -170,3 +174,20 @@ def test_logs_f_of_every_app_prefixes_ids_with_a_token_from_a_file(patrol, tmp_p
                            'echo "status ${PIPESTATUS[0]}" >&2', shell=True, executable="/bin/bash",
                            capture_output=True, text=True, env=env, timeout=30)
     assert len(piped.stdout.splitlines()) == 3 and piped.stderr == "status 141\n", piped.stderr
+
+
+def test_logs_since_reads_from_the_instance_running_then_across_restarts(patrol):
+    p = patrol.start(patrol.config(apps={"app": patrol.app(1)}))
+    first = p.running_pid("app", ready=True)
+    p.api(id="app", group="app", toggle=3)
+    second = p.running_pid("app", other_than=first, ready=True)
+    result = patrol_cli("logs", "app", "--stdout", "--since", "1h", url=p.http)
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if "started" in line] == [
+        f"testapp app started, pid {first}, keepalive 1", f"testapp app started, pid {second}, keepalive 1"]
+    now = patrol_cli("logs", "app", "--stdout", "-n", "1", url=p.http)
+    assert now.stdout == f"testapp app started, pid {second}, keepalive 1\n"  # the current instance only
+    wrong = patrol_cli("logs", "app", "--since", "yesterday-ish", url=p.http)
+    assert wrong.returncode == 2 and "must be like 10m, 2h, 1d" in wrong.stderr
+    missing = patrol_cli("logs", "nope", url=p.http)
+    assert missing.returncode == 1 and "unknown app: nope" in missing.stderr
