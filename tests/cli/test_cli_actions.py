@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +174,27 @@ def test_zsh_and_fish_scripts_name_every_command_and_ask_patrol_for_ids() -> Non
     assert zsh.startswith("#compdef patrol\n") and "patrol _ids" in zsh and "(command patrol _ids 2>/dev/null)" in fish
     wrong = subprocess.run([*run, "tcsh"], capture_output=True, text=True, env=env, timeout=30)
     assert wrong.returncode == 2 and "invalid choice" in wrong.stderr
+
+
+def test_status_watch_redraws_the_table_until_interrupted(patrol: PatrolFactory) -> None:
+    p = patrol.start(patrol.config(apps={"web": patrol.app(1)}))
+    p.running_pid("web")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_") and k != "NO_COLOR"}
+    env["PATROL_URL"] = f"http://{p.http}"
+    watch = subprocess.Popen([sys.executable, "-m", "patrol", "status", "--watch", "0.1"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert watch.stdout is not None
+        headers = 0
+        for line in watch.stdout:  # blocks on the real output: three redraws, then Ctrl-C
+            headers += line.startswith("Every 0.1 s: patrol status")
+            if headers == 3:
+                break
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=10)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    assert headers == 3 and watch.returncode == 0 and "Traceback" not in err
+    assert "\x1b[" not in out  # piped: no clearing of the screen, no colours
