@@ -354,7 +354,7 @@ def test_a_crashing_apps_page_shows_why_and_no_page_overflows_a_phone(patrol: Pa
     page.goto(url(p, "/app/crasher"))
     previous = page.locator("section.previous")
     expect(previous).to_contain_text(re.compile(r"fatal: /etc/crasher\.conf missing \(\d+\)"))
-    expect(previous).to_contain_text("exit 3")
+    expect(previous).to_contain_text("exit code 3")
     assert "starting up" not in previous.inner_text()  # stderr only
     links = page.locator("table.history tbody tr").first.locator('td[data-label="Log"] a')
     expect(links).to_have_count(2)
