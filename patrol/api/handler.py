@@ -24,6 +24,7 @@ from patrol.plugin.states import ItemState
 from patrol.util.steps import Chunks, Steps
 from patrol.util.gotime import format_time
 from patrol.api.sets import handle_set
+from patrol.api.details import app_details
 from patrol.api.visibility import visible_keyvalue
 from patrol.api.wire import (GROUPS, MAX_KEYVALUE_BYTES, Response, empty, error, omit_empty, pretty, signal_name,
                              validate_request)
@@ -271,6 +272,8 @@ class Api:
         config = runner.config
         if isinstance(config, AppConfig) and config.instance_of:  # a copy of a set (its number kept even when 0)
             body.update({"instance-of": config.instance_of, "instance": config.instance})
+        if ids and stats and is_app and history:  # a request about this app (not a ping) over HTTP (a UDP
+            body.update(app_details(runner, proven=proven))  # datagram stays small): what a person looks for
         if stats and is_app and st.pid:
             usage = self.patrol.cpu.usage(st.pid)
             if usage is not None:

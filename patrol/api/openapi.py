@@ -18,6 +18,7 @@ from functools import cache
 from typing import Any
 
 from patrol import __version__
+from patrol.api import openapi_logs
 from patrol.api.openapi_schemas import MAX_DATAGRAM, REQUEST_FIELDS, field_schema, ref, schemas
 from patrol.api.wire import LIMITS, MAX_BODY, QUERY_FIELDS, SESSION_COOKIE
 
@@ -120,6 +121,7 @@ def _operations() -> dict[str, Any]:
             },
             **_not_allowed("/api/", "put", "patch", "delete"),
         },
+        "/api/logs": openapi_logs.path(_json, _responses, _not_allowed),
         "/-/reload": {
             "post": {
                 "summary": "Re-read the config file and apply the difference (as SIGHUP)",
@@ -189,7 +191,7 @@ def document() -> dict[str, Any]:
         # authentication is optional: only with http.auth in the config ({} = none needed)
         "security": [{}, {"token": []}, {"basic": []}, {"session": []}],
         "paths": paths(),
-        "components": {"schemas": schemas(), "responses": RESPONSES, "securitySchemes": SECURITY_SCHEMES},
+        "components": {"schemas": {**schemas(), **openapi_logs.schemas()}, "responses": RESPONSES, "securitySchemes": SECURITY_SCHEMES},
         "x-udp": UDP,
     }
 

@@ -165,6 +165,8 @@ def _answer(group: str, *, udp: bool = False) -> dict[str, Any]:
                        "description": "Only when this request changed something that the state file refused: "
                        "the change is applied, but held in memory only until the file takes writes again."},
     })
+    if group == "app" and not udp:
+        properties.update(_app_details())
     where = "a UDP datagram: compact JSON without `history` and `keyvalue`" if udp else "HTTP"
     return {
         "type": "object",
@@ -172,6 +174,21 @@ def _answer(group: str, *, udp: bool = False) -> dict[str, Any]:
         "properties": properties,
         "required": ["id", "group", "cas", "state", "ready", "cas-invalid"],
         "additionalProperties": False,
+    }
+
+
+def _app_details() -> dict[str, Any]:
+    """What an answer about one app adds for a person looking at it (:mod:`patrol.api.details`)."""
+    files = {"type": "string", "minLength": 1}
+    return {
+        "keepalive": {"type": "string", "minLength": 1, "examples": ["pid-patrol", "http"]},
+        "binary": {"type": "string", "minLength": 1, "description": "The program Patrol starts."},
+        "args": {"type": "array", "items": {"type": "string"},
+                 "description": "Its arguments (an app with a secret: only with the secret)."},
+        "log-files": {"type": "object", "properties": {"stdout": files, "stderr": files, "stdmerge": files},
+                      "additionalProperties": False,
+                      "description": "The current instance's log files (an app with a secret: only with the "
+                                     "secret)."},
     }
 
 

@@ -8,12 +8,15 @@ never loads pluggy or the web stack. The command line sits on top: it may import
 wiring (:mod:`patrol.daemon`) and every layer below it, never the web stack directly.
 
 Exit codes: 0 ok; 1 the config is invalid (or a request was refused); 2 usage error or
-unreadable config; 3 Patrol unreachable (client commands).
+unreadable config; 3 Patrol unreachable (client commands); 141 the output pipe was closed
+(``patrol logs -f | head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Sequence
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -68,11 +71,26 @@ class _VersionAction(argparse.Action):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (``patrol logs -f | head``): end quietly, and keep Python's
+        # own flush at exit from failing on the same closed pipe
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "completion":
+        from patrol.cli.completion import cmd_completion
+
+        return cmd_completion(parser, args.shell)
     if args.command in SERVER_COMMANDS:
         from patrol.cli import server
 
@@ -82,5 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return client.run(args)
 
 
+#: the exit status of a command whose output pipe was closed (as a shell reports SIGPIPE: 128 + 13)
+EXIT_BROKEN_PIPE = 141
 #: the commands that load plugins and configs on this machine (patrol.cli.server)
 SERVER_COMMANDS = ("run", "check", "plugins")

@@ -316,16 +316,20 @@ def _backoff(sec: Section) -> Backoff:
 LOG_MAX_FILES = 100
 #: the default per-directory budget, in multiples of log-max-bytes
 LOG_BUDGET_FILES = 20
+#: the longest log-max-age-days (100 years: more is a typo)
+LOG_MAX_AGE_DAYS = 36500.0
 
 
-def _log_limits(sec: Section) -> dict[str, int]:
+def _log_limits(sec: Section) -> dict[str, Any]:
     max_bytes = _number(sec, "log-max-bytes", AppConfig.log_max_bytes, kind=INT)
     max_files = _number(sec, "log-max-files", AppConfig.log_max_files, kind=INT)
     if max_files > LOG_MAX_FILES:
         sec.report.error(sec.at("log-max-files"), f"must be at most {LOG_MAX_FILES} (got {max_files})")
         max_files = AppConfig.log_max_files
     total = _number(sec, "log-max-total-bytes", LOG_BUDGET_FILES * max_bytes, kind=INT)
-    return dict(log_max_bytes=max_bytes, log_max_files=max_files, log_max_total_bytes=total)
+    age = _number(sec, "log-max-age-days", AppConfig.log_max_age_days, high=LOG_MAX_AGE_DAYS)
+    return dict(log_max_bytes=max_bytes, log_max_files=max_files, log_max_total_bytes=total,
+                log_max_age_days=age, log_compress=sec.get("log-compress", BOOL, False))
 
 
 def _exit_codes(sec: Section, key: str) -> frozenset[int]:

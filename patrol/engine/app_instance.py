@@ -72,10 +72,10 @@ class Instance:
             env = {**self.environment(env_file=not settings.launcher), **extra}
         except EnvFileError as exc:
             return str(exc)
-        try:  # the app writes into pipes; Patrol writes (and rotates) the files
+        try:  # the app writes into pipes; Patrol writes (and rotates) the files, made once it runs
             logs = host.logs.open_instance(config, now_ns)
         except OSError as exc:
-            return f"cannot open log files in {config.log_root}: {exc.strerror or exc}"
+            return f"cannot make the output pipes: {exc.strerror or exc}"
         status = LaunchStatus() if settings.launcher else None
         try:
             proc = spawn(self.argv(), env=env, cwd=config.working_directory, stdout=logs.child_stdout,

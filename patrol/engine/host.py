@@ -15,7 +15,7 @@ from patrol.plugin.model import PatrolConfig
 
 if TYPE_CHECKING:
     from patrol.engine.depends import Dependencies
-    from patrol.engine.logpipes import LogRouter
+    from patrol.engine.logrouter import LogRouter
     from patrol.engine.ownership import Ownership
     from patrol.engine.reaper import Reaper
 

@@ -4,7 +4,7 @@ YEAR has four digits, month is the lower-case English name, DAY has no zero padd
 all in local time; the file name is the start time in Unix nanoseconds.
 
 Patrol writes these files itself (the app writes into a pipe, see
-:mod:`patrol.logpipe`), so rotation is a rename and a reopen: nothing is copied,
+:mod:`patrol.engine.logpipes`; writer threads write, :mod:`patrol.engine.logwriter`), so rotation is a rename and a reopen: nothing is copied,
 nothing is lost, and a file never grows beyond ``log-max-bytes``. Rotated generations
 are ``<file>.1`` (newest) .. ``<file>.N`` (oldest, N = ``log-max-files``).
 
@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable
 
 import structlog
 
@@ -38,7 +37,7 @@ LOG_MODE = 0o640
 #: seconds between attempts to reopen a log file that could not be written
 RETRY_SECONDS = 1.0
 #: a current file, or one of its rotated generations
-LOG_NAME = re.compile(r"(\d{1,20})\.(stdout|stderr|stdmerge)\.log(?:\.(\d{1,4}))?")
+LOG_NAME = re.compile(r"(\d{1,20})\.(stdout|stderr|stdmerge)\.log(?:\.(\d{1,4})(\.gz)?)?")
 
 
 def day_directory(root: str, when_ns: int) -> str:
@@ -82,6 +81,11 @@ class LogSink:
     max_bytes: int = 0
     max_files: int = 5
     on_rotated: Callable[["LogSink"], None] | None = None
+    #: gzip rotated generations from ``.2`` on (``.1`` stays plain, so a follower one
+    #: rotation behind still finds it); called after a rotation with the inode of the
+    #: file that became ``.2``, which the caller compresses (:mod:`patrol.engine.logcompress`)
+    compress: bool = False
+    on_compress: Callable[["LogSink", int], None] | None = None
     clock: Callable[[], float] = time.monotonic
     #: (uid, gid) the files and the directories made for them belong to (an app with ``user``)
     owner: tuple[int, int] | None = None
@@ -132,15 +136,6 @@ class LogSink:
             except OSError:
                 pass  # already bad (EBADF, EIO): it is closed either way
 
-    def remove_if_empty(self) -> None:
-        """Undo the creation of a file nothing was written to (a start that failed)."""
-        try:
-            st = os.lstat(self.path)
-            if stat.S_ISREG(st.st_mode) and st.st_size == 0 and st.st_ino == self.inode:
-                os.unlink(self.path)
-        except OSError:
-            pass
-
     # -- writing ---------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
@@ -168,7 +163,7 @@ class LogSink:
             try:
                 written = os.write(self.fd, piece)
             except OSError as exc:
-                self._fail(exc)
+                self.fail(exc)
                 self._drop(len(view))
                 return
             self.size += written
@@ -204,10 +199,10 @@ class LogSink:
             self.open(exclusive=False)
             return True
         except OSError as exc:
-            self._fail(exc)
+            self.fail(exc)
             return False
 
-    def _fail(self, exc: OSError) -> None:
+    def fail(self, exc: OSError) -> None:
         self.close()
         self._retry_at = self.clock() + RETRY_SECONDS
         message = exc.strerror or str(exc)
@@ -233,8 +228,10 @@ class LogSink:
                 if self.max_files == 0:
                     os.unlink(self.name, dir_fd=directory)
                 else:
-                    self._shift(directory)
+                    to_compress = self._shift(directory)
                     os.rename(self.name, f"{self.name}.1", src_dir_fd=directory, dst_dir_fd=directory)
+                    if to_compress and self.compress and self.on_compress is not None:
+                        self.on_compress(self, to_compress)
             except OSError as exc:
                 return self._empty_in_place(exc)
             self.close()
@@ -242,7 +239,7 @@ class LogSink:
             try:
                 self._open_in(directory, exclusive=True)
             except OSError as exc:
-                self._fail(exc)
+                self.fail(exc)
         finally:
             os.close(directory)
         if self.on_rotated is not None:
@@ -255,21 +252,82 @@ class LogSink:
         try:
             os.ftruncate(self.fd, 0)
         except OSError as again:
-            self._fail(again)
+            self.fail(again)
             return False
         self.size = 0
         return True
 
-    def _shift(self, directory: int) -> None:
-        """``X.k`` -> ``X.k+1`` for the generations that exist (the oldest is overwritten)."""
+    def _shift(self, directory: int) -> int:
+        """``X.k`` -> ``X.k+1`` for the generations that exist (the oldest is overwritten);
+        a generation may be plain or gzipped (``X.k.gz``). Returns the inode of the plain
+        file that became ``X.2`` (0: none), the one to compress."""
         top = 1
-        while top < self.max_files and _exists(f"{self.name}.{top}", directory):
+        while top < self.max_files and (_exists(f"{self.name}.{top}", directory)
+                                        or _exists(f"{self.name}.{top}.gz", directory)):
             top += 1
+        moved = 0
         for n in range(top - 1, 0, -1):
-            try:
-                os.rename(f"{self.name}.{n}", f"{self.name}.{n + 1}", src_dir_fd=directory, dst_dir_fd=directory)
-            except OSError:
-                pass  # something else sits there (a directory?): that generation is skipped
+            for suffix, other in (("", ".gz"), (".gz", "")):
+                source, target = f"{self.name}.{n}{suffix}", f"{self.name}.{n + 1}{suffix}"
+                try:
+                    inode = os.lstat(source, dir_fd=directory).st_ino
+                    os.rename(source, target, src_dir_fd=directory, dst_dir_fd=directory)
+                except OSError:
+                    continue  # not there, or something else sits there (a directory?): skipped
+                _remove(f"{self.name}.{n + 1}{other}", directory)  # one form per generation
+                if n == 1 and not suffix:
+                    moved = inode
+        return moved
+
+    def finish_compression(self, temporary: str, inode: int) -> None:
+        """Put a compressed copy of the generation ``inode`` in its place (``X.k`` ->
+        ``X.k.gz``), wherever rotations have moved it meanwhile; runs in order with the
+        writes, so no rotation renames underneath. Gone (pruned, overwritten): dropped."""
+        try:
+            directory = self._directory()
+        except OSError:
+            return
+        try:
+            for n in range(2, self.max_files + 1):
+                name = f"{self.name}.{n}"
+                try:
+                    if os.lstat(name, dir_fd=directory).st_ino != inode:
+                        continue
+                    os.rename(temporary, f"{name}.gz", src_dir_fd=directory, dst_dir_fd=directory)
+                    os.unlink(name, dir_fd=directory)
+                    return
+                except OSError:
+                    continue
+            _remove(temporary, directory)
+        finally:
+            os.close(directory)
+
+    def update_link(self, link: str) -> None:
+        """Point the symlink ``link`` (a name in the log directory) at this file, atomically
+        (a new symlink renamed over the old one): ``tail -F`` on it follows each start."""
+        try:
+            root = open_directory(self.root or os.path.dirname(self.path), ".")
+        except OSError as exc:
+            log.warning("cannot update the current-log symlink", link=link, error=exc.strerror or str(exc))
+            return
+        temporary = f".{link}.{os.getpid()}.tmp"
+        target = os.path.relpath(self.path, self.root or os.path.dirname(self.path))
+        try:
+            _remove(temporary, root)
+            os.symlink(target, temporary, dir_fd=root)
+            os.rename(temporary, link, src_dir_fd=root, dst_dir_fd=root)
+        except OSError as exc:
+            _remove(temporary, root)
+            log.warning("cannot update the current-log symlink", link=link, error=exc.strerror or str(exc))
+        finally:
+            os.close(root)
+
+
+def _remove(name: str, directory: int) -> None:
+    try:
+        os.unlink(name, dir_fd=directory)
+    except OSError:
+        pass
 
 
 def _exists(name: str, directory: int) -> bool:
@@ -289,76 +347,3 @@ def generations(path: str, limit: int = 1000) -> list[str]:
             break
         found.append(candidate)
     return found
-
-
-# -- the per-directory budget -------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Pruned:
-    removed: list[str]
-    freed: int
-    total: int  # bytes left in the directory's log files
-
-
-def prune(root: str, budget: int, writing: Mapping[str, int]) -> Pruned:
-    """Delete the oldest log files under ``root`` until they total at most ``budget``.
-
-    Oldest means: older instances first (by the start time in the name), and within an
-    instance the highest generation first. Files being ``writing`` (path -> the size it
-    may reach before its next rotation) are never deleted and count as that size: so the
-    directory stays within the budget while they grow, not only right after a prune.
-    Only regular files with Patrol's names in the YEAR/month/DAY layout are counted or
-    touched; symlinked directories are not entered. Meant for a worker thread: it lists
-    directories.
-    """
-    files: list[tuple[int, int, str, int]] = []
-    for day in _day_dirs(root):
-        try:
-            entries = list(os.scandir(day))
-        except OSError:
-            continue
-        for entry in entries:
-            match = LOG_NAME.fullmatch(entry.name)
-            if match is None:
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                size = max(st.st_size, writing.get(entry.path, 0))
-                files.append((int(match.group(1)), -int(match.group(3) or 0), entry.path, size))
-    total = sum(f[3] for f in files)
-    removed: list[str] = []
-    freed = 0
-    for _, _, path, size in sorted(files):
-        if total <= budget:
-            break
-        if path in writing:
-            continue
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            continue
-        removed.append(path)
-        total -= size
-        freed += size
-    return Pruned(removed, freed, total)
-
-
-def _day_dirs(root: str) -> list[str]:
-    days = []
-    for year in _subdirs(root, str.isdigit):
-        for month in _subdirs(year, MONTHS.__contains__):
-            days.extend(_subdirs(month, str.isdigit))
-    return days
-
-
-def _subdirs(directory: str, name_ok: Callable[[str], bool]) -> list[str]:
-    try:
-        with os.scandir(directory) as it:
-            return [e.path for e in it if name_ok(e.name) and e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return []

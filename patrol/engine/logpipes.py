@@ -1,5 +1,6 @@
 """App output through pipes Patrol owns: the app writes into a pipe, the loop reads it
-and appends it to the instance's log files (:class:`patrol.logfiles.LogSink`).
+and hands it to the writer threads that append it to the instance's log files
+(:mod:`patrol.engine.logwriter`, :class:`patrol.engine.logfiles.LogSink`).
 
 Why Patrol sits in the data path (as supervisord, s6-log, journald and process-compose
 do): a file handed to the app cannot be rotated without the app's help (copytruncate
@@ -19,23 +20,18 @@ up to the pipe size, then its writes block until Patrol is back.
 
 from __future__ import annotations
 
-import asyncio
-import errno
 import fcntl
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from collections import deque
+from typing import Callable
 
 import structlog
 
-from patrol.engine.logfiles import LogSink, Pruned, log_paths, prune
+from patrol.engine.item_state import LogFiles
+from patrol.engine.logfiles import LogSink
+from patrol.engine.logwriter import QueuedFile
 from patrol.engine.output_lines import OutputLines
 from patrol.util.safefile import open_pipe
-from patrol.engine.item_state import LogFiles
-
-if TYPE_CHECKING:
-    from patrol.plugin.model import AppConfig
 
 log = structlog.get_logger("patrol.logs")
 
@@ -44,6 +40,8 @@ PIPE_SIZE = 1024 * 1024
 #: one read, and the most reads per wake-up (so one chatty app cannot starve the others)
 READ_SIZE = 64 * 1024
 READS_PER_WAKEUP = 4
+#: runs of lines of one stream remembered per instance (see OutputOrder)
+ORDER_RUNS = 4096
 
 _pipe_size_warned = False
 
@@ -99,16 +97,22 @@ def find_pipe(pid: int, inode: int) -> int | None:
 class LogStream:
     """One pipe Patrol reads and the file it goes to."""
 
-    def __init__(self, name: str, fd: int, sink: LogSink) -> None:
+    def __init__(self, name: str, fd: int, file: QueuedFile) -> None:
         self.name = name  # stdout, stderr or stdmerge
         self.fd = fd
-        self.sink = sink
+        self.file = file
         self.inode = os.fstat(fd).st_ino
         #: told every chunk read, on the loop, right after the read (the run's output listeners)
         self.on_data: Callable[[str, bytes], None] | None = None
+        self.order: OutputOrder | None = None  # the instance's, shared by its streams
+
+    @property
+    def sink(self) -> LogSink:
+        return self.file.sink
 
     def read_some(self, reads: int) -> bool:
-        """Move what the pipe holds to the file, at most ``reads`` reads; False at end of file."""
+        """Move what the pipe holds to the file's queue, at most ``reads`` reads; False at
+        end of file."""
         for _ in range(reads):
             try:
                 data = os.read(self.fd, READ_SIZE)
@@ -118,17 +122,57 @@ class LogStream:
                 return False
             if not data:
                 return False
-            self.sink.write(data)
+            self.file.write(data)
+            if self.order is not None:
+                self.order.saw(self.name, data.count(b"\n"))
             if self.on_data is not None:
                 self.on_data(self.name, data)
         return True
 
 
-class InstanceLogs:
-    """The pipes and files of one app instance."""
+class OutputOrder:
+    """In which order an instance's lines arrived, stream by stream, as far back as
+    :data:`ORDER_RUNS` runs of one stream: separate files keep no common order, so
+    ``patrol logs`` merges the last lines of stdout and stderr by this.
 
-    def __init__(self, router: "LogRouter", app_id: str, root: str, files: LogFiles) -> None:
-        self.router = router
+    A line counts where its newline arrived (the loop's reads of the two pipes are the
+    finest order Patrol sees). Kept in memory only, for the last instance of each app.
+    """
+
+    def __init__(self) -> None:
+        self.runs: deque[tuple[str, int]] = deque(maxlen=ORDER_RUNS)
+
+    def saw(self, stream: str, lines: int) -> None:
+        if not lines:
+            return
+        runs = self.runs
+        if runs and runs[-1][0] == stream:
+            runs[-1] = (stream, runs[-1][1] + lines)
+        else:
+            runs.append((stream, lines))
+
+    def last(self, count: int) -> list[tuple[str, int]]:
+        """The runs of the last ``count`` lines, oldest first (fewer when not known)."""
+        found: list[tuple[str, int]] = []
+        for stream, lines in reversed(self.runs):
+            if count <= 0:
+                break
+            found.append((stream, min(lines, count)))
+            count -= lines
+        found.reverse()
+        return found
+
+
+class InstanceLogs:
+    """The pipes and files of one app instance.
+
+    The files are created only once the program runs (:meth:`start`), by the writer
+    threads: a start that fails before the program runs (a missing binary, a working
+    directory that is not there) leaves no file and no directory behind.
+    """
+
+    def __init__(self, attach: Callable[["InstanceLogs"], None], app_id: str, root: str, files: LogFiles) -> None:
+        self._attach = attach  # the router's: read the pipes, create the files
         self.app_id = app_id
         self.root = root
         self.files = files
@@ -157,197 +201,18 @@ class InstanceLogs:
         self.child_fds.clear()
 
     def start(self) -> None:
-        self.router._attach(self)
+        """The program runs: create its files (in the writer threads) and read its pipes."""
+        self._attach(self)
 
     def abort(self) -> None:
-        """The program could not be started: close everything and remove the empty files."""
+        """The program could not be started: close the pipes (no file was made)."""
         self.close_child_ends()
         for stream in self.streams:
             os.close(stream.fd)
-            stream.sink.close()
-            stream.sink.remove_if_empty()
-            self.router.writing.pop(stream.sink.path, None)
         self.streams.clear()
 
 
-class LogRouter:
-    """Every app's output pipes: reads them on the loop, prunes log directories to budget.
-
-    ``configs`` gives the apps' current configs (the budget of a log directory shared by
-    several apps is the smallest one set among them).
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, configs: Callable[[], Iterable["AppConfig"]]) -> None:
-        self.loop = loop
-        self.configs = configs
-        self.streams: set[LogStream] = set()
-        self._owner: dict[LogStream, InstanceLogs] = {}
-        #: files being written -> the size they may reach (log-max-bytes): never pruned, and
-        #: counted at that size (read by the pruning thread, changed on the loop)
-        self.writing: dict[str, int] = {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="patrol-log-prune")
-        self._pruning: dict[str, Future[Pruned]] = {}
-        self._again: set[str] = set()
-        self._closing = False
-
-    # -- instances -------------------------------------------------------------------
-
-    def open_instance(self, config: "AppConfig", when_ns: int) -> InstanceLogs:
-        """Create the instance's files and pipes; raises ``OSError`` (nothing left behind)."""
-        for attempt in range(3):
-            instance = InstanceLogs(self, config.id, config.log_root,
-                                    log_paths(config.log_root, config.std_merge, when_ns + attempt))
-            try:
-                self._open(instance, config)
-                return instance
-            except FileExistsError:
-                instance.abort()
-            except BaseException:
-                instance.abort()
-                raise
-        raise FileExistsError(errno.EEXIST, "log files of that start time exist already", instance.files.stdout)
-
-    def _open(self, instance: InstanceLogs, config: "AppConfig") -> None:
-        for name, path in _stream_paths(instance.files):
-            sink = self._sink(config, path)
-            self.writing[path] = config.log_max_bytes
-            try:
-                sink.open(exclusive=True)
-            except BaseException:
-                self.writing.pop(path, None)
-                raise
-            try:
-                read_end, child_end = make_pipe()
-            except BaseException:
-                sink.close()
-                sink.remove_if_empty()
-                self.writing.pop(path, None)
-                raise
-            instance.streams.append(LogStream(name, read_end, sink))
-            instance.child_fds[name] = child_end
-
-    def reattach(self, config: "AppConfig", files: LogFiles | None, pipes: Mapping[str, int],
-                 pid: int) -> InstanceLogs | None:
-        """After a restart of Patrol: read an adopted instance's pipes again, into its files."""
-        if files is None or not pipes:
-            log.info("no output pipe recorded for the adopted instance (started by an older Patrol, or not "
-                     "by Patrol): Patrol does not write or rotate its log files", app=config.id, pid=pid)
-            return None
-        instance = InstanceLogs(self, config.id, config.log_root, files)
-        for name, path in _stream_paths(files):
-            inode = pipes.get(name)
-            fd = find_pipe(pid, inode) if isinstance(inode, int) else None
-            if fd is None:
-                log.warning("the adopted process does not have its output pipe as stdout/stderr (redirected, or "
-                            "not the process Patrol started): that output is not read", app=config.id, pid=pid,
-                            stream=name)
-                continue
-            sink = self._sink(config, path)
-            self.writing[path] = config.log_max_bytes
-            sink.reopen()  # or the retry episode starts: the pipe is drained either way
-            instance.streams.append(LogStream(name, fd, sink))
-        if not instance.streams:
-            return None
-        instance.start()
-        log.info("reading the adopted app's output again", app=config.id, pid=pid,
-                 streams=[s.name for s in instance.streams])
-        return instance
-
-    def _sink(self, config: "AppConfig", path: str) -> LogSink:
-        owner = (config.run_as.uid, config.run_as.gid) if config.run_as is not None else None
-        return LogSink(path, config.log_root, config.log_max_bytes, config.log_max_files,
-                       on_rotated=partial(self._rotated, config.log_root), owner=owner)
-
-    def _rotated(self, root: str, sink: LogSink) -> None:
-        self.prune_soon(root)
-
-    def _attach(self, instance: InstanceLogs) -> None:
-        for stream in instance.streams:
-            stream.on_data = instance.output.feed
-            self.streams.add(stream)
-            self._owner[stream] = instance
-            self.loop.add_reader(stream.fd, self._readable, stream)
-        self.prune_soon(instance.root)
-
-    def _readable(self, stream: LogStream) -> None:
-        if not stream.read_some(READS_PER_WAKEUP):
-            self._end(stream)
-
-    def _end(self, stream: LogStream) -> None:
-        """End of file: every process holding the pipe has exited. The files are done."""
-        self.loop.remove_reader(stream.fd)
-        os.close(stream.fd)
-        stream.sink.close()
-        self.streams.discard(stream)
-        self.writing.pop(stream.sink.path, None)
-        instance = self._owner.pop(stream)
-        instance.output.end(stream.name)
-        if stream.sink.dropped:
-            log.warning("log output was dropped", app=instance.app_id, file=stream.sink.path,
-                        dropped_bytes=stream.sink.dropped)
-        self.prune_soon(instance.root)
-
-    # -- upkeep ----------------------------------------------------------------------
-
-    def tick(self) -> None:
-        """Reopen files deleted or moved away by someone else, or that could not be written."""
-        for stream in list(self.streams):
-            stream.sink.check()
-
-    def prune_all(self) -> None:
-        for root in {c.log_root for c in self.configs()}:
-            self.prune_soon(root)
-
-    def budget(self, root: str) -> int:
-        budgets = [c.log_max_total_bytes for c in self.configs() if c.log_root == root and c.log_max_total_bytes]
-        return min(budgets, default=0)
-
-    def prune_soon(self, root: str) -> None:
-        """Bring ``root`` within its budget in the background (one directory walk at a time)."""
-        budget = self.budget(root)
-        if not budget or self._closing:
-            return
-        if root in self._pruning:
-            self._again.add(root)
-            return
-        try:
-            future = self._executor.submit(prune, root, budget, self.writing)
-        except RuntimeError:  # shutting down
-            return
-        self._pruning[root] = future
-        future.add_done_callback(partial(self._from_thread, root))
-
-    def _from_thread(self, root: str, future: Future[Pruned]) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self._pruned, root, future)
-        except RuntimeError:
-            pass  # the loop is closed: Patrol has stopped
-
-    def _pruned(self, root: str, future: Future[Pruned]) -> None:
-        self._pruning.pop(root, None)
-        try:
-            result = future.result()
-        except Exception as exc:  # noqa: BLE001 - a failed walk is retried at the next event
-            log.error("pruning log files failed", directory=root, error=repr(exc))
-        else:
-            if result.removed:
-                log.info("pruned old log files", directory=root, files=len(result.removed), freed_bytes=result.freed,
-                         left_bytes=result.total, budget=self.budget(root))
-        if root in self._again:
-            self._again.discard(root)
-            self.prune_soon(root)
-
-    def close(self) -> None:
-        """Shutdown: move what the pipes still hold to the files, then close everything."""
-        self._closing = True
-        for stream in list(self.streams):
-            stream.read_some(2 * PIPE_SIZE // READ_SIZE)
-            self._end(stream)
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _stream_paths(files: LogFiles) -> list[tuple[str, str]]:
+def stream_paths(files: LogFiles) -> list[tuple[str, str]]:
     if files.merged:
         return [("stdmerge", files.stdout)]
     return [("stdout", files.stdout), ("stderr", files.stderr)]
-

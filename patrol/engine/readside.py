@@ -95,6 +95,19 @@ class AppView(ItemView, Protocol):
     def config(self) -> AppConfig: ...
 
 
+class LogOutput(Protocol):
+    """The apps' output as Patrol writes it (the log router)."""
+
+    @property
+    def writing(self) -> Mapping[str, int]:
+        """Log files an instance's output may still go to (path -> its size limit): a
+        reader of an ended instance's file waits for it to be complete before moving on."""
+
+    def order(self, app_id: str, lines: int) -> list[tuple[str, int]]:
+        """(stream, lines) runs of the last ``lines`` lines of the app's last instance,
+        oldest first: how its stdout and stderr interleave (fewer when not known)."""
+
+
 class Reader(Protocol):
     """The running Patrol, read-only."""
 
@@ -130,6 +143,10 @@ class Reader(Protocol):
     @property
     def store_error_since(self) -> float | None:
         """Since when it refuses them (wall clock)."""
+
+    @property
+    def log_output(self) -> "LogOutput":
+        """What the engine knows of the apps' output beyond the files."""
 
     def runners(self) -> Sequence[ItemView]: ...
 

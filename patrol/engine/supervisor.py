@@ -21,11 +21,11 @@ import structlog
 from patrol.config.instances import expand_all
 from patrol.engine.app_runner import AppRunner
 from patrol.engine.app_stop import sweep_strays
+from patrol.engine.exit_with import main_ended
 from patrol.engine.instance_sets import InstanceSets
-from patrol.plugin.keepalive import ExitStatus
 from patrol.plugin.model import AppConfig, PatrolConfig, ServiceConfig
 from patrol.engine import descriptors
-from patrol.engine.logpipes import LogRouter
+from patrol.engine.logrouter import LogRouter
 from patrol.engine.cpu import CpuSampler
 from patrol.engine.depends import Dependencies, start_order
 from patrol.engine.ownership import Ownership
@@ -126,7 +126,8 @@ class Supervisor:
         self.reaper.install()
         # two pipes and two files per app; children get Patrol's original limit back
         descriptors.raise_soft_limit(descriptors.wanted(len(self.apps) + len(self.services)))
-        self.logs = LogRouter(self.loop, lambda: [runner.config for runner in self.apps.values()])
+        self.logs = LogRouter(self.loop, [runner.config for runner in self.apps.values()],  # every copy of a set
+                              on_problem=partial(_log_problem, self.apps))
         if self.writer is not None:
             self.writer.start(self.loop)
         if daemon_signals:
@@ -204,7 +205,7 @@ class Supervisor:
             runner.emit(f"{runner.group}.shutdown")
         self.sets.close()
         self.reaper.reap()  # orphans that ended with the apps
-        self.logs.close()
+        await self.logs.close()
         if self.writer is not None:
             self.writer.close()  # a last write; what fails now is logged
         self.started = None
@@ -232,6 +233,7 @@ class Supervisor:
                 forget = self.writer.forget if self.writer is not None else None
                 current = {item_id: runner.config for item_id, runner in self.apps.items()}
                 items = expand_all(new.apps, self.sets.load(new))
+                self.logs.reindex(items.values())  # before new apps start
                 await apply_table(self.apps, current, items, self._app_runner, "app", report, forget)
                 await apply_table(self.services, old.services, new.services, self._service_runner, "service",
                                   report, forget)
@@ -273,23 +275,23 @@ class Supervisor:
             return {"errors": errors}
         return await self.reload(adjust_config(config))
 
+    @property
+    def log_output(self) -> LogRouter:
+        """The apps' output beyond the files (see :class:`patrol.engine.readside.Reader`)."""
+        return self.logs
+
     # -- runners ---------------------------------------------------------------------
 
     def make_app(self, config: AppConfig) -> AppRunner:  # a new copy of a set
+        self.logs.index.add(config)  # its log directory's limits and current-log name
         return self._app_runner(config)
 
     def instances(self, set_id: str) -> int:
         return self.sets.size(set_id)
 
     def ended(self, runner: Any, start_failed: bool = False) -> bool:
-        """An app's run ended by itself: if it is the ``exit-with`` app, Patrol shuts
-        down and exits with its exit code (see :func:`main_exit_code`)."""
-        if runner.id != self.config.exit_with or self.shutting_down:
-            return False
-        self.exit_code = main_exit_code(runner.last_exit, start_failed)
-        log.info("the exit-with app ended: shutting down", app=runner.id, exit_code=self.exit_code)
-        self.request_shutdown()
-        return True
+        """An app's run ended by itself: see :func:`patrol.engine.exit_with.main_ended`."""
+        return main_ended(self, runner, start_failed)
 
     def _app_runner(self, config: AppConfig, state: State | None = None) -> AppRunner:
         runner = AppRunner(self, config, self.plugins.keepalives.get(config.keepalive))
@@ -351,19 +353,6 @@ class Supervisor:
             self.events.emit(name, runner, **extra)
 
 
-def main_exit_code(status: ExitStatus | None, start_failed: bool) -> int:
-    """Patrol's exit code when its ``exit-with`` app ended, as a shell (and tini) report
-    a program's end: its exit code, 128 + N when signal N killed it, 127 when it could
-    not be started, 1 when it ended without an exit Patrol saw (an expired ping)."""
-    if start_failed:
-        return 127
-    if status is None:
-        return 1
-    if status.signal is not None:
-        return 128 + status.signal
-    return status.code if status.code is not None else 1
-
-
 def freeze_heap() -> None:
     """Keep what exists now (config, runners, states) out of the garbage collector.
 
@@ -375,3 +364,12 @@ def freeze_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _log_problem(apps: dict[str, AppRunner], app_id: str, message: str | None) -> None:
+    """An app's log file cannot be written (or can again): the app's fault says so."""
+    runner = apps.get(app_id)
+    if runner is None:
+        return
+    if message is not None or (runner.fault_message or "").startswith("cannot write the log file"):
+        runner.control.fault(message)

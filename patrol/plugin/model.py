@@ -147,6 +147,10 @@ class AppConfig:
     #: (new) the most bytes the log files in the app's log directory may take together
     #: (current files never deleted); 0 = no limit. Default: 20 x log-max-bytes
     log_max_total_bytes: int = 20 * 50 * 1024 * 1024
+    #: (new) log files older than this many days are deleted (current files never); 0 = kept
+    log_max_age_days: float = 0.0
+    #: (new) rotated generations from ``.2`` on are gzip-compressed (``.1`` stays plain)
+    log_compress: bool = False
     #: values of the keepalive plugin's own options
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: (new) probes: readiness decides ``ready``, liveness failing restarts the app

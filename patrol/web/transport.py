@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import socket
 from typing import Any, Awaitable, Callable
-from urllib.parse import urlsplit
 
 import structlog
 import uvicorn
@@ -44,6 +43,8 @@ from patrol.api.view import KernelView
 from patrol.plugin.registry import Register
 from patrol.plugin.transport import PatrolView, Transport
 from patrol.web import gui
+from patrol.web.bodies import cross_site, read_body
+from patrol.web.logs_api import LogLines
 
 
 log = structlog.get_logger("patrol.http")
@@ -165,6 +166,7 @@ def build_app(view: KernelView) -> Starlette:
         Route("/status/{rest:path}", AnyMethod(status)),
         Route("/api", AnyMethod(slash_redirect)),
         Route("/api/", AnyMethod(api_endpoint)),
+        Route("/api/logs", AnyMethod(LogLines(view.supervisor).endpoint)),
     ]
     routes += gui.routes(view)
     access = auth.Access(view)  # every route is behind the gate: rate limit, then http.auth
@@ -209,38 +211,6 @@ async def client_left(request: Request, exc: Exception) -> Response:
     """The client went away (or was cut off by its deadline) while sending its body: no
     bug, and nobody to answer."""
     return errors(400, "Invalid Request: the client disconnected")
-
-
-def cross_site(request: Request) -> str | None:
-    """Why a browser request from another site is refused, or None when it is not one.
-
-    Browsers mark requests with ``Sec-Fetch-Site`` (modern ones) or ``Origin``; other
-    clients (curl, apps, the ``patrol`` client) send neither and are never refused.
-    ``same-site`` counts as foreign too: another port on localhost is another program.
-    """
-    site = request.headers.get("sec-fetch-site")
-    if site is not None:
-        if site in ("same-origin", "none"):
-            return None
-        return f"Cross-site request refused: the browser says the request came from another site ({site})"
-    origin = request.headers.get("origin")
-    if origin is None or urlsplit(origin).netloc == request.headers.get("host"):
-        return None
-    return "Cross-site request refused: Origin does not match Host"
-
-
-async def read_body(request: Request) -> bytes | None:
-    """The request body, or None when it exceeds MAX_BODY (read no further)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @hookimpl(trylast=True)

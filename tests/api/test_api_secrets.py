@@ -117,7 +117,8 @@ def test_no_secret_or_token_reaches_children_responses_logs_or_the_state_file(pa
     keep(p.request("GET", "/openapi.json"))
     keep(p.request("GET", "/gui/state.json"))
     pages = crawl(p, depth=2)
-    assert sum('action="/unlock"' in page for page in pages) == 4  # the detail pages of the apps and svc
+    # the detail pages of the apps and svc, and the apps' log pages (the dashboard links them)
+    assert sum('action="/unlock"' in page for page in pages) == 7
     for name in apps:  # the logs, opened with the secret in the URL as the original's links did
         for path in (f"/app/{name}/log/stdout?secret={s[name]}", f"/app/{name}/logs/?secret={s[name]}",
                      f"/stdout/?group=app&id={name}&secret={s[name]}", f"/app/{name}?secret={s[name]}"):

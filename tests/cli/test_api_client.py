@@ -54,7 +54,11 @@ def test_status_table_lists_apps_and_services(live):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["ID", "GROUP", "STATE", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "INFO"]
+    assert "\x1b[" not in result.stdout  # piped: no colours
+    summary = lines.pop()  # the per-state counts, the most urgent first
+    assert summary in ("3 running, 2 disabled", "1 waiting, 2 running, 2 disabled"), summary
     rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert [line.split()[0] for line in lines[1:]][-2:] == ["off", "vault"]  # problems first, disabled last
     assert set(rows) == {"web", "off", "vault", "pinger", "db"}
     assert rows["web"][1:4] == ["app", "running", str(live.app("web")["pid"])]
     assert rows["web"][4].count(":") == 2 and rows["web"][6].endswith("%") and rows["web"][7][-1] in "KMG"
@@ -64,8 +68,11 @@ def test_status_table_lists_apps_and_services(live):
 
 
 def test_status_of_one_item_and_json(live):
-    result = patrol_cli("status", "WEB", live=live)
-    assert result.returncode == 0 and len(result.stdout.splitlines()) == 2
+    result = patrol_cli("status", "WEB", live=live)  # one id: the detail view
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("● web - Web Server (app)\n")
+    assert "Keepalive: pid-patrol" in result.stdout and "Last 10 log lines:" in result.stdout
+    assert "testapp web started" in result.stdout and "stderr testapp web stderr line" in result.stdout
     result = patrol_cli("status", "db", "--json", live=live)
     body = json.loads(result.stdout)
     assert body["id"] == "db" and body["group"] == "service" and body["name"] == "DB"
@@ -104,21 +111,23 @@ def test_usage_errors_exit_2():
 
 
 def test_toggles(live):
-    result = patrol_cli("enable", "off", live=live)
-    assert result.returncode == 0 and result.stdout.strip() == "app off: enable requested (it was disabled)"
+    result = patrol_cli("enable", "off", "--no-wait", live=live)
+    assert result.returncode == 0 and result.stdout.strip() == "off: enable requested (it was disabled)"
     pid = wait_for(lambda: live.app("off").get("pid"), 10, "the enabled app to run")
-    assert patrol_cli("restart", "off", live=live).returncode == 0
-    wait_for(lambda: live.app("off").get("pid") not in (None, pid), 10, "a restarted instance")
+    result = patrol_cli("restart", "off", live=live)  # waits for the new instance
+    new = live.app("off")["pid"]
+    assert result.returncode == 0 and result.stdout == f"off: restarted (pid {new})\n" and new != pid
     assert patrol_cli("run-once", "off", live=live).returncode == 0
     assert live.app("off")["run-once"] is True
     assert patrol_cli("run-once", "off", "--off", live=live).returncode == 0
     assert "run-once" not in live.app("off")
-    assert patrol_cli("disable", "off", live=live).returncode == 0
-    wait_for(lambda: live.app("off").get("state") == "disabled", 10, "the app to stop")
-    result = patrol_cli("disable", "db", "--group", "service", live=live)
-    assert result.returncode == 0 and result.stdout.startswith("service db: disable requested")
+    result = patrol_cli("stop", "off", live=live)
+    assert result.returncode == 0 and result.stdout.startswith("off: stopped (exit code 10 after "), result.stdout  # the test app exits 10 on SIGUSR1
+    assert live.app("off").get("state") == "disabled"
+    result = patrol_cli("disable", "db", live=live, env={"PATROL_TIMEOUT": ""})  # a service found without --group
+    assert result.returncode == 0 and result.stdout.startswith("db: stopped"), result
     result = patrol_cli("enable", "nosuch", live=live)
-    assert result.returncode == 1 and result.stderr.strip() == "patrol: app nosuch: Unknown App"
+    assert result.returncode == 1 and result.stderr.strip() == "patrol: unknown app or service: nosuch"
 
 
 def test_toggles_of_an_item_with_a_secret(live):

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from patrol.web.gui.logs import follow
-from patrol.engine.logfiles import LOG_MODE, RETRY_SECONDS, LogSink, prune
+from patrol.engine.logread import follow
+from patrol.engine.logfiles import LOG_MODE, RETRY_SECONDS, LogSink
+from patrol.engine.logretention import prune
 from patrol.util.safefile import NotRegularFile, open_for_append, open_for_reading
 
 
@@ -153,7 +154,7 @@ def test_prune_deletes_oldest_first_and_never_what_is_written(tmp_path: Path) ->
     assert left == ["100.stdout.log", "200.stdout.log", "200.stdout.log.1", "300.stdout.log", "50.stdout.log",
                     "notes.txt"]
     assert not (other_day / "1.stdout.log").exists() and result.total == 60 and result.freed == 40
-    result = prune(str(tmp_path), 0, writing)  # a budget below what is being written: that stays
+    result = prune(str(tmp_path), 1, writing)  # a budget below what is being written: that stays
     assert sorted(p.name for p in day.iterdir()) == ["300.stdout.log", "50.stdout.log", "notes.txt"]
 
 

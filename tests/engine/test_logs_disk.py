@@ -38,7 +38,8 @@ def generation(path: Path) -> int:
 
 
 def current_file(directory: Path, stream: str = "stdout") -> Path:
-    found = wait_for(lambda: sorted(directory.rglob(f"*.{stream}.log")), 10, f"a {stream} log in {directory}")
+    found = wait_for(lambda: sorted(f for f in directory.rglob(f"*.{stream}.log") if not f.is_symlink()), 10,
+                     f"a {stream} log in {directory}")
     return found[-1]
 
 
@@ -60,6 +61,8 @@ def disk_sample(directory: Path) -> tuple[int, int, int]:
     rotated = total = largest = 0
     for path in directory.rglob("*.log*"):
         try:
+            if path.is_symlink():
+                continue  # current.stdout.log: the current file, counted once by its own name
             size = path.stat().st_size
         except FileNotFoundError:
             continue  # renamed while we looked
@@ -86,7 +89,7 @@ def log_bytes(directory: Path) -> int:
     total = 0
     for path in directory.rglob("*.log*"):
         try:
-            total += path.stat().st_size
+            total += 0 if path.is_symlink() else path.stat().st_size
         except FileNotFoundError:
             pass  # pruned while we looked
     return total

@@ -284,7 +284,7 @@ def test_hostile_strings_render_inert(patrol: PatrolFactory, page: Any, tmp_path
         assert page.locator("img").count() == 0
 
     page.goto(url(p))
-    expect(row(page, "app/evil").locator("td.name a")).to_have_text(HOSTILE)
+    expect(row(page, "app/evil").locator("td.name a").first).to_have_text(HOSTILE)
     inert()
     page.goto(url(p, "/app/evil"))
     expect(page.locator("h1")).to_contain_text(HOSTILE)
@@ -325,3 +325,46 @@ def test_disconnected_state_is_shown_when_patrol_goes_away(patrol: PatrolFactory
     expect(page.locator("body")).to_have_class(re.compile(r"\bdisconnected\b"))
     # the browser logs the refused polls; that, and only that, is expected here
     problems[:] = [m for m in problems if "ERR_CONNECTION_REFUSED" not in m]
+
+
+def test_a_crashing_apps_page_shows_why_and_no_page_overflows_a_phone(patrol: PatrolFactory, page: Any,
+                                                                      tmp_path: Path) -> None:
+    """The crash message sits in the previous instance's stderr (its current files are new):
+    the detail page shows its tail and the history links each instance's two files. At
+    390 px no page is wider than the screen."""
+    crasher = tmp_path / "crasher"
+    crasher.write_text('#!/bin/sh\necho "starting up"\necho "fatal: /etc/crasher.conf missing ($$)" >&2\nexit 3\n')
+    crasher.chmod(0o755)
+    apps = {"crasher": patrol.app(1, name="Crasher", binary="crasher", **{"backoff-base": 60, "backoff-max": 60}),
+            "web": patrol.app(1, name="Web " + "frontend-with-a-long-name" * 3, env=["TESTAPP_PRINT_EVERY=0.2"])}
+    p = patrol.start(patrol.config(apps=apps), env=UNITTEST_ENV)
+    wait_for(lambda: p.app("crasher").get("history"), 10, "the crash")
+    p.running_pid("web")
+    # the dashboard counts states and filters by the words the API and the CLI use; each row links its logs
+    page.goto(url(p, "/"))
+    expect(page.locator("#state-counts")).to_have_text("1 running, 1 backoff")
+    assert "backoff" in page.locator("#state-filter option").all_inner_texts()
+    page.get_by_label("Filter").fill("backoff")
+    expect(page.locator("#count")).to_have_text("1 of 2 shown")
+    expect(row(page, "app/web")).to_be_hidden()
+    page.get_by_label("Filter").fill("")
+    row(page, "app/web").get_by_role("link", name=re.compile("^logs")).click()
+    expect(page.locator("#log")).to_contain_text("testapp web started")
+
+    page.goto(url(p, "/app/crasher"))
+    previous = page.locator("section.previous")
+    expect(previous).to_contain_text(re.compile(r"fatal: /etc/crasher\.conf missing \(\d+\)"))
+    expect(previous).to_contain_text("exit code 3")
+    assert "starting up" not in previous.inner_text()  # stderr only
+    links = page.locator("table.history tbody tr").first.locator('td[data-label="Log"] a')
+    expect(links).to_have_count(2)
+    assert links.nth(1).get_attribute("href").endswith(".stderr.log")
+    links.nth(1).click()
+    expect(page.locator("#log")).to_contain_text("fatal: /etc/crasher.conf missing")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/", "/app/crasher", "/app/web", "/app/web/log/stdout", "/app/web/logs/"):
+        page.goto(url(p, path))
+        wide = page.evaluate("""[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390)
+            .map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))""")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, (path, wide)

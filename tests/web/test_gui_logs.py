@@ -15,7 +15,7 @@ import pytest
 from patrol.web.gui import fmt
 from patrol.web.gui import logpages
 from patrol.web.gui.logpages import LogPages
-from patrol.web.gui.logs import LogDir, read_from, tail
+from patrol.engine.logread import LogDir, read_from, tail
 from patrol.util.safefile import open_for_reading
 from patrol.engine.cpu import CpuSampler
 from patrol.web.gui.security import safe_next

@@ -2,7 +2,7 @@
 follow, the log directory browser, and the original's ``/stdout/``, ``/stderr/`` and
 ``/logs/`` URLs (kept for scripts, with ``?last=N`` implemented).
 
-Files are only ever found through :class:`patrol.web.gui.logs.LogDir`, so no request can
+Files are only ever found through :class:`patrol.engine.logread.LogDir`, so no request can
 read outside the app's log directory. Log text is served as ``text/plain`` with
 ``nosniff``, or escaped into a page: a log line can never become markup.
 
@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 from patrol.web.gui import viewmodels as views
 from patrol.util.safefile import NotRegularFile
 from patrol.web.gui.core import JSON, utf8
-from patrol.web.gui.logs import BLOCK, MAX_LINES, Chunk, LogDir, follow, open_raw, tail
+from patrol.engine.logread import BLOCK, MAX_LINES, Chunk, LogDir, follow, open_raw, tail
 from patrol.web.gui.pages import describe, log_url
 from patrol.web.gui.security import secure
 

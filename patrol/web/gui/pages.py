@@ -25,7 +25,8 @@ from patrol.web.gui import settings
 from patrol.web.gui import viewmodels as views
 from patrol.util.steps import Steps
 from patrol.web.gui.core import JSON, utf8
-from patrol.web.gui.logs import STREAMS, LogDir, Run
+from patrol.engine.logread import STREAMS, LogDir, Run
+from patrol.web.gui.previous import previous_stderr
 from patrol.web.gui.security import safe_next, secure
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class Pages:
             "problems": problems,
             "columns": COLUMNS,
             "states": views.STATE_LABELS,
+            "state_counts": views.state_counts,
             "next": auth.here(request),
             "live": True,
         }, 400 if problems else 200, slot=html)
@@ -179,8 +181,9 @@ class Pages:
         if not opened:  # its logs are private: not even the names and sizes of its runs
             return {"settings": settings.app_settings(runner.config),
                     "history": views.history_rows(runner.state.history, "app", lambda _: None),
-                    "current_logs": [], "runs": [], "browse": "", "sharing": []}
+                    "current_logs": [], "runs": [], "browse": "", "sharing": [], "previous": None}
         runs: list[Run] = await run_in_threadpool(logdir.runs, MATCH_RUNS)
+        previous = await run_in_threadpool(previous_stderr, logdir, runner.state.history)
 
         def find_log(record: "HistoryRecord") -> str | None:
             relative = logdir.relative(record.log) if record.log else None
@@ -206,6 +209,9 @@ class Pages:
             "runs": [(run, {s: log_url(runner.id, run.files[s]) for s in STREAMS if s in run.files})
                      for run in runs[:RECENT_RUNS]],
             "browse": f"/app/{runner.id}/logs/",
+            "previous": previous,
+            "previous_url": log_url(runner.id, previous.relative) if previous else "",
+            "previous_exit": views.history_rows([previous.record], "app", lambda _: None)[0] if previous else None,
             "sharing": sorted(other.id for other in self.gui.patrol.apps.values()
                               if other is not runner and LogDir(other.config.log_root).root == logdir.root),
         }

@@ -194,6 +194,17 @@ SORTS: dict[str, Callable[[Item], Any]] = {
     "memory": lambda i: (i.rss or 0, i.id),
 }
 STATE_FILTERS = ("", *STATE_LABELS)
+
+
+def state_counts(rows: Iterable[Item], order: Iterable[str]) -> str:
+    """``3 running, 1 backoff, 2 disabled``: in the states' order, with the API's words
+    (the page's script keeps it current, :file:`patrol.js` ``countStates``)."""
+    order = list(order)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+    known = [s for s in order if s in counts] + sorted(s for s in counts if s not in order)
+    return ", ".join(f"{counts[s]} {s}" for s in known)
 TYPE_FILTERS = ("", "app", "service")
 
 
@@ -217,7 +228,7 @@ class View:
         if self.type and row.group != self.type:
             return False
         needle = self.q.lower()
-        return not needle or any(needle in s.lower() for s in (row.id, row.name, row.label))
+        return not needle or any(needle in s.lower() for s in (row.id, row.name, row.label, row.state))
 
     def query(self, **changes: Any) -> str:
         """This view's query string with ``changes`` (for sort links)."""

@@ -124,7 +124,7 @@ function filterRows() {
   let shown = 0;
   for (const row of rows) {
     const label = row.querySelector("[data-field=label]").textContent;
-    const text = `${row.dataset.id} ${row.dataset.name} ${label}`.toLowerCase();
+    const text = `${row.dataset.id} ${row.dataset.name} ${label} ${row.dataset.state}`.toLowerCase();
     const match = (!needle || text.includes(needle)) && (!state || row.dataset.state === state)
       && (!type || row.dataset.group === type);
     row.hidden = !match;
@@ -133,6 +133,20 @@ function filterRows() {
   const count = document.getElementById("count");
   const text = `${shown} of ${rows.length} shown`;
   if (count.textContent !== text) count.textContent = text;
+  countStates(rows);
+}
+
+// "3 running, 1 backoff, 2 disabled" in the filter's order of states (as the server renders it)
+function countStates(rows) {
+  const element = document.getElementById("state-counts");
+  if (!element) return;
+  const counts = new Map();
+  for (const row of rows) counts.set(row.dataset.state, (counts.get(row.dataset.state) || 0) + 1);
+  const order = [...document.getElementById("state-filter").options].map((o) => o.value).filter(Boolean);
+  const known = order.filter((s) => counts.has(s));
+  const others = [...counts.keys()].filter((s) => !order.includes(s)).sort();
+  const text = [...known, ...others].map((s) => `${counts.get(s)} ${s}`).join(", ");
+  if (element.textContent !== text) element.textContent = text;
 }
 
 function startFilter() {

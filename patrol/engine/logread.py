@@ -1,5 +1,8 @@
 """Reading an app's log files safely: containment, tail, follow, listing, runs.
 
+The one reader of log files for the GUI's pages, the API's log lines and so the
+``patrol logs`` client: one cursor (file, inode, offset) that survives rotation.
+
 Every path a request names is resolved (symlinks too) and must stay inside the app's
 log directory, so no URL, ``..`` or symlink can make Patrol serve another file. Only
 regular files are opened, with ``O_NONBLOCK`` (a FIFO, device or socket someone put in
@@ -20,7 +23,7 @@ import os
 import re
 import stat
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Iterator
 from urllib.parse import quote
 
@@ -67,6 +70,7 @@ class Tail:
     offset: int  # where a follow continues (the file size when read)
     truncated: bool  # fewer lines than asked because the byte limit was reached
     inode: int = 0  # the file read (a follow names it, to notice a rotation)
+    data: bytes = b""  # the lines' bytes, as in the file (``offset`` is where they end)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,9 @@ class Chunk:
     inode: int = 0  # the file this chunk came from; the offset is in that file
     rotated: bool = False  # the followed file was rotated: reading moved on to the new one
     lost: bool = False  # the rotated file was removed before it was read to its end
+    data: bytes = b""  # the bytes read (``text`` is them decoded, up to a split character)
+    start: int = 0  # where in the file ``data`` begins
+    live: bool = True  # read from the file now at the followed path (not a rotated generation)
 
 
 class LogDir:
@@ -184,7 +191,7 @@ def tail(path: str, lines: int, max_bytes: int = TAIL_MAX_BYTES) -> Tail:
     else:  # the byte limit was reached: drop the partial line it cut through
         truncated = True
         cut = body.find(b"\n") + 1
-    return Tail(data[cut:].decode("utf-8", "replace"), size, truncated, st.st_ino)
+    return Tail(data[cut:].decode("utf-8", "replace"), size, truncated, st.st_ino, data[cut:])
 
 
 def read_from(path: str, offset: int, limit: int = FOLLOW_CHUNK) -> Chunk:
@@ -205,7 +212,7 @@ def _read_open(f: BinaryIO, offset: int, limit: int) -> Chunk:
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     text = decoder.decode(data, final=False)
     consumed = len(data) - len(decoder.getstate()[0])
-    return Chunk(text, offset + consumed, reset, offset + len(data) < size, st.st_ino)
+    return Chunk(text, offset + consumed, reset, offset + len(data) < size, st.st_ino, data=data, start=offset)
 
 
 def follow(root: str, relative: str, offset: int, inode: int | None, limit: int = FOLLOW_CHUNK) -> Chunk | None:
@@ -231,10 +238,10 @@ def follow(root: str, relative: str, offset: int, inode: int | None, limit: int 
         if found is not None:
             n, old = found
             with old:
-                chunk = _read_open(old, offset, limit)
+                chunk = replace(_read_open(old, offset, limit), live=False)
             if chunk.reset:  # shorter than where the follower was: not its file (an inode reused)
-                return Chunk(chunk.text, chunk.offset, False, chunk.more, chunk.inode, lost=True)
-            if chunk.text or chunk.more:
+                return replace(chunk, reset=False, lost=True)
+            if chunk.offset != offset or chunk.more:  # it made progress: the follower asks again
                 return chunk
             newer = _open_quietly(rotated[n - 1]) if n > 0 else None
             if newer is not None:
@@ -248,7 +255,7 @@ def follow(root: str, relative: str, offset: int, inode: int | None, limit: int 
         else:
             newer = current
         chunk = _read_open(newer, 0, limit)
-        return Chunk(chunk.text, chunk.offset, False, chunk.more, chunk.inode, rotated=True, lost=found is None)
+        return replace(chunk, reset=False, rotated=True, lost=found is None, live=newer is current)
     return None  # pragma: no cover - ExitStack does not swallow exceptions
 
 

@@ -1,0 +1,125 @@
+"""Keeping a log directory within its limits: a byte budget and an age, oldest first.
+
+Runs in a worker thread (it lists directories). Only Patrol's own files are counted or
+touched: regular files with its names (``<ns>.<stream>.log``, ``.N``, ``.N.gz``) in the
+``YEAR/month/DAY`` layout; symlinked directories are not entered; the files being
+written are never deleted. Day directories left empty are removed (with their month
+and year when those are empty too), except today's and yesterday's, where a new
+instance may be about to create its files.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from patrol.engine.logfiles import LOG_NAME, MONTHS
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Pruned:
+    removed: list[str]
+    freed: int
+    total: int  # bytes left in the directory's log files
+    emptied: int = 0  # day directories removed because nothing was left in them
+
+
+def prune(root: str, budget: int, writing: Mapping[str, int], max_age_days: float = 0.0,
+          now: Callable[[], float] = time.time) -> Pruned:
+    """Delete log files under ``root``: those older than ``max_age_days`` (by mtime; 0 =
+    no age limit), then the oldest until they total at most ``budget`` (0 = no limit).
+
+    Oldest means: older instances first (by the start time in the name), and within an
+    instance the highest generation first. Files being ``writing`` (path -> the size it
+    may reach before its next rotation) are never deleted and count as that size: so the
+    directory stays within the budget while they grow, not only right after a prune.
+    """
+    files: list[tuple[int, int, str, int, float]] = []
+    days = _day_dirs(root)
+    for day in days:
+        try:
+            entries = list(os.scandir(day))
+        except OSError:
+            continue
+        for entry in entries:
+            match = LOG_NAME.fullmatch(entry.name)
+            if match is None:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                size = max(st.st_size, writing.get(entry.path, 0))
+                files.append((int(match.group(1)), -int(match.group(3) or 0), entry.path, size, st.st_mtime))
+    total = sum(f[3] for f in files)
+    removed: list[str] = []
+    freed = 0
+    too_old = now() - max_age_days * DAY if max_age_days > 0 else None
+    for _, _, path, size, mtime in sorted(files):
+        old = too_old is not None and mtime < too_old
+        if not old and (not budget or total <= budget):
+            continue
+        if path in writing:
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        removed.append(path)
+        total -= size
+        freed += size
+    emptied = _remove_empty(root, days, now()) if removed or too_old is not None else 0
+    return Pruned(removed, freed, total, emptied)
+
+
+def _remove_empty(root: str, days: list[str], now: float) -> int:
+    """Remove day directories with nothing in them (not today's or yesterday's), then
+    months and years left empty. ``rmdir`` only ever removes an empty directory."""
+    recent = {_day_of(now), _day_of(now - DAY)}
+    emptied = 0
+    parents: set[str] = set()
+    for day in days:
+        if os.path.relpath(day, root) in recent:
+            continue
+        try:
+            os.rmdir(day)
+        except OSError:
+            continue  # not empty (or already gone)
+        emptied += 1
+        parents.add(os.path.dirname(day))
+    for month in parents:
+        for directory in (month, os.path.dirname(month)):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                break
+    return emptied
+
+
+def _day_of(when: float) -> str:
+    t = time.localtime(when)
+    return os.path.join(f"{t.tm_year:04d}", MONTHS[t.tm_mon - 1], str(t.tm_mday))
+
+
+def _day_dirs(root: str) -> list[str]:
+    days = []
+    for year in _subdirs(root, str.isdigit):
+        for month in _subdirs(year, MONTHS.__contains__):
+            days.extend(_subdirs(month, str.isdigit))
+    return days
+
+
+def _subdirs(directory: str, name_ok: Callable[[str], bool]) -> list[str]:
+    try:
+        with os.scandir(directory) as it:
+            return [e.path for e in it if name_ok(e.name) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []

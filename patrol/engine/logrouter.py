@@ -1,0 +1,307 @@
+"""Every app's output: the pipes the loop reads, the files the writer threads write, the
+log directories kept within their limits.
+
+On the loop: reading the pipes (non-blocking), and deciding. Off the loop: every file
+operation (:mod:`patrol.engine.logwriter`), compressions, and pruning a log directory
+(one walk at a time, each directory at most once per :data:`PRUNE_INTERVAL`). What a
+start, a rotation or the end of an instance costs does not grow with the number of
+apps: the log directories' limits come from an index built once per config
+(:mod:`patrol.engine.logindex`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+
+import structlog
+
+from patrol.engine.item_state import LogFiles
+from patrol.engine.logcompress import compress_generation
+from patrol.engine.logfiles import LogSink, log_paths
+from patrol.engine.logindex import LogIndex
+from patrol.engine.logpipes import PIPE_SIZE, READ_SIZE, READS_PER_WAKEUP, InstanceLogs, LogStream, OutputOrder, \
+    find_pipe, make_pipe, stream_paths
+from patrol.engine.logretention import Pruned, prune
+from patrol.engine.logwriter import LogWriter, QueuedFile
+
+if TYPE_CHECKING:
+    from patrol.plugin.model import AppConfig
+
+log = structlog.get_logger("patrol.logs")
+
+#: a log directory is pruned at most once per this many seconds (requests in between
+#: are folded into one prune at the end of the interval)
+PRUNE_INTERVAL = 2.0
+#: every log directory is checked this often, beside the checks at starts and rotations
+RETENTION_EVERY = 3600.0
+#: the longest the shutdown waits for the writer threads to write what is queued
+SHUTDOWN_WAIT = 5.0
+
+
+class LogRouter:
+    """Every app's output pipes and log files (see the module docstring).
+
+    :meth:`reindex` is handed the apps' configs at start and at each reload.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, configs: Iterable["AppConfig"] = (), *,
+                 on_problem: Callable[[str, str | None], None] | None = None, writer: LogWriter | None = None, prune_interval: float = PRUNE_INTERVAL,
+                 retention_every: float = RETENTION_EVERY) -> None:
+        self.loop = loop
+        self.index = LogIndex(configs)
+        self.writer = writer or LogWriter()
+        self.prune_interval = prune_interval
+        self.retention_every = retention_every
+        self.streams: set[LogStream] = set()
+        #: files of ended streams whose last writes and close are still queued (a shutdown waits for them too)
+        self._finishing: set[QueuedFile] = set()
+        self._owner: dict[LogStream, InstanceLogs] = {}
+        #: files being written -> the size they may reach (log-max-bytes): never pruned, and
+        #: counted at that size (read by the pruning thread, changed on the loop; replaced
+        #: whole, never changed in place, so the thread reads a consistent copy)
+        self.writing: Mapping[str, int] = {}
+        #: app id -> the order its last instance's lines arrived in (see OutputOrder)
+        self.orders: dict[str, OutputOrder] = {}
+        self._pruner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="patrol-log-prune")
+        self._pruning: dict[str, Future[Pruned]] = {}
+        self._last_prune: dict[str, float] = {}
+        self._again: dict[str, asyncio.TimerHandle | None] = {}
+        self._retention: asyncio.TimerHandle | None = None
+        self._closing = False
+        #: told on the loop when an app's log file cannot be written (the message), or can again (None)
+        self.on_problem = on_problem
+
+    def reindex(self, configs: Iterable["AppConfig"]) -> None:
+        """A reload: read the apps' log settings once (before new apps start), and check
+        every log directory against its limits, which may be new."""
+        self.index = LogIndex(configs)
+        self.prune_all()
+
+    # -- instances -------------------------------------------------------------------
+
+    def open_instance(self, config: "AppConfig", when_ns: int) -> InstanceLogs:
+        """The instance's pipes (its files are made once it runs); raises ``OSError``."""
+        instance = InstanceLogs(partial(self._attach, create=True), config.id, config.log_root,
+                                log_paths(config.log_root, config.std_merge, when_ns))
+        try:
+            for name, path in stream_paths(instance.files):
+                read_end, child_end = make_pipe()
+                instance.child_fds[name] = child_end
+                instance.streams.append(LogStream(name, read_end, self._file(config, path)))
+        except BaseException:
+            instance.abort()
+            raise
+        return instance
+
+    def reattach(self, config: "AppConfig", files: LogFiles | None, pipes: Mapping[str, int],
+                 pid: int) -> InstanceLogs | None:
+        """After a restart of Patrol: read an adopted instance's pipes again, into its files."""
+        if files is None or not pipes:
+            log.info("no output pipe recorded for the adopted instance (started by an older Patrol, or not "
+                     "by Patrol): Patrol does not write or rotate its log files", app=config.id, pid=pid)
+            return None
+        instance = InstanceLogs(partial(self._attach, create=False), config.id, config.log_root, files)
+        for name, path in stream_paths(files):
+            inode = pipes.get(name)
+            fd = find_pipe(pid, inode) if isinstance(inode, int) else None
+            if fd is None:
+                log.warning("the adopted process does not have its output pipe as stdout/stderr (redirected, or "
+                            "not the process Patrol started): that output is not read", app=config.id, pid=pid,
+                            stream=name)
+                continue
+            instance.streams.append(LogStream(name, fd, self._file(config, path)))
+        if not instance.streams:
+            return None
+        self._attach(instance, create=False)
+        log.info("reading the adopted app's output again", app=config.id, pid=pid,
+                 streams=[s.name for s in instance.streams])
+        return instance
+
+    def _file(self, config: "AppConfig", path: str) -> QueuedFile:
+        owner = (config.run_as.uid, config.run_as.gid) if config.run_as is not None else None
+        sink = LogSink(path, config.log_root, config.log_max_bytes, config.log_max_files,
+                       on_rotated=partial(self._rotated, config.log_root), compress=config.log_compress,
+                       owner=owner)
+        queued = QueuedFile(sink, self.writer)
+        sink.on_compress = partial(self._compress, queued)
+        queued.on_failing = partial(self._failing, config.id, path)
+        return queued
+
+    def _failing(self, app_id: str, path: str, error: str | None) -> None:
+        message = None if error is None else f"cannot write the log file {path}: {error} (its output is dropped)"
+        if self.on_problem is not None:
+            self._to_loop(self.on_problem, app_id, message)
+
+    def _attach(self, instance: InstanceLogs, *, create: bool) -> None:
+        writing = dict(self.writing)
+        order = self.orders[instance.app_id] = OutputOrder()
+        for stream in instance.streams:
+            stream.order = order
+            writing[stream.sink.path] = stream.sink.max_bytes
+            if create:
+                stream.file.call(partial(_create, self.index.link_name(instance.app_id, stream.name)))
+            else:
+                stream.file.call(_reopen)
+            stream.on_data = instance.output.feed
+            self.streams.add(stream)
+            self._owner[stream] = instance
+            self.loop.add_reader(stream.fd, self._readable, stream)
+        self.writing = writing
+        self.prune_soon(instance.root)
+
+    def _readable(self, stream: LogStream) -> None:
+        if not stream.read_some(READS_PER_WAKEUP):
+            self._end(stream)
+
+    def _end(self, stream: LogStream) -> None:
+        """End of file: every process holding the pipe has exited. The files are done."""
+        self.loop.remove_reader(stream.fd)
+        os.close(stream.fd)
+        self.streams.discard(stream)
+        instance = self._owner.pop(stream)
+        instance.output.end(stream.name)
+        self._finishing.add(stream.file)
+        stream.file.call(partial(self._close_file, instance, stream.file))
+
+    def _close_file(self, instance: InstanceLogs, queued: QueuedFile, sink: LogSink) -> None:
+        """In a writer thread, after everything queued before it: close, then tell the loop."""
+        sink.close()
+        if queued.dropped:
+            log.warning("log output was dropped", app=instance.app_id, file=sink.path, dropped_bytes=queued.dropped)
+        self._to_loop(self._closed, instance.root, sink.path, queued)
+
+    def _closed(self, root: str, path: str, queued: QueuedFile) -> None:
+        self._finishing.discard(queued)
+        self.writing = {k: v for k, v in self.writing.items() if k != path}
+        self.prune_soon(root)
+
+    def order(self, app_id: str, lines: int) -> list[tuple[str, int]]:
+        """How the last ``lines`` lines of the app's last instance interleave (OutputOrder)."""
+        order = self.orders.get(app_id)
+        return order.last(lines) if order is not None else []
+
+    def is_writing(self, path: str) -> bool:
+        """Is ``path`` a file some instance's output may still go to? (A follower reads an
+        ended instance's file to its end before it moves on to the next instance's.)"""
+        return path in self.writing
+
+    # -- rotation and compression (called in writer threads) -------------------------
+
+    def _rotated(self, root: str, sink: LogSink) -> None:
+        self._to_loop(self.prune_soon, root)
+
+    def _compress(self, queued: QueuedFile, sink: LogSink, inode: int) -> None:
+        def job() -> None:
+            temporary = compress_generation(sink, inode)
+            if temporary is not None:
+                queued.call(lambda s: s.finish_compression(temporary, inode))
+
+        self.writer.compress(job)
+
+    def _to_loop(self, callback: Callable[..., None], *args: object) -> None:
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            pass  # the loop is closed: Patrol has stopped
+
+    # -- upkeep ----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Reopen files deleted or moved away by someone else, or that could not be written."""
+        for stream in self.streams:
+            stream.file.check()
+
+    def prune_all(self) -> None:
+        """Check every log directory now, and again in :attr:`retention_every` seconds."""
+        for root, directory in self.index.directories.items():
+            if directory.limited:
+                self.prune_soon(root)
+        if self._retention is not None:
+            self._retention.cancel()
+        if not self._closing:
+            self._retention = self.loop.call_later(self.retention_every, self.prune_all)
+
+    def prune_soon(self, root: str) -> None:
+        """Bring ``root`` within its limits in the background: one walk at a time, each
+        directory at most once per :attr:`prune_interval` seconds."""
+        directory = self.index.get(root)
+        if not directory.limited or self._closing:
+            return
+        if root in self._pruning or root in self._again:
+            self._again.setdefault(root, None)
+            return
+        wait = self._last_prune.get(root, -self.prune_interval) + self.prune_interval - time.monotonic()
+        if wait > 0:
+            self._again[root] = self.loop.call_later(wait, self._due, root)
+            return
+        self._last_prune[root] = time.monotonic()
+        try:
+            future = self._pruner.submit(prune, root, directory.budget, self.writing, directory.max_age_days)
+        except RuntimeError:  # shutting down
+            return
+        self._pruning[root] = future
+        future.add_done_callback(lambda f: self._to_loop(self._pruned, root, f))
+
+    def _due(self, root: str) -> None:
+        self._again.pop(root, None)
+        self.prune_soon(root)
+
+    def _pruned(self, root: str, future: Future[Pruned]) -> None:
+        self._pruning.pop(root, None)
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 - a failed walk is retried at the next event
+            log.error("pruning log files failed", directory=root, error=repr(exc))
+        else:
+            if result.removed or result.emptied:
+                directory = self.index.get(root)
+                log.info("pruned old log files", directory=root, files=len(result.removed), freed_bytes=result.freed,
+                         left_bytes=result.total, budget=directory.budget, max_age_days=directory.max_age_days,
+                         emptied_directories=result.emptied)
+        if root in self._again and self._again[root] is None:
+            del self._again[root]
+            self.prune_soon(root)
+
+    async def close(self) -> None:
+        """Shutdown: move what the pipes still hold to the files, wait (a bounded time)
+        for the writer threads to write it, then close everything."""
+        self._closing = True
+        for handle in [self._retention, *self._again.values()]:
+            if handle is not None:
+                handle.cancel()
+        files = [stream.file for stream in self.streams] + list(self._finishing)
+        for stream in list(self.streams):
+            stream.read_some(2 * PIPE_SIZE // READ_SIZE)
+            self._end(stream)
+        deadline = time.monotonic() + SHUTDOWN_WAIT
+        await self.loop.run_in_executor(None, _wait_idle, files, deadline)  # a thread: never the loop
+        self.writer.close()
+        self._pruner.shutdown(wait=False, cancel_futures=True)
+
+
+def _create(link: str, sink: LogSink) -> None:
+    """The instance's program runs: make its file (new) and point the current-log link at it."""
+    try:
+        sink.open(exclusive=True)
+    except FileExistsError:
+        sink.reopen()  # a file of that very start time exists: append to it
+    except OSError as exc:
+        sink.fail(exc)
+        return
+    sink.update_link(link)
+
+
+def _reopen(sink: LogSink) -> None:
+    sink.reopen()  # or the retry episode starts: the pipe is drained either way
+
+
+def _wait_idle(files: list[QueuedFile], deadline: float) -> None:
+    for queued in files:
+        if not queued.wait_idle(max(0.0, deadline - time.monotonic())):
+            log.warning("the log writes did not finish in time at shutdown", file=queued.path)
+            return

@@ -1,0 +1,181 @@
+"""Writing log files off the loop: a bounded queue per file, a few writer threads.
+
+The loop reads the apps' pipes (that never blocks: they are non-blocking) and hands
+what it read to the file's :class:`QueuedFile`; writer threads append it to the file,
+rotate, create and reopen files, update the current-log symlinks. A hung or very slow
+disk then holds writer threads, never the loop: supervision, the API and the other
+apps' pipes go on.
+
+* **Order, exactly once:** the operations of one file (data, open, check, close) run in
+  the order they were queued, by one thread at a time (a file is scheduled at most once
+  until its queue is empty), so each byte the loop read is written once, in order.
+* **Bounded:** a file's queue holds at most ``limit`` bytes. Beyond that the data is
+  dropped and counted (never waiting: neither the loop nor the app may block on the
+  disk), logged once per episode like a write error.
+* Control operations (open, check, close, finishing a compression) are never dropped
+  and are coalesced where repeating them is useless (a pending check).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import structlog
+
+from patrol.engine.logfiles import LogSink
+
+log = structlog.get_logger("patrol.logs")
+
+#: bytes queued per file at most while its writes are slow (then output is dropped)
+QUEUE_BYTES = 4 * 1024 * 1024
+#: writer threads: a file stuck on a hung disk holds one of them
+WRITER_THREADS = 4
+Operation = Callable[[LogSink], None]
+
+
+class LogWriter:
+    """The writer threads every log file shares (and the compressions, beside them)."""
+
+    def __init__(self, threads: int = WRITER_THREADS) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="patrol-log-writer")
+        self._compress = ThreadPoolExecutor(max_workers=1, thread_name_prefix="patrol-log-compress")
+        self.closed = False
+
+    def schedule(self, queued: "QueuedFile") -> None:
+        try:
+            self._pool.submit(queued.run)
+        except RuntimeError:  # shut down: nothing more is written
+            queued.abandon()
+
+    def compress(self, job: Callable[[], None]) -> None:
+        try:
+            self._compress.submit(job)
+        except RuntimeError:
+            pass  # shutting down: the generation stays plain
+
+    def close(self) -> None:
+        self.closed = True
+        self._pool.shutdown(wait=False, cancel_futures=False)
+        self._compress.shutdown(wait=False, cancel_futures=True)
+
+
+class QueuedFile:
+    """One log file as the loop sees it: operations are queued, the writers do them."""
+
+    def __init__(self, sink: LogSink, writer: LogWriter, limit: int = QUEUE_BYTES) -> None:
+        self.sink = sink
+        self.writer = writer
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._ops: deque[bytes | Operation] = deque()
+        self._queued = 0  # bytes waiting
+        self._scheduled = False
+        self._check_pending = False
+        self.overflowed = 0  # bytes dropped because the queue was full, in total
+        self._overflowing = False
+        self._idle = threading.Event()
+        self._idle.set()
+        #: told (in a writer thread) when writing the file starts or stops failing: the error, or None
+        self.on_failing: Callable[[str | None], None] | None = None
+
+    @property
+    def path(self) -> str:
+        return self.sink.path
+
+    @property
+    def dropped(self) -> int:
+        """Bytes lost, in the queue (writers behind) or at the disk (write errors)."""
+        return self.overflowed + self.sink.dropped
+
+    def write(self, data: bytes) -> None:
+        """Queue output (on the loop); dropped and counted when the queue is full."""
+        with self._lock:
+            if self._queued + len(data) > self.limit:
+                self.overflowed += len(data)
+                if not self._overflowing:
+                    self._overflowing = True
+                    log.warning("the log file's writes are behind (a slow or hung disk?); dropping the app's "
+                                "output until they catch up", file=self.sink.path, queued_bytes=self._queued)
+                return
+            if self._overflowing:
+                self._overflowing = False
+                log.info("the log file's writes caught up", file=self.sink.path, dropped_bytes=self.overflowed)
+            self._ops.append(data)
+            self._queued += len(data)
+            schedule = self._schedule()
+        if schedule:
+            self.writer.schedule(self)
+
+    def call(self, operation: Operation) -> None:
+        """Queue an operation on the file, in order with the data (never dropped)."""
+        with self._lock:
+            self._ops.append(operation)
+            schedule = self._schedule()
+        if schedule:
+            self.writer.schedule(self)
+
+    def check(self) -> None:
+        """Queue a check for a deleted or moved file, unless one is pending already."""
+        with self._lock:
+            if self._check_pending:
+                return
+            self._check_pending = True
+        self.call(_check(self))
+
+    def _schedule(self) -> bool:
+        self._idle.clear()
+        if self._scheduled:
+            return False
+        self._scheduled = True
+        return True
+
+    def run(self) -> None:
+        """In a writer thread: do what is queued, in order, until the queue is empty."""
+        while True:
+            with self._lock:
+                if not self._ops:
+                    self._scheduled = False
+                    self._idle.set()
+                    return
+                first = self._ops.popleft()
+                if isinstance(first, bytes):  # one write for all the data queued in a row
+                    parts = [first]
+                    while self._ops and isinstance(self._ops[0], bytes):
+                        more = self._ops.popleft()
+                        assert isinstance(more, bytes)
+                        parts.append(more)
+                    data = b"".join(parts)
+                    self._queued -= len(data)
+            failing = self.sink.failing
+            try:
+                if isinstance(first, bytes):
+                    self.sink.write(data)
+                else:
+                    first(self.sink)
+            except Exception:  # noqa: BLE001 - a bug here must not stop the other files' writes
+                log.exception("log file operation failed", file=self.sink.path)
+            if self.sink.failing != failing and self.on_failing is not None:
+                self.on_failing(self.sink.failing)
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._ops.clear()
+            self._queued = 0
+            self._scheduled = False
+            self._idle.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """For tests and the shutdown: True once nothing is queued (within ``timeout``)."""
+        return self._idle.wait(timeout)
+
+
+def _check(queued: QueuedFile) -> Operation:
+    def check(sink: LogSink) -> None:
+        with queued._lock:
+            queued._check_pending = False
+        sink.check()
+
+    return check

@@ -1,0 +1,88 @@
+"""The log writer threads: a hung disk holds them, never the loop; order and exactly-once.
+
+A disk that hangs cannot be made for real in a test (it needs a dead NFS server or a
+FUSE file system), so the one file's write waits on an event here: everything else is
+real (the loop, the pipe, a child process flooding it, the files).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from patrol.engine.logfiles import LogSink
+from patrol.engine.logrouter import LogRouter
+from patrol.engine.logwriter import LogWriter, QueuedFile
+from patrol.testing import load_item
+
+LINES = 200_000  # 100-byte numbered lines: 20 MB, far more than the pipe and the queue hold
+FLOOD = (f"import sys\nfor n in range(1, {LINES + 1}):\n"
+         "    sys.stdout.write(f'line {n:09d} ' + 'x' * 84 + '\\n')\n")
+
+
+def app_config(tmp_path: Path):
+    return load_item("apps", {"keepalive": 1, "name": "Flood", "binary": "x", "working-directory": str(tmp_path),
+                              "log-directory": "logs", "log-max-bytes": 0, "pid-path": "p.pid"}, "flood")
+
+
+def test_a_hung_disk_holds_the_writer_never_the_loop_and_what_is_kept_is_in_order(tmp_path: Path) -> None:
+    config = app_config(tmp_path)
+    stuck = threading.Event()
+    release = threading.Event()
+
+    async def scenario() -> tuple[QueuedFile, int]:
+        loop = asyncio.get_running_loop()
+        router = LogRouter(loop, [config], writer=LogWriter(threads=1))
+        instance = router.open_instance(config, 1_000_000_000)
+        stream = instance.streams[0]
+        stream.file.limit = 256 * 1024
+        real_write = stream.sink.write
+
+        def hung_write(data: bytes) -> None:  # the disk hangs on the first write, and comes back slowly
+            if not stuck.is_set():
+                stuck.set()
+                release.wait(60)
+                time.sleep(0.3)  # (the shutdown must wait for this file, though its stream has ended)
+            real_write(data)
+
+        stream.sink.write = hung_write  # type: ignore[method-assign]  # the hung disk, see the docstring
+        child = subprocess.Popen([sys.executable, "-c", FLOOD], stdout=instance.child_stdout,
+                                 stderr=instance.child_stderr)
+        instance.close_child_ends()
+        instance.start()
+        beats = 0
+        while stream in router.streams:  # the loop drains the pipe to its end while the disk hangs
+            await asyncio.sleep(0.01)
+            beats += 1
+        assert stuck.is_set() and not release.is_set()
+        assert await loop.run_in_executor(None, child.wait) == 0  # the app was never blocked
+        release.set()
+        await router.close()
+        return stream.file, beats
+
+    queued, beats = asyncio.run(scenario())
+    assert beats > 0 and queued.overflowed > 0
+    data = next((tmp_path / "logs").rglob("*.stdout.log")).read_bytes()
+    kept = [int(n) for n in re.findall(rb"^line (\d{9}) ", data, re.M)]
+    assert kept[0] == 1 and kept == sorted(set(kept)), "a line repeated or out of order"
+    assert len(kept) < LINES  # what did not fit in the queue was dropped (and counted), not waited for
+
+
+def test_operations_of_one_file_run_in_order_once(tmp_path: Path) -> None:
+    writer = LogWriter(threads=4)
+    sink = LogSink(str(tmp_path / "f.log"), str(tmp_path))
+    sink.open(exclusive=True)
+    queued = QueuedFile(sink, writer, limit=1 << 30)
+    for n in range(20_000):
+        queued.write(b"%d\n" % n)
+        if n % 1000 == 0:
+            queued.check()
+    assert queued.wait_idle(30)
+    writer.close()
+    sink.close()
+    assert (tmp_path / "f.log").read_bytes() == b"".join(b"%d\n" % n for n in range(20_000))
