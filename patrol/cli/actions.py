@@ -16,7 +16,8 @@ from typing import Any
 
 from patrol.cli.address import EXIT_OK, EXIT_REFUSED, ClientError
 from patrol.cli.remote import Client
-from patrol.cli.targets import Target, find, resolve
+from patrol.cli.scale import state_before
+from patrol.cli.targets import Target, all_items, find, is_pattern, resolve
 
 #: command -> toggle number of the original API (start and stop are aliases)
 TOGGLES = {"enable": 1, "disable": 2, "restart": 3}
@@ -35,10 +36,20 @@ def cmd_action(client: Client, args: argparse.Namespace) -> int:
         toggle, action = (RUN_ONCE_OFF, "run-once off") if args.off else (RUN_ONCE_ON, "run-once")
     else:
         toggle = TOGGLES[action]
-    targets = resolve(client.status(), args.names, args.group)
+    status = client.status()
+    targets = resolve(status, args.names, args.group)
     asked = time.monotonic()  # outcomes say how long they took from the request on
     before: dict[tuple[str, str], dict[str, Any]] = {}
+    for set_id in named_sets(status, args.names, args.group):
+        # one request for the whole set: Patrol orchestrates it (a restart rolls, one copy at a time)
+        body = secured(client, {"id": set_id, "group": "app", "toggle": toggle}, args.secret)
+        print(f"app {set_id}: {action} requested (it was {state_before(body)})", flush=True)
+        for target in targets:
+            if target.entry.get("instance-of") == set_id:
+                before[target.key] = target.entry  # its copies' outcomes are waited for below
     for target in targets:
+        if target.key in before:
+            continue
         body = secured(client, {"id": target.id, "group": target.group, "toggle": toggle}, args.secret)
         before[target.key] = body
         if args.no_wait or toggle in (RUN_ONCE_ON, RUN_ONCE_OFF):
@@ -46,6 +57,15 @@ def cmd_action(client: Client, args: argparse.Namespace) -> int:
     if args.no_wait or toggle in (RUN_ONCE_ON, RUN_ONCE_OFF):
         return EXIT_OK
     return wait(client, targets, action, before, args.timeout or WAIT, asked)
+
+
+def named_sets(status: dict[str, Any], names: list[str], group: str | None) -> list[str]:
+    """The sets of instances named by their own id (not by a glob, and no item has that id)."""
+    if group == "service":
+        return []
+    sets = {str(t.entry.get("instance-of")) for t in all_items(status) if t.entry.get("instance-of")}
+    return [name.lower() for name in dict.fromkeys(names) if not is_pattern(name.lower())
+            and name.lower() in sets and find(status, "app", name.lower()) is None]
 
 
 def wait(client: Client, targets: list[Target], action: str, before: dict[tuple[str, str], dict[str, Any]],
