@@ -29,12 +29,12 @@ kernel-made files, never a path a user controls), so it never blocks the loop.
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import structlog
 
 from patrol.engine import procfs
+from patrol.engine.census import ChildCensus
 from patrol.engine.procfs import Proc, stat
 
 log = structlog.get_logger("patrol.ownership")
@@ -161,6 +161,7 @@ class Ownership:
         self._pids: dict[int, tuple[str, int]] = {}  # pid -> (owner, start)
         self._sessions: dict[int, tuple[str, int | None]] = {}  # sid -> (owner, leader start)
         self._unattributed: set[tuple[int, int]] = set()  # children that proved nothing: (pid, start)
+        self.census = ChildCensus(self.attribute)  # every child's owner, one scan for all who ask
 
     # -- recording proof -------------------------------------------------------------
 
@@ -276,17 +277,12 @@ class Ownership:
         """Patrol's live children that are ``owner``'s (pid -> start time), started
         before ``before`` (clock ticks) if given.
 
-        A coroutine that yields to the loop every few children: an app may leave
-        hundreds behind, and reading their environments must not stall supervision.
+        From a scan of every child that callers asking at the same time share
+        (:mod:`patrol.engine.census`): the apps of a shutdown all ask at once.
         """
-        found: dict[int, int] = {}
-        for n, pid in enumerate(procfs.children(), 1):
-            if n % 32 == 0:
-                await asyncio.sleep(0)
-            got = self.attribute(pid)
-            if got is not None and got[1] == owner and (before is None or got[0] < before):
-                found[pid] = got[0]
-        return found
+        census = await self.census.take()
+        return {pid: start for pid, (start, who) in census.items()
+                if who == owner and (before is None or start < before)}
 
     def attributed(self, children: set[int], budget: int | None = None) -> list[tuple[int, int, str]]:
         """``(pid, start, owner)`` of each live child whose owner is proven.
