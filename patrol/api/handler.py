@@ -247,9 +247,10 @@ class Api:
         body["secret"] = bool(runner.config.secret)
         body["cas"] = st.cas
         # new keys, beside the original ones
-        body["state"] = runner.phase.value
+        phase = runner.phase
+        body["state"] = phase.value
         body["restarts"] = runner.restarts
-        body["backoff"] = round(runner.backoff_delay, 3) if runner.phase == ItemState.BACKOFF else 0
+        body["backoff"] = round(runner.backoff_delay, 3) if phase == ItemState.BACKOFF else 0
         if is_app:
             last = runner.last_exit
             if last is not None:
