@@ -37,6 +37,12 @@ def dumps(value: Any, level: int = 0) -> str:
     return "".join(out)
 
 
+def scalar(value: Any) -> str:
+    """``dumps(value)`` for a number, string, boolean or null, with less work."""
+    write = _SCALARS.get(type(value))
+    return dumps(value) if write is None else write(value)
+
+
 def _write(value: Any, newline: str, out: list[str]) -> None:
     kind = type(value)
     if kind is dict:
