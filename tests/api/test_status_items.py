@@ -110,6 +110,7 @@ def changes(daemon: Daemon, clock: Clock) -> list[tuple[str, Callable[[], None]]
         ("a's runner has a reason", field(a, last_reason="waiting for <x>")),
         ("a's runner has a fault", field(a, fault_message="log directory full")),
         ("a's last exit", field(a, last_exit=ExitStatus(code=None, signal=9))),
+        ("a's own status line (no change session)", lambda: setattr(a.health, "status_text", "ok <b> & é")),
         ("a stops (phase)", field(a, stop_task=object())),
         ("b (with a secret) gets key/values", merge(b, {"private": "hunter2"})),
         ("b's secret is dropped by a reload", field(b, config=dataclasses.replace(b.config, secret=""))),
