@@ -275,8 +275,7 @@ class Api:
             body["fault"] = runner.fault_message
         return omit_empty(body)
 
-    def live_fields(self, runner: "ItemView", *, stats: bool, details: dict[str, Any] | None = None
-                    ) -> dict[str, Any]:
+    def live_fields(self, runner: "ItemView", *, stats: bool, details: dict[str, Any] | None = None) -> dict[str, Any]:
         """The fields that change without a change session, written last: ``uptime``,
         readiness and the probes' answers (:meth:`health_fields`), ``details`` when given
         (an API answer about one app), and with ``stats`` the process's ``cpu-percent``
