@@ -118,17 +118,28 @@ def profiler_bin(fresh: bool, say: Say) -> Path:
 
 
 def patrol_executable(explicit: str | None, fresh: bool, say: Say) -> str:
-    """The ``patrol`` to measure: given, the development one, or a fresh install of this checkout."""
+    """The ``patrol`` to measure: given, else this checkout installed as an operator installs it.
+
+    Not the development environment: it holds the test tools too, and some are imported
+    by Patrol's own libraries merely because they are there (structlog imports greenlet,
+    which playwright brings, and with it libstdc++: 1.5 MB of RSS no operator has). The
+    install is editable, so it always runs this checkout's sources; it is made once
+    (``--fresh`` re-makes it).
+    """
     if explicit:
         return explicit
-    dev = REPO / ".venv" / "bin" / "patrol"
-    if dev.exists():
-        return str(dev)
     path = BENCH / ".venv-patrol"
     exe = path / "bin" / "patrol"
-    if fresh or not exe.exists():
-        _make_venv(path, [str(REPO), *(str(REPO / "plugins" / p) for p in PATROL_PLUGINS)], say)
+    wanted = [str(REPO), *(str(REPO / "plugins" / p) for p in PATROL_PLUGINS)]
+    if fresh or not exe.exists() or not _editable(path):
+        _make_venv(path, [arg for source in wanted for arg in ("-e", source)], say)
     return str(exe)
+
+
+def _editable(path: Path) -> bool:
+    """Was the environment at ``path`` made by this version of :func:`patrol_executable`
+    (editable installs that follow the checkout), not by an older one (a copy)?"""
+    return any(path.glob("lib/python*/site-packages/*editable*patrol*"))
 
 
 def source_digest() -> str:

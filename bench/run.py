@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-knee", action="store_true", help="skip the search for the ping knees")
     p.add_argument("--knee-duration", type=float, help="seconds per knee step (quick 2, full 5)")
     p.add_argument("--ping-procs", type=int, default=2, help="load generator processes (default 2)")
-    p.add_argument("--patrol", help="patrol executable (default: .venv/bin/patrol, else a fresh install)")
+    p.add_argument("--patrol", help="patrol executable (default: this clone installed editable into bench/.venv-patrol)")
     p.add_argument("--wait-quiet", type=float, default=0, metavar="PCT",
                    help="before each session, wait (up to 5 min) until the machine is less than PCT%% busy")
     p.add_argument("--fresh", action="store_true", help="re-create the throwaway virtual environments")

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 from patrol.util.compare import same_secret
 from patrol.engine.app_runner import AppRunner
 from patrol.engine.item_state import TOGGLES, HistoryRecord
-from patrol.plugin.model import AppConfig
 from patrol.plugin.states import ItemState
 from patrol.util.steps import Chunks, Steps
 from patrol.util.gotime import format_time
 from patrol.api.sets import handle_set
-from patrol.api.details import app_details
+from patrol.api.details import app_details, health_fields, instance_fields
+from patrol.api.status_items import StatusItems
 from patrol.api.visibility import visible_keyvalue
 from patrol.api.wire import (GROUPS, MAX_KEYVALUE_BYTES, Response, empty, error, omit_empty, pretty, signal_name,
                              validate_request)
@@ -48,6 +48,8 @@ class Api:
         #: are built at most BIG_ANSWERS at a time: each holds megabytes until sent, and
         #: every one built at once adds a step to each turn of the loop
         self.big_answers = asyncio.Semaphore(BIG_ANSWERS)
+        #: ``/status/``'s items, each encoded once per change
+        self.status_items = StatusItems(self)
 
     # -- requests --------------------------------------------------------------------
 
@@ -179,10 +181,9 @@ class Api:
                 continue
             for n, (item_id, runner) in enumerate(runners):
                 await steps.take(1 + len(runner.state.history))
-                item = self.render(runner, proven=False, stats=stats)
-                out.add((b"{" if n == 0 else b",") + b"\n\t\t" + pretty(item_id).encode() + b": "
-                        + pretty(item, level=2).encode())
+                out.add((b"{" if n == 0 else b",") + self.status_items.entry(item_id, runner, stats=stats))
             out.add(b"\n\t}")
+        self.status_items.forget_others(list(self.patrol.runners()))
         for key, value in (("started", self._time(self.patrol.started)), ("shutdown", self.patrol.shutting_down)):
             if not empty(value):  # the original's omit-if-empty, as status() applies it
                 field(key)
@@ -221,11 +222,23 @@ class Api:
         ``stats`` adds the process's CPU and memory, read from ``/proc`` (not for pings
         and events: they are frequent and nobody reads those numbers there).
         """
+        body = self.render_fields(runner, proven=proven, ids=ids, history=history)
+        details = None
+        if ids and stats and runner.group == "app" and history:  # a request about this app (not a ping) over
+            details = app_details(runner, proven=proven)  # HTTP (a UDP datagram stays small): what a person looks for
+        body.update(self.live_fields(runner, stats=stats, details=details))
+        return body
+
+    def render_fields(self, runner: "ItemView", *, proven: bool, ids: bool = False, history: bool = True,
+                      now: str | None = None) -> dict[str, Any]:
+        """What :meth:`render` shows but the fields that change with time alone
+        (:meth:`live_fields`); ``now`` stands for the ``lastseen`` of a running app
+        without pings (the original reports the current time), when given."""
         st = runner.state
         is_app = runner.group == "app"
-        lastseen = st.lastseen
+        lastseen: float | str | None = st.lastseen
         if lastseen is None and st.running and is_app and runner.ping_transport is None:
-            lastseen = self.patrol.wall()  # the original reports "now" while it runs
+            lastseen = self.patrol.wall() if now is None else now  # the original reports "now" while it runs
         body: dict[str, Any] = {}
         if ids:
             body["id"] = runner.id
@@ -238,7 +251,7 @@ class Api:
         body.update(
             {
                 "started": self._time(st.started),
-                "lastseen": self._time(lastseen),
+                "lastseen": lastseen if isinstance(lastseen, str) else self._time(lastseen),
                 "disabled": st.disabled,
                 "restart": st.restart,
                 "run-once": st.run_once,
@@ -254,9 +267,10 @@ class Api:
         body["secret"] = bool(runner.config.secret)
         body["cas"] = st.cas
         # new keys, beside the original ones
-        body["state"] = runner.phase.value
+        phase = runner.phase
+        body["state"] = phase.value
         body["restarts"] = runner.restarts
-        body["backoff"] = round(runner.backoff_delay, 3) if runner.phase == ItemState.BACKOFF else 0
+        body["backoff"] = round(runner.backoff_delay, 3) if phase == ItemState.BACKOFF else 0
         if is_app:
             last = runner.last_exit
             if last is not None:
@@ -265,34 +279,26 @@ class Api:
             body["last-reason"] = runner.last_reason
         if is_app and runner.fault_message:
             body["fault"] = runner.fault_message
-        body = omit_empty(body)
+        return omit_empty(body)
+
+    def live_fields(self, runner: "ItemView", *, stats: bool, details: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The fields that change without a change session, written last: ``uptime``,
+        readiness and the probes' answers (:func:`patrol.api.details.health_fields`), ``details`` when given
+        (an API answer about one app), and with ``stats`` the process's ``cpu-percent``
+        and ``rss-bytes``."""
+        st = runner.state
+        body: dict[str, Any] = {}
         if st.started is not None:  # kept even when 0: "known and zero" is not "unknown"
             body["uptime"] = round(max(0.0, self.patrol.wall() - st.started), 1)
-        body.update(self.health_fields(runner))
-        config = runner.config
-        if isinstance(config, AppConfig) and config.instance_of:  # a copy of a set (its number kept even when 0)
-            body.update({"instance-of": config.instance_of, "instance": config.instance})
-        if ids and stats and is_app and history:  # a request about this app (not a ping) over HTTP (a UDP
-            body.update(app_details(runner, proven=proven))  # datagram stays small): what a person looks for
-        if stats and is_app and st.pid:
+        body.update(health_fields(runner, self._time))
+        body.update(instance_fields(runner))
+        if details:
+            body.update(details)
+        if stats and st.pid and runner.group == "app":
             usage = self.patrol.cpu.usage(st.pid)
             if usage is not None:
                 body.update({"cpu-percent": usage.cpu_percent, "rss-bytes": usage.rss})
         return body
-
-    def health_fields(self, runner: "ItemView") -> dict[str, Any]:
-        """``ready`` (always: false is an answer), the probes' last answers, the app's own
-        status line."""
-        health = runner.health
-        fields: dict[str, Any] = {"ready": runner.ready}
-        for kind, probe in health.probes().items():
-            answer: dict[str, Any] = {"ok": probe.ok, "at": self._time(probe.at)}
-            if probe.message:
-                answer["message"] = probe.message
-            fields[kind] = answer
-        if health.status_text:
-            fields["status-text"] = health.status_text
-        return fields
 
     def render_record(self, record: HistoryRecord, runner: "ItemView", *, proven: bool) -> dict[str, Any]:
         """One history record of ``runner``, as a caller that did (``proven``) or did

@@ -16,6 +16,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
+from patrol.api import tabjson
 from patrol.config.instances import MAX_INSTANCES
 from patrol.util import strictjson
 
@@ -158,7 +159,7 @@ def _shorten(text: str, limit: int = 40) -> str:
 
 def dumps(body: Any, *, pretty: bool = True) -> bytes:
     """JSON as the original wrote it: TAB-indented plus newline, <>& escaped."""
-    text = json.dumps(body, indent="\t") + "\n" if pretty else json.dumps(body, separators=(",", ":"))
+    text = tabjson.dumps(body) + "\n" if pretty else json.dumps(body, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
 
 
@@ -219,14 +220,13 @@ def request_from_query(items: list[tuple[str, str]]) -> dict[str, Any] | list[st
 def pretty(value: Any, level: int = 0) -> str:
     """``value`` as the original's TAB-indented JSON (``<>&`` escaped), to be placed
     ``level`` levels deep in a bigger document (lines after the first are indented)."""
-    text = json.dumps(value, indent="\t")
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return text.replace("\n", "\n" + "\t" * level) if level else text
+    text = tabjson.dumps(value, level)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def omit_empty(body: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
     """The original's omit-if-empty: false, 0, "", {} and [] are left out."""
-    return {k: v for k, v in body.items() if k in keep or not empty(v)}
+    return {k: v for k, v in body.items() if v or k in keep or not empty(v)}  # a true value is never empty
 
 
 def empty(value: Any) -> bool:

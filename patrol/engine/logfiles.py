@@ -105,7 +105,8 @@ class LogSink:
     def _directory(self) -> int:
         directory = os.path.dirname(self.path)
         root = self.root or directory
-        return open_directory(root, os.path.relpath(directory, root), self.owner)
+        below = directory[len(root) + 1:] if directory.startswith(root + "/") else os.path.relpath(directory, root)
+        return open_directory(root, below, self.owner)
 
     def open(self, *, exclusive: bool) -> None:
         """Open (and create) the file; raises ``OSError``. ``exclusive``: it must be new."""

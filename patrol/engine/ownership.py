@@ -29,12 +29,12 @@ kernel-made files, never a path a user controls), so it never blocks the loop.
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import structlog
 
 from patrol.engine import procfs
+from patrol.engine.census import ChildCensus
 from patrol.engine.procfs import Proc, stat
 
 log = structlog.get_logger("patrol.ownership")
@@ -47,7 +47,8 @@ MAX_ENVIRON = 1024 * 1024
 SWEEP_BUDGET = 256
 #: Deepest ppid chain walked looking for a recorded ancestor.
 MAX_DEPTH = 128
-#: How many records of proven processes are kept before dead ones are pruned.
+#: How many records of proven processes are kept before dead ones are pruned (at
+#: least: after a prune, the next one waits until the records have doubled).
 PRUNE_AT = 4096
 
 
@@ -161,6 +162,10 @@ class Ownership:
         self._pids: dict[int, tuple[str, int]] = {}  # pid -> (owner, start)
         self._sessions: dict[int, tuple[str, int | None]] = {}  # sid -> (owner, leader start)
         self._unattributed: set[tuple[int, int]] = set()  # children that proved nothing: (pid, start)
+        self.census = ChildCensus(self.attribute)  # every child's owner, one scan for all who ask
+        #: records kept before the next prune: with more live processes than PRUNE_AT a
+        #: fixed bound would prune (a /proc read per record) at every spawn
+        self._prune_at = PRUNE_AT
 
     # -- recording proof -------------------------------------------------------------
 
@@ -171,7 +176,7 @@ class Ownership:
             return None
         self._record(owner, pid, info.start)
         if info.sid == pid:
-            if len(self._sessions) >= PRUNE_AT:
+            if len(self._sessions) >= self._prune_at:
                 self._prune()
             self._sessions[pid] = (owner, info.start)
         return info.start
@@ -193,7 +198,7 @@ class Ownership:
 
     def forget_session(self, sid: int) -> None:
         self._sessions.pop(sid, None)
-        if len(self._sessions) >= PRUNE_AT:
+        if len(self._sessions) >= self._prune_at:
             self._prune()
 
     def exited(self, pid: int) -> None:
@@ -205,7 +210,7 @@ class Ownership:
         if known is not None and known[0] != owner and known[1] == start:
             log.warning("process already belongs to another item", pid=pid, owner=known[0], claimed_by=owner)
             return False
-        if len(self._pids) >= PRUNE_AT:
+        if len(self._pids) >= self._prune_at:
             self._prune()
         self._pids[pid] = (owner, start)
         return True
@@ -219,6 +224,7 @@ class Ownership:
         for sid, (_, leader) in list(self._sessions.items()):
             if not group_is_still(sid, leader) or not _has_members(sid):
                 del self._sessions[sid]
+        self._prune_at = max(PRUNE_AT, 2 * max(len(self._pids), len(self._sessions)))
 
     # -- deciding --------------------------------------------------------------------
 
@@ -276,17 +282,12 @@ class Ownership:
         """Patrol's live children that are ``owner``'s (pid -> start time), started
         before ``before`` (clock ticks) if given.
 
-        A coroutine that yields to the loop every few children: an app may leave
-        hundreds behind, and reading their environments must not stall supervision.
+        From a scan of every child that callers asking at the same time share
+        (:mod:`patrol.engine.census`): the apps of a shutdown all ask at once.
         """
-        found: dict[int, int] = {}
-        for n, pid in enumerate(procfs.children(), 1):
-            if n % 32 == 0:
-                await asyncio.sleep(0)
-            got = self.attribute(pid)
-            if got is not None and got[1] == owner and (before is None or got[0] < before):
-                found[pid] = got[0]
-        return found
+        census = await self.census.take()
+        return {pid: start for pid, (start, who) in census.items()
+                if who == owner and (before is None or start < before)}
 
     def attributed(self, children: set[int], budget: int | None = None) -> list[tuple[int, int, str]]:
         """``(pid, start, owner)`` of each live child whose owner is proven.

@@ -165,33 +165,45 @@ def open_directory(root: str, relative: str, owner: tuple[int, int] | None = Non
     ``root`` (the configured directory, trusted as written).
 
     A directory below ``root`` swapped for a symlink would otherwise make Patrol, often
-    root, create and rename files wherever it points. ``owner`` (uid, gid): the
-    directories made here (``root`` itself included) are given to that user.
+    root, create and rename files wherever it points. Every start of an app asks, and the
+    directories nearly always exist: each is opened first and made only when missing.
+    ``owner`` (uid, gid): the directories made here (``root`` itself included) are given
+    to that user.
     """
-    if owner is not None and not os.path.isdir(root):
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    try:
+        fd = os.open(root, flags)
+    except FileNotFoundError:
         os.makedirs(root, exist_ok=True)
-        os.chown(root, *owner, follow_symlinks=False)
-    os.makedirs(root, exist_ok=True)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if owner is not None:
+            os.chown(root, *owner, follow_symlinks=False)
+        fd = os.open(root, flags)
     try:
         for part in [p for p in relative.split("/") if p and p != "."]:
             if part == "..":
                 raise OSError(errno.EINVAL, "a path must stay inside its directory", relative)
             try:
-                os.mkdir(part, 0o777, dir_fd=fd)
-                if owner is not None:
-                    os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
-            except FileExistsError:
-                pass
-            try:
-                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise NotRegularFile(os.path.join(root, part), "not a plain directory") from None
-                raise
+                inner = _open_below(fd, part, root, flags)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(part, 0o777, dir_fd=fd)
+                    if owner is not None:
+                        os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
+                except FileExistsError:
+                    pass  # made meanwhile by someone else: opened below, symlink or not
+                inner = _open_below(fd, part, root, flags)
             os.close(fd)
             fd = inner
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _open_below(fd: int, part: str, root: str, flags: int) -> int:
+    try:
+        return os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise NotRegularFile(os.path.join(root, part), "not a plain directory") from None
+        raise

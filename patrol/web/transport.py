@@ -33,7 +33,6 @@ from starlette.types import Receive, Scope, Send
 from patrol.web import auth
 from patrol.api.access import is_ping_only, secret_credential, too_many
 from patrol.engine import descriptors
-from patrol.api import openapi
 from patrol.util import steps
 from patrol.plugin.hookspecs import hookimpl
 from patrol.api.wire import MAX_BODY, Problem, decode_json, dumps, request_from_query
@@ -42,8 +41,8 @@ from patrol.util.net import bind, parse_listen
 from patrol.api.view import KernelView
 from patrol.plugin.registry import Register
 from patrol.plugin.transport import PatrolView, Transport
-from patrol.web import gui
 from patrol.web.bodies import cross_site, read_body
+from patrol.web.lazy_routes import LazyRoutes
 from patrol.web.logs_api import LogLines
 
 
@@ -157,6 +156,8 @@ def build_app(view: KernelView) -> Starlette:
         """``GET /openapi.json``: the API's OpenAPI document (patrol/api/openapi.py)."""
         if request.method not in ("GET", "HEAD"):
             return errors(405, "Invalid Method: GET the document")
+        from patrol.api import openapi  # imported on first use: most Patrols never serve it
+
         return json_response(openapi.document())
 
     routes: list[BaseRoute] = [
@@ -168,10 +169,16 @@ def build_app(view: KernelView) -> Starlette:
         Route("/api/", AnyMethod(api_endpoint)),
         Route("/api/logs", AnyMethod(LogLines(view.supervisor).endpoint)),
     ]
-    routes += gui.routes(view)
+    routes.append(LazyRoutes(lambda: gui_routes(view)))  # the GUI's code loads with its first page
     access = auth.Access(view)  # every route is behind the gate: rate limit, then http.auth
     return Starlette(routes=routes, exception_handlers={ClientDisconnect: client_left, Exception: internal_error},
                      middleware=[Middleware(auth.Gate, access=access)])
+
+
+def gui_routes(view: KernelView) -> list[BaseRoute]:
+    from patrol.web import gui  # Jinja2, the templates, the pages: megabytes an API-only Patrol never needs
+
+    return gui.routes(view)
 
 
 def without_keyvalues(body: dict[str, Any]) -> dict[str, Any]:

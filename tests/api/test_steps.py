@@ -75,13 +75,13 @@ def test_status_is_built_in_steps_of_bounded_work_byte_identical_to_one_go():
     expected = dumps(api.status())  # today's one-shot answer: TAB-indented, <>& escaped
     work: list[int] = [0]
     steps_seen: list[int] = []
-    render = api.render
+    live_fields = api.live_fields  # asked once per item and answer, cached text or not
 
-    def counting_render(runner: Any, **kwargs: Any) -> dict[str, Any]:
+    def counting(runner: Any, **kwargs: Any) -> dict[str, Any]:
         work[0] += 1 + len(runner.state.history)
-        return render(runner, **kwargs)
+        return live_fields(runner, **kwargs)
 
-    api.render = counting_render  # type: ignore[method-assign]
+    api.live_fields = counting  # type: ignore[method-assign]
 
     def step() -> None:
         steps_seen.append(work[0])
@@ -243,14 +243,14 @@ def test_at_most_two_big_answers_are_built_at_once_and_all_are_answered():
     api = daemon.api
     building: set[Any] = set()
     most = [0]
-    render = api.render
+    live_fields = api.live_fields  # asked once per item and answer, cached text or not
 
     def tracking(runner: Any, **kwargs: Any) -> dict[str, Any]:
         building.add(asyncio.current_task())
         most[0] = max(most[0], len(building))
-        return render(runner, **kwargs)
+        return live_fields(runner, **kwargs)
 
-    api.render = tracking  # type: ignore[method-assign]
+    api.live_fields = tracking  # type: ignore[method-assign]
 
     async def one() -> bytes:
         try:
@@ -262,6 +262,6 @@ def test_at_most_two_big_answers_are_built_at_once_and_all_are_answered():
         return await asyncio.gather(*(one() for _ in range(5)))
 
     answers = asyncio.run(five())
-    api.render = render  # type: ignore[method-assign]
+    api.live_fields = live_fields  # type: ignore[method-assign]
     assert most[0] == 2
     assert len(set(answers)) == 1 and answers[0] == dumps(api.status())

@@ -1,0 +1,191 @@
+"""``/status/``'s cached item texts never show an item as it was before a change.
+
+Each item's text is cached with the inputs it was rendered from
+(:mod:`patrol.api.status_items`). These tests change every one of those inputs, one
+after the other, through the paths the engine uses (change sessions, runner fields, a
+new configuration, the clock) and compare the cached answer with the uncached one-shot
+rendering after each change; and they check that the list of inputs covers everything
+the renderer reads, so a field added to an item later cannot be served stale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Coroutine
+
+import pytest
+
+from patrol.api.status_items import RUNNER_INPUTS, STATE_INPUTS
+from patrol.api.wire import dumps
+from patrol.config import Methods, parse_config
+from patrol.daemon import Daemon
+from patrol.engine.item_state import HistoryRecord, new_instance_id
+from patrol.plugin.keepalive import ExitStatus
+from patrol.plugin.loader import Plugins
+from patrol.util.steps import Steps
+
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def patrol(clock: Clock) -> Daemon:
+    plugins = Plugins(strict=True)
+    app = {"keepalive": 1, "binary": "b", "working-directory": "/srv", "log-directory": "l", "pid-path": "p"}
+    doc = {"apps": {"a": {**app, "name": "A <é>"}, "b": {**app, "name": "B", "secret": "s", "keyvalue": {"k": 1}},
+                    "u": {**app, "name": "U", "keepalive": 4}},  # u: kept alive by UDP pings
+           "services": {"s": {"name": "S", "service": "s", "management": "service"}}}
+    config, _ = parse_config(doc, Methods(plugins.keepalives, plugins.services))
+    daemon = Daemon(config, plugins, wall=clock)
+    daemon.supervisor.started = NOW - 100
+    return daemon
+
+
+def drive(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coro`` to its end without an event loop (it never waits on anything)."""
+    while True:
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            return done.value
+
+
+def cached_answer(daemon: Daemon) -> bytes:
+    return b"".join(drive(daemon.api.status_json(Steps(10**9, seconds=float("inf")))))
+
+
+def start(runner: Any, pid: int) -> None:
+    with runner.state.session() as s:
+        s.set(started=NOW - 10, pid=pid, instance_id=new_instance_id())
+
+
+def end(runner: Any) -> None:
+    st = runner.state
+    with st.session() as s:
+        s.append_history(HistoryRecord(instance_id=st.instance_id, started=st.started, stopped=NOW, pid=st.pid,
+                                       exit_code=3, reason="exited <3>", keyvalue={"at": "end & é"}))
+        s.set(started=None, pid=0, instance_id="", lastseen=None)
+
+
+def changes(daemon: Daemon, clock: Clock) -> list[tuple[str, Callable[[], None]]]:
+    """Every input of an item's text, changed the way the engine changes it."""
+    sup = daemon.supervisor
+    a, b, u, s = sup.apps["a"], sup.apps["b"], sup.apps["u"], sup.services["s"]
+    me = os.getpid()
+
+    def session(runner: Any, **fields: Any) -> Callable[[], None]:
+        def change() -> None:
+            with runner.state.session() as ses:
+                ses.set(**fields)
+        return change
+
+    def merge(runner: Any, values: dict[str, Any]) -> Callable[[], None]:
+        def change() -> None:
+            with runner.state.session() as ses:
+                ses.merge_keyvalue(values)
+        return change
+
+    def field(runner: Any, **values: Any) -> Callable[[], None]:
+        return lambda: [setattr(runner, k, v) for k, v in values.items()] and None
+
+    return [
+        ("a starts (running: lastseen is now, uptime, cpu and memory)", lambda: start(a, me)),
+        ("the clock moves (now and uptime)", lambda: setattr(clock, "now", clock.now + 1.5)),
+        ("a is pinged", session(a, lastseen=NOW + 1)),
+        ("a's key/values merge in place", merge(a, {"new": [1, {"x": "<y>"}]})),
+        ("a's key/values again, same dict", merge(a, {"new": 2})),
+        ("a is toggled disabled", session(a, disabled=True)),
+        ("a restart is asked", session(a, disabled=False, restart=True)),
+        ("run-once", session(a, run_once=True)),
+        ("a ends: a history record", lambda: end(a)),
+        ("a starts again", lambda: start(a, me)),
+        ("a's runner counts a start", field(a, starts=5)),
+        ("a's runner has a reason", field(a, last_reason="waiting for <x>")),
+        ("a's runner has a fault", field(a, fault_message="log directory full")),
+        ("a's last exit", field(a, last_exit=ExitStatus(code=None, signal=9))),
+        ("a's own status line (no change session)", lambda: setattr(a.health, "status_text", "ok <b> & é")),
+        ("a stops (phase)", field(a, stop_task=object())),
+        ("b (with a secret) gets key/values", merge(b, {"private": "hunter2"})),
+        ("b's secret is dropped by a reload", field(b, config=dataclasses.replace(b.config, secret=""))),
+        ("a is renamed by a reload", field(a, config=dataclasses.replace(a.config, name="A2 & more"))),
+        ("u starts (pinged: no 'now')", lambda: start(u, me)),
+        ("u is pinged", session(u, lastseen=NOW + 2)),
+        ("the service starts", lambda: start(s, 0)),
+        ("the service ends", lambda: end(s)),
+        ("the timestamp layout changes", lambda: setattr(sup, "config", dataclasses.replace(
+            sup.config, json_timestamp="2006-01-02 15:04:05.000"))),
+        ("the clock moves within a second", lambda: setattr(clock, "now", clock.now + 0.25)),
+        ("cas moves alone", session(a, cas=a.state.cas + 7)),
+        ("pid changes", session(a, pid=1)),
+    ]
+
+
+def test_every_change_to_an_item_shows_in_the_next_status_answer():
+    clock = Clock()
+    daemon = patrol(clock)
+    for name, change in changes(daemon, clock):
+        cached_answer(daemon)  # every item's text is cached now
+        change()
+        assert cached_answer(daemon) == dumps(daemon.api.status()), name
+
+
+def test_an_unchanged_item_is_served_from_its_cached_text():
+    clock = Clock()
+    daemon = patrol(clock)
+    api = daemon.api
+    written: list[str] = []
+    render_fields = api.render_fields
+
+    def counting(runner: Any, **kwargs: Any) -> dict[str, Any]:
+        written.append(runner.id)
+        return render_fields(runner, **kwargs)
+
+    api.render_fields = counting  # type: ignore[method-assign]
+    first = cached_answer(daemon)
+    assert sorted(written) == ["a", "b", "s", "u"]
+    written.clear()
+    assert cached_answer(daemon) == first and written == []
+    with daemon.supervisor.apps["b"].state.session() as s:
+        s.set(disabled=True)
+    cached_answer(daemon)
+    assert written == ["b"]
+
+
+class Recorder:
+    """Stands for an object and notes the name of every attribute read from it."""
+
+    def __init__(self, target: Any, seen: set[str], inner: dict[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_seen", seen)
+        object.__setattr__(self, "_inner", inner or {})
+
+    def __getattr__(self, name: str) -> Any:
+        self._seen.add(name)
+        return self._inner.get(name) or getattr(self._target, name)
+
+
+@pytest.mark.parametrize("item", ["a", "b", "u", "s"])
+def test_the_cache_key_holds_everything_an_item_text_is_rendered_from(item: str):
+    clock = Clock()
+    daemon = patrol(clock)
+    sup = daemon.supervisor
+    for runner in sup.runners():
+        start(runner, os.getpid())
+        end(runner)
+        start(runner, os.getpid())
+    runner = sup.apps.get(item) or sup.services[item]
+    state_seen: set[str] = set()
+    runner_seen: set[str] = set()
+    state = Recorder(runner.state, state_seen)
+    daemon.api.render_fields(Recorder(runner, runner_seen, {"state": state}), proven=False)
+    daemon.api.live_fields(Recorder(runner, set(), {"state": Recorder(runner.state, set())}), stats=True)
+    assert state_seen - {"running", "history"} <= set(STATE_INPUTS)  # running: started's; history: history_total's
+    assert runner_seen - {"state", "id"} <= set(RUNNER_INPUTS)  # id: the item's key
+    assert state_seen and runner_seen
