@@ -266,7 +266,15 @@ class PatrolProcess:
         Rotated generations (``X.log.1`` ...) count: a chatty app's first lines may
         already have been rotated out of the current file.
         """
-        return any(text in f.read_text(errors="replace") for f in (self.workdir / directory).rglob("*.log*"))
+        for path in (self.workdir / directory).rglob("*.log*"):
+            if path.name.startswith("."):
+                continue  # a current-log symlink being made (renamed over the link at once)
+            try:
+                if text in path.read_text(errors="replace"):
+                    return True
+            except (FileNotFoundError, IsADirectoryError):
+                continue  # pruned or rotated away between the listing and the read
+        return False
 
     def log_records(self) -> list[dict[str, Any]]:
         """Patrol's own log, parsed (it runs with ``--log-format json``)."""
