@@ -28,6 +28,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import pytest
 
+from patrol.testing.files import files_contain
+
 T = TypeVar("T")
 TESTAPP = Path(__file__).with_name("testapp.py")
 UNITTEST_ENV = {"PATROL_UNITTEST": "I KNOW WHAT I AM DOING"}
@@ -261,20 +263,9 @@ class PatrolProcess:
         return wait_for(pid, timeout, f"{app_id} running")
 
     def app_log_has(self, text: str, directory: str = "logs") -> bool:
-        """Does any log file under the work dir's ``directory`` contain ``text``?
-
-        Rotated generations (``X.log.1`` ...) count: a chatty app's first lines may
-        already have been rotated out of the current file.
-        """
-        for path in (self.workdir / directory).rglob("*.log*"):
-            if path.name.startswith("."):
-                continue  # a current-log symlink being made (renamed over the link at once)
-            try:
-                if text in path.read_text(errors="replace"):
-                    return True
-            except (FileNotFoundError, IsADirectoryError):
-                continue  # pruned or rotated away between the listing and the read
-        return False
+        """Does any log file under ``directory`` contain ``text``? Rotated generations
+        count: a chatty app's first lines may already have been rotated out."""
+        return files_contain(self.workdir / directory, "*.log*", text)
 
     def log_records(self) -> list[dict[str, Any]]:
         """Patrol's own log, parsed (it runs with ``--log-format json``)."""
