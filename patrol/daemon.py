@@ -76,6 +76,7 @@ class Transports:
             except OSError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a plugin's bug must not stop Patrol
+                self.plugins.failed_in(self.plugins.transports, name)
                 log.error("transport failed to start; running without it", transport=name,
                           plugin=self._origin(name), error=f"{type(exc).__name__}: {exc}", exc_info=exc)
                 continue

@@ -25,6 +25,7 @@ from patrol.util.gotime import format_time
 from patrol.api.sets import handle_set
 from patrol.api.details import app_details, health_fields, instance_fields
 from patrol.api.status_items import StatusItems
+from patrol.api.counts import RequestCounts
 from patrol.api.visibility import visible_keyvalue
 from patrol.api.wire import (GROUPS, MAX_KEYVALUE_BYTES, Response, empty, error, omit_empty, pretty, signal_name,
                              validate_request)
@@ -50,10 +51,18 @@ class Api:
         self.big_answers = asyncio.Semaphore(BIG_ANSWERS)
         #: ``/status/``'s items, each encoded once per change
         self.status_items = StatusItems(self)
+        self.requests = RequestCounts()  # answers by transport and status, for the metrics
 
     # -- requests --------------------------------------------------------------------
 
     def handle(self, request: Any, transport: str | None = None, *, history: bool = True) -> Response:
+        """Apply one request; ``transport`` is the name of the transport it came by
+        (see :meth:`_handle`). Every answer is counted."""
+        response = self._handle(request, transport, history=history)
+        self.requests.count(transport, response.status)
+        return response
+
+    def _handle(self, request: Any, transport: str | None, *, history: bool) -> Response:
         """Apply one request; ``transport`` is the name of the transport it came by.
 
         A ``None`` transport (a library call) accepts pings for any ping keepalive.
@@ -331,5 +340,9 @@ class Api:
 
     def _time(self, ts: float | None) -> str:
         return "" if ts is None else format_time(ts, self.patrol.config.json_timestamp)
+
+    def time_text(self, ts: float | None) -> str:
+        """A time as every answer writes it (the config's ``json-timestamp`` layout)."""
+        return self._time(ts)
 
 

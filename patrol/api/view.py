@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from patrol.api.access import Guesses
 from patrol.api.handler import Api
+from patrol.api.stream import EventStream
 from patrol.api.wire import Response
 from patrol.plugin.events import Event
 from patrol.plugin.model import PatrolConfig
@@ -26,11 +27,13 @@ if TYPE_CHECKING:
 class KernelView:
     """The :class:`~patrol.plugin.transport.PatrolView` of one running Patrol."""
 
-    def __init__(self, supervisor: "Supervisor", api: Api) -> None:
+    def __init__(self, supervisor: "Supervisor", api: Api, stream: EventStream | None = None) -> None:
         self.supervisor = supervisor
         self.api = api
         #: one throttle of guessed secrets and tokens, shared by every transport
         self.guesses = Guesses()
+        #: the lifecycle events, for ``GET /events`` and the GUI's live pages
+        self.stream = stream if stream is not None else EventStream(supervisor.instance_id)
 
     @property
     def config(self) -> PatrolConfig:
@@ -54,21 +57,28 @@ class KernelView:
 
 
 class EventPublisher:
-    """Renders the supervisor's events and hands them to the ``patrol_trigger`` observers.
+    """Renders the supervisor's events and hands them to the ``patrol_trigger`` observers
+    and to the event stream (:mod:`patrol.api.stream`).
 
     Snapshots and history records are rendered as the API shows them to a caller
     without the item's secret (:mod:`patrol.api.visibility`): observers forward events.
+    An event is rendered once, for both.
     """
 
     def __init__(self, plugins: "Plugins", api: Api, view: KernelView) -> None:
         self.plugins = plugins
         self.api = api
         self.view = view
+        self.stream = view.stream
 
     def wanted(self) -> bool:
-        return self.plugins.has_observers()
+        return True  # the stream keeps every change for clients that reconnect
 
     def emit(self, name: str, runner: "Runner | None", **extra: Any) -> None:
+        observed = self.plugins.has_observers()
+        streamed = self.stream.wants(name)
+        if not (observed or streamed):
+            return  # a periodic event nobody asked for: not even built
         if runner is None:
             event = Event(name, **extra)
         else:
@@ -76,4 +86,7 @@ class EventPublisher:
             if record is not None:
                 record = self.api.render_record(record, runner, proven=False)
             event = Event(name, runner.group, runner.id, self.api.snapshot(runner), record, **extra)
-        self.plugins.trigger(self.view, event)
+        if observed:
+            self.plugins.trigger(self.view, event)
+        if streamed:
+            self.stream.publish(event, self.api.time_text(self.api.patrol.wall()))

@@ -1,9 +1,9 @@
 """Client commands of ``patrol``: talk to a running Patrol over its HTTP API.
 
 ``status``, ``logs``, ``enable``/``start``, ``disable``/``stop``, ``restart``,
-``run-once``, ``history``, ``ping``, ``reload`` and ``completion`` work through
-``/status/``, ``/api/``, ``/api/logs`` and ``/-/reload``. They use only the standard
-library (urllib): the client starts fast, and no plugin, web framework or broken install
+``run-once``, ``history``, ``ping``, ``reload``, ``events`` and ``completion`` work through
+``/status/``, ``/api/``, ``/api/logs``, ``/-/reload`` and ``/events`` (:mod:`patrol.cli.events`).
+They use only the standard library (urllib): the client starts fast, and no plugin, web framework or broken install
 of the daemon's dependencies can break it. Requests that carry a secret are POSTed, so
 the secret never appears in a URL (and so in no proxy or access log). Actions and
 ``status``/``logs`` take several ids, set ids, globs and ``all`` (:mod:`patrol.cli.targets`);
@@ -32,6 +32,7 @@ import sys
 from typing import Any
 
 from patrol.cli import scale
+from patrol.cli import events
 from patrol.cli.actions import check_timeout, cmd_action, secured, with_secret
 from patrol.cli.address import EXIT_OK, EXIT_USAGE, ClientError, base_url, token_of
 from patrol.cli.logcmd import check_lines, cmd_logs, since_time
@@ -112,6 +113,7 @@ def add_commands(sub: Any) -> None:
     completion = sub.add_parser("completion", help="print a shell completion script (bash, zsh or fish)")
     completion.add_argument("shell", choices=("bash", "zsh", "fish"))
     sub.add_parser("_ids", parents=[where])  # for the completion scripts: not a command for people
+    events.add_command(sub, where)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,4 +187,5 @@ COMMANDS = {
     "history": cmd_history,
     "ping": cmd_ping,
     "scale": scale.cmd_scale,
+    "events": events.cmd_events,
 }

@@ -1,5 +1,6 @@
 """(new) Who may use the listeners, and how much: ``http.auth``, ``http.insecure-no-auth``,
-``http.rate-limit``, ``http.client-timeout``, ``http.max-connections``, ``udp.answer``.
+``http.rate-limit``, ``http.client-timeout``, ``http.max-connections``, ``udp.answer``, and
+the same keys in ``metrics`` (the separate listener for scrapers).
 
 The original Patrol had no authentication and told users never to expose it. Here an
 HTTP listener that other machines can reach must have a token (``http.auth.token`` or,
@@ -37,8 +38,13 @@ MAX_CONNECTIONS = (1, 65536)
 UDP_ANSWERS = ("full", "pings-only", "minimal")
 
 
-def read_http_access(sec: Section, listen: Listen) -> Listen:
-    """``listen`` with the access keys of the ``http`` section ``sec``."""
+#: what someone who reaches an unauthenticated listener can do, by section
+EXPOSURE = {"http": "start and stop apps and read their logs",
+            "metrics": "read the metrics (every item's name, state and resource use)"}
+
+
+def read_http_access(sec: Section, listen: Listen, section: str = "http") -> Listen:
+    """``listen`` with the access keys of the ``http`` (or ``metrics``) section ``sec``."""
     errors = len(sec.report.errors)
     auth = _auth(sec)
     auth_failed = len(sec.report.errors) > errors
@@ -50,15 +56,17 @@ def read_http_access(sec: Section, listen: Listen) -> Listen:
     if auth is None and not auth_failed and not is_loopback(listen.listen):
         if not insecure:
             sec.report.error(sec.at("listen"), f"{show(listen.listen)} accepts connections from other "
-                             "machines, and http.auth is not set: anyone who can connect could start and "
-                             "stop apps and read their logs. Set http.auth.token-file (or token), listen on "
+                             f"machines, and {section}.auth is not set: anyone who can connect could "
+                             f"{EXPOSURE[section]}. Set {section}.auth.token-file (or token), listen on "
                              '127.0.0.1, or set "insecure-no-auth": true to accept that')
         else:
-            sec.report.warn(sec.at("insecure-no-auth"), f"the HTTP API and web GUI on {show(listen.listen)} "
-                            "are open to anyone who can connect: they can start and stop apps and read "
-                            "their logs (set http.auth to require a token)")
+            what = "the HTTP API and web GUI" if section == "http" else "the metrics"
+            sec.report.warn(sec.at("insecure-no-auth"), f"{what} on {show(listen.listen)} "
+                            f"are open to anyone who can connect: they can {EXPOSURE[section]} "
+                            f"(set {section}.auth to require a token)")
     elif insecure and auth is not None:
-        sec.report.warn(sec.at("insecure-no-auth"), "is ignored: http.auth is set, so every request needs the token")
+        sec.report.warn(sec.at("insecure-no-auth"),
+                        f"is ignored: {section}.auth is set, so every request needs the token")
     elif insecure and not auth_failed:
         sec.report.warn(sec.at("insecure-no-auth"), "on a loopback address it only turns off the check that "
                         "keeps web pages from reaching Patrol through DNS rebinding (any Host is answered)")

@@ -26,8 +26,8 @@ from patrol.config.access import read_http_access, read_udp_access, warn_unauthe
 from patrol.config.depends import check_dependencies
 from patrol.config.instances import check_set_dependencies, check_sets
 from patrol.config.items import read_app, read_service
-from patrol.plugin.model import (HISTORY, HTTP_LISTEN_DEFAULT, PING_TIMEOUT, TICK_EVERY, UDP_LISTEN_DEFAULT,
-                    AppConfig, Listen, PatrolConfig)
+from patrol.plugin.model import (HISTORY, HTTP_LISTEN_DEFAULT, METRICS_LISTEN_DEFAULT, PING_TIMEOUT, TICK_EVERY,
+                                 UDP_LISTEN_DEFAULT, AppConfig, Listen, PatrolConfig)
 from patrol.config.reader import (ANY, INT, NUMBER, OBJECT, STRING, Kind, Report, Section, child, got, nesting,
                      warn_duplicates)
 from patrol.config.rules import id_problem
@@ -113,6 +113,7 @@ def _read_top(top: Section, methods: Methods) -> PatrolConfig:
     apps, services = check_dependencies(report, apps, services, known)
     http = _listen(top, "http", HTTP_LISTEN_DEFAULT)
     udp = _listen(top, "udp", UDP_LISTEN_DEFAULT)
+    metrics = _listen(top, "metrics", METRICS_LISTEN_DEFAULT) if top.raw("metrics") is not None else None
     advertised = {"http": _addresses(top, "listen-http", http.listen),
                   "udp": _addresses(top, "listen-udp", udp.listen)}
     _require_listeners(report, apps, methods.keepalives, advertised)
@@ -137,6 +138,7 @@ def _read_top(top: Section, methods: Methods) -> PatrolConfig:
         x=top.get("x", ANY),
         state_file=top.get("state-file", STRING, ""),
         exit_with=exit_with,
+        metrics=metrics,
     )
     top.warn_unread()
     return config
@@ -185,11 +187,12 @@ def _items(path: str, raw: Mapping[str, Any], noun: str, report: Report,
 
 
 def _listen(top: Section, key: str, default: str) -> Listen:
-    """``http`` / ``udp``: the address the daemon binds (the daemon's default when empty)."""
+    """``http`` / ``udp`` / ``metrics``: the address the daemon binds (the daemon's default
+    when empty) and who may use it."""
     sec = Section(top.get(key, OBJECT, {}), top.at(key), top.report)
     listen = Listen(sec.get("listen", STRING, "") or default, sec.get("x", ANY))
-    if key == "http":
-        listen = read_http_access(sec, listen)
+    if key in ("http", "metrics"):
+        listen = read_http_access(sec, listen, key)
     else:
         listen = read_udp_access(sec, listen)
     sec.warn_unread()

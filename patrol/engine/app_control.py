@@ -141,6 +141,7 @@ class AppControl:
             runner.close(reason, status)
         else:  # the launch failed before the app was ever seen running
             runner.forget_run()
+            runner.start_failures += 1
             runner.last_exit, runner.last_reason = status, reason
             self.log.warning("did not come up", reason=reason, status=str(status) if status else None)
         runner.after_death(uptime)
@@ -175,6 +176,7 @@ class AppControl:
         runner = self.runner
         reason = (f"keepalive {runner.config.keepalive!r} (plugin {runner.plugin}) failed in {where}: "
                   f"{type(exc).__name__}: {exc}")
+        runner.sup.plugins.failed_in(runner.sup.plugins.keepalives, runner.config.keepalive)
         self.log.error("keepalive plugin failed", plugin=runner.plugin, keepalive=runner.config.keepalive,
                        where=where, error=f"{type(exc).__name__}: {exc}", exc_info=exc)
         if runner.plugin_error:

@@ -44,6 +44,7 @@ class AppOwner(Protocol):
     fault_message: str | None
     last_exit: ExitStatus | None
     last_reason: str
+    start_failures: int  # starts that failed (the metrics count them)
     plugin_error: str
     stop_reason: str
     stop_task: asyncio.Task[None] | None

@@ -20,7 +20,6 @@ plugin's name and traceback, and becomes the app's normal failure path.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from typing import Any
 
@@ -70,6 +69,7 @@ class AppRunner(RunnerBase):
         self.known = False  # the state file had this app
         self.restarts_after = Restarts(self)  # restart at once, back off, give up, or stay exited
         self.starts = 0
+        self.start_failures = 0  # starts that failed: the spawn failed, or it never came up
         self.last_exit: ExitStatus | None = None
         self.last_reason = ""
         self.plugin_error = ""  # the keepalive plugin failed for the current run
@@ -186,10 +186,11 @@ class AppRunner(RunnerBase):
         self.log.info("spawned", pid=proc.pid, program=self.config.program)
         self.control.call("spawned", proc.pid)
         if self.config.execute_timeout > 0 and (self.state.running or self.instance.launching):
-            self.control.call_later(self.config.execute_timeout, self._execute_timeout)
+            self.control.call_later(self.config.execute_timeout, self.stopper.execute_timeout)
 
     def _start_failed(self, error: str) -> None:
         self.instance.launching = False
+        self.start_failures += 1
         self.last_reason = error
         self.log.error("start failed", error=error)
         self.emit("app.start_failed", error=error)
@@ -247,11 +248,6 @@ class AppRunner(RunnerBase):
         self.restarts_after.after_death(uptime, restarting)
         if self.restarts_after.given_up or self.restarts_after.exited:
             self.sup.dependencies.changed(self)  # a dependent's reason may name this end
-
-    def _execute_timeout(self) -> None:
-        self.log.warning("execute-timeout reached, killing", seconds=self.config.execute_timeout)
-        self.stop_reason = "execute-timeout"
-        self.stopper.kill_all(signal.SIGKILL)
 
     def fail_run(self, reason: str) -> None:
         """End the run as a failure (liveness, ``fail``): stopped, then restarted as after a crash."""

@@ -77,6 +77,13 @@ class Stopper:
                 and not self.groups_alive():
             runner.control.dead(reason)
 
+    def execute_timeout(self) -> None:
+        """``execute-timeout`` passed: the run is killed (its restart follows the policy)."""
+        runner = self.runner
+        runner.log.warning("execute-timeout reached, killing", seconds=runner.config.execute_timeout)
+        runner.stop_reason = "execute-timeout"
+        self.kill_all(signal.SIGKILL)
+
     def kill_all(self, sig: int) -> None:
         pid = self.runner.state.pid or self.instance.launcher_pid
         self.signal_groups(sig)

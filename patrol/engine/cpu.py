@@ -1,7 +1,8 @@
 """CPU share and resident memory of processes: the one sampler, for every reader.
 
-The API (``cpu-percent``, ``rss-bytes``), the GUI and, later, metrics all ask this one
-sampler, so the dashboard and ``/status/`` can never disagree about the same process.
+The API (``cpu-percent``, ``rss-bytes``), the GUI and the metrics (``/metrics``) all ask
+this one sampler, so the dashboard, ``/status/`` and Prometheus can never disagree about
+the same process.
 
 A CPU percentage needs two readings of the process's CPU time. Readings are kept per
 process (pid *and* start time, so a reused pid never mixes two processes); the share is
@@ -26,6 +27,7 @@ from patrol.engine import procfs
 class Usage:
     cpu_percent: float  # of one core
     rss: int  # resident memory, bytes
+    cpu_seconds: float = 0.0  # CPU time the process used so far, all threads (a counter)
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class CpuSampler:
         else:  # a first reading: the average since the process started
             age = procfs.uptime() - info.start / procfs.CLK_TCK
             percent = info.cpu_ticks / procfs.CLK_TCK / age * 100 if age > 0 else 0.0
-        usage = Usage(round(max(percent, 0.0), 1), info.rss)
+        usage = Usage(round(max(percent, 0.0), 1), info.rss, info.cpu_ticks / procfs.CLK_TCK)
         self._readings[pid] = _Reading(info.start, info.cpu_ticks, now, usage)
         self._forget(now)
         return usage

@@ -42,6 +42,7 @@ class Proc:
     start: int  # clock ticks since boot: with the pid, it names one process for good
     cpu_ticks: int = 0  # user + system time, all threads
     rss_pages: int = 0
+    vsize: int = 0  # virtual memory, bytes
 
     @property
     def alive(self) -> bool:
@@ -70,7 +71,7 @@ def stat(pid: int) -> Proc | None:
     fields = data[data.rfind(b")") + 2 :].split()
     try:
         return Proc(pid, fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]),
-                    int(fields[11]) + int(fields[12]), int(fields[21]))
+                    int(fields[11]) + int(fields[12]), int(fields[21]), int(fields[20]))
     except (IndexError, ValueError):
         return None
 
@@ -132,6 +133,14 @@ def command(pid: int) -> tuple[str, list[str]]:
     if args and not args[-1]:
         args.pop()  # the NUL that ends the last argument
     return exe, [os.fsdecode(arg) for arg in args]
+
+
+def open_descriptors() -> int | None:
+    """How many file descriptors Patrol has open now (None when ``/proc`` cannot say)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
 
 
 def pids() -> Iterator[int]:

@@ -14,6 +14,7 @@ from patrol.engine.cpu import CpuSampler
 from patrol.engine.health import ProbeStatus
 from patrol.engine.item_state import State
 from patrol.plugin.keepalive import ExitStatus
+from patrol.plugin.loader import Plugins
 from patrol.plugin.model import AppConfig, PatrolConfig, ServiceConfig
 from patrol.plugin.states import ItemState
 
@@ -40,6 +41,11 @@ class ItemView(Protocol):
 
     @property
     def restarts(self) -> int: ...
+
+    @property
+    def start_failures(self) -> int:
+        """Starts that failed: a spawn, or a service's start command, failed, or the
+        process ended before it was seen running."""
 
     @property
     def backoff_delay(self) -> float:
@@ -147,6 +153,10 @@ class Reader(Protocol):
     @property
     def log_output(self) -> "LogOutput":
         """What the engine knows of the apps' output beyond the files."""
+
+    @property
+    def plugins(self) -> Plugins:
+        """The loaded plugins: which failed, and how often their calls failed."""
 
     def runners(self) -> Sequence[ItemView]: ...
 

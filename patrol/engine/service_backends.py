@@ -30,6 +30,7 @@ def backend(config: ServiceConfig, name: str, plugins: Plugins) -> ServiceBacken
     try:
         return plugins.services.get(name)(config)
     except Exception as exc:  # noqa: BLE001 - a plugin's bug fails this service only
+        plugins.failed_in(plugins.services, name)
         plugin = plugins.origin(plugins.services, name)
         log.error("service backend failed to start", service=config.id, management=name, plugin=plugin,
                   error=f"{type(exc).__name__}: {exc}", exc_info=exc)

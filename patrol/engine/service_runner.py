@@ -71,6 +71,7 @@ class ServiceRunner(RunnerBase):
         self.log = log.bind(service=self.id)
         self.last_reason = ""
         self.starts = 0
+        self.start_failures = 0  # starts that failed, in all
         self.failures = 0  # failed starts in a row (backoff)
         self.backoff_delay = 0.0
         self.action = ""  # the command running now, "" when idle
@@ -213,6 +214,7 @@ class ServiceRunner(RunnerBase):
         try:
             argv = backend.command(action, self.config.parameters[action])
         except Exception as exc:  # noqa: BLE001 - a backend's bug fails this service only
+            self.sup.plugins.failed_in(self.sup.plugins.services, backend.name)
             plugin = self.sup.plugins.origin(self.sup.plugins.services, backend.name)
             self.log.error("service backend failed", action=action, management=backend.name, plugin=plugin,
                            exc_info=exc)
@@ -262,6 +264,7 @@ class ServiceRunner(RunnerBase):
     def _start_failed(self, reason: str) -> None:
         """Count a failed start and decide when the next one may be tried."""
         self.failures += 1
+        self.start_failures += 1
         tick = self.sup.config.tick_every
         delay = 0.0 if self.failures == 1 else capped_exponential(tick, 2, self.failures - 1, max(BACKOFF_MAX, tick))
         self.backoff_delay = delay

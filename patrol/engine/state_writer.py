@@ -66,6 +66,8 @@ class StateWriter:
         #: why the state file refuses writes (None while it takes them) and since when
         self.error: str | None = None
         self.error_since: float | None = None
+        #: failed writes since Patrol started (the retries of one fault included)
+        self.failures = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -173,6 +175,7 @@ class StateWriter:
         return Item(runner.group, runner.id, runner.state, runner.persist_extra())
 
     def _failed(self, exc: BaseException, **context: Any) -> None:
+        self.failures += 1
         if self.error is None:
             self.error_since = self.wall()
             log.error("cannot write the state file; changes are kept in memory",

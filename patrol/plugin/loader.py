@@ -103,6 +103,8 @@ class Plugins:
         self.probes: Registry[Probe] = Registry("probe")
         self.loaded: list[PluginInfo] = []
         self.failed: list[FailedPlugin] = []
+        #: plugin -> how often it failed (to load, or in a call the kernel isolated)
+        self.failures: dict[str, int] = {}
         blocked = {n.strip() for n in os.environ.get("PATROL_DISABLE_PLUGINS", "").split(",") if n.strip()}
         for name in blocked:
             self.pm.set_blocked(name)
@@ -168,6 +170,7 @@ class Plugins:
             self.pm.unregister(plugin, name=name)
 
     def _fail(self, name: str, dist: str, version: str, exc: BaseException) -> None:
+        self.note_failure(name)
         if isinstance(exc, IncompatiblePlugin):
             error = f"incompatible: {exc}"
         else:
@@ -190,6 +193,7 @@ class Plugins:
             try:
                 impl.function(*[kwargs[a] for a in impl.argnames])
             except Exception as exc:  # noqa: BLE001 - one observer must not stop the others
+                self.note_failure(impl.plugin_name)
                 log.error(
                     "trigger observer failed",
                     plugin=self.describe_plugin(impl.plugin_name),
@@ -197,6 +201,15 @@ class Plugins:
                     error=repr(exc),
                     exc_info=exc,
                 )
+
+    def note_failure(self, plugin: str) -> None:
+        """Count a failure of ``plugin`` (``patrol_plugin_failures_total``)."""
+        self.failures[plugin] = self.failures.get(plugin, 0) + 1
+
+    def failed_in(self, registry: Registry[Any], name: str) -> None:
+        """Count a failure of the plugin that provides ``name`` in ``registry``."""
+        entry = registry.entries.get(name)
+        self.note_failure(entry.plugin if entry is not None else "unknown")
 
     def origin(self, registry: Registry[Any], name: str) -> str:
         """Who provides ``name`` in ``registry``, for log lines and reasons: the entry

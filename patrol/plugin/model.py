@@ -21,6 +21,7 @@ TICK_EVERY = (5, 15, 120)  # min, default, max seconds
 HISTORY = (5, 100, 1000)
 PING_TIMEOUT = (5, 30, 180)
 HTTP_LISTEN_DEFAULT = "127.0.0.1:8421"
+METRICS_LISTEN_DEFAULT = "127.0.0.1:9421"
 UDP_LISTEN_DEFAULT = "127.0.0.1:1248"
 ACTIONS = ("start", "status", "stop", "restart")
 
@@ -240,6 +241,8 @@ class HttpAuth:
 
 @dataclass(frozen=True)
 class Listen:
+    """A listener's address and (HTTP and metrics listeners) who may use it."""
+
     listen: str
     x: Any = None
     #: (new, http only) None = no authentication: refused beyond loopback unless insecure_no_auth
@@ -274,6 +277,9 @@ class PatrolConfig:
     state_file: str = ""
     #: (new) the app whose own exit ends Patrol with its exit code (a container's main process)
     exit_with: str = ""
+    #: (new) ``metrics``: a listener of its own for Prometheus (``/metrics`` only, its own
+    #: token); None = none (``/metrics`` is still served beside the API, behind http.auth)
+    metrics: Listen | None = None
     #: the file this was loaded from (for messages and relative defaults)
     source: Path | None = None
 

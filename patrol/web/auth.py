@@ -65,7 +65,9 @@ from patrol.api.access import (LOOPBACK, TOKEN, RateLimit, client_key, is_ping_o
                                too_many)
 
 if TYPE_CHECKING:
-    from patrol.plugin.model import HttpAuth
+    from typing import Callable
+
+    from patrol.plugin.model import HttpAuth, Listen
     from patrol.api.view import KernelView
 
 #: the request scope's keys: the shared :class:`Access`, and how the request got in
@@ -111,12 +113,20 @@ def host_is_address(host: str) -> bool:
 
 
 class Access:
-    """The access state of one HTTP listener, shared by the gate and the login page."""
+    """The access state of one HTTP listener, shared by the gate and the login page.
 
-    def __init__(self, view: "KernelView") -> None:
+    ``settings`` gives the listener's section of the config (default ``http``; the
+    metrics listener passes ``metrics``), read on each use: a reload may change it.
+    ``login``: the listener has the login page (browsers without a token go there).
+    """
+
+    def __init__(self, view: "KernelView", settings: "Callable[[], Listen] | None" = None,
+                 login: bool = True) -> None:
         self.view = view
+        self._settings = settings or (lambda: view.config.http)
+        self.login = login
         #: what is actually bound: a reload may change the config, not the socket
-        self.listen = view.config.http.listen
+        self.listen = self.http.listen
         self.guesses = view.guesses
         self.rate = RateLimit()
         self._last_auth: HttpAuth | None = None
@@ -126,11 +136,16 @@ class Access:
                         "http.auth is not set (insecure-no-auth)", listen=self.listen)
 
     @property
+    def http(self) -> "Listen":
+        """The listener's section of the running config."""
+        return self._settings()
+
+    @property
     def auth(self) -> "HttpAuth | None":
         """The current ``http.auth``. A reload that removes it while Patrol still listens
         beyond loopback (without insecure-no-auth) does not open the door: the last
         token stays until Patrol restarts."""
-        http = self.view.config.http
+        http = self.http
         if http.auth is not None:
             self._last_auth = http.auth
             return http.auth
@@ -222,13 +237,15 @@ class Gate:
         if refusal is None:
             refusal, receive = await self._authenticate(conn, receive)
         if refusal is not None:
+            if scope["path"] == "/api/":  # an API request, refused: counted as the API's own answers
+                self.access.view.api.requests.count("http", refusal.status_code)
             await refusal(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
     def _screen(self, conn: HTTPConnection) -> Response | None:
         """Refusals before any credential is looked at: the rate limit, DNS rebinding."""
-        http = self.access.view.config.http
+        http = self.access.http
         client = client_of(conn.scope)
         if http.rate_limit and not _is_loopback_client(client) and \
                 not self.access.rate.allow(client_key(client), http.rate_limit):
@@ -261,7 +278,7 @@ class Gate:
             body, receive = await _buffer(receive)
             scope[HOW_KEY] = "ping"
             return self._check_ping(body, client), receive
-        return self._unauthenticated(conn), receive
+        return self._unauthenticated(conn, self.access.login), receive
 
     def _check_header(self, header: str, client: str) -> Response | None:
         scheme, _, value = header.strip().partition(" ")
@@ -313,9 +330,9 @@ class Gate:
         return secret, runner
 
     @staticmethod
-    def _unauthenticated(conn: HTTPConnection) -> Response:
+    def _unauthenticated(conn: HTTPConnection, login: bool) -> Response:
         """A browser asking for a page goes to the login form; everything else gets 401."""
-        if conn.scope["method"] in ("GET", "HEAD") and "text/html" in conn.headers.get("accept", ""):
+        if login and conn.scope["method"] in ("GET", "HEAD") and "text/html" in conn.headers.get("accept", ""):
             return RedirectResponse(f"/login?next={quote(here(conn), safe='/')}", 303)
         return problem(401, REQUIRED)
 

@@ -33,6 +33,10 @@ keep-alive, flow control, ASGI) and adds only what it lacks:
   one. Only when every connection is inside a request does accepting pause: new
   connections wait in the kernel's backlog instead of getting 503, and are accepted as
   soon as one closes. Pings are never starved by idle connections.
+* **Event streams** (``GET /events``) are answers that never end: inside a request, so
+  never shed and never timed out, but with small buffers, so a client that stops
+  reading stalls them soon and is dropped like any stalled reader (or sooner, by the
+  stream's own queue). They end first when Patrol stops.
 * **Failed accepts** (out of descriptors or memory) pause accepting for a moment; every
   one of these events is logged at a bounded rate (:class:`patrol.util.ratelog.QuietLog`),
   uvicorn's own warnings too.
@@ -67,6 +71,10 @@ ACCEPT_RETRY = 0.5
 SHED_GRACE = 0.5
 #: on stop, answers in progress get this long to finish
 CLOSE_GRACE = 1.0
+#: where a handler finds its connection (the request scope's ``state``)
+CONNECTION_KEY = "patrol.connection"
+#: an event stream's send buffers: kernel and asyncio (a stalled reader shows soon)
+STREAM_BUFFER = 16 * 1024
 RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 log = structlog.get_logger("patrol.http")
 
@@ -89,8 +97,10 @@ class Connection(H11Protocol):
         self.listener = listener
         # its warnings, rate limited: a stand-in with the logging.Logger methods uvicorn calls
         self.logger = listener.uvicorn_log  # type: ignore[assignment]
+        self.app_state[CONNECTION_KEY] = self  # handlers of long answers find it (stream(), drop())
         #: inside a request: from a complete head until the end of its answer
         self.in_request = False
+        self.streaming = False
         self._deadline: asyncio.TimerHandle | None = None
         self._stalled: asyncio.TimerHandle | None = None
 
@@ -171,6 +181,22 @@ class Connection(H11Protocol):
             self.listener.note("stalled", "dropped HTTP connections whose client stopped reading the answer",
                                timeout=self.listener.limits().client_timeout)
             self.transport.abort()  # close() would wait for the buffer to drain: never
+
+    def stream(self) -> None:
+        """The answer is an event stream: small send buffers, so that a client that stops
+        reading pauses it after kilobytes, not megabytes (then it is dropped)."""
+        self.streaming = True
+        if self.transport is not None:
+            self.transport.set_write_buffer_limits(high=STREAM_BUFFER)
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_BUFFER)
+
+    def drop(self) -> None:
+        """Cut an event stream whose client fell too far behind."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.listener.note("stream-dropped", "dropped event stream clients that did not keep up")
+            self.transport.abort()
 
     def shed(self) -> None:
         """Close an idle connection to make room for a new one."""
@@ -322,6 +348,8 @@ class Listener:
             task.cancel()
         for connection in list(self.open):
             connection.shutdown()
+            if connection.streaming and connection.flow.write_paused and connection.transport is not None:
+                connection.transport.abort()  # a stream its client does not read: it cannot end
         if self.state.tasks:
             await asyncio.wait(list(self.state.tasks), timeout=grace)
         for task in list(self.state.tasks):

@@ -5,7 +5,9 @@ itself (a bind failure is a clear error, not uvicorn's ``sys.exit``) and does no
 uvicorn's 10 Hz housekeeping loop, so an idle Patrol does not wake up.
 
 Routes of the original: ``/status/`` (any method), ``/api/`` (GET with a
-query, POST with a JSON body; 405 otherwise); ``/api`` and ``/status`` redirect to the
+query, POST with a JSON body; 405 otherwise); new: ``/metrics`` (Prometheus,
+:mod:`patrol.web.metrics`, also on the ``metrics`` listener) and ``/events`` (the event
+stream, :mod:`patrol.web.events`); ``/api`` and ``/status`` redirect to the
 slashed path, keeping the query (308 instead of 301 for methods other than GET/HEAD,
 so a POST survives the redirect). Every error is a JSON ``{"errors": [...]}`` with a
 4xx status: bodies over :data:`MAX_BODY` get 413, browser requests from another site
@@ -37,8 +39,11 @@ from patrol.util import steps
 from patrol.plugin.hookspecs import hookimpl
 from patrol.api.wire import MAX_BODY, Problem, decode_json, dumps, request_from_query
 from patrol.web.connections import Limits, Listener
+from patrol.web.events import events_endpoint
+from patrol.web.metrics import MetricsPage
 from patrol.util.net import bind, parse_listen
 from patrol.api.view import KernelView
+from patrol.plugin.model import Listen
 from patrol.plugin.registry import Register
 from patrol.plugin.transport import PatrolView, Transport
 from patrol.web.bodies import cross_site, read_body
@@ -63,77 +68,116 @@ class HttpTransport(Transport):
     def __init__(self, patrol: PatrolView, api: PatrolView | None = None) -> None:
         super().__init__(patrol, api)
         self.kernel = KernelView.of(patrol)
-        self.app = build_app(self.kernel)
+        self.metrics = MetricsPage(self.kernel)
+        self.app = build_app(self.kernel, self.metrics)
         self.listener: Listener | None = None
+        self.metrics_listener: Listener | None = None
         self._sock: socket.socket | None = None
+        self._metrics_sock: socket.socket | None = None
 
     async def start(self) -> None:
         descriptors.raise_soft_limit()
         host, port = parse_listen(self.patrol.config.http.listen, 8421)
         self._sock = bind(host, port)
         self._sock.listen(1024)
-        config = uvicorn.Config(
-            self.app, lifespan="off", log_config=None, access_log=False,
-            date_header=False, server_header=False,
-            limit_concurrency=None,  # the listener caps connections (and pauses accept, never 503)
-            proxy_headers=False,  # the peer address is the socket's: X-Forwarded-For is not believed
-            ws="none",  # no WebSocket route: an installed websockets must not take connections out of Listener's hands
-        )
-        config.load()
-        self.listener = Listener(self._sock, config, self._limits)
-        self.listener.start()
+        self.listener = serve(self._sock, self.app, lambda: self._limits(self.patrol.config.http))
+        metrics = self.patrol.config.metrics
+        if metrics is not None:  # its own listener for scrapers: /metrics only, its own token
+            try:
+                host, port = parse_listen(metrics.listen, 9421)
+                self._metrics_sock = bind(host, port)
+            except (OSError, ValueError) as exc:
+                await self.stop()
+                raise OSError(f"metrics.listen: {exc}") from None
+            self._metrics_sock.listen(128)
+            settings = lambda: self.patrol.config.metrics or metrics  # noqa: E731 - a reload may drop it
+            app = build_metrics_app(self.kernel, self.metrics, settings)
+            self.metrics_listener = serve(self._metrics_sock, app, lambda: self._limits(settings()))
+            log.info("listening", transport="metrics", address=self._metrics_sock.getsockname()[:2])
 
-    def _limits(self) -> Limits:
+    def _limits(self, listen: Listen) -> Limits:
         config = self.patrol.config
-        return Limits(client_timeout=config.http.client_timeout, max_connections=config.http.max_connections,
+        return Limits(client_timeout=listen.client_timeout, max_connections=listen.max_connections,
                       items=len(config.apps) + len(config.services))
 
     async def stop(self) -> None:
-        listener, self.listener = self.listener, None
-        if listener is not None:
-            await listener.close()
-        if self._sock is not None:
-            self._sock.close()
-        self._sock = None
+        self.kernel.stream.close()  # event streams end first: a stream would hold its connection open
+        for listener in (self.listener, self.metrics_listener):
+            if listener is not None:
+                await listener.close()
+        self.listener = self.metrics_listener = None
+        for sock in (self._sock, self._metrics_sock):
+            if sock is not None:
+                sock.close()
+        self._sock = self._metrics_sock = None
 
     @property
     def address(self) -> tuple[str, int] | None:
         return self._sock.getsockname()[:2] if self._sock is not None else None
 
 
-def build_app(view: KernelView) -> Starlette:
+def serve(sock: socket.socket, app: Starlette, limits: Callable[[], Limits]) -> Listener:
+    """Serve ``app`` on the listening ``sock`` inside Patrol's loop (see connections.py)."""
+    config = uvicorn.Config(
+        app, lifespan="off", log_config=None, access_log=False,
+        date_header=False, server_header=False,
+        limit_concurrency=None,  # the listener caps connections (and pauses accept, never 503)
+        proxy_headers=False,  # the peer address is the socket's: X-Forwarded-For is not believed
+        ws="none",  # no WebSocket route: an installed websockets must not take connections out of Listener's hands
+    )
+    config.load()
+    listener = Listener(sock, config, limits)
+    listener.start()
+    return listener
+
+
+def build_metrics_app(view: KernelView, metrics: MetricsPage, settings: Callable[[], Listen]) -> Starlette:
+    """The metrics listener's app: ``/metrics`` only, behind a gate of its own settings."""
+    access = auth.Access(view, settings, login=False)
+    return Starlette(routes=[Route("/metrics", AnyMethod(metrics.endpoint))],
+                     exception_handlers={ClientDisconnect: client_left, Exception: internal_error},
+                     middleware=[Middleware(auth.Gate, access=access)])
+
+
+def build_app(view: KernelView, metrics: MetricsPage | None = None) -> Starlette:
     """The Starlette app of every HTTP route: the original's API, then the GUI's."""
     api = view.api
+    metrics = metrics or MetricsPage(view)
     async def status(request: Request) -> Response:
         # built in steps and sent in chunks: with thousands of items, one go would stall the loop (patrol.util.steps)
         chunks = await api.status_json()
         return StreamingResponse(steps.each(chunks), 200, media_type="application/json; charset=utf-8",
                                  headers={"Content-Length": str(sum(map(len, chunks)))})
 
+    def refuse(status: int, *messages: str) -> Response:
+        """An API request refused before it reached the API: counted as its answers are."""
+        api.requests.count("http", status)
+        return errors(status, *messages)
+
     async def api_endpoint(request: Request) -> Response:
         refused = cross_site(request)
         if refused:
-            return errors(403, refused)
+            return refuse(403, refused)
         if request.method == "GET":
             parsed = request_from_query(request.query_params.multi_items())
             if isinstance(parsed, list):
-                return errors(400, *parsed)
+                return refuse(400, *parsed)
         elif request.method == "POST":
             body = await read_body(request)
             if body is None:
-                return errors(413, f"Invalid Body: larger than {MAX_BODY} bytes")
+                return refuse(413, f"Invalid Body: larger than {MAX_BODY} bytes")
             parsed = decode_json(body)
             if isinstance(parsed, Problem):
-                return errors(400, parsed.message)
+                return refuse(400, parsed.message)
         else:
-            return errors(405, "Invalid Method")
+            return refuse(405, "Invalid Method")
         token_less_ping = request.scope.get(auth.HOW_KEY) == "ping"
         if token_less_ping and not is_ping_only(parsed):  # the gate let in a ping: nothing else
-            return errors(401, auth.REQUIRED)
+            return refuse(401, auth.REQUIRED)
         credential = secret_credential(parsed)  # guessing an item's secret is throttled
         wait = auth.retry_after(request, credential) if credential else 0
         if wait:
-            return json_response({"errors": [too_many(wait)]}, 429)
+            return refuse(429, too_many(wait))
         result = api.handle(parsed, "http")
         if credential and "Secret Invalid" in result.body.get("errors", ()):
             auth.record_failure(request, credential)
@@ -168,6 +212,8 @@ def build_app(view: KernelView) -> Starlette:
         Route("/api", AnyMethod(slash_redirect)),
         Route("/api/", AnyMethod(api_endpoint)),
         Route("/api/logs", AnyMethod(LogLines(view.supervisor).endpoint)),
+        Route("/metrics", AnyMethod(metrics.endpoint)),
+        Route("/events", AnyMethod(events_endpoint(view))),
     ]
     routes.append(LazyRoutes(lambda: gui_routes(view)))  # the GUI's code loads with its first page
     access = auth.Access(view)  # every route is behind the gate: rate limit, then http.auth

@@ -5,7 +5,8 @@
 
 document.documentElement.classList.add("js");
 
-const POLL_MS = 1000;
+const POLL_MS = 1000; // the fallback, while the event stream is down
+const STATS_MS = 15000; // uptime, CPU and memory, re-read while the stream is up
 const FOLLOW_MS = 1000;
 const TIMEOUT_MS = 5000;
 const MAX_LOG_CHARS = 2000000;
@@ -73,42 +74,99 @@ function showStateFileFault(patrol) {
   }
 }
 
-function startLive(url) {
+function startLive(url, streamUrl) {
   let failures = 0;
+  let streaming = false; // the event stream is open: no polling
+  let pollTimer = null;
+  let statsTimer = null;
   const instance = document.body.dataset.instance;
-  async function poll() {
-    if (document.hidden) return schedule();
+  const dashboard = Boolean(document.getElementById("items"));
+
+  // Apply a whole state (state.json); false when the page reloads instead.
+  function apply(state) {
+    if (instance && state.patrol.instance !== instance) {
+      location.reload(); // Patrol restarted: new items, new form tokens
+      return false;
+    }
+    if (itemsChanged(state.items)) {
+      location.reload(); // the configuration was reloaded: other rows
+      return false;
+    }
+    showPatrol(state.patrol);
+    for (const element of document.querySelectorAll("[data-key]")) {
+      const item = state.items[element.dataset.key];
+      if (item) applyItem(element, item);
+    }
+    filterRows();
+    return true;
+  }
+
+  function showPatrol(patrol) {
+    const live = streaming ? "Live" : "Live · polling";
+    setConnection(true, patrol.shutdown ? `${live} · shutting down` : live);
+    const uptime = document.querySelector("[data-patrol=uptime]");
+    if (uptime && patrol.uptime) uptime.textContent = patrol.uptime;
+    showStateFileFault(patrol);
+  }
+
+  async function refresh() {
     try {
       const state = await getJSON(url);
-      if (instance && state.patrol.instance !== instance) {
-        location.reload(); // Patrol restarted: new items, new form tokens
-        return;
-      }
       failures = 0;
-      if (itemsChanged(state.items)) {
-        location.reload(); // the configuration was reloaded: other rows
-        return;
-      }
-      setConnection(true, state.patrol.shutdown ? "Live · shutting down" : "Live");
-      for (const element of document.querySelectorAll("[data-key]")) {
-        const item = state.items[element.dataset.key];
-        if (item) applyItem(element, item);
-      }
-      const uptime = document.querySelector("[data-patrol=uptime]");
-      if (uptime && state.patrol.uptime) uptime.textContent = state.patrol.uptime;
-      showStateFileFault(state.patrol);
-      filterRows();
+      apply(state);
     } catch (error) {
       failures += 1;
       setConnection(false, "Disconnected from Patrol · retrying");
     }
-    schedule();
   }
-  function schedule() {
-    setTimeout(poll, failures ? Math.min(POLL_MS * failures, 10000) : POLL_MS);
+
+  // -- the fallback: poll while the stream is down --
+  async function poll() {
+    pollTimer = null;
+    if (streaming) return;
+    if (!document.hidden) await refresh();
+    schedulePoll();
   }
-  document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
-  poll();
+  function schedulePoll() {
+    if (streaming || pollTimer) return;
+    pollTimer = setTimeout(poll, failures ? Math.min(POLL_MS * failures, 10000) : POLL_MS);
+  }
+
+  // -- the stream: rows pushed as items change --
+  function onItem(event) {
+    const data = JSON.parse(event.data);
+    const elements = document.querySelectorAll(`[data-key="${CSS.escape(data.key)}"]`);
+    if (data.gone ? elements.length : (dashboard && !elements.length)) {
+      location.reload(); // an item came or went with a reload of the configuration
+      return;
+    }
+    for (const element of elements) applyItem(element, data.item);
+    filterRows();
+  }
+  function openStream() {
+    if (!streamUrl || typeof EventSource !== "function") return false;
+    const source = new EventSource(streamUrl);
+    source.addEventListener("open", () => {
+      streaming = true;
+      if (pollTimer) clearTimeout(pollTimer);
+      pollTimer = null;
+      refresh(); // what changed while it was down
+      if (!statsTimer) statsTimer = setInterval(() => { if (!document.hidden) refresh(); }, STATS_MS);
+    });
+    source.addEventListener("item", onItem);
+    source.addEventListener("patrol", (event) => showPatrol(JSON.parse(event.data)));
+    source.addEventListener("error", () => {
+      streaming = false; // the browser reconnects by itself; poll meanwhile
+      if (statsTimer) clearInterval(statsTimer);
+      statsTimer = null;
+      if (source.readyState === EventSource.CLOSED) source.close();
+      if (!pollTimer) poll();
+    });
+    return true;
+  }
+
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+  if (!openStream()) poll();
 }
 
 // -- dashboard filter -----------------------------------------------------------------
@@ -287,7 +345,7 @@ function startFollow() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  if (document.body.dataset.live) startLive(document.body.dataset.live);
+  if (document.body.dataset.live) startLive(document.body.dataset.live, document.body.dataset.stream);
   startFilter();
   startConfirm();
   startFollow();
