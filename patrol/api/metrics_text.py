@@ -2,7 +2,7 @@
 
 The same bytes ``prometheus_client.generate_latest`` writes for
 :class:`patrol.api.metrics.ItemCollector` (families in the same order, labels sorted by
-name, values through its own ``floatToGoString``; ``tests/api/test_metrics.py`` holds
+name, values through its own ``floatToGoString``; ``tests/api/test_metrics_text.py`` holds
 them equal), at a fraction of the cost: an item's label text is built once per scrape,
 not once per sample, and values that are 0 or 1 are not formatted at all. 1,000 apps
 are ~22,000 samples: ~110 ms through ``generate_latest``, a few ms here.
