@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -368,3 +370,38 @@ def test_a_crashing_apps_page_shows_why_and_no_page_overflows_a_phone(patrol: Pa
         wide = page.evaluate("""[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390)
             .map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))""")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, (path, wide)
+
+
+def test_the_dashboard_follows_the_event_stream_instead_of_polling(patrol: PatrolFactory, page: Any) -> None:
+    p = patrol.start(patrol.config(apps={"web": patrol.app(1, name="Web"), "db": patrol.app(1, name="DB")}))
+    pid = p.running_pid("web", ready=True)
+    requests: list[tuple[float, str]] = []
+    page.on("request", lambda r: requests.append((time.monotonic(), r.url)))
+    page.goto(url(p))
+    expect(page.locator("#connection")).to_have_text("Live")  # not "Live · polling"
+    expect(row(page, "app/web").locator("[data-field=pid]")).to_have_text(str(pid))
+    os.kill(pid, signal.SIGKILL)
+    new_pid = p.running_pid("web", other_than=pid)
+    expect(row(page, "app/web").locator("[data-field=pid]")).to_have_text(str(new_pid))
+    since = time.monotonic()
+    wait_for(lambda: time.monotonic() - since > 3, 5, "three seconds of a connected page")  # the window looked at
+    streams = [u for _, u in requests if "/gui/events" in u]
+    polls = [t for t, u in requests if "/gui/state.json" in u]
+    assert streams, requests
+    # one re-read when the stream opened; no 1 s polls while it is connected
+    assert len(polls) <= 1, [u for _, u in requests]
+    assert not [t for t in polls if t > since]
+
+
+def test_the_pages_poll_when_the_stream_is_not_available(patrol: PatrolFactory, page: Any,
+                                                         problems: list[str]) -> None:
+    p = patrol.start(patrol.config(apps={"web": patrol.app(1, name="Web")}))
+    pid = p.running_pid("web", ready=True)
+    page.route(re.compile(r".*/gui/events.*"), lambda route: route.abort())
+    page.goto(url(p, "/app/web"))
+    expect(page.locator("#connection")).to_have_text("Live · polling")
+    os.kill(pid, signal.SIGKILL)
+    new_pid = p.running_pid("web", other_than=pid)
+    expect(page.locator("[data-field=pid]")).to_have_text(str(new_pid))
+    # the browser logs the refused streams; that, and only that, is expected here
+    problems[:] = [m for m in problems if "ERR_FAILED" not in m]
