@@ -224,3 +224,22 @@ def test_patrol_events_prints_and_follows(patrol):
     finally:
         follow.kill()
         follow.wait()
+
+
+def test_events_show_what_a_caller_without_the_secret_sees(patrol):
+    secret, key, value = "s3cr3t-events-77a1", "kv-key-31c", "kv-value-9e0"
+    apps = {"vault": patrol.app(1, secret=secret, keyvalue={key: value}),
+            "open": patrol.app(1, keyvalue={"shown-key": "shown-value"})}
+    p = patrol.start(patrol.config(apps=apps))
+    pid = p.running_pid("vault", ready=True)
+    os.kill(pid, signal.SIGKILL)
+    p.running_pid("vault", other_than=pid)
+    host, _, port = p.http.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", "/events?follow=0&backlog=1024")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    assert "event: app.closed" in text and "event: app.started" in text
+    assert '"shown-key":"shown-value"' in text  # key/values of an item without a secret are shown
+    for leak in (secret, key, value):
+        assert leak not in text
