@@ -141,6 +141,7 @@ def _operations() -> dict[str, Any]:
             },
             **_not_allowed("/openapi.json", "post", "put", "patch", "delete", cross_site=False),
         },
+        **_observability_operations(),
         "/api": {
             "get": {"summary": "Redirect", "operationId": "apiRedirectGet",
                     "responses": {"301": _redirect("/api/")}},
@@ -152,6 +153,53 @@ def _operations() -> dict[str, Any]:
                     "responses": {"301": _redirect("/status/")}},
             "post": {"summary": "Redirect (a POST survives it)", "operationId": "statusRedirectPost",
                      "responses": {"308": _redirect("/status/")}},
+        },
+    }
+
+
+#: the query of ``GET /events`` (patrol/api/stream.py parses it)
+EVENT_PARAMETERS = {
+    "group": "Only events of this group: patrol, app or service. Repeatable.",
+    "id": "Only events of this app or service (or set of instances). Repeatable.",
+    "event": "Only events of this name, e.g. `app.closed`. Repeatable.",
+    "periodic": "1: also the events of every tick and ping (never numbered or kept).",
+    "backlog": "Start with the last N kept events (0..1024).",
+    "follow": "0: send the kept events asked for (backlog or Last-Event-ID), then end.",
+    "heartbeat": "Seconds of silence before a heartbeat comment (1..300, default 15).",
+}
+
+
+def _observability_operations() -> dict[str, Any]:
+    """``/metrics`` and ``/events``: not JSON, described for completeness (docs/observability.md)."""
+    text = {"type": "string"}
+    return {
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "description": "The Prometheus text exposition format; also served on `metrics.listen`.",
+                "operationId": "metrics",
+                "responses": {"200": {"description": "The metrics.", "content": {
+                    "text/plain; version=0.0.4; charset=utf-8": {"schema": text}}}},
+            },
+            **_not_allowed("/metrics", "post", "put", "patch", "delete", cross_site=False),
+        },
+        "/events": {
+            "get": {
+                "summary": "The lifecycle events, as Server-Sent Events",
+                "description": "Ids `<run>:<n>`; `Last-Event-ID` resumes after that event from the last 1,024 "
+                "kept; a client that falls 256 events behind is disconnected.",
+                "operationId": "events",
+                "parameters": [{"name": name, "in": "query", "schema": text, "description": described}
+                               for name, described in EVENT_PARAMETERS.items()]
+                + [{"name": "Last-Event-ID", "in": "header", "schema": text,
+                    "description": "Resume after this event."}],
+                "responses": _responses(
+                    _200={"description": "The stream (until Patrol stops or the client leaves).",
+                          "content": {"text/event-stream": {"schema": text}}},
+                    _400="Refused",
+                    _503=_json(ref("Errors"), "Too many clients follow the events already; retry later.")),
+            },
+            **_not_allowed("/events", "post", "put", "patch", "delete", cross_site=False),
         },
     }
 

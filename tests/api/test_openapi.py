@@ -83,6 +83,10 @@ class Recorder:
         self.statuses.add((route, method, status))
         if status in (301, 308):
             return status, None
+        if ctype.startswith(("text/plain", "text/event-stream")):  # /metrics, /events: documented as text
+            content = openapi.document()["paths"][route][method.lower()]["responses"][str(status)]["content"]
+            assert ctype.split(";")[0] in {media.split(";")[0] for media in content}, (path, ctype)
+            return status, payload.decode()
         assert ctype == "application/json; charset=utf-8", (method, path, ctype)
         body_json = strict_json(payload)
         check(schema, body_json, f"{method} {path} -> {status}")
@@ -215,6 +219,7 @@ def exercise(r: Recorder, pids: list[int]) -> None:
     assert r.http("GET", "/api/?id=web&id=web&toggle=x")[0] == 400
     exercise_logs(r)
     refused_by_every_operation(r)
+    metrics_and_events(r)
     assert r.http("GET", "/api?id=web")[0] == 301 and r.http("POST", "/api")[0] == 308
     assert r.http("GET", "/status")[0] == 301 and r.http("POST", "/status")[0] == 308
     assert r.http("GET", "/status/anything/below")[0] == 200
@@ -277,6 +282,27 @@ def make_history(r: Recorder, p: PatrolProcess, fake_dir: Path) -> None:
     wait_for(lambda: db(3, state="running"), 15, "db running again")
     wait_for(lambda: r.status()["apps"]["crash"].get("state") == "backoff", 15, "crash to back off")
     wait_for(lambda: r.status()["service"]["broken"].get("state") == "backoff", 15, "broken to back off")
+
+
+def metrics_and_events(r: Recorder) -> None:
+    """``/metrics`` and ``/events``: each documented answer (503: every stream taken)."""
+    assert "patrol_item_up" in r.http("GET", "/metrics")[1]
+    assert "retry: " in r.http("GET", "/events?follow=0&backlog=5")[1]
+    status, body = r.http("GET", "/events?group=nope")
+    assert status == 400 and body["errors"][0].startswith("group:")
+    host, _, port = r.p.http.rpartition(":")
+    streams = []
+    try:
+        for _ in range(64):  # MAX_SUBSCRIBERS, each holding its stream open
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            conn.request("GET", "/events?heartbeat=300")
+            assert conn.getresponse().status == 200
+            streams.append(conn)
+        status, body = r.http("GET", "/events")
+        assert status == 503 and "Too many event streams" in body["errors"][0]
+    finally:
+        for conn in streams:
+            conn.close()
 
 
 def refused_by_every_operation(r: Recorder) -> None:
