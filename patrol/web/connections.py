@@ -150,6 +150,7 @@ class Connection(H11Protocol):
             self.listener.busy(self)
         elif not active and self.in_request:
             self.in_request = False
+            self.streaming = False  # a stream that ended (follow=0): the next answer is not one
             self.listener.idle(self)
             self._arm()  # the next request's head has the same time
         if active and not cycle.more_body:
@@ -232,6 +233,14 @@ class Listener:
 
     def start(self) -> None:
         self._resume()
+
+    def stream_room(self) -> int:
+        """How many more event streams may start: at most half the connections may be
+        streams (they hold theirs for as long as they listen), so the API and the pings
+        always have the other half."""
+        limits = self.limits()
+        cap = descriptors.connection_room(limits.items, limits.max_connections)
+        return max(1, cap // 2) - sum(1 for c in self.open if c.streaming)
 
     # -- accepting -------------------------------------------------------------------
 

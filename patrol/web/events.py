@@ -40,11 +40,14 @@ def problem(status: int, *messages: str, headers: dict[str, str] | None = None) 
 def open_stream(view: "KernelView", request: Request, query: StreamQuery,
                 last_id: str | None) -> Subscription | Response:
     """Subscribe, and tell the connection it carries a stream; or the refusal."""
+    connection = request.scope.get("state", {}).get(CONNECTION_KEY)
+    if isinstance(connection, Connection) and connection.listener.stream_room() <= 0:
+        return problem(503, "Too many event streams: half of http.max-connections listen already; "
+                       "try again later", headers={"Retry-After": "5"})
     try:
         subscription = view.stream.subscribe(query.filter, last_id, backlog=query.backlog, follow=query.follow)
     except TooManySubscribers as exc:
         return problem(503, f"Too many event streams: {exc}; try again later", headers={"Retry-After": "5"})
-    connection = request.scope.get("state", {}).get(CONNECTION_KEY)
     if isinstance(connection, Connection):
         connection.stream()
         subscription.on_drop = connection.drop

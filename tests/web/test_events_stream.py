@@ -243,3 +243,23 @@ def test_events_show_what_a_caller_without_the_secret_sees(patrol):
     assert '"shown-key":"shown-value"' in text  # key/values of an item without a secret are shown
     for leak in (secret, key, value):
         assert leak not in text
+
+
+def test_streams_take_at_most_half_the_connections(patrol, readers):
+    config = patrol.config(apps={"web": patrol.app(1)})
+    config["http"]["max-connections"] = 8  # the least Patrol allows itself
+    p = patrol.start(config)
+    for _ in range(2):  # streams that ended do not count
+        ended = Reader(p, "?follow=0")
+        assert ended.response.status == 200 and ended.ended.wait(5)
+        ended.close()
+    held = [open_reader(readers, p, "?heartbeat=300") for _ in range(4)]
+    assert [r.response.status for r in held] == [200] * 4
+    refused = Reader(p, "")
+    assert refused.response.status == 503 and refused.response.getheader("Retry-After") == "5"
+    assert "half of http.max-connections" in json.loads(refused.response.read())["errors"][0]
+    refused.close()
+    status, body = p.api_get(id="web", group="app")  # the API still answers
+    assert status == 200
+    held[0].close()
+    wait_for(lambda: Reader(p, "?follow=0").response.status == 200, 5, "room for a stream again")
