@@ -263,3 +263,56 @@ def test_streams_take_at_most_half_the_connections(patrol, readers):
     assert status == 200
     held[0].close()
     wait_for(lambda: Reader(p, "?follow=0").response.status == 200, 5, "room for a stream again")
+
+
+def test_patrol_events_follows_across_a_restart_of_patrol_and_says_what_may_be_missed(patrol):
+    config = patrol.config(apps={"web": patrol.app(1, name="Web")})
+    p = patrol.start(config)
+    p.running_pid("web", ready=True)
+    cli = [sys.executable, "-m", "patrol", "events", "--url", f"http://{p.http}", "-f", "-n", "0"]
+    follow = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        wait_for(lambda: "patrol_event_streams 1.0" in p.request("GET", "/metrics")[1], 10, "the follower")
+        assert p.terminate() == 0
+        assert follow.stdout is not None
+        lines = [follow.stdout.readline()]  # Patrol's last events, with their ids
+        again = patrol.start(config)
+        while "restarted" not in lines[-1]:
+            lines.append(follow.stdout.readline())
+            assert lines[-1], lines
+        assert lines[-1].startswith("-- Patrol restarted since that event"), lines
+        again.running_pid("web")
+        while "app.started" not in lines[-1]:  # then the new Patrol's events
+            lines.append(follow.stdout.readline())
+            assert lines[-1], lines
+    finally:
+        follow.kill()
+        follow.wait()
+
+
+def test_a_stream_ends_when_a_reload_changes_the_token_that_opened_it(patrol, readers):
+    old, new = "old-token-" + "a" * 24, "new-token-" + "b" * 24
+    token_file = patrol.tmp_path / "token"
+    token_file.write_text(old)
+    token_file.chmod(0o600)
+    config = patrol.config(apps={"web": patrol.app(1)})
+    config["http"]["auth"] = {"token-file": str(token_file)}
+    p = patrol.start(config, wait=False)
+    p.headers = {"Authorization": f"Bearer {old}"}
+
+    def up() -> bool:
+        try:
+            return p.request("GET", "/status/")[0] == 200
+        except OSError:
+            return False
+
+    wait_for(up, 15, "patrol")
+    opened = open_reader(readers, p, "?heartbeat=1", Authorization=f"Bearer {old}")
+    wait_for(lambda: opened.comments, 5, "a heartbeat")
+    token_file.write_text(new)
+    assert p.request("POST", "/-/reload")[0] == 200
+    assert opened.ended.wait(5), "the stream outlived its token"
+    p.headers = {"Authorization": f"Bearer {new}"}
+    fresh = open_reader(readers, p, "?heartbeat=1", Authorization=f"Bearer {new}")
+    wait_for(lambda: len(fresh.comments) >= 2, 5, "the new token's stream to go on")
+    assert not fresh.ended.is_set()
