@@ -282,7 +282,7 @@ class Gate:
 
     def _check_header(self, header: str, client: str) -> Response | None:
         scheme, _, value = header.strip().partition(" ")
-        given = _credential(scheme.lower(), value.strip())
+        given = credential(scheme.lower(), value.strip())
         if given is None:
             return problem(401, "Authentication required: use Authorization: Bearer <token> "
                            "(or Basic with the token as the password)")
@@ -341,7 +341,7 @@ REQUIRED = ("Authentication required: send Authorization: Bearer <token> (the to
             "in Patrol's config), or log in at /login")
 
 
-def _credential(scheme: str, value: str) -> str | None:
+def credential(scheme: str, value: str) -> str | None:
     """The token in an Authorization header: Bearer, or the password of Basic."""
     if scheme == "bearer" and value:
         return value

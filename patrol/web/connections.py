@@ -235,9 +235,8 @@ class Listener:
         self._resume()
 
     def stream_room(self) -> int:
-        """How many more event streams may start: at most half the connections may be
-        streams (they hold theirs for as long as they listen), so the API and the pings
-        always have the other half."""
+        """How many more event streams may start: at most half the connections (each holds
+        one while it listens); the API and the pings always keep the other half."""
         limits = self.limits()
         cap = descriptors.connection_room(limits.items, limits.max_connections)
         return max(1, cap // 2) - sum(1 for c in self.open if c.streaming)

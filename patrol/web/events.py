@@ -21,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from patrol.api.stream import Frame, StreamQuery, Subscription, TooManySubscribers, parse_query
-from patrol.api.wire import dumps
+from patrol.api.wire import SESSION_COOKIE, dumps
+from patrol.web import auth
 from patrol.web.connections import CONNECTION_KEY, Connection
 
 if TYPE_CHECKING:
@@ -54,13 +55,30 @@ def open_stream(view: "KernelView", request: Request, query: StreamQuery,
     return subscription
 
 
-async def frames(subscription: Subscription, heartbeat: float,
-                 render: Callable[[Frame], bytes | None]) -> AsyncIterator[bytes]:
-    """What a stream sends until it ends (Patrol stops, the client leaves or is dropped)."""
+def still_allowed(request: Request) -> Callable[[], bool]:
+    """Is the credential that opened the stream still good? A stream outlives its request:
+    a token changed by a reload, an expired GUI session, or auth added by a reload ends it."""
+    access, how = auth.access_of(request), request.scope.get(auth.HOW_KEY)
+    if access is None:
+        return lambda: True
+    if how == "token":
+        scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+        given = auth.credential(scheme.lower(), value.strip()) or ""
+        return lambda: access.token_ok(given)
+    if how == "session":
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        return lambda: access.session_ok(cookie)
+    return lambda: access.auth is None  # it came in open: until a reload sets http.auth
+
+
+async def frames(subscription: Subscription, heartbeat: float, render: Callable[[Frame], bytes | None],
+                 allowed: Callable[[], bool] = lambda: True) -> AsyncIterator[bytes]:
+    """What a stream sends until it ends (Patrol stops, the client leaves or is dropped, or
+    its credential is no longer good: checked before every frame and heartbeat)."""
     try:
         while True:
             item = await subscription.next(heartbeat)
-            if item is None:
+            if item is None or not allowed():
                 return
             if isinstance(item, Frame):
                 data = render(item)
@@ -72,9 +90,10 @@ async def frames(subscription: Subscription, heartbeat: float,
         subscription.close()
 
 
-def stream_response(subscription: Subscription, heartbeat: float,
-                    render: Callable[[Frame], bytes | None]) -> StreamingResponse:
-    return StreamingResponse(frames(subscription, heartbeat, render), media_type=MEDIA_TYPE, headers=HEADERS)
+def stream_response(subscription: Subscription, heartbeat: float, render: Callable[[Frame], bytes | None],
+                    allowed: Callable[[], bool]) -> StreamingResponse:
+    return StreamingResponse(frames(subscription, heartbeat, render, allowed), media_type=MEDIA_TYPE,
+                             headers=HEADERS)
 
 
 def events_endpoint(view: "KernelView") -> Callable[[Request], Awaitable[Response]]:
@@ -89,7 +108,7 @@ def events_endpoint(view: "KernelView") -> Callable[[Request], Awaitable[Respons
         subscription = open_stream(view, request, parsed, request.headers.get("last-event-id"))
         if isinstance(subscription, Response):
             return subscription
-        return stream_response(subscription, parsed.heartbeat, _text)
+        return stream_response(subscription, parsed.heartbeat, _text, still_allowed(request))
 
     return events
 

@@ -65,6 +65,9 @@ def test_an_operator_logs_in_watches_and_logs_out(browser: Any, secured: PatrolP
     expect(page.locator("#connection")).to_have_text("Live")  # the live updates got through
 
     context.clear_cookies()  # the session ends (expiry, a new token): the live page goes to the login form
+    # at its next request: it follows the event stream, so that is the 15 s re-read, or the
+    # operator coming back to the tab (as here)
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
     page.wait_for_url(re.compile(rf"{re.escape(base)}/login\?next="))
     page.get_by_label("Token").fill(TOKEN)
     page.get_by_role("button", name="Log in").click()

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from patrol.api.stream import Frame, parse_query
-from patrol.web.events import open_stream, problem, stream_response
+from patrol.web.events import open_stream, problem, still_allowed, stream_response
 from patrol.web.gui import viewmodels as views
 from patrol.web.gui.core import JSON
 from patrol.web.gui.security import secure
@@ -50,7 +50,7 @@ class Live:
         subscription = open_stream(self.view, request, parsed, None)  # a reconnecting page re-reads it all
         if isinstance(subscription, Response):
             return secure(subscription)
-        return secure(stream_response(subscription, parsed.heartbeat, self.render))
+        return secure(stream_response(subscription, parsed.heartbeat, self.render, still_allowed(request)))
 
     def render(self, frame: Frame) -> bytes | None:
         """The frame as the page wants it: the item's row now, or Patrol's footer."""
