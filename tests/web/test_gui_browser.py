@@ -152,7 +152,9 @@ def test_dashboard_disable_enable_restart_and_service_toggles(patrol: PatrolFact
     assert new_pid != web_pid
     expect(row(page, "app/web").locator("[data-field=pid]")).to_have_text(str(new_pid))
 
-    # Restart: another new pid
+    # Restart: another new pid (once the app handles SIGUSR2: the live row shows a new pid
+    # as soon as it runs, before the test app has installed its signal handlers)
+    wait_for(lambda: p.app_log_has(f"started, pid {new_pid},"), 10, "web to handle signals")
     row(page, "app/web").get_by_role("button", name="Restart").click()
     confirm(page)
     expect(page.locator(".flash.ok")).to_contain_text('Restart of app "Web frontend" (web) requested')
