@@ -12,7 +12,9 @@ limits and drops), rendered for the page; the query filters the same way (a deta
 page asks for its item only). The script keeps polling as the fallback while the
 stream is down, shows "Disconnected" when that fails too, and re-reads the whole state
 when the stream (re)opens and every 15 seconds while it is up (``STATS_MS`` in
-patrol.js), for what changes without events (uptime, CPU, memory).
+patrol.js), for what changes without events (uptime, CPU, memory), and a second after
+an item showed a passing state (starting, stopping, restarting) whose end no event
+may announce.
 """
 
 from __future__ import annotations

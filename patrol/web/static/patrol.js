@@ -7,6 +7,9 @@ document.documentElement.classList.add("js");
 
 const POLL_MS = 1000; // the fallback, while the event stream is down
 const STATS_MS = 15000; // uptime, CPU and memory, re-read while the stream is up
+// States whose end no event may announce (a service's stop ends in "disabled" quietly):
+// while an item shows one, the page re-reads the state once a POLL_MS later
+const TRANSIENT = new Set(["starting", "stopping", "restarting"]);
 const FOLLOW_MS = 1000;
 const TIMEOUT_MS = 5000;
 const MAX_LOG_CHARS = 2000000;
@@ -79,6 +82,7 @@ function startLive(url, streamUrl) {
   let streaming = false; // the event stream is open: no polling
   let pollTimer = null;
   let statsTimer = null;
+  let settleTimer = null;
   const instance = document.body.dataset.instance;
   const dashboard = Boolean(document.getElementById("items"));
 
@@ -98,7 +102,13 @@ function startLive(url, streamUrl) {
       if (item) applyItem(element, item);
     }
     filterRows();
+    if (Object.values(state.items).some((item) => TRANSIENT.has(item.state))) settleSoon();
     return true;
+  }
+
+  function settleSoon() {
+    if (!streaming || settleTimer) return;
+    settleTimer = setTimeout(() => { settleTimer = null; if (streaming) refresh(); }, POLL_MS);
   }
 
   function showPatrol(patrol) {
@@ -142,6 +152,7 @@ function startLive(url, streamUrl) {
     }
     for (const element of elements) applyItem(element, data.item);
     filterRows();
+    if (TRANSIENT.has(data.item.state)) settleSoon();
   }
   function openStream() {
     if (!streamUrl || typeof EventSource !== "function") return false;
