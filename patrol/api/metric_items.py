@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from patrol.plugin.model import AppConfig
-from patrol.plugin.states import APP_STATES, SERVICE_STATES, ItemState
+from patrol.plugin.states import APP_STATES, LIVE_STATES, SERVICE_STATES, ItemState
 from patrol.util.steps import Steps
 
 if TYPE_CHECKING:
@@ -44,8 +44,8 @@ class ItemRow(NamedTuple):
     ping_age: float | None
 
 
-#: the states in which an item counts as up
-UP_STATES = frozenset((ItemState.RUNNING,))
+#: the states in which an item counts as up: it runs, ready or not
+UP_STATES = LIVE_STATES
 GROUP_STATES = {"app": APP_STATES, "service": SERVICE_STATES}
 #: the names of each group's states, read once (an enum's ``.value`` is slow to read)
 _STATE_NAMES = {group: tuple(s.value for s in states) for group, states in GROUP_STATES.items()}
@@ -121,8 +121,9 @@ def row_of(runner: "ItemView", reader: "Reader", wall: float) -> ItemRow:
 
 
 def ready(runner: "ItemView", up: int) -> int:
-    """1 when the item is ready: for now, while it is up (readiness checks make it finer)."""
-    return up
+    """1 when the item runs and is ready: the API's ``ready`` (every readiness source it has
+    says so; an item without one is ready while it runs)."""
+    return 1 if up and runner.ready else 0
 
 
 async def item_rows(reader: "Reader", steps: Steps | None = None) -> list[ItemRow]:

@@ -144,3 +144,20 @@ def test_a_metrics_listener_beyond_loopback_needs_auth_or_the_opt_out(tmp_path: 
     assert guarded.metrics.auth is not None
     assert load_document(APPS).metrics is None
     assert load_document({**APPS, "metrics": {}}).metrics.listen == "127.0.0.1:9421"
+
+
+def test_readiness_shows_in_ready_and_state_while_up_stays_1(patrol):
+    apps = {"ok": patrol.app(1, readiness={"exec": ["true"], "period": 0.1}),
+            "probed": patrol.app(1, readiness={"exec": ["false"], "period": 0.1})}
+    p = patrol.start(patrol.config(apps=apps))
+
+    def settled() -> dict[str, list[str]] | None:
+        found = samples(scrape(p.http)[2])
+        return found if 'patrol_item_state{group="app",id="ok",state="ready"} 1.0' in found["patrol_item_state"] \
+            and 'patrol_item_up{group="app",id="probed"} 1.0' in found["patrol_item_up"] else None
+
+    found = wait_for(settled, 15, "ok ready, probed running")
+    assert 'patrol_item_up{group="app",id="ok"} 1.0' in found["patrol_item_up"]
+    assert 'patrol_item_ready{group="app",id="ok"} 1.0' in found["patrol_item_ready"]
+    assert 'patrol_item_ready{group="app",id="probed"} 0.0' in found["patrol_item_ready"]
+    assert p.app("probed")["ready"] is False and p.app("ok")["ready"] is True  # the API says the same
