@@ -69,7 +69,6 @@ class AppRunner(RunnerBase):
         self.known = False  # the state file had this app
         self.restarts_after = Restarts(self)  # restart at once, back off, give up, or stay exited
         self.starts = 0
-        self.start_failures = 0  # starts that failed: the spawn failed, or it never came up
         self.last_exit: ExitStatus | None = None
         self.last_reason = ""
         self.plugin_error = ""  # the keepalive plugin failed for the current run

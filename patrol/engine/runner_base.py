@@ -22,6 +22,7 @@ class RunnerBase:
     sup: Host
     state: State
     starts: int
+    start_failures: int = 0  # starts that failed: spawn or start command, or never seen running (metrics)
     health: Health  # readiness (and an app's liveness) of the current run
     #: how the last run ended while this Patrol ran (services never complete: always None)
     completion: ExitStatus | None = None

@@ -71,7 +71,6 @@ class ServiceRunner(RunnerBase):
         self.log = log.bind(service=self.id)
         self.last_reason = ""
         self.starts = 0
-        self.start_failures = 0  # starts that failed, in all
         self.failures = 0  # failed starts in a row (backoff)
         self.backoff_delay = 0.0
         self.action = ""  # the command running now, "" when idle
@@ -216,8 +215,7 @@ class ServiceRunner(RunnerBase):
         except Exception as exc:  # noqa: BLE001 - a backend's bug fails this service only
             self.sup.plugins.failed_in(self.sup.plugins.services, backend.name)
             plugin = self.sup.plugins.origin(self.sup.plugins.services, backend.name)
-            self.log.error("service backend failed", action=action, management=backend.name, plugin=plugin,
-                           exc_info=exc)
+            self.log.error("service backend failed", action=action, management=backend.name, plugin=plugin, exc_info=exc)
             return self._failed(action, f"{action}: backend {backend.name} (plugin {plugin}) could not "
                                 f"build the command ({type(exc).__name__}: {exc})", {})
         timeout = self.config.status_timeout if action == "status" else self.config.command_timeout
