@@ -56,8 +56,7 @@ class Api:
     # -- requests --------------------------------------------------------------------
 
     def handle(self, request: Any, transport: str | None = None, *, history: bool = True) -> Response:
-        """Apply one request; ``transport`` is the name of the transport it came by
-        (see :meth:`_handle`). Every answer is counted."""
+        """Apply one request (see :meth:`_handle`), and count its answer for the metrics."""
         response = self._handle(request, transport, history=history)
         self.requests.count(transport, response.status)
         return response
@@ -340,9 +339,5 @@ class Api:
 
     def _time(self, ts: float | None) -> str:
         return "" if ts is None else format_time(ts, self.patrol.config.json_timestamp)
-
-    def time_text(self, ts: float | None) -> str:
-        """A time as every answer writes it (the config's ``json-timestamp`` layout)."""
-        return self._time(ts)
 
 

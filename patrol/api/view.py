@@ -18,6 +18,7 @@ from patrol.api.stream import EventStream
 from patrol.api.wire import Response
 from patrol.plugin.events import Event
 from patrol.plugin.model import PatrolConfig
+from patrol.util.gotime import format_time
 
 if TYPE_CHECKING:
     from patrol.engine.supervisor import Runner, Supervisor
@@ -89,4 +90,4 @@ class EventPublisher:
         if observed:
             self.plugins.trigger(self.view, event)
         if streamed:
-            self.stream.publish(event, self.api.time_text(self.api.patrol.wall()))
+            self.stream.publish(event, format_time(self.api.patrol.wall(), self.api.patrol.config.json_timestamp))
