@@ -15,6 +15,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -73,6 +74,40 @@ def public_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def python_for_everyone() -> Iterator[None]:
+    """Let other users run this Python and import Patrol as installed here.
+
+    A checkout made with ``mktemp -d`` (0700), or a Python under ``/root``, cannot be
+    entered by another user, so ``patrol`` run as that user would not even import. For
+    the test, the directories on the way to the interpreter and to every import path
+    get search permission for others (``o+x``: enter, not list), and the import paths
+    themselves read permission too (Python lists them to find modules); restored after.
+    """
+    changed: dict[str, int] = {}
+
+    def grant(directory: Path, bits: int) -> None:
+        mode = directory.stat().st_mode & 0o7777
+        if mode & bits != bits:
+            changed.setdefault(str(directory), mode)  # the first mode seen is the original
+            directory.chmod(mode | bits)
+
+    for path in {os.path.realpath(sys.executable), sys.prefix, sys.base_prefix, *filter(None, sys.path)}:
+        real = Path(os.path.realpath(path))
+        if not real.exists():
+            continue
+        start = real if real.is_dir() else real.parent
+        if str(real) in sys.path or path in sys.path:
+            grant(start, 0o005)
+        for directory in [start, *start.parents]:
+            grant(directory, 0o001)
+    try:
+        yield
+    finally:
+        for key, mode in changed.items():
+            os.chmod(key, mode)
 
 
 def processes_of(uid: int) -> list[int]:

@@ -103,7 +103,8 @@ def test_a_step_the_launcher_cannot_take_is_a_start_failure_with_its_reason(patr
     assert entry["state"] in ("backoff", "stopped") and "Traceback" not in p.log()
 
 
-def test_without_root_patrol_check_refuses_user_naming_the_key(system_user: SystemUser, public_dir):
+def test_without_root_patrol_check_refuses_user_naming_the_key(system_user: SystemUser, public_dir,
+                                                               python_for_everyone):
     config = public_dir / "config.json"
     config.write_text('{"apps": {"web": {"keepalive": 1, "name": "w", "binary": "/bin/sleep", '
                       '"working-directory": "/tmp", "log-directory": "logs", "pid-path": "w.pid", '
