@@ -17,11 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from patrol.engine.host import Host
-from patrol.engine.item_state import State
 from patrol.engine.probe_target import Environment, Output, RunTarget, TargetOwner
 from patrol.engine.probing import ProbeLoop
-from patrol.plugin.model import AppConfig, ServiceConfig
 from patrol.plugin.states import ItemState
 
 
@@ -36,16 +33,8 @@ class ProbeStatus:
 
 
 class HealthOwner(TargetOwner, Protocol):
-    """The runner of an app or a service, as its health sees it."""
-
-    sup: Host
-    group: str
-    id: str
-    state: State
-    log: Any
-
-    @property
-    def config(self) -> AppConfig | ServiceConfig: ...
+    """The runner of an app or a service, as its health sees it: the probes' target,
+    which also emits events."""
 
     def emit(self, name: str, **extra: Any) -> None: ...
 
