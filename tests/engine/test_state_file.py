@@ -7,6 +7,7 @@ twice, a second Patrol is refused, and a file that refuses writes is shown, not 
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import os
@@ -84,6 +85,16 @@ def other_database(path: Path) -> None:
     db.close()
 
 
+def _removed(directory: Path) -> bool:
+    try:
+        shutil.rmtree(directory)
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
+            raise
+        return False
+    return True
+
+
 def lose(db: Path, how: str, tmp_path: Path) -> None:
     if how == "deleted":
         db.unlink()  # what `rm` does; the -wal and -shm stay
@@ -93,7 +104,9 @@ def lose(db: Path, how: str, tmp_path: Path) -> None:
     elif how == "-wal deleted":
         db.with_name(db.name + "-wal").unlink()  # the commits since the last checkpoint live there
     elif how == "directory deleted":
-        shutil.rmtree(db.parent)  # the lock file goes too
+        # the lock file goes too; Patrol, writing meanwhile, may make a file between the
+        # listing and the rmdir (Directory not empty), as it would under `rm -r`: again
+        wait_for(lambda: _removed(db.parent), 5, "the state directory removed")
     else:
         other = tmp_path / "other.db"
         other_database(other)
