@@ -1,13 +1,45 @@
 """What every API route checks of a request before reading it: where a browser says it
-came from, and how big its body is."""
+came from, and how big its body is; and the one reading of a JSON request, from a GET
+query or a POST body (``/api/``, ``/api/logs``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from patrol.api.wire import MAX_BODY
+from patrol.api.wire import MAX_BODY, Problem, decode_json
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A request refused before its route read it: the status and the error messages."""
+
+    status: int
+    messages: tuple[str, ...]
+
+
+async def read_request(request: Request, from_query: Callable[[list[tuple[str, str]]], Any],
+                       invalid_method: str = "Invalid Method") -> Any:
+    """A GET's query (through ``from_query``, which returns a list of problems when it
+    refuses) or a POST's JSON body (at most MAX_BODY bytes), or :class:`Refused`: a
+    cross-site browser request (403), a body too big (413) or no JSON (400), another
+    method (405, ``invalid_method``)."""
+    refused = cross_site(request)
+    if refused:
+        return Refused(403, (refused,))
+    if request.method == "GET":
+        parsed = from_query(request.query_params.multi_items())
+        return Refused(400, tuple(parsed)) if isinstance(parsed, list) else parsed
+    if request.method == "POST":
+        body = await read_body(request)
+        if body is None:
+            return Refused(413, (f"Invalid Body: larger than {MAX_BODY} bytes",))
+        decoded = decode_json(body)
+        return Refused(400, (decoded.message,)) if isinstance(decoded, Problem) else decoded
+    return Refused(405, (invalid_method,))
 
 
 def cross_site(request: Request) -> str | None:

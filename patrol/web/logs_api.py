@@ -18,10 +18,10 @@ from starlette.responses import Response
 from patrol.api import loglines
 from patrol.api.access import item_credential, too_many
 from patrol.api.visibility import sees_private
-from patrol.api.wire import MAX_BODY, Problem, decode_json, dumps
+from patrol.api.wire import dumps
 from patrol.util.compare import same_secret
 from patrol.web import auth
-from patrol.web.bodies import cross_site, read_body
+from patrol.web.bodies import Refused, read_request
 
 if TYPE_CHECKING:
     from patrol.engine.readside import Reader
@@ -36,21 +36,10 @@ class LogLines:
         self._threads = ThreadPoolExecutor(max_workers=FILE_THREADS, thread_name_prefix="patrol-api-logs")
 
     async def endpoint(self, request: Request) -> Response:
-        refused = cross_site(request)
-        if refused:
-            return _errors(403, refused)
-        if request.method == "GET":
-            parsed: object = loglines.from_query(request.query_params.multi_items())
-        elif request.method == "POST":
-            body = await read_body(request)
-            if body is None:
-                return _errors(413, f"Invalid Body: larger than {MAX_BODY} bytes")
-            parsed = decode_json(body)
-            if isinstance(parsed, Problem):
-                return _errors(400, parsed.message)
-        else:
-            return _errors(405, "Invalid Method: GET or POST")
-        req = loglines.parse(parsed) if not isinstance(parsed, list) else parsed
+        parsed = await read_request(request, loglines.from_query, "Invalid Method: GET or POST")
+        if isinstance(parsed, Refused):
+            return _errors(parsed.status, *parsed.messages)
+        req = loglines.parse(parsed)
         if isinstance(req, list):
             return _errors(400, *req)
         app = self.reader.apps.get(req.id)

@@ -10,7 +10,7 @@ query, POST with a JSON body; 405 otherwise); new: ``/metrics`` (Prometheus,
 stream, :mod:`patrol.web.events`); ``/api`` and ``/status`` redirect to the
 slashed path, keeping the query (308 instead of 301 for methods other than GET/HEAD,
 so a POST survives the redirect). Every error is a JSON ``{"errors": [...]}`` with a
-4xx status: bodies over :data:`MAX_BODY` get 413, browser requests from another site
+4xx status: bodies over :data:`patrol.api.wire.MAX_BODY` get 413, browser requests from another site
 get 403 (a web page must not be able to toggle apps through a visitor's browser).
 Every route is behind :class:`patrol.web.auth.Gate`: ``http.auth``, the rate limit beyond
 loopback and the DNS-rebinding check; guesses of item secrets are throttled here.
@@ -37,7 +37,7 @@ from patrol.api.access import is_ping_only, secret_credential, too_many
 from patrol.engine import descriptors
 from patrol.util import steps
 from patrol.plugin.hookspecs import hookimpl
-from patrol.api.wire import MAX_BODY, Problem, decode_json, dumps, request_from_query
+from patrol.api.wire import dumps, request_from_query
 from patrol.web.connections import Limits, Listener
 from patrol.web.events import events_endpoint
 from patrol.web.metrics import MetricsPage
@@ -46,7 +46,7 @@ from patrol.api.view import KernelView
 from patrol.plugin.model import Listen
 from patrol.plugin.registry import Register
 from patrol.plugin.transport import PatrolView, Transport
-from patrol.web.bodies import cross_site, read_body
+from patrol.web.bodies import Refused, cross_site, read_request
 from patrol.web.lazy_routes import LazyRoutes
 from patrol.web.logs_api import LogLines
 
@@ -155,22 +155,9 @@ def build_app(view: KernelView, metrics: MetricsPage | None = None) -> Starlette
         return errors(status, *messages)
 
     async def api_endpoint(request: Request) -> Response:
-        refused = cross_site(request)
-        if refused:
-            return refuse(403, refused)
-        if request.method == "GET":
-            parsed = request_from_query(request.query_params.multi_items())
-            if isinstance(parsed, list):
-                return refuse(400, *parsed)
-        elif request.method == "POST":
-            body = await read_body(request)
-            if body is None:
-                return refuse(413, f"Invalid Body: larger than {MAX_BODY} bytes")
-            parsed = decode_json(body)
-            if isinstance(parsed, Problem):
-                return refuse(400, parsed.message)
-        else:
-            return refuse(405, "Invalid Method")
+        parsed = await read_request(request, request_from_query)
+        if isinstance(parsed, Refused):
+            return refuse(parsed.status, *parsed.messages)
         token_less_ping = request.scope.get(auth.HOW_KEY) == "ping"
         if token_less_ping and not is_ping_only(parsed):  # the gate let in a ping: nothing else
             return refuse(401, auth.REQUIRED)
