@@ -80,9 +80,11 @@ class AppControl:
     # -- reports ---------------------------------------------------------------------
 
     def alive(self, pid: int, *, tentative: bool = False, trusted: bool = False, pinged: bool = False) -> None:
+        # The process Patrol spawned last is Patrol's child: never Patrol, pid 1 or an
+        # ancestor of Patrol, so it needs no protection check (a /proc read per start).
         runner = self.runner
         st, instance = runner.state, self.instance
-        if pid and not pinged and pid != st.pid and ownership.is_protected(pid):
+        if pid and not pinged and pid != st.pid and pid != instance.launcher_pid and ownership.is_protected(pid):
             self.fault(f"pid {pid} is Patrol itself, pid 1 or an ancestor of Patrol: never adopted")
             return
         if st.running and pid and st.pid and pid != st.pid and not instance.tentative:

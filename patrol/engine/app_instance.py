@@ -199,6 +199,11 @@ class Instance:
         A pid that is not proven (only a ping or a pid file named it) is only recorded:
         its exit status stays with whoever watches it, and its group is not added.
         """
+        if pid == self.launcher_pid and self.launch_start is not None and self.runner.sup.owners.known(pid):
+            # The process Patrol has just spawned, not reaped yet (so its pid cannot name
+            # another process): spawn() proved and recorded it, and it leads its own group.
+            self.pid_start, self.proven = self.launch_start, True
+            return
         info = procfs.stat(pid)
         self.pid_start = info.start if info is not None else None
         self.proven = info is not None and self.runner.owns(pid)

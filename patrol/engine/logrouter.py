@@ -62,9 +62,10 @@ class LogRouter:
         self._finishing: set[QueuedFile] = set()
         self._owner: dict[LogStream, InstanceLogs] = {}
         #: files being written -> the size they may reach (log-max-bytes): never pruned, and
-        #: counted at that size (read by the pruning thread, changed on the loop; replaced
-        #: whole, never changed in place, so the thread reads a consistent copy)
-        self.writing: Mapping[str, int] = {}
+        #: counted at that size. Changed in place on the loop (a copy per start made
+        #: starting N apps cost O(N^2)); the pruning thread only looks paths up in it, which
+        #: is safe while another thread adds or removes keys (it never iterates it)
+        self.writing: dict[str, int] = {}
         #: app id -> the order its last instance's lines arrived in (see OutputOrder)
         self.orders: dict[str, OutputOrder] = {}
         self._pruner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="patrol-log-prune")
@@ -73,6 +74,8 @@ class LogRouter:
         self._again: dict[str, asyncio.TimerHandle | None] = {}
         self._retention: asyncio.TimerHandle | None = None
         self._closing = False
+        #: files whose first operation waits for the end of this loop iteration (see _schedule_soon)
+        self._soon: list[QueuedFile] = []
         #: told on the loop when an app's log file cannot be written (the message), or can again (None)
         self.on_problem = on_problem
 
@@ -138,21 +141,36 @@ class LogRouter:
             self._to_loop(self.on_problem, app_id, message)
 
     def _attach(self, instance: InstanceLogs, *, create: bool) -> None:
-        writing = dict(self.writing)
         order = self.orders[instance.app_id] = OutputOrder()
         for stream in instance.streams:
             stream.order = order
-            writing[stream.sink.path] = stream.sink.max_bytes
+            self.writing[stream.sink.path] = stream.sink.max_bytes
             if create:
-                stream.file.call(partial(_create, self.index.link_name(instance.app_id, stream.name)))
+                stream.file.call(partial(_create, self.index.link_name(instance.app_id, stream.name)),
+                                 schedule_with=self._schedule_soon)
             else:
-                stream.file.call(_reopen)
+                stream.file.call(_reopen, schedule_with=self._schedule_soon)
             stream.on_data = instance.output.feed
             self.streams.add(stream)
             self._owner[stream] = instance
             self.loop.add_reader(stream.fd, self._readable, stream)
-        self.writing = writing
         self.prune_soon(instance.root)
+
+    def _schedule_soon(self, queued: QueuedFile) -> None:
+        """Hand new files to the writers once the loop is done with this iteration.
+
+        Starting 500 apps is one loop iteration; waking a writer thread at each start to
+        create two files makes it fight the loop for the GIL between every spawn (a third
+        of the start burst's time). Batched, the files are made while the children start.
+        """
+        if not self._soon:
+            self.loop.call_soon(self._flush_soon)
+        self._soon.append(queued)
+
+    def _flush_soon(self) -> None:
+        soon, self._soon = self._soon, []
+        for queued in soon:
+            self.writer.schedule(queued)
 
     def _readable(self, stream: LogStream) -> None:
         if not stream.read_some(READS_PER_WAKEUP):
@@ -177,7 +195,7 @@ class LogRouter:
 
     def _closed(self, root: str, path: str, queued: QueuedFile) -> None:
         self._finishing.discard(queued)
-        self.writing = {k: v for k, v in self.writing.items() if k != path}
+        self.writing.pop(path, None)
         self.prune_soon(root)
 
     def order(self, app_id: str, lines: int) -> list[tuple[str, int]]:

@@ -109,13 +109,19 @@ class QueuedFile:
         if schedule:
             self.writer.schedule(self)
 
-    def call(self, operation: Operation) -> None:
-        """Queue an operation on the file, in order with the data (never dropped)."""
+    def call(self, operation: Operation, *, schedule_with: Callable[["QueuedFile"], None] | None = None) -> None:
+        """Queue an operation on the file, in order with the data (never dropped).
+
+        ``schedule_with``: who hands the file to the writers if it needs it (the log
+        router batches the files of a start burst: a writer thread woken per start
+        competes with the loop for the GIL while the loop has hundreds more to spawn).
+        Data and operations queued meanwhile wait behind it, in order.
+        """
         with self._lock:
             self._ops.append(operation)
             schedule = self._schedule()
         if schedule:
-            self.writer.schedule(self)
+            (schedule_with or self.writer.schedule)(self)
 
     def check(self) -> None:
         """Queue a check for a deleted or moved file, unless one is pending already."""
