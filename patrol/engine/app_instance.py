@@ -89,18 +89,24 @@ class Instance:
             logs.close_child_ends()
         if self.launch_status is not None:
             self.launch_status.close()  # a launcher of an earlier run that never reported
-        if status is not None:
-            status.spawned(host.loop)
         self.launch_status, self.launch_error = status, ""
-        logs.start()
         self.logs, self.log_pipes = logs, logs.pipes
         self.launcher_pid = proc.pid
         self.launching = True
+        self.launch_start, self.groups, self.exits = None, {}, {}
+        return proc
+
+    def spawned(self, proc: subprocess.Popen[bytes]) -> None:
+        """After :meth:`spawn` (at once, or at the end of a start burst: see
+        :mod:`patrol.engine.spawn_batch`): prove, watch and read the new process."""
+        runner, host = self.runner, self.runner.sup
+        if self.launch_status is not None:
+            self.launch_status.spawned(host.loop)
+        if self.logs is not None:
+            self.logs.start()
         self.launch_start = host.owners.spawned(runner.key, proc.pid)  # proof: Patrol spawned it
         self.groups = {proc.pid: self.launch_start}  # its own session and group
-        self.exits = {}
         host.reaper.watch(proc.pid, partial(self.on_exit, proc.pid, proc), owner=runner.key)
-        return proc
 
     def argv(self) -> list[str]:
         return [self.runner.config.program, *self.runner.config.args]

@@ -20,7 +20,9 @@ plugin's name and traceback, and becomes the app's normal failure path.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
+from functools import partial
 from typing import Any
 
 import structlog
@@ -178,6 +180,10 @@ class AppRunner(RunnerBase):
         proc = self.instance.spawn(time.time_ns())
         if isinstance(proc, str):
             return self._start_failed(proc)
+        self.sup.spawns.after(self.id, partial(self._spawned, proc))
+
+    def _spawned(self, proc: subprocess.Popen[bytes]) -> None:
+        self.instance.spawned(proc)
         self.stop_reason = ""
         self.plugin_error = ""
         with self.state.session() as s:

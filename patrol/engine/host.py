@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from patrol.engine.logrouter import LogRouter
     from patrol.engine.ownership import Ownership
     from patrol.engine.reaper import Reaper
+    from patrol.engine.spawn_batch import SpawnBatch
 
 
 class Host(Protocol):
@@ -33,6 +34,8 @@ class Host(Protocol):
     reaper: "Reaper"
     #: which process is whose: the proof behind every signal
     owners: "Ownership"
+    #: the work after each spawn of a start burst, done once the burst is spawned
+    spawns: "SpawnBatch"
     #: every app's output pipes and log files
     logs: "LogRouter"
     #: Patrol is stopping: runners start nothing new

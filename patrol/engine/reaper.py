@@ -46,8 +46,12 @@ class Reaper:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, signals: SignalRouter | None = None,
-                 reaped: Callable[[int], None] | None = None) -> None:
+                 reaped: Callable[[int], None] | None = None,
+                 before_reap: Callable[[], None] | None = None) -> None:
         self.loop = loop
+        #: called before reaping: spawns whose watchers are still queued set them first
+        #: (:mod:`patrol.engine.spawn_batch`), so no exit status finds nobody to take it
+        self._before_reap = before_reap
         self.signals = signals or SignalRouter(loop)
         self._watchers: dict[int, tuple[str, Callable[[ExitStatus], None]]] = {}
         self._reaped = reaped
@@ -83,6 +87,8 @@ class Reaper:
         self._watchers.pop(pid, None)
 
     def reap(self) -> None:
+        if self._before_reap is not None:
+            self._before_reap()
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)

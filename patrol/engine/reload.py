@@ -18,8 +18,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, MutableMapping
+from typing import Any, Callable, ContextManager, MutableMapping
 
 import structlog
 
@@ -75,7 +76,8 @@ async def read_config(source: Path, plugins: Plugins) -> tuple[PatrolConfig | No
 
 
 async def apply_table(table: MutableMapping[str, Any], old: Any, new: Any, make: Callable[..., Any], group: str,
-                      report: dict[str, list[str]], forget: Callable[[str, str], None] | None) -> None:
+                      report: dict[str, list[str]], forget: Callable[[str, str], None] | None,
+                      burst: Callable[[], ContextManager[None]] = nullcontext) -> None:
     """Bring one table of runners (apps or services) from ``old`` to ``new`` configs.
 
     ``make(config, state=None)`` builds a runner; ``forget(group, id)`` drops a removed
@@ -109,7 +111,8 @@ async def apply_table(table: MutableMapping[str, Any], old: Any, new: Any, make:
         table[item_id] = make(new[item_id], runner.state)
         table[item_id].start()
         report["changed"].append(f"{group} {item_id}")
-    for item_id in sorted(new.keys() - old.keys()):
-        table[item_id] = make(new[item_id])
-        table[item_id].start()
-        report["added"].append(f"{group} {item_id}")
+    with burst():  # what a reload adds starts as one burst, like Patrol's start
+        for item_id in sorted(new.keys() - old.keys()):
+            table[item_id] = make(new[item_id])
+            table[item_id].start()
+            report["added"].append(f"{group} {item_id}")

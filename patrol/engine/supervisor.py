@@ -34,6 +34,7 @@ from patrol.engine.reaper import Reaper, become_subreaper
 from patrol.engine.service_backends import backend
 from patrol.engine.service_runner import ServiceRunner
 from patrol.engine.signals import SignalRouter
+from patrol.engine.spawn_batch import SpawnBatch
 from patrol.engine.host import Attached, EventSink
 from patrol.engine.item_state import State
 from patrol.engine.reload import adjust_config, apply_table, read_config
@@ -87,6 +88,7 @@ class Supervisor:
         self.reaper: Reaper = None  # type: ignore[assignment]  # set by run()
         self.logs: LogRouter = None  # type: ignore[assignment]  # set by run(): every app's output pipes
         self.owners = Ownership()  # which process is whose: the proof behind every signal
+        self.spawns = SpawnBatch()  # start bursts: spawn all, then what each spawn needs
         self.cpu = CpuSampler()  # CPU and memory of the apps, for every reader
         self.dependencies = Dependencies(self.find, config)  # depends-on: start order, stop order
         self.sets = InstanceSets(self)  # the sets of instances: their sizes, scaling, set-wide toggles
@@ -122,7 +124,7 @@ class Supervisor:
         self._freeze = freeze_heap
         self.loop = asyncio.get_running_loop()
         self.signals = SignalRouter(self.loop)
-        self.reaper = Reaper(self.loop, self.signals, reaped=self.owners.exited)
+        self.reaper = Reaper(self.loop, self.signals, reaped=self.owners.exited, before_reap=self.spawns.flush)
         self.reaper.install()
         # two pipes and two files per app; children get Patrol's original limit back
         descriptors.raise_soft_limit(descriptors.wanted(len(self.apps) + len(self.services)))
@@ -144,11 +146,7 @@ class Supervisor:
             for attached in self.attached:
                 await attached.start()  # an OSError (a transport cannot bind) stops Patrol
             self.emit("patrol.started")
-            for runner in start_order(self.runners()):  # dependencies first
-                try:
-                    runner.start()
-                except Exception:  # noqa: BLE001 - one runner's bug must not stop the others
-                    log.exception("start failed", id=runner.id, group=runner.group)
+            start_all(self.runners(), self.spawns)
             self.logs.prune_all()
             log.info("patrol started", apps=len(self.apps), services=len(self.services), pid=os.getpid())
             self._freeze_heap()
@@ -234,9 +232,10 @@ class Supervisor:
                 current = {item_id: runner.config for item_id, runner in self.apps.items()}
                 items = expand_all(new.apps, self.sets.load(new))
                 self.logs.reindex(items.values())  # before new apps start
-                await apply_table(self.apps, current, items, self._app_runner, "app", report, forget)
+                await apply_table(self.apps, current, items, self._app_runner, "app", report, forget,
+                                  self.spawns.burst)
                 await apply_table(self.services, old.services, new.services, self._service_runner, "service",
-                                  report, forget)
+                                  report, forget, self.spawns.burst)
                 self.dependencies.reloaded(new, self.runners())
                 log.info("reloaded", **{k: v for k, v in report.items() if k != "unchanged"})
                 self.commit()  # new items' first rows, before the report is answered
@@ -351,6 +350,16 @@ class Supervisor:
         """Deliver an event to the observers (no work at all when there are none)."""
         if self.events is not None and self.events.wanted():
             self.events.emit(name, runner, **extra)
+
+
+def start_all(runners: list[Runner], spawns: SpawnBatch) -> None:
+    """Start every item, dependencies first, as one burst (:mod:`patrol.engine.spawn_batch`)."""
+    with spawns.burst():
+        for runner in start_order(runners):
+            try:
+                runner.start()
+            except Exception:  # noqa: BLE001 - one runner's bug must not stop the others
+                log.exception("start failed", id=runner.id, group=runner.group)
 
 
 def freeze_heap() -> None:

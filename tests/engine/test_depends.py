@@ -99,7 +99,7 @@ def stop(*_):
     os._exit(0)
 
 signal.signal(signal.SIGUSR1, stop)
-print("up", flush=True)
+print(f"up {{name}}", flush=True)
 while True:
     time.sleep(1)
 """
@@ -118,7 +118,7 @@ def test_shutdown_stops_dependents_before_their_dependencies(patrol: PatrolFacto
     p = patrol.start(patrol.config(apps=apps))
     for app_id in apps:
         wait_for(lambda: entry(p, app_id).get("pid"), 15, f"{app_id} running")
-    wait_for(lambda: all(p.app_log_has(f"up") for _ in [0]), 10, "the apps' handlers")
+    wait_for(lambda: all(p.app_log_has(f"up {name}") for name in apps), 10, "every app's stop handler")
     assert p.terminate() == 0
     lines = [line.split() for line in out.read_text().splitlines()]
     at = {(name, what): float(t) for name, what, t in lines}

@@ -28,14 +28,16 @@ def test_env_file_values_reach_the_child_and_env_overrides_them(patrol: PatrolFa
     (tmp_path / "app.env").write_text('# settings\nFROM_FILE="a value"\nexport BOTH=file\nPATROL_ID=forged\n')
     app = patrol.app(1, env=["BOTH=env"], **{"env-file": "app.env"})
     p = patrol.start(patrol.config(apps={"a": app}))
-    env = environ(p.running_pid("a"))
+    pid = p.running_pid("a")
+    env = wait_for(lambda: (e := environ(pid)).get("FROM_FILE") and e, 10, "the program itself (not its launcher)")
     assert env["FROM_FILE"] == "a value" and env["BOTH"] == "env"
     assert env["PATROL_ID"] == "a"  # Patrol's own variables are not the file's to change
 
     (tmp_path / "app.env").write_text("FROM_FILE=changed\n")  # read again at each start
     old = p.app("a")["pid"]
     p.api(id="a", group="app", toggle=3)
-    assert environ(p.running_pid("a", other_than=old))["FROM_FILE"] == "changed"
+    pid = p.running_pid("a", other_than=old)
+    assert wait_for(lambda: environ(pid).get("FROM_FILE"), 10, "the program's environment") == "changed"
 
 
 def test_a_malformed_line_is_a_start_failure_naming_file_and_line(patrol, tmp_path):
