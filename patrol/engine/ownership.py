@@ -162,7 +162,7 @@ class Ownership:
         self._pids: dict[int, tuple[str, int]] = {}  # pid -> (owner, start)
         self._sessions: dict[int, tuple[str, int | None]] = {}  # sid -> (owner, leader start)
         self._unattributed: set[tuple[int, int]] = set()  # children that proved nothing: (pid, start)
-        self.census = ChildCensus(self.attribute)  # every child's owner, one scan for all who ask
+        self.census = ChildCensus(self.attribute, self.recorded)  # every child's owner, one scan for all who ask
         #: records kept before the next prune: with more live processes than PRUNE_AT a
         #: fixed bound would prune (a /proc read per record) at every spawn
         self._prune_at = PRUNE_AT
@@ -314,6 +314,12 @@ class Ownership:
         if len(self._unattributed) > 2 * len(children) + 64:
             self._unattributed = {k for k in self._unattributed if k[0] in children}
         return found
+
+    def recorded(self, pid: int) -> tuple[int, str] | None:
+        """``(start, owner)`` of a recorded child (spawned, restored or proven, not reaped
+        since), without reading anything; None if it is not recorded."""
+        known = self._pids.get(pid)
+        return None if known is None else (known[1], known[0])
 
     def attribute(self, pid: int) -> tuple[int, str] | None:
         """``(start, owner)`` of one of Patrol's children, or None if it proves nothing.

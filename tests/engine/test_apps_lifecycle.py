@@ -29,7 +29,9 @@ def test_crash_loop_backs_off_exponentially_up_to_the_cap_and_resets(patrol, tmp
     gaps = [b - a for a, b in zip(times, times[1:])]
     expected = [0, 0.1, 0.2, 0.4, 0.8, 0.8]  # first crash at once, then base * factor**n, capped
     for gap, want in zip(gaps, expected):
-        assert want <= gap < want + 0.4, (gaps, expected)
+        # at least the backoff; below the next rung of the ladder (a loaded machine adds
+        # latency, never less wait): the capped gaps stay under the uncapped 1.6
+        assert want <= gap < want + 0.8, (gaps, expected)
     entry = p.app("loop")
     assert entry["restarts"] >= 6 and entry["history"][-1]["exit-code"] == 3
 
@@ -48,8 +50,9 @@ def test_crash_loop_backs_off_exponentially_up_to_the_cap_and_resets(patrol, tmp
     wait_for(lambda: len(start_times(starts)) >= count + 3, 10, "restarts after the stable run")
     after = start_times(starts)[count - 1 : count + 3]
     gaps = [b - a for a, b in zip(after, after[1:])]
-    # the delay is back at the start of the ladder: at once, at once, then the base
-    assert gaps[1] < 0.4 and 0.1 <= gaps[2] < 0.5, gaps
+    # the delay is back at the start of the ladder: at once, at once, then the base (not
+    # reset, both would be the cap, 0.8)
+    assert gaps[1] < 0.8 and 0.1 <= gaps[2] < 0.8, gaps
 
 
 def test_start_limit_gives_up_visibly_until_toggled(patrol, tmp_path):
