@@ -70,9 +70,10 @@ class StatusItems:
         self._now_text = tabjson.dumps(self._now)
         self._items: dict[Any, tuple[tuple[Any, ...], bytes, bytes | None]] = {}
 
-    def entry(self, item_id: str, runner: "ItemView", *, stats: bool) -> bytes:
+    def entry(self, item_id: str, runner: "ItemView", *, stats: bool, now: bytes | None = None) -> bytes:
         """``"\\n\\t\\t" + pretty(item_id) + ": " + pretty(api.render(runner, proven=False,
-        stats=stats), level=2)``, encoded, from the cache."""
+        stats=stats), level=2)``, encoded, from the cache. ``now``: the answer's time,
+        encoded (one per answer, not one per item; None: the current time)."""
         api = self.api
         key = (item_id, _state_inputs(runner.state), _runner_inputs(runner), api.patrol.config)
         cached = self._items.get(runner)
@@ -84,7 +85,9 @@ class StatusItems:
             self._items[runner] = cached
         _, head, after_now = cached
         if after_now is not None:  # lastseen is "now": the one thing between head and the rest
-            head = head + pretty(api._time(api.patrol.wall())).encode() + after_now
+            if now is None:
+                now = pretty(api._time(api.patrol.wall())).encode()
+            head = head + now + after_now
         live = api.live_fields(runner, stats=stats)
         if not live:
             return head + _CLOSE
