@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list installed plugins, what they register, and failures")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
 
-    from patrol.cli import client
+    from patrol.cli import client_args
 
-    client.add_commands(sub)
+    client_args.add_commands(sub)
     return parser
 
 

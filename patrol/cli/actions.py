@@ -147,14 +147,3 @@ def secured(client: Client, request: dict[str, Any], secret: str) -> dict[str, A
         raise ClientError(f"{request['group']} {request['id']} has a secret: nothing was changed "
                           "(pass --secret or set PATROL_SECRET)", EXIT_REFUSED)
     return body
-
-
-def check_timeout(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds (got {value!r})") from None
-    if not 0 < seconds <= 86400:
-        raise argparse.ArgumentTypeError("must be more than 0 and at most 86400 seconds")
-    return seconds
-

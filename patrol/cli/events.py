@@ -27,21 +27,6 @@ HEARTBEAT = 15
 READ_TIMEOUT = 3 * HEARTBEAT + 5
 #: the longest wait between two attempts to reopen a broken stream
 RETRY_MAX = 5.0
-GROUPS = ("patrol", "app", "service")
-
-
-def add_command(sub: Any, where: argparse.ArgumentParser) -> None:
-    events = sub.add_parser("events", parents=[where], help="print lifecycle events (-f: follow them as they happen)")
-    events.add_argument("ids", nargs="*", metavar="ID",
-                        help="only events of these apps or services (an id, or the id of a set of instances)")
-    events.add_argument("-f", "--follow", action="store_true", help="keep printing new events until interrupted")
-    events.add_argument("-n", "--lines", type=int, default=20, metavar="N",
-                        help="start with the last N events Patrol kept (default 20; 0 = none)")
-    events.add_argument("--group", action="append", choices=GROUPS, help="only this group (repeatable)")
-    events.add_argument("--event", action="append", metavar="NAME", help="only this event, e.g. app.closed (repeatable)")
-    events.add_argument("--periodic", action="store_true",
-                        help="also the events of every tick and ping (app.running, app.pinged, ...)")
-    events.add_argument("--json", action="store_true", help="one JSON object per line (with its event id)")
 
 
 def cmd_events(client: Any, args: argparse.Namespace) -> int:

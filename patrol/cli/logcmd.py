@@ -11,10 +11,8 @@ coloured on a terminal.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
-from datetime import datetime
 from typing import Any
 
 from patrol.cli.address import EXIT_OK, EXIT_UNREACHABLE, ClientError
@@ -23,8 +21,6 @@ from patrol.cli.style import PREFIXES, Style, wanted
 from patrol.cli.targets import Target, resolve
 
 POLL = 0.25
-_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class Printer:
@@ -120,22 +116,3 @@ def _follow(client: Client, args: argparse.Namespace, printer: Printer, cursors:
         sys.stdout.flush()
         if not busy:
             time.sleep(POLL)
-
-
-def since_time(value: str) -> float:
-    """``--since``: ``10m``, ``2h``, ``1d`` ago, or a local time ``2026-05-01 12:00`` (Unix seconds)."""
-    match = _RELATIVE.fullmatch(value.strip())
-    if match:
-        return time.time() - float(match.group(1)) * UNITS[match.group(2)]
-    try:
-        return datetime.fromisoformat(value.strip()).timestamp()
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be like 10m, 2h, 1d or 2026-05-01 12:00 (got {value!r})") from None
-
-
-def check_lines(value: str) -> int:
-    if not value.isdigit() or not 0 <= int(value) <= 10_000:
-        raise argparse.ArgumentTypeError(f"must be a number of lines from 0 to 10000 (got {value!r})")
-    return int(value)
-
