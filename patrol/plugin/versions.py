@@ -16,7 +16,11 @@ A plugin still lands beside a kernel outside its range when it was installed wit
 :data:`patrol.PLUGIN_API` is for plugins that span several kernels and test for additions.
 
 Only the standard library and ``packaging`` here: ``patrol --version`` must answer
-without loading plugins or the web stack.
+without loading plugins or the web stack. ``packaging`` itself (14 modules, ~0.8 MB that
+a running Patrol would keep for its whole life) is imported only for what the plain form
+cannot settle: every plugin of this repository, and most in the wild, say
+``patrol>=0.2,<0.3`` of a release kernel, which :func:`_plain_fit` decides with release
+numbers alone; markers, extras, ``~=``, wildcards, pre-releases, a misfit's message: packaging.
 """
 
 from __future__ import annotations
@@ -26,15 +30,14 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import Distribution, entry_points
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-from packaging.version import Version
-
 from patrol import PLUGIN_API, __version__
 
 KERNEL_DIST = "patrol"
 ENTRY_POINT_GROUP = "patrol"
 _LEADING_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+#: one clause of the plain form: a comparison with a release number (``>=0.2``, ``<0.3``)
+_PLAIN_CLAUSE = re.compile(r"\s*(<=|>=|==|!=|<|>)\s*([0-9]+(?:\.[0-9]+)*)\s*")
+_PLAIN_RELEASE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 
 class IncompatiblePlugin(Exception):
@@ -51,8 +54,60 @@ def kernel_misfit(dist: Distribution | None, kernel: str = __version__) -> str |
     """
     if dist is None:
         return None
+    lines = list(dist.requires or ())
+    if all(_plain_fit(line, kernel) is True for line in lines):
+        return None  # settled without packaging (the common case: every line is plain and holds)
+    return _packaging_misfit(dist, lines, kernel)
+
+
+def _plain_fit(line: str, kernel: str) -> bool | None:
+    """Whether ``line`` holds ``kernel``, when both are in the plain form; None otherwise.
+
+    True for a line that names another distribution (it does not judge the kernel) or a
+    plain ``patrol`` range that contains ``kernel``; False for a plain range that does
+    not; None when the line or the kernel is anything but plain (packaging decides).
+    The plain form compares release numbers padded with zeros, as PEP 440 does for
+    releases without pre-, post- or development parts.
+    """
+    leading = _LEADING_NAME.match(line)
+    if leading is None:
+        return None
+    if _canonical(leading.group(1)) != KERNEL_DIST:
+        return True
+    if _PLAIN_RELEASE.fullmatch(kernel) is None:
+        return None
+    clauses = [_PLAIN_CLAUSE.fullmatch(clause) for clause in line[leading.end():].split(",")]
+    if not all(clauses):
+        return None
+    have = _release(kernel)
+    for clause in clauses:
+        assert clause is not None
+        op, version = clause.groups()
+        want = _release(version)
+        width = max(len(have), len(want))
+        a, b = have + (0,) * (width - len(have)), want + (0,) * (width - len(want))
+        held = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
+        if not held:
+            return False
+    return True
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def _canonical(name: str) -> str:
+    """A distribution name as PEP 503 compares them (``Patrol_Kernel`` == ``patrol-kernel``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _packaging_misfit(dist: Distribution, lines: list[str], kernel: str) -> str | None:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
     name = f"{dist.name} {dist.version}"
-    for line in dist.requires or ():
+    for line in lines:
         try:
             requirement = Requirement(line)
         except InvalidRequirement as exc:
@@ -113,5 +168,7 @@ def describe() -> str:
 
 
 def _series(version: str) -> str:
+    from packaging.version import Version
+
     release = Version(version).release
     return ".".join(str(n) for n in release[:2]) + ".x"
