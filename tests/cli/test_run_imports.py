@@ -1,0 +1,30 @@
+"""What ``patrol run`` keeps out of its memory: modules only other commands or rare paths need.
+
+A module imported once stays for the daemon's whole life, so these are guarded against
+coming back by accident (an import moved to the top of a module): the client commands
+and the urllib/http.client/email stack they bring (the parser needs only their
+arguments), and ``packaging`` (plugins' plain kernel ranges are judged without it).
+Observed through ``python -X importtime`` (``PYTHONPROFILEIMPORTTIME``), which writes
+every import of the real daemon to its stderr, not through timing.
+"""
+
+from __future__ import annotations
+
+import re
+
+from patrol.testing import wait_for
+
+IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", re.MULTILINE)
+
+#: imported by ``patrol run`` before, never needed by it
+KEPT_OUT = ("patrol.cli.client", "patrol.cli.remote", "patrol.cli.events", "patrol.cli.actions",
+            "urllib.request", "packaging", "packaging.requirements")
+
+
+def test_patrol_run_does_not_import_the_client_or_packaging(patrol):
+    p = patrol.start(patrol.config({"web": patrol.app()}), env={"PYTHONPROFILEIMPORTTIME": "1"})
+    p.running_pid("web")
+    imported = wait_for(lambda: set(IMPORT_LINE.findall(p.log())) or None, message="import lines")
+    # the daemon's own modules are there: the lines are read, not missing
+    assert {"patrol.cli.server", "patrol.plugin.versions", "patrol.daemon", "patrol.cli.client_args"} <= imported
+    assert sorted(imported.intersection(KEPT_OUT)) == []
