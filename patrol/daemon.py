@@ -56,7 +56,14 @@ class Daemon:
 
 
 class Transports:
-    """Every registered transport, started on the supervisor's loop and stopped with it."""
+    """Every registered transport, started on the supervisor's loop and stopped with it.
+
+    A transport may also have ``after_start()``: it is called on the loop's first turn
+    after :meth:`start`, which is after the supervisor has started the apps (the
+    supervisor starts them without yielding once its attachments are started). The
+    kernel's HTTP transport binds its sockets in ``start()`` and loads its web stack
+    there, so the first app is not kept waiting for it (patrol/web/http_plugin.py).
+    """
 
     name = "transports"
 
@@ -64,6 +71,7 @@ class Transports:
         self.plugins = plugins
         self.view = view
         self.running: list[Transport] = []
+        self._after_start: asyncio.Handle | None = None
 
     async def start(self) -> None:
         """Start every transport. One that cannot bind its address (``OSError``) stops
@@ -82,9 +90,25 @@ class Transports:
                 continue
             self.running.append(transport)
             log.info("listening", transport=name, address=transport.address)
+        self._after_start = asyncio.get_running_loop().call_soon(self._started)
+
+    def _started(self) -> None:
+        self._after_start = None
+        for transport in self.running:
+            after_start = getattr(transport, "after_start", None)
+            if after_start is None:
+                continue
+            try:
+                after_start()
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug must not stop Patrol
+                log.error("transport failed after its start", transport=transport.name,
+                          plugin=self._origin(transport.name), error=f"{type(exc).__name__}: {exc}", exc_info=exc)
 
     async def stop(self) -> None:
         """Stop them all at once; a failure is logged with its plugin, never raised."""
+        if self._after_start is not None:  # stopped before the apps were started
+            self._after_start.cancel()
+            self._after_start = None
         results: list[Any] = await asyncio.gather(*(t.stop() for t in self.running), return_exceptions=True)
         for transport, result in zip(self.running, results):
             if isinstance(result, BaseException):

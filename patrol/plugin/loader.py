@@ -39,7 +39,7 @@ log = structlog.get_logger("patrol.plugins")
 #: Kernel plugins registered before entry points, through the same hooks: the name
 #: ``patrol plugins`` lists (and ``PATROL_DISABLE_PLUGINS`` takes) -> its module. Imported
 #: by name, like an entry point, so this layer does not depend on the one it names.
-DEFAULT_PLUGINS = {"patrol.http": "patrol.web.transport"}
+DEFAULT_PLUGINS = {"patrol.http": "patrol.web.http_plugin"}
 #: registration hook -> attribute holding its registry
 REGISTRATION_HOOKS = {
     "patrol_register_keepalives": "keepalives",

@@ -1,4 +1,4 @@
-"""The HTTP transport (a kernel default plugin): JSON API, status, and the web GUI.
+"""The HTTP transport's web stack: JSON API, status, and the web GUI.
 
 A Starlette app served by uvicorn *inside Patrol's event loop*. Patrol binds the socket
 itself (a bind failure is a clear error, not uvicorn's ``sys.exit``) and does not run
@@ -15,7 +15,9 @@ get 403 (a web page must not be able to toggle apps through a visitor's browser)
 Every route is behind :class:`patrol.web.auth.Gate`: ``http.auth``, the rate limit beyond
 loopback and the DNS-rebinding check; guesses of item secrets are throttled here.
 Connections are accepted and timed by :mod:`patrol.web.connections` (deadlines, a cap
-that idle connections make room under, descriptors kept for the apps).
+that idle connections make room under, descriptors kept for the apps). The transport
+plugin itself (:mod:`patrol.web.http_plugin`) binds the sockets and loads this module
+only once the apps were started.
 """
 
 from __future__ import annotations
@@ -34,18 +36,13 @@ from starlette.types import Receive, Scope, Send
 
 from patrol.web import auth
 from patrol.api.access import is_ping_only, secret_credential, too_many
-from patrol.engine import descriptors
 from patrol.util import steps
-from patrol.plugin.hookspecs import hookimpl
 from patrol.api.wire import dumps, request_from_query
 from patrol.web.connections import Limits, Listener
 from patrol.web.events import events_endpoint
 from patrol.web.metrics import MetricsPage
-from patrol.util.net import bind, parse_listen
 from patrol.api.view import KernelView
 from patrol.plugin.model import Listen
-from patrol.plugin.registry import Register
-from patrol.plugin.transport import PatrolView, Transport
 from patrol.web.bodies import Refused, cross_site, read_request
 from patrol.web.lazy_routes import LazyRoutes
 from patrol.web.logs_api import LogLines
@@ -60,60 +57,6 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 def errors(status: int, *messages: str) -> Response:
     return json_response({"errors": list(messages)}, status)
-
-
-class HttpTransport(Transport):
-    name = "http"
-
-    def __init__(self, patrol: PatrolView, api: PatrolView | None = None) -> None:
-        super().__init__(patrol, api)
-        self.kernel = KernelView.of(patrol)
-        self.metrics = MetricsPage(self.kernel)
-        self.app = build_app(self.kernel, self.metrics)
-        self.listener: Listener | None = None
-        self.metrics_listener: Listener | None = None
-        self._sock: socket.socket | None = None
-        self._metrics_sock: socket.socket | None = None
-
-    async def start(self) -> None:
-        descriptors.raise_soft_limit()
-        host, port = parse_listen(self.patrol.config.http.listen, 8421)
-        self._sock = bind(host, port)
-        self._sock.listen(1024)
-        self.listener = serve(self._sock, self.app, lambda: self._limits(self.patrol.config.http))
-        metrics = self.patrol.config.metrics
-        if metrics is not None:  # its own listener for scrapers: /metrics only, its own token
-            try:
-                host, port = parse_listen(metrics.listen, 9421)
-                self._metrics_sock = bind(host, port)
-            except (OSError, ValueError) as exc:
-                await self.stop()
-                raise OSError(f"metrics.listen: {exc}") from None
-            self._metrics_sock.listen(128)
-            settings = lambda: self.patrol.config.metrics or metrics  # noqa: E731 - a reload may drop it
-            app = build_metrics_app(self.kernel, self.metrics, settings)
-            self.metrics_listener = serve(self._metrics_sock, app, lambda: self._limits(settings()))
-            log.info("listening", transport="metrics", address=self._metrics_sock.getsockname()[:2])
-
-    def _limits(self, listen: Listen) -> Limits:
-        config = self.patrol.config
-        return Limits(client_timeout=listen.client_timeout, max_connections=listen.max_connections,
-                      items=len(config.apps) + len(config.services))
-
-    async def stop(self) -> None:
-        self.kernel.stream.close()  # event streams end first: a stream would hold its connection open
-        for listener in (self.listener, self.metrics_listener):
-            if listener is not None:
-                await listener.close()
-        self.listener = self.metrics_listener = None
-        for sock in (self._sock, self._metrics_sock):
-            if sock is not None:
-                sock.close()
-        self._sock = self._metrics_sock = None
-
-    @property
-    def address(self) -> tuple[str, int] | None:
-        return self._sock.getsockname()[:2] if self._sock is not None else None
 
 
 def serve(sock: socket.socket, app: Starlette, limits: Callable[[], Limits]) -> Listener:
@@ -251,8 +194,3 @@ async def client_left(request: Request, exc: Exception) -> Response:
     """The client went away (or was cut off by its deadline) while sending its body: no
     bug, and nobody to answer."""
     return errors(400, "Invalid Request: the client disconnected")
-
-
-@hookimpl(trylast=True)
-def patrol_register_transports(register: Register[Transport]) -> None:
-    register(HttpTransport)
