@@ -8,7 +8,8 @@ listening sockets are bound and listening in :meth:`~HttpTransport.start`, so an
 that cannot be bound still stops Patrol before anything runs, and a client that connects
 in between waits in the listen backlog until the app serves it: it is never refused.
 
-If the web stack then fails to load or build (a broken install), Patrol logs it as a
+A web stack that is not installed at all fails the plugin at load time, as any plugin
+whose import fails. If it then fails to load or build (a broken install), Patrol logs it as a
 transport that failed to start, closes the sockets (clients are refused, not left
 hanging) and keeps supervising without HTTP, as it does for any transport that fails.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import socket
 from typing import TYPE_CHECKING
 
@@ -112,4 +114,10 @@ class HttpTransport(Transport):
 
 @hookimpl(trylast=True)
 def patrol_register_transports(register: Register[Transport]) -> None:
+    # the web stack loads only after the apps started; that it is installed at all is
+    # known now (found, not imported), so a missing one fails the plugin as before
+    # (``patrol check``, ``patrol plugins``, and strict mode's exit)
+    for package in ("uvicorn", "starlette"):
+        if importlib.util.find_spec(package) is None:
+            raise ImportError(f"the HTTP transport needs {package!r}, which is not installed")
     register(HttpTransport)

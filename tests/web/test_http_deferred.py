@@ -6,8 +6,11 @@ come early are served, and a web stack that fails to load is reported, not fatal
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 
 from patrol.testing import wait_for
 
@@ -58,3 +61,18 @@ def test_a_web_stack_that_fails_to_load_is_reported_and_the_apps_run_on(patrol, 
 
     wait_for(refused, message="the HTTP port closed, not left hanging")
     assert p.proc.poll() is None  # Patrol supervises on without HTTP
+
+
+def test_a_web_stack_that_is_not_installed_fails_the_plugin_at_load_as_before(tmp_path):
+    """Loading the web stack late must not hide that it is missing: ``patrol plugins`` (and
+    so ``patrol check`` and strict mode) still name the failed plugin and the package."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['starlette'] = None  # as if not installed\n")
+    env = {**os.environ, "PYTHONPATH": str(hide)}
+    out = subprocess.run([sys.executable, "-m", "patrol", "plugins", "--json"], capture_output=True, text=True,
+                         env=env, timeout=60, check=False)
+    listing = json.loads(out.stdout)
+    (failed,) = [f for f in listing["failed"] if f["name"] == "patrol.http"]
+    assert "'starlette', which is not installed" in failed["error"]
+    assert "patrol.http" not in {p["name"] for p in listing["loaded"]}
