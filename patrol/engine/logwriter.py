@@ -63,21 +63,28 @@ class LogWriter:
 
 
 class QueuedFile:
-    """One log file as the loop sees it: operations are queued, the writers do them."""
+    """One log file as the loop sees it: operations are queued, the writers do them.
+
+    Thousands of these live at once (one per stream of every running app) and most are
+    idle most of the time, so an idle file holds no queue and no event: the queue exists
+    while something is queued, the event only while someone waits for the file to be idle.
+    """
+
+    __slots__ = ("sink", "writer", "limit", "_lock", "_ops", "_queued", "_scheduled", "_check_pending",
+                 "overflowed", "_overflowing", "_idle", "on_failing")
 
     def __init__(self, sink: LogSink, writer: LogWriter, limit: int = QUEUE_BYTES) -> None:
         self.sink = sink
         self.writer = writer
         self.limit = limit
         self._lock = threading.Lock()
-        self._ops: deque[bytes | Operation] = deque()
+        self._ops: deque[bytes | Operation] | None = None  # None: nothing queued
         self._queued = 0  # bytes waiting
         self._scheduled = False
         self._check_pending = False
         self.overflowed = 0  # bytes dropped because the queue was full, in total
         self._overflowing = False
-        self._idle = threading.Event()
-        self._idle.set()
+        self._idle: threading.Event | None = None  # made by wait_idle, set once the file is idle
         #: told (in a writer thread) when writing the file starts or stops failing: the error, or None
         self.on_failing: Callable[[str | None], None] | None = None
 
@@ -103,7 +110,7 @@ class QueuedFile:
             if self._overflowing:
                 self._overflowing = False
                 log.info("the log file's writes caught up", file=self.sink.path, dropped_bytes=self.overflowed)
-            self._ops.append(data)
+            self._queue(data)
             self._queued += len(data)
             schedule = self._schedule()
         if schedule:
@@ -118,7 +125,7 @@ class QueuedFile:
         Data and operations queued meanwhile wait behind it, in order.
         """
         with self._lock:
-            self._ops.append(operation)
+            self._queue(operation)
             schedule = self._schedule()
         if schedule:
             (schedule_with or self.writer.schedule)(self)
@@ -131,8 +138,20 @@ class QueuedFile:
             self._check_pending = True
         self.call(_check(self))
 
+    def _queue(self, item: bytes | Operation) -> None:
+        if self._ops is None:
+            self._ops = deque()
+        self._ops.append(item)
+
+    def _became_idle(self) -> None:
+        """Under the lock: nothing is queued or running; wake whoever waits for that."""
+        self._ops = None
+        self._scheduled = False
+        if self._idle is not None:
+            self._idle.set()
+            self._idle = None
+
     def _schedule(self) -> bool:
-        self._idle.clear()
         if self._scheduled:
             return False
         self._scheduled = True
@@ -143,8 +162,7 @@ class QueuedFile:
         while True:
             with self._lock:
                 if not self._ops:
-                    self._scheduled = False
-                    self._idle.set()
+                    self._became_idle()
                     return
                 first = self._ops.popleft()
                 if isinstance(first, bytes):  # one write for all the data queued in a row
@@ -168,14 +186,18 @@ class QueuedFile:
 
     def abandon(self) -> None:
         with self._lock:
-            self._ops.clear()
             self._queued = 0
-            self._scheduled = False
-            self._idle.set()
+            self._became_idle()
 
     def wait_idle(self, timeout: float) -> bool:
         """For tests and the shutdown: True once nothing is queued (within ``timeout``)."""
-        return self._idle.wait(timeout)
+        with self._lock:
+            if not self._scheduled:
+                return True
+            if self._idle is None:
+                self._idle = threading.Event()
+            idle = self._idle
+        return idle.wait(timeout)
 
 
 def _check(queued: QueuedFile) -> Operation:

@@ -86,3 +86,34 @@ def test_operations_of_one_file_run_in_order_once(tmp_path: Path) -> None:
     writer.close()
     sink.close()
     assert (tmp_path / "f.log").read_bytes() == b"".join(b"%d\n" % n for n in range(20_000))
+
+
+def test_waiting_for_a_busy_file_ends_when_its_writes_are_done(tmp_path: Path) -> None:
+    """An idle file keeps no event (thousands of files are idle at once); one that is
+    waited for while busy gets one, and the waiter wakes when the writes are done."""
+    writer = LogWriter(threads=1)
+    sink = LogSink(str(tmp_path / "f.log"), str(tmp_path))
+    sink.open(exclusive=True)
+    queued = QueuedFile(sink, writer)
+    assert queued.wait_idle(0)  # nothing queued: idle at once
+    writing = threading.Event()
+    release = threading.Event()
+
+    def held(_: LogSink) -> None:  # a slow disk, held until the waiter waits
+        writing.set()
+        release.wait(30)
+
+    queued.call(held)
+    queued.write(b"after\n")
+    assert writing.wait(30)
+    assert not queued.wait_idle(0.01)  # busy: the wait times out
+    waited: list[bool] = []
+    waiter = threading.Thread(target=lambda: waited.append(queued.wait_idle(30)))
+    waiter.start()
+    release.set()
+    waiter.join(30)
+    assert waited == [True]
+    assert queued.wait_idle(0)  # and it stays idle
+    writer.close()
+    sink.close()
+    assert (tmp_path / "f.log").read_bytes() == b"after\n"
