@@ -44,6 +44,10 @@ def read_instance_keys(sec: Section, app_id: str) -> dict[str, Any]:
     return dict(instances=int(instances), restart_mode=mode)
 
 
+#: ``success-exit-codes`` when not set: one shared (frozen) set, not one per app
+SUCCESS_EXIT_CODES: frozenset[int] = frozenset({0})
+
+
 def read_restart_keys(sec: Section) -> dict[str, Any]:
     """``restart`` (the policy) and ``success-exit-codes`` (what ``on-failure`` calls success)."""
     policy = sec.get("restart", STRING, "always")
@@ -53,7 +57,7 @@ def read_restart_keys(sec: Section) -> dict[str, Any]:
     codes = _success_codes(sec)
     if codes is not None and policy != "on-failure":
         sec.report.warn(sec.at("success-exit-codes"), 'is only used with "restart": "on-failure"')
-    return dict(restart=policy, success_exit_codes=codes if codes is not None else frozenset({0}))
+    return dict(restart=policy, success_exit_codes=codes if codes is not None else SUCCESS_EXIT_CODES)
 
 
 def _success_codes(sec: Section) -> frozenset[int] | None:

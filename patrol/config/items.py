@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from patrol.plugin.registry import Registry
-from patrol.plugin.model import ACTIONS, AppConfig, Backoff, Option, ServiceConfig
+from patrol.plugin.model import ACTIONS, AppConfig, Backoff, Option, ServiceConfig, default_of
 from patrol.config.reader import (ANY, BOOL, INT, MAPPING, NAME_OR_INT, NUMBER, STRING, Kind, Section, child,
                      got, is_int, show)
 from patrol.config.instances import read_instance_keys, read_restart_keys
@@ -55,9 +55,9 @@ def read_app(sec: Section, app_id: str, keepalives: Registry[KeepAlive],
         env=sec.strings("env", _env_problem),
         env_parent=sec.get("env-parent", BOOL, False),
         std_merge=sec.get("std-merge", BOOL, False),
-        stop_signal=_signal(sec, "stop-signal", AppConfig.stop_signal),
-        restart_signal=_signal(sec, "restart-signal", AppConfig.restart_signal),
-        stop_timeout=_number(sec, "stop-timeout", AppConfig.stop_timeout),
+        stop_signal=_signal(sec, "stop-signal", default_of(AppConfig, "stop_signal")),
+        restart_signal=_signal(sec, "restart-signal", default_of(AppConfig, "restart_signal")),
+        stop_timeout=_number(sec, "stop-timeout", default_of(AppConfig, "stop_timeout")),
         backoff=_backoff(sec),
         **_log_limits(sec),
         options=read_options(sec, cls.options if cls else ()),
@@ -100,8 +100,8 @@ def read_service(sec: Section, service_id: str, backends: Registry[ServiceBacken
             {a: sec.get(f"management-{a}-parameter", STRING, "") or a for a in ACTIONS}),
         ignore_exit_codes=MappingProxyType(
             {a: _exit_codes(sec, f"ignore-exit-codes-{a}") for a in ACTIONS}),
-        status_timeout=_number(sec, "status-timeout", ServiceConfig.status_timeout, above=True),
-        command_timeout=_number(sec, "command-timeout", ServiceConfig.command_timeout, above=True),
+        status_timeout=_number(sec, "status-timeout", default_of(ServiceConfig, "status_timeout"), above=True),
+        command_timeout=_number(sec, "command-timeout", default_of(ServiceConfig, "command_timeout"), above=True),
         stop_on_shutdown=sec.get("stop-on-shutdown", BOOL, False),
         options=read_options(sec, options.values()),
         readiness=read_probe(sec, "readiness", probes, "service"),
@@ -321,13 +321,13 @@ LOG_MAX_AGE_DAYS = 36500.0
 
 
 def _log_limits(sec: Section) -> dict[str, Any]:
-    max_bytes = _number(sec, "log-max-bytes", AppConfig.log_max_bytes, kind=INT)
-    max_files = _number(sec, "log-max-files", AppConfig.log_max_files, kind=INT)
+    max_bytes = _number(sec, "log-max-bytes", default_of(AppConfig, "log_max_bytes"), kind=INT)
+    max_files = _number(sec, "log-max-files", default_of(AppConfig, "log_max_files"), kind=INT)
     if max_files > LOG_MAX_FILES:
         sec.report.error(sec.at("log-max-files"), f"must be at most {LOG_MAX_FILES} (got {max_files})")
-        max_files = AppConfig.log_max_files
+        max_files = default_of(AppConfig, "log_max_files")
     total = _number(sec, "log-max-total-bytes", LOG_BUDGET_FILES * max_bytes, kind=INT)
-    age = _number(sec, "log-max-age-days", AppConfig.log_max_age_days, high=LOG_MAX_AGE_DAYS)
+    age = _number(sec, "log-max-age-days", default_of(AppConfig, "log_max_age_days"), high=LOG_MAX_AGE_DAYS)
     return dict(log_max_bytes=max_bytes, log_max_files=max_files, log_max_total_bytes=total,
                 log_max_age_days=age, log_compress=sec.get("log-compress", BOOL, False))
 

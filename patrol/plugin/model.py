@@ -11,7 +11,7 @@ Keys that Patrol adds to the original format are marked "(new)".
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -24,6 +24,19 @@ HTTP_LISTEN_DEFAULT = "127.0.0.1:8421"
 METRICS_LISTEN_DEFAULT = "127.0.0.1:9421"
 UDP_LISTEN_DEFAULT = "127.0.0.1:1248"
 ACTIONS = ("start", "status", "stop", "restart")
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default of a field of a config dataclass. (The per-item classes have
+    ``__slots__``, thousands of them live at once, so ``AppConfig.stop_signal`` is a slot
+    descriptor, not the default.)"""
+    defaults = _DEFAULTS.get(cls)
+    if defaults is None:
+        defaults = _DEFAULTS[cls] = {f.name: f.default for f in fields(cls)}
+    return defaults[name]
+
+
+_DEFAULTS: dict[type, dict[str, Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -44,7 +57,7 @@ class Option:
     check: Callable[[Any], str | None] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backoff:
     """Restart backoff of an app (new keys ``backoff-*`` and ``start-limit``).
 
@@ -71,7 +84,7 @@ DEPENDENCY_CONDITIONS = ("started", "ready", "completed", "completed-successfull
 DEFAULT_CONDITION = "ready"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeSpec:
     """(new) ``readiness`` or ``liveness`` of an item: which probe, and how often.
 
@@ -89,7 +102,7 @@ class ProbeSpec:
     failure_threshold: int = 3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunAs:
     """(new) ``user``/``group``: who an app runs as, resolved when the config is loaded
     (an unknown user is a config error, not a start failure)."""
@@ -115,7 +128,7 @@ LIMIT_NAMES = {"nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC", "core": "RLIM
 UNLIMITED = -1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AppConfig:
     id: str
     keepalive: str  # canonical method name, e.g. "pid-patrol"
@@ -203,7 +216,7 @@ class AppConfig:
         return resolve(self.working_directory, self.env_file) if self.env_file else ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceConfig:
     id: str
     name: str
