@@ -97,6 +97,8 @@ def find_pipe(pid: int, inode: int) -> int | None:
 class LogStream:
     """One pipe Patrol reads and the file it goes to."""
 
+    __slots__ = ("name", "fd", "file", "inode", "on_data", "order")
+
     def __init__(self, name: str, fd: int, file: QueuedFile) -> None:
         self.name = name  # stdout, stderr or stdmerge
         self.fd = fd
@@ -139,13 +141,19 @@ class OutputOrder:
     finest order Patrol sees). Kept in memory only, for the last instance of each app.
     """
 
+    __slots__ = ("runs",)
+    #: none seen yet (an app that writes nothing keeps no deque: one is ~600 bytes)
+    EMPTY: deque[tuple[str, int]] = deque(maxlen=0)
+
     def __init__(self) -> None:
-        self.runs: deque[tuple[str, int]] = deque(maxlen=ORDER_RUNS)
+        self.runs: deque[tuple[str, int]] = self.EMPTY
 
     def saw(self, stream: str, lines: int) -> None:
         if not lines:
             return
         runs = self.runs
+        if runs is self.EMPTY:
+            runs = self.runs = deque(maxlen=ORDER_RUNS)
         if runs and runs[-1][0] == stream:
             runs[-1] = (stream, runs[-1][1] + lines)
         else:
@@ -170,6 +178,8 @@ class InstanceLogs:
     threads: a start that fails before the program runs (a missing binary, a working
     directory that is not there) leaves no file and no directory behind.
     """
+
+    __slots__ = ("_attach", "app_id", "root", "files", "streams", "child_fds", "output")
 
     def __init__(self, attach: Callable[["InstanceLogs"], None], app_id: str, root: str, files: LogFiles) -> None:
         self._attach = attach  # the router's: read the pipes, create the files

@@ -78,6 +78,9 @@ class LogRouter:
         self._soon: list[QueuedFile] = []
         #: told on the loop when an app's log file cannot be written (the message), or can again (None)
         self.on_problem = on_problem
+        # made once: every file's callbacks are these same two objects
+        self._on_rotated = self._rotated
+        self._on_failing = self._failing
 
     def reindex(self, configs: Iterable["AppConfig"]) -> None:
         """A reload: read the apps' log settings once (before new apps start), and check
@@ -127,18 +130,20 @@ class LogRouter:
 
     def _file(self, config: "AppConfig", path: str) -> QueuedFile:
         owner = (config.run_as.uid, config.run_as.gid) if config.run_as is not None else None
+        # the callbacks are the router's own, shared by every file (what they need to
+        # know, the sink and the file carry): thousands of files are open at once
         sink = LogSink(path, config.log_root, config.log_max_bytes, config.log_max_files,
-                       on_rotated=partial(self._rotated, config.log_root), compress=config.log_compress,
-                       owner=owner)
-        queued = QueuedFile(sink, self.writer)
-        sink.on_compress = partial(self._compress, queued)
-        queued.on_failing = partial(self._failing, config.id, path)
+                       on_rotated=self._on_rotated, compress=config.log_compress, owner=owner)
+        queued = QueuedFile(sink, self.writer, app_id=config.id)
+        if config.log_compress:
+            sink.on_compress = partial(self._compress, queued)
+        queued.on_failing = self._on_failing
         return queued
 
-    def _failing(self, app_id: str, path: str, error: str | None) -> None:
-        message = None if error is None else f"cannot write the log file {path}: {error} (its output is dropped)"
+    def _failing(self, queued: QueuedFile, error: str | None) -> None:
+        message = None if error is None else f"cannot write the log file {queued.path}: {error} (its output is dropped)"
         if self.on_problem is not None:
-            self._to_loop(self.on_problem, app_id, message)
+            self._to_loop(self.on_problem, queued.app_id, message)
 
     def _attach(self, instance: InstanceLogs, *, create: bool) -> None:
         order = self.orders[instance.app_id] = OutputOrder()
@@ -210,8 +215,8 @@ class LogRouter:
 
     # -- rotation and compression (called in writer threads) -------------------------
 
-    def _rotated(self, root: str, sink: LogSink) -> None:
-        self._to_loop(self.prune_soon, root)
+    def _rotated(self, sink: LogSink) -> None:
+        self._to_loop(self.prune_soon, sink.root)
 
     def _compress(self, queued: QueuedFile, sink: LogSink, inode: int) -> None:
         def job() -> None:

@@ -70,12 +70,13 @@ class QueuedFile:
     while something is queued, the event only while someone waits for the file to be idle.
     """
 
-    __slots__ = ("sink", "writer", "limit", "_lock", "_ops", "_queued", "_scheduled", "_check_pending",
+    __slots__ = ("sink", "writer", "app_id", "limit", "_lock", "_ops", "_queued", "_scheduled", "_check_pending",
                  "overflowed", "_overflowing", "_idle", "on_failing")
 
-    def __init__(self, sink: LogSink, writer: LogWriter, limit: int = QUEUE_BYTES) -> None:
+    def __init__(self, sink: LogSink, writer: LogWriter, limit: int = QUEUE_BYTES, *, app_id: str = "") -> None:
         self.sink = sink
         self.writer = writer
+        self.app_id = app_id  # whose output it is (for messages)
         self.limit = limit
         self._lock = threading.Lock()
         self._ops: deque[bytes | Operation] | None = None  # None: nothing queued
@@ -85,8 +86,9 @@ class QueuedFile:
         self.overflowed = 0  # bytes dropped because the queue was full, in total
         self._overflowing = False
         self._idle: threading.Event | None = None  # made by wait_idle, set once the file is idle
-        #: told (in a writer thread) when writing the file starts or stops failing: the error, or None
-        self.on_failing: Callable[[str | None], None] | None = None
+        #: told (in a writer thread) when writing the file starts or stops failing: the file, and
+        #: the error or None
+        self.on_failing: Callable[["QueuedFile", str | None], None] | None = None
 
     @property
     def path(self) -> str:
@@ -182,7 +184,7 @@ class QueuedFile:
             except Exception:  # noqa: BLE001 - a bug here must not stop the other files' writes
                 log.exception("log file operation failed", file=self.sink.path)
             if self.sink.failing != failing and self.on_failing is not None:
-                self.on_failing(self.sink.failing)
+                self.on_failing(self, self.sink.failing)
 
     def abandon(self) -> None:
         with self._lock:
