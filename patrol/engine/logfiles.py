@@ -57,7 +57,7 @@ def log_paths(root: str, merged: bool, when_ns: int) -> LogFiles:
 
 # -- one file Patrol writes ---------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)  # one per stream of every running app
 class LogSink:
     """One log file Patrol appends an app's output to, rotated by rename.
 

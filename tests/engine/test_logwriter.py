@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from patrol.engine.logfiles import LogSink
@@ -41,16 +42,17 @@ def test_a_hung_disk_holds_the_writer_never_the_loop_and_what_is_kept_is_in_orde
         instance = router.open_instance(config, 1_000_000_000)
         stream = instance.streams[0]
         stream.file.limit = 256 * 1024
-        real_write = stream.sink.write
 
-        def hung_write(data: bytes) -> None:  # the disk hangs on the first write, and comes back slowly
-            if not stuck.is_set():
-                stuck.set()
-                release.wait(60)
-                time.sleep(0.3)  # (the shutdown must wait for this file, though its stream has ended)
-            real_write(data)
+        class HungSink(LogSink):  # the hung disk, see the docstring
+            def write(self, data: bytes) -> None:  # it hangs on the first write, and comes back slowly
+                if not stuck.is_set():
+                    stuck.set()
+                    release.wait(60)
+                    time.sleep(0.3)  # (the shutdown must wait for this file, though its stream has ended)
+                super().write(data)
 
-        stream.sink.write = hung_write  # type: ignore[method-assign]  # the hung disk, see the docstring
+        sink = stream.sink  # not opened yet: the files are made once the program runs
+        stream.file.sink = HungSink(**{f.name: getattr(sink, f.name) for f in fields(sink)})
         child = subprocess.Popen([sys.executable, "-c", FLOOD], stdout=instance.child_stdout,
                                  stderr=instance.child_stderr)
         instance.close_child_ends()
