@@ -38,6 +38,11 @@ PASSED_ENV = ("LANG", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME")
 class Instance:
     """The processes of an app's current run (see the module docstring)."""
 
+    #: one per app (thousands at once): no per-object __dict__
+    __slots__ = ("runner", "launcher_pid", "launching", "logs", "log_pipes", "tentative", "proven", "started_mono",
+                 "exits", "groups", "launch_start", "timers", "pid_start", "restored_trust", "restored_leaders",
+                 "launch_status", "launch_error")
+
     def __init__(self, runner: AppOwner) -> None:
         self.runner = runner
         self.launcher_pid = 0  # the process Patrol spawned last (0 once it exited)

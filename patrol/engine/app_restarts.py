@@ -21,6 +21,9 @@ from patrol.util.backoff import capped_exponential
 class Restarts:
     """The restart decisions of one app, and what they left it in (see the module docstring)."""
 
+    #: one per app (thousands at once): no per-object __dict__
+    __slots__ = ("runner", "failures", "delay", "given_up", "exited", "retry")
+
     def __init__(self, runner: AppOwner) -> None:
         self.runner = runner
         self.failures = 0  # consecutive quick failures (backoff)

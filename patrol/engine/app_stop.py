@@ -37,6 +37,9 @@ class AppOwnerWithStrays(Protocol):
 class Stopper:
     """Stops one app's processes (see the module docstring)."""
 
+    #: one per app (thousands at once): no per-object __dict__
+    __slots__ = ("runner", "instance", "stopping", "leftovers")
+
     def __init__(self, runner: AppOwner, instance: Instance) -> None:
         self.runner = runner
         self.instance = instance

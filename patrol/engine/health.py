@@ -47,6 +47,10 @@ class Health:
     for probes (:class:`~patrol.engine.probe_target.RunTarget`).
     """
 
+    #: one per app (thousands at once): no per-object __dict__
+    __slots__ = ("owner", "fail", "environment", "output", "reports_readiness", "loops", "live", "notified",
+                 "notified_message", "status_text", "was_ready", "ready")
+
     def __init__(self, owner: HealthOwner, *, fail: Callable[[str], None] | None = None,
                  notified: bool = False, environment: Environment = None, output: Output = None) -> None:
         self.owner = owner

@@ -126,7 +126,7 @@ class Session:
         # other values: no-op, no error (as the original)
 
 
-@dataclass
+@dataclass(slots=True)  # one per item (thousands at once): no per-object __dict__
 class State:
     """The CAS-managed record of one app or service."""
 

@@ -35,6 +35,9 @@ class Subscription:
 class OutputLines:
     """The listeners of one run's output, and each stream's unfinished line."""
 
+    #: one per app (thousands at once): no per-object __dict__
+    __slots__ = ("subscriptions", "_partial")
+
     def __init__(self) -> None:
         self.subscriptions: list[Subscription] = []
         self._partial: dict[str, bytes] = {}

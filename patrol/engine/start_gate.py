@@ -43,6 +43,9 @@ class StartGate:
     ``grace()``: the startup grace in seconds (apps; None: the item has none).
     """
 
+    #: one per app (thousands at once): no per-object __dict__
+    __slots__ = ("owner", "grace", "_grace", "reason")
+
     def __init__(self, owner: GateOwner, grace: Callable[[], float] | None = None) -> None:
         self.owner = owner
         self.grace = grace
