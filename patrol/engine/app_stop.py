@@ -34,6 +34,10 @@ class AppOwnerWithStrays(Protocol):
     def strays(self, found: dict[int, int]) -> None: ...
 
 
+#: no process is being stopped (shared by every app until one has some)
+NOTHING: frozenset[int] = frozenset()
+
+
 class Stopper:
     """Stops one app's processes (see the module docstring)."""
 
@@ -43,8 +47,9 @@ class Stopper:
     def __init__(self, runner: AppOwner, instance: Instance) -> None:
         self.runner = runner
         self.instance = instance
-        self.stopping: set[int] = set()  # escaped processes being stopped now
-        self.leftovers: set[asyncio.Task[None]] = set()  # stopping what a run left behind
+        # made at the first use (an empty set is ~200 B, and most apps never need these)
+        self.stopping: set[int] | frozenset[int] = NOTHING  # escaped processes being stopped now
+        self.leftovers: set[asyncio.Task[None]] | None = None  # stopping what a run left behind
 
     # -- the run itself --------------------------------------------------------------
 
@@ -192,8 +197,10 @@ class Stopper:
 
     def _in_background(self, groups: dict[int, int | None], procs: dict[int, int],
                        escaped_before: int | None = None) -> None:
-        self.stopping.update(procs)  # now: the next sweep must not start a second stop
+        self._mark_stopping(procs)  # now: the next sweep must not start a second stop
         task = self.runner.sup.loop.create_task(self._stop_leftovers(groups, procs, escaped_before))
+        if self.leftovers is None:
+            self.leftovers = set()
         self.leftovers.add(task)
         task.add_done_callback(self.leftovers.discard)
 
@@ -215,7 +222,7 @@ class Stopper:
         """SIGTERM, up to ``deadline``, then SIGKILL: groups that are still the recorded
         ones, and processes that are still the recorded ones (pid and start time). A
         process that leads its own group takes its group with it."""
-        self.stopping.update(procs)
+        self._mark_stopping(procs)
         alive, busy = dict(procs), dict(groups)  # what may still be there
 
         async def signal_all(sig: int) -> None:  # in slices: there may be hundreds
@@ -252,7 +259,13 @@ class Stopper:
                 await signal_all(signal.SIGKILL)
                 await self.wait(gone, self.runner.now() + 5)
         finally:
-            self.stopping.difference_update(procs)
+            if isinstance(self.stopping, set):
+                self.stopping.difference_update(procs)
+
+    def _mark_stopping(self, procs: Mapping[int, int]) -> None:
+        if not isinstance(self.stopping, set):
+            self.stopping = set()
+        self.stopping.update(procs)
 
 
 def same_process(pid: int, start: int) -> bool:
