@@ -7,6 +7,7 @@ gets the finished item, so plugins check their own settings with the same messag
 
 from __future__ import annotations
 
+import sys
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,24 @@ _EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
 #: or a working-directory of "/", can name them)
 SYSTEM_DIRECTORIES = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/opt", "/proc", "/root",
                                 "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/log"})
+
+
+#: fields whose text is often the same in many apps (one directory, one environment)
+SHARED_TEXT = ("working_directory", "binary", "log_directory", "env_file")
+SHARED_TEXTS = ("env",)
+
+
+def _shared(values: dict[str, Any]) -> dict[str, Any]:
+    """The same text in many apps' configs kept once (the decoder makes a string per
+    occurrence; thousands of apps often share their directories and environment)."""
+    for key in SHARED_TEXT:
+        if type(values.get(key)) is str:
+            values[key] = sys.intern(values[key])
+    for key in SHARED_TEXTS:
+        texts = values.get(key)
+        if isinstance(texts, tuple):
+            values[key] = tuple(sys.intern(t) if type(t) is str else t for t in texts)
+    return values
 
 
 def read_app(sec: Section, app_id: str, keepalives: Registry[KeepAlive],
@@ -71,7 +90,7 @@ def read_app(sec: Section, app_id: str, keepalives: Registry[KeepAlive],
     sec.warn_unread()
     if len(sec.report.errors) > errors:
         return None
-    app = AppConfig(**values)
+    app = AppConfig(**_shared(values))
     if app.log_root in SYSTEM_DIRECTORIES:
         sec.report.warn(sec.at("log-directory"), f"is {app.log_root}, a directory of the system: the GUI's log "
                         "browser lists and serves every file below it to whoever may read this app's logs "

@@ -356,3 +356,19 @@ def test_state_file_and_defaults(tmp_path):
     assert (config.state_file, config.json_timestamp) == ("", "")
     config, _ = load(write(tmp_path, {"apps": {"app": APP}, "state-file": "/var/lib/patrol/state.db"}))
     assert config.state_file == "/var/lib/patrol/state.db"
+
+
+def test_text_many_apps_share_is_kept_once(tmp_path):
+    """Thousands of apps often share a working directory and environment: the loaded
+    configs hold one copy of such text, not one per app (the decoder makes one per app)."""
+    env = ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"]
+    apps = {f"a{i}": {**APP, "name": f"A{i}", "pid-path": f"a{i}.pid", "working-directory": str(tmp_path),
+                      "env": env} for i in range(3)}
+    config, _ = load(write(tmp_path, {"apps": apps}))
+    first, *others = config.apps.values()
+    assert [a.name for a in config.apps.values()] == ["A0", "A1", "A2"]
+    for app in others:
+        assert app.working_directory is first.working_directory
+        assert app.log_directory is first.log_directory
+        assert all(mine is theirs for mine, theirs in zip(app.env, first.env, strict=True))
+        assert app.pid_path == f"{app.id}.pid"
