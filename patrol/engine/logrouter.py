@@ -78,9 +78,11 @@ class LogRouter:
         self._soon: list[QueuedFile] = []
         #: told on the loop when an app's log file cannot be written (the message), or can again (None)
         self.on_problem = on_problem
-        # made once: every file's callbacks are these same two objects
+        # made once: every file's and instance's callbacks are these same objects
         self._on_rotated = self._rotated
         self._on_failing = self._failing
+        self._attach_new = partial(self._attach, create=True)
+        self._attach_adopted = partial(self._attach, create=False)
 
     def reindex(self, configs: Iterable["AppConfig"]) -> None:
         """A reload: read the apps' log settings once (before new apps start), and check
@@ -92,7 +94,7 @@ class LogRouter:
 
     def open_instance(self, config: "AppConfig", when_ns: int) -> InstanceLogs:
         """The instance's pipes (its files are made once it runs); raises ``OSError``."""
-        instance = InstanceLogs(partial(self._attach, create=True), config.id, config.log_root,
+        instance = InstanceLogs(self._attach_new, config.id, config.log_root,
                                 log_paths(config.log_root, config.std_merge, when_ns))
         try:
             for name, path in stream_paths(instance.files):
@@ -111,7 +113,7 @@ class LogRouter:
             log.info("no output pipe recorded for the adopted instance (started by an older Patrol, or not "
                      "by Patrol): Patrol does not write or rotate its log files", app=config.id, pid=pid)
             return None
-        instance = InstanceLogs(partial(self._attach, create=False), config.id, config.log_root, files)
+        instance = InstanceLogs(self._attach_adopted, config.id, config.log_root, files)
         for name, path in stream_paths(files):
             inode = pipes.get(name)
             fd = find_pipe(pid, inode) if isinstance(inode, int) else None

@@ -11,6 +11,7 @@ Keys that Patrol adds to the original format are marked "(new)".
 from __future__ import annotations
 
 import posixpath
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -312,5 +313,8 @@ def resolve(base: str, path: str) -> str:
     ``"binary": "/usr/bin/python3"`` ran ``<working-directory>/usr/bin/python3``, and an
     absolute log directory landed inside the working directory. An absolute path here
     means what it says.
+
+    Interned: an item's paths are asked for at every start and kept by what asked (each
+    log file, the log index), and many items share a log directory: one copy each.
     """
-    return clean(path) if path.startswith("/") else clean(base + "/" + path)
+    return sys.intern(clean(path) if path.startswith("/") else clean(base + "/" + path))
