@@ -16,7 +16,7 @@ import uuid
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 #: toggle numbers of the original API (``toggle`` in a request)
 ENABLE, DISABLE, RESTART, RUNONCE_ENABLE, RUNONCE_DISABLE = 1, 2, 3, 4, 5
@@ -94,7 +94,7 @@ class Session:
         self.durable = True
 
     def append_history(self, record: HistoryRecord) -> None:
-        self.state.history.append(record)
+        self.state.add_history(record)
         self.state.history_total += 1
         self.touch()
         self.durable = True
@@ -143,7 +143,9 @@ class State:
     pid: int = 0
     exit_code: int = 0
     started_log: LogFiles | None = None
-    history: deque[HistoryRecord] = field(default_factory=deque)
+    #: the last ``history_limit`` records, oldest first; None until the first one (most
+    #: items of a large config never end an instance, and an empty deque costs ~600 B)
+    _history: deque[HistoryRecord] | None = field(default=None, init=False, repr=False)
     #: records ever appended (the persistent store writes only the new ones)
     history_total: int = 0
     #: called after every session that changed something, with the session's ``durable``
@@ -151,8 +153,20 @@ class State:
     on_change: Callable[["State", bool], None] | None = None
     _open: Session | None = field(default=None, init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        self.history = deque(self.history, maxlen=self.history_limit)
+    @property
+    def history(self) -> Sequence[HistoryRecord]:
+        """The last ``history_limit`` closed instances, oldest first (read-only: records
+        are added by :meth:`Session.append_history`)."""
+        return self._history if self._history is not None else ()
+
+    def add_history(self, record: HistoryRecord) -> None:
+        if self._history is None:
+            self._history = deque(maxlen=self.history_limit)
+        self._history.append(record)
+
+    def set_history(self, records: Iterable[HistoryRecord]) -> None:
+        """The history as restored from the state file, oldest first."""
+        self._history = deque(records, maxlen=self.history_limit) or None
 
     @property
     def running(self) -> bool:

@@ -371,8 +371,7 @@ class Store:
             "SELECT record FROM history WHERE grp = ? AND id = ? ORDER BY seq DESC LIMIT ?",
             (group, item_id, state.history_limit),
         ).fetchall()
-        state.history.clear()
-        state.history.extend(HistoryRecord(**json.loads(r[0])) for r in reversed(records))
+        state.set_history(HistoryRecord(**json.loads(r[0])) for r in reversed(records))
         state.history_total = total
         self._saved_history[(group, item_id)] = total
         return row

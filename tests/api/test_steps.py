@@ -52,7 +52,7 @@ def supervisor(apps: int = APPS, services: int = 40) -> Daemon:
     sup.started = NOW - 3600
     for n, runner in enumerate(sup.runners()):
         for j in range(n % 9 if runner.id != f"app-{LONG}" else 700):  # one app (with a secret): a long history
-            runner.state.history.append(HistoryRecord(
+            runner.state.add_history(HistoryRecord(
                 instance_id=f"{n}-{j}", pid=100 + j, started=NOW - 60, lastseen=NOW - 50, stopped=NOW - 40,
                 exit_code=j % 3, reason="exited <oops> & more", keyvalue={"j": j}))
     return daemon
