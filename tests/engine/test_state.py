@@ -45,6 +45,22 @@ def test_history_append_counts_and_respects_limit():
     assert [r.instance_id for r in st.history] == ["2", "3", "4", "5", "6"]
 
 
+
+def test_history_is_empty_and_read_only_until_the_first_record():
+    """Most items never end an instance: their history is () (no deque kept), and it
+    cannot be appended to behind the session's back (the record would not count)."""
+    st = State(history_limit=2)
+    assert st.history == () and not st.history
+    with pytest.raises(AttributeError):
+        st.history.append(HistoryRecord(instance_id="x", started=1.0, stopped=2.0))  # type: ignore[attr-defined]
+    with st.session() as s:
+        s.append_history(HistoryRecord(instance_id="1", started=1.0, stopped=2.0))
+    assert [r.instance_id for r in st.history] == ["1"] and st.history_total == 1
+    st.set_history([])
+    assert st.history == ()
+    st.set_history(HistoryRecord(instance_id=str(n), started=1.0, stopped=2.0) for n in range(3))
+    assert [r.instance_id for r in st.history] == ["1", "2"]
+
 def test_initial_cas_is_random_in_original_range():
     values = {State().cas for _ in range(50)}
     assert all(1 <= v <= 100_000 for v in values) and len(values) > 1
