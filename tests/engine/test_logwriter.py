@@ -119,3 +119,18 @@ def test_waiting_for_a_busy_file_ends_when_its_writes_are_done(tmp_path: Path) -
     writer.close()
     sink.close()
     assert (tmp_path / "f.log").read_bytes() == b"after\n"
+
+
+def test_what_is_queued_at_close_is_written_and_nothing_after(tmp_path: Path) -> None:
+    writer = LogWriter(threads=2)
+    sink = LogSink(str(tmp_path / "f.log"), str(tmp_path))
+    sink.open(exclusive=True)
+    queued = QueuedFile(sink, writer)
+    for n in range(100):
+        queued.write(b"%d\n" % n)
+    writer.close()
+    assert queued.wait_idle(30)
+    queued.write(b"late\n")  # after the close: dropped, and the file stays idle
+    assert queued.wait_idle(0)
+    sink.close()
+    assert (tmp_path / "f.log").read_bytes() == b"".join(b"%d\n" % n for n in range(100))
