@@ -91,6 +91,17 @@ def get(url: str, timeout: float = 10) -> tuple[float, dict]:
     return time.perf_counter() - began, body
 
 
+def files_made(logs: Path, app_ids: list[str], timeout: float = 20.0) -> None:
+    """Until every app's current-log link exists: the log files of a start burst are
+    opened by writer threads after the apps are spawned, so descriptors counted before
+    that would make every file look leaked."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(os.path.lexists(logs / f"current.{app_id}.stdout.log") for app_id in app_ids):
+            return
+        time.sleep(0.05)
+
+
 def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -197,6 +208,7 @@ def run(args: argparse.Namespace) -> dict:
                 raise SystemExit(f"Patrol did not start all apps (log: {work / 'patrol.log'})")
             time.sleep(0.2)
         pings = {f"{g}{i}": patrol.pid for g in "uh" for i in range(args.ping_apps)}  # a live pid
+        files_made(work / "logs", [f"s{i}" for i in range(args.sleepers)])
         fds_before = fds(patrol.pid)
         stop = threading.Event()
         clients = Clients(base, (host, int(port)), pings, stop)
