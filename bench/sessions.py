@@ -31,6 +31,8 @@ QUERY = Path(__file__).with_name("query.py")
 START_TIMEOUT = 120.0
 #: How long after the daemon's SIGKILL the surviving children are counted.
 ORPHAN_GRACE = 1.0
+#: the longest the idle window waits for the daemon's start-up work to end (see Run.idle)
+SETTLE_MAX = 10.0
 
 
 class BenchError(RuntimeError):
@@ -175,7 +177,23 @@ class Run:
                 raise self.fail(f"{self.daemon.argv()[0]} did not exit after starting the apps") from None
 
     def idle(self, seconds: float) -> tuple[float, int]:
-        """CPU seconds and wake-ups of the daemon over ``seconds`` of doing nothing."""
+        """CPU seconds and wake-ups of the daemon over ``seconds`` of doing nothing.
+
+        The window opens once the daemon's start-up work is over: its CPU time stood
+        still for half a second (at most :data:`SETTLE_MAX` seconds after it reported
+        every app running). A daemon may finish start-up work after that report (Patrol
+        opens a start burst's log files just after spawning it); counting that tail
+        would measure the start, not the idle. A daemon that never stands still (a
+        polling one) is measured after the wait, as before.
+        """
+        deadline = time.monotonic() + SETTLE_MAX
+        before = procfs.cpu_seconds(self.pid)
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = procfs.cpu_seconds(self.pid)
+            if now == before:
+                break
+            before = now
         cpu, woke = procfs.cpu_seconds(self.pid), procfs.wakeups(self.pid)
         time.sleep(seconds)  # the measurement window itself
         return procfs.cpu_seconds(self.pid) - cpu, procfs.wakeups(self.pid) - woke
