@@ -191,7 +191,7 @@ class LogRouter:
         instance = self._owner.pop(stream)
         instance.output.end(stream.name)
         self._finishing.add(stream.file)
-        stream.file.call(partial(self._close_file, instance, stream.file))
+        stream.file.finish(partial(self._close_file, instance, stream.file))
 
     def _close_file(self, instance: InstanceLogs, queued: QueuedFile, sink: LogSink) -> None:
         """In a writer thread, after everything queued before it: close, then tell the loop."""
@@ -238,8 +238,7 @@ class LogRouter:
 
     def tick(self) -> None:
         """Reopen files deleted or moved away by someone else, or that could not be written."""
-        for stream in self.streams:
-            stream.file.check()
+        self.writer.check_all([stream.file for stream in self.streams])
 
     def prune_all(self) -> None:
         """Check every log directory now, and again in :attr:`retention_every` seconds."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from patrol.engine.logfiles import LogSink
 from patrol.engine.logrouter import LogRouter
 from patrol.engine.logwriter import LogWriter, QueuedFile
-from patrol.testing import load_item
+from patrol.testing import load_item, wait_for
 
 LINES = 200_000  # 100-byte numbered lines: 20 MB, far more than the pipe and the queue hold
 FLOOD = (f"import sys\nfor n in range(1, {LINES + 1}):\n"
@@ -134,3 +134,46 @@ def test_what_is_queued_at_close_is_written_and_nothing_after(tmp_path: Path) ->
     assert queued.wait_idle(0)
     sink.close()
     assert (tmp_path / "f.log").read_bytes() == b"".join(b"%d\n" % n for n in range(100))
+
+
+class _HungCheck(LogSink):
+    """A sink whose check hangs until released (a stuck mount under one log file)."""
+
+    __slots__ = ()
+    entered = threading.Event()
+    release = threading.Event()
+
+    def check(self) -> None:
+        type(self).entered.set()
+        type(self).release.wait(30)
+        super().check()
+
+
+def test_the_ticks_checks_run_as_one_job_and_a_hung_check_holds_only_its_file(tmp_path: Path) -> None:
+    """One writer job checks every file (no wake-up per file); a check that hangs holds
+    its own file only: another file's writes go on meanwhile; a deleted file is opened
+    again; an ended file is never reopened by a check queued after its close."""
+    writer = LogWriter(threads=2)
+    hung_sink = _HungCheck(str(tmp_path / "hung.log"), str(tmp_path))
+    other_sink = LogSink(str(tmp_path / "other.log"), str(tmp_path))
+    gone_sink = LogSink(str(tmp_path / "gone.log"), str(tmp_path))
+    ended_sink = LogSink(str(tmp_path / "ended.log"), str(tmp_path))
+    files = []
+    for sink in (hung_sink, other_sink, gone_sink, ended_sink):
+        sink.open(exclusive=True)
+        files.append(QueuedFile(sink, writer))
+    hung, other, gone, ended = files
+    (tmp_path / "gone.log").unlink()
+    ended.finish(lambda sink: sink.close())
+    assert ended.wait_idle(30) and ended_sink.fd < 0
+    writer.check_all([hung, other, ended, gone])  # gone last: once it is back, the job is done
+    assert _HungCheck.entered.wait(30)
+    other.write(b"while the other check hangs\n")
+    assert other.wait_idle(30)  # written by the other writer, not held behind the hung check
+    assert (tmp_path / "other.log").read_bytes() == b"while the other check hangs\n"
+    _HungCheck.release.set()
+    wait_for(lambda: (tmp_path / "gone.log").exists(), 30, "the deleted file opened again")
+    assert ended_sink.fd < 0  # the ended file stayed closed
+    writer.close()
+    for sink in (hung_sink, other_sink, gone_sink):
+        sink.close()
