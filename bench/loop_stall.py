@@ -213,6 +213,20 @@ def load(port: int, path: str, clients: int, duration: float, lags: Path) -> dic
             "answer_ms": summary([a for a, _ in answers]), "answer_bytes": answers[0][1] if answers else 0}
 
 
+def wait_up(port: int, path: str, patrol: subprocess.Popen[bytes], work: Path, timeout: float = 300) -> None:
+    """Until Patrol answers ``path`` (it binds late with thousands of apps); exits the
+    benchmark when Patrol died or did not come up within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            Client(port).get(path)
+            return
+        except OSError:
+            if patrol.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"patrol did not come up: see {work / 'patrol.log'}")
+            time.sleep(0.2)
+
+
 def summary(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"n": 0}
@@ -241,15 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"apps": args.apps, "running": args.running, "clients": args.clients,
                               "duration_s": args.duration, "routes": {}}
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                Client(port).get("/api/?group=app&id=a0")
-                break
-            except OSError:
-                if patrol.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"patrol did not come up: see {work / 'patrol.log'}")
-                time.sleep(0.2)
+        wait_up(port, "/api/?group=app&id=a0", patrol, work)
         time.sleep(2)  # let the first start settle
         result["routes"]["(baseline: probe alone)"] = load(port, "/api/?group=app&id=a0", 0, args.duration, lags)
         for path in args.routes.split(","):

@@ -35,7 +35,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.loop_stall import Client, free_port, lagmeter_site, stalls, summary, write_config  # noqa: E402
+from bench.loop_stall import Client, free_port, lagmeter_site, stalls, summary, wait_up, write_config  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -73,15 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                                   stdout=log, stderr=subprocess.STDOUT, cwd=work, env=env, start_new_session=True)
     result: dict[str, Any] = {"apps": args.apps, "running": args.running, "scrapes": args.scrapes}
     try:
+        wait_up(port, "/status/", patrol, work)
         deadline = time.monotonic() + 300
-        while True:
-            try:
-                Client(port).get("/status/")
-                break
-            except OSError:
-                if patrol.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"patrol did not come up: see {work / 'patrol.log'}")
-                time.sleep(0.2)
         client = Client(port)
         first, size = client.get("/metrics")
         result["first_scrape_ms"] = round(first * 1000, 1)
