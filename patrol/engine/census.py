@@ -73,7 +73,10 @@ class ChildCensus:
         self.scans += 1
         found: dict[int, tuple[int, str]] = {}
         looked = 0
-        for n, pid in enumerate(procfs.children(), 1):
+        # The kernel writes the children list in the read itself (~1.5 ms at 5,000
+        # children): in a thread, so a respawn does not wait behind it on the loop.
+        children = await asyncio.get_running_loop().run_in_executor(None, procfs.children)
+        for n, pid in enumerate(children, 1):
             got = self.recorded(pid)
             if got is None:
                 looked += 1
