@@ -191,7 +191,7 @@ class LogRouter:
         instance = self._owner.pop(stream)
         instance.output.end(stream.name)
         self._finishing.add(stream.file)
-        stream.file.finish(partial(self._close_file, instance, stream.file))
+        stream.file.call(partial(self._close_file, instance, stream.file), last=True)
 
     def _close_file(self, instance: InstanceLogs, queued: QueuedFile, sink: LogSink) -> None:
         """In a writer thread, after everything queued before it: close, then tell the loop."""

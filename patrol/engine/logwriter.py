@@ -153,23 +153,25 @@ class QueuedFile:
             if self._overflowing:
                 self._overflowing = False
                 log.info("the log file's writes caught up", file=self.sink.path, dropped_bytes=self.overflowed)
-            self._queue(data)
             self._queued += len(data)
-            schedule = self._schedule()
+            schedule = self._enqueue(data)
         if schedule:
             self.writer.schedule(self)
 
-    def call(self, operation: Operation, *, schedule_with: Callable[["QueuedFile"], None] | None = None) -> None:
+    def call(self, operation: Operation, *, schedule_with: Callable[["QueuedFile"], None] | None = None,
+             last: bool = False) -> None:
         """Queue an operation on the file, in order with the data (never dropped).
 
         ``schedule_with``: who hands the file to the writers if it needs it (the log
         router batches the files of a start burst: a writer thread woken per start
         competes with the loop for the GIL while the loop has hundreds more to spawn).
-        Data and operations queued meanwhile wait behind it, in order.
+        Data and operations queued meanwhile wait behind it, in order. ``last``: the
+        file's last operation (its close): checks asked for later are dropped (the
+        tick's checks run in a writer job, after the loop may have ended the file).
         """
         with self._lock:
-            self._queue(operation)
-            schedule = self._schedule()
+            self.ended = self.ended or last
+            schedule = self._enqueue(operation)
         if schedule:
             (schedule_with or self.writer.schedule)(self)
 
@@ -183,23 +185,14 @@ class QueuedFile:
             if self._check_pending or self.ended:  # a check after the close would reopen the file
                 return
             self._check_pending = True
-            self._queue(_check(self))
-            schedule = self._schedule()
+            schedule = self._enqueue(_check(self))
         if schedule:
-            if here:
-                self.run()
-            else:
-                self.writer.schedule(self)
+            (QueuedFile.run if here else self.writer.schedule)(self)
 
-    def finish(self, operation: Operation) -> None:
-        """Queue the file's last operation (its close): checks queued later are dropped
-        (the tick's checks run in a writer job, after the loop may have ended the file)."""
-        with self._lock:
-            self.ended = True
-            self._queue(operation)
-            schedule = self._schedule()
-        if schedule:
-            self.writer.schedule(self)
+    def _enqueue(self, item: bytes | Operation) -> bool:
+        """Under the lock: queue ``item``; True when the file must be handed to a writer."""
+        self._queue(item)
+        return self._schedule()
 
     def _queue(self, item: bytes | Operation) -> None:
         if self._ops is None:

@@ -164,7 +164,7 @@ def test_the_ticks_checks_run_as_one_job_and_a_hung_check_holds_only_its_file(tm
         files.append(QueuedFile(sink, writer))
     hung, other, gone, ended = files
     (tmp_path / "gone.log").unlink()
-    ended.finish(lambda sink: sink.close())
+    ended.call(lambda sink: sink.close(), last=True)
     assert ended.wait_idle(30) and ended_sink.fd < 0
     writer.check_all([hung, other, ended, gone])  # gone last: once it is back, the job is done
     assert _HungCheck.entered.wait(30)
