@@ -5,13 +5,15 @@ Black-box against a real ``patrol run`` over a real UDP socket on 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from typing import Any, Iterator
 
 import pytest
-from patrol_keepalive_udp import MAX_DATAGRAM, UdpKeepAlive, UdpTransport
+from patrol_keepalive_udp import BATCH, MAX_DATAGRAM, UdpKeepAlive, UdpTransport, _Listener
 
+from patrol import bind
 from patrol.testing import PatrolFactory, PatrolProcess, installed_plugins, wait_for
 
 QUIET = 0.3  # seconds to wait for a reply (loopback answers in well under 1 ms)
@@ -110,3 +112,71 @@ def test_failed_replies_and_floods_never_stop_patrol(live):
     wait_for(lambda: exchange(live, request(id="u", group="app"), QUIET), 5, "an answer after the flood")
     assert live.proc is not None and live.proc.poll() is None
     assert "Traceback" not in live.log()
+
+
+# -- the listener: batches per wake-up ------------------------------
+
+
+class _Echo:
+    """What the listener answers for: each datagram's reply is itself, prefixed;
+    ``calls`` records how many datagrams each wake-up answered."""
+
+    def __init__(self) -> None:
+        self.dropped = self.unsent = 0
+        self.seen: list[bytes] = []
+
+    def answer(self, data: bytes, peer: str = "") -> bytes | None:
+        self.seen.append(data)
+        return None if data == b"silence" else b"re:" + data
+
+
+def _listening() -> tuple[socket.socket, socket.socket]:
+    server = bind("127.0.0.1", 0, socket.SOCK_DGRAM)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(5)
+    return server, client
+
+
+def test_one_wake_up_answers_at_most_a_batch_in_order_and_the_rest_later():
+    loop = asyncio.new_event_loop()
+    server, client = _listening()
+    owner = _Echo()
+    listener = _Listener(owner, server, loop)  # type: ignore[arg-type]
+    try:
+        sent = [b"%d" % n for n in range(2 * BATCH + 5)] + [b"silence"]
+        for payload in sent:
+            client.sendto(payload, server.getsockname())
+        per_wake_up: list[int] = []
+
+        def wake_up() -> bool:
+            before = len(owner.seen)
+            listener.readable()
+            per_wake_up.append(len(owner.seen) - before)
+            return len(owner.seen) == len(sent)
+
+        wait_for(wake_up, 5, "every datagram answered")
+        assert max(per_wake_up) == BATCH  # several per wake-up, never more than a batch: the loop gets its turn
+        assert owner.seen == sent and owner.dropped == 1
+        assert [client.recv(100) for _ in sent[:-1]] == [b"re:" + p for p in sent[:-1]]
+    finally:
+        listener.close()
+        client.close()
+        loop.close()
+    assert server.fileno() == -1  # closed with the listener
+
+
+def test_a_larger_datagram_than_the_limit_is_seen_as_too_large():
+    loop = asyncio.new_event_loop()
+    server, client = _listening()
+    owner = _Echo()
+    listener = _Listener(owner, server, loop)  # type: ignore[arg-type]
+    try:
+        client.sendto(b"x" * 60_000, server.getsockname())
+        wait_for(lambda: listener.readable() or owner.seen, 5, "the datagram read")
+        assert len(owner.seen[0]) == MAX_DATAGRAM + 1  # truncated, but longer than any allowed
+    finally:
+        listener.close()
+        client.close()
+        loop.close()
+
