@@ -38,6 +38,8 @@ MAX_DATAGRAM = 2048
 RECEIVE_SIZE = MAX_DATAGRAM + 1
 #: datagrams answered per wake-up of the loop, at most (about 2 ms of work)
 BATCH = 32
+#: the socket's receive queue asked for, in bytes (see :meth:`UdpTransport.start`)
+RECEIVE_BUFFER = 4 << 20
 #: ``udp.answer``: what UDP answers (see the module's docstring)
 ANSWERS = ("full", "pings-only", "minimal")
 log = structlog.get_logger("patrol.udp")
@@ -110,6 +112,13 @@ class UdpTransport(Transport):
     async def start(self) -> None:
         host, port = parse_listen(self.patrol.config.udp.listen, 1248)
         self._sock = bind(host, port, socket.SOCK_DGRAM)
+        try:
+            # a larger queue rides out a moment without the loop (a burst of spawns, a
+            # busy machine): pings wait in it instead of being dropped by the kernel,
+            # which caps the size at net.core.rmem_max (kernel memory, taken when used)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        except OSError as exc:
+            log.warning("udp receive buffer not enlarged", error=str(exc))
         self._listener = _Listener(self, self._sock, asyncio.get_running_loop())
 
     async def stop(self) -> None:

@@ -11,7 +11,7 @@ import socket
 from typing import Any, Iterator
 
 import pytest
-from patrol_keepalive_udp import BATCH, MAX_DATAGRAM, UdpKeepAlive, UdpTransport, _Listener
+from patrol_keepalive_udp import BATCH, MAX_DATAGRAM, RECEIVE_BUFFER, UdpKeepAlive, UdpTransport, _Listener
 
 from patrol import bind
 from patrol.testing import PatrolFactory, PatrolProcess, installed_plugins, wait_for
@@ -114,7 +114,7 @@ def test_failed_replies_and_floods_never_stop_patrol(live):
     assert "Traceback" not in live.log()
 
 
-# -- the listener: batches per wake-up ------------------------------
+# -- the listener: batches per wake-up, the receive queue ------------------------------
 
 
 class _Echo:
@@ -180,3 +180,17 @@ def test_a_larger_datagram_than_the_limit_is_seen_as_too_large():
         client.close()
         loop.close()
 
+
+def test_the_receive_queue_is_enlarged_up_to_what_the_kernel_allows(live):
+    """Pings wait in the socket's queue while the loop is busy, instead of being dropped."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ss") is None:
+        pytest.skip("needs ss (iproute2) to read the socket's queue size")
+    rmem_max = int(open("/proc/sys/net/core/rmem_max").read())
+    port = int(live.udp.rpartition(":")[2])
+    out = subprocess.run(["ss", "-u", "-a", "-n", "-m", f"sport = :{port}"], capture_output=True, text=True,
+                         check=True).stdout
+    size = int(out.split("skmem:(", 1)[1].split(",rb", 1)[1].split(",", 1)[0])  # skmem:(r0,rb<bytes>,...)
+    assert size == 2 * min(RECEIVE_BUFFER, rmem_max)  # the kernel doubles what was asked, for its bookkeeping
