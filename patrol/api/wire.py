@@ -157,9 +157,14 @@ def _shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+#: compact JSON (UDP answers): one encoder for every call, not one per call as
+#: ``json.dumps`` with ``separators`` makes
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def dumps(body: Any, *, pretty: bool = True) -> bytes:
     """JSON as the original wrote it: TAB-indented plus newline, <>& escaped."""
-    text = tabjson.dumps(body) + "\n" if pretty else json.dumps(body, separators=(",", ":"))
+    text = tabjson.dumps(body) + "\n" if pretty else _COMPACT.encode(body)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
 
 
