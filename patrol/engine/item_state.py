@@ -14,9 +14,8 @@ from __future__ import annotations
 import random
 import uuid
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 #: toggle numbers of the original API (``toggle`` in a request)
 ENABLE, DISABLE, RESTART, RUNONCE_ENABLE, RUNONCE_DISABLE = 1, 2, 3, 4, 5
@@ -172,20 +171,42 @@ class State:
     def running(self) -> bool:
         return self.started is not None
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A change session; a nested one joins the open session, so one logical
-        operation (an API request that toggles *and* pings) bumps CAS only once."""
-        if self._open is not None:
-            yield self._open
+    def session(self) -> "SessionScope":
+        """A change session (``with state.session() as s:``); a nested one joins the
+        open session, so one logical operation (an API request that toggles *and*
+        pings) bumps CAS only once."""
+        return SessionScope(self)
+
+
+class SessionScope:
+    """The ``with`` block of :meth:`State.session`: opens a :class:`Session`, or joins
+    the one already open, and reports the change when the outermost block ends.
+
+    A class rather than a generator-based context manager: every ping opens two
+    sessions, and a generator with its wrapper costs several times this object.
+    """
+
+    __slots__ = ("state", "opened")
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.opened: Session | None = None  # the session this block opened (None: it joined one)
+
+    def __enter__(self) -> Session:
+        state = self.state
+        if state._open is not None:
+            return state._open
+        s = self.opened = state._open = Session(state)
+        return s
+
+    def __exit__(self, *exc_info: object) -> None:
+        s = self.opened
+        if s is None:
             return
-        s = self._open = Session(self)
-        try:
-            yield s
-        finally:
-            self._open = None
-            if s.changed and self.on_change is not None:
-                self.on_change(self, s.durable)
+        state = self.state
+        state._open = None
+        if s.changed and state.on_change is not None:
+            state.on_change(state, s.durable)
 
 
 def new_instance_id() -> str:
