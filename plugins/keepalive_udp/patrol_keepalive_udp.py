@@ -161,7 +161,9 @@ class UdpTransport(Transport):
         if mode == "minimal":
             reply = json_dumps({"cas-invalid": True} if result.body.get("cas-invalid") else {}, pretty=False)
             return reply if len(reply) <= len(data) else None
-        body = {k: v for k, v in result.body.items() if k not in ("history", "keyvalue")}
+        body = result.body
+        if "history" in body or "keyvalue" in body:  # most pings have neither: no copy then
+            body = {k: v for k, v in body.items() if k not in ("history", "keyvalue")}
         return json_dumps(body, pretty=False)
 
 
