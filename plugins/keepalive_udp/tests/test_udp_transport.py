@@ -156,7 +156,7 @@ def test_one_wake_up_answers_at_most_a_batch_in_order_and_the_rest_later():
             return len(owner.seen) == len(sent)
 
         wait_for(wake_up, 5, "every datagram answered")
-        assert max(per_wake_up) == BATCH  # several per wake-up, never more than a batch: the loop gets its turn
+        assert 1 < max(per_wake_up) <= BATCH  # several per wake-up, never more than a batch: the loop gets its turn
         assert owner.seen == sent and owner.dropped == 1
         assert [client.recv(100) for _ in sent[:-1]] == [b"re:" + p for p in sent[:-1]]
     finally:
