@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import structlog
 
@@ -36,8 +37,11 @@ MAX_DATAGRAM = 2048
 #: bytes asked of ``recvfrom``: one more than a datagram may hold, so that a larger one
 #: (truncated to this) is still seen as too large
 RECEIVE_SIZE = MAX_DATAGRAM + 1
-#: datagrams answered per wake-up of the loop, at most (about 2 ms of work)
+#: datagrams answered per wake-up of the loop, at most (about 2 ms of pings) ...
 BATCH = 32
+#: ... and no more once this long has passed: a toggle or a key/value write is committed
+#: to the state file before it is answered, and 32 of them must not hold the loop that long
+BATCH_SECONDS = 0.002
 #: the socket's receive queue asked for, in bytes (see :meth:`UdpTransport.start`)
 RECEIVE_BUFFER = 4 << 20
 #: ``udp.answer``: what UDP answers (see the module's docstring)
@@ -75,8 +79,10 @@ class _Listener:
         self.sock.close()
 
     def readable(self) -> None:
-        """The socket has datagrams: answer at most ``BATCH`` of them, then yield."""
-        recvfrom, sendto, answer = self.sock.recvfrom, self.sock.sendto, self.owner.answer
+        """The socket has datagrams: answer up to ``BATCH`` of them, stopping early once
+        ``BATCH_SECONDS`` have passed, then yield."""
+        recvfrom, sendto, answer, clock = self.sock.recvfrom, self.sock.sendto, self.owner.answer, time.monotonic
+        until = clock() + BATCH_SECONDS
         for _ in range(BATCH):
             try:
                 data, addr = recvfrom(RECEIVE_SIZE)
@@ -88,13 +94,15 @@ class _Listener:
             reply = answer(data, addr[0] if isinstance(addr, tuple) and addr else "")
             if reply is None:
                 self.owner.dropped += 1
-                continue
-            try:
-                sendto(reply, addr)
-            except (BlockingIOError, InterruptedError):
-                self.owner.unsent += 1  # the kernel's send queue is full: the answer is lost
-            except OSError as exc:  # never fatal
-                log.warning("udp reply failed", peer=addr, error=str(exc))
+            else:
+                try:
+                    sendto(reply, addr)
+                except (BlockingIOError, InterruptedError):
+                    self.owner.unsent += 1  # the kernel's send queue is full: the answer is lost
+                except OSError as exc:  # never fatal
+                    log.warning("udp reply failed", peer=addr, error=str(exc))
+            if clock() >= until:
+                return  # the rest waits for the next turn (the socket is still readable)
 
 
 class UdpTransport(Transport):

@@ -10,6 +10,7 @@ import json
 import socket
 from typing import Any, Iterator
 
+import patrol_keepalive_udp
 import pytest
 from patrol_keepalive_udp import BATCH, MAX_DATAGRAM, RECEIVE_BUFFER, UdpKeepAlive, UdpTransport, _Listener
 
@@ -138,13 +139,15 @@ def _listening() -> tuple[socket.socket, socket.socket]:
     return server, client
 
 
-def test_one_wake_up_answers_at_most_a_batch_in_order_and_the_rest_later():
+def _wake_ups(count: int) -> tuple[list[int], list[bytes], _Echo]:
+    """Send ``count`` datagrams (and one that gets silence) to a listener, call it until
+    every one is answered; how many each wake-up answered, the replies, the owner."""
     loop = asyncio.new_event_loop()
     server, client = _listening()
     owner = _Echo()
     listener = _Listener(owner, server, loop)  # type: ignore[arg-type]
     try:
-        sent = [b"%d" % n for n in range(2 * BATCH + 5)] + [b"silence"]
+        sent = [b"%d" % n for n in range(count)] + [b"silence"]
         for payload in sent:
             client.sendto(payload, server.getsockname())
         per_wake_up: list[int] = []
@@ -155,15 +158,29 @@ def test_one_wake_up_answers_at_most_a_batch_in_order_and_the_rest_later():
             per_wake_up.append(len(owner.seen) - before)
             return len(owner.seen) == len(sent)
 
-        wait_for(wake_up, 5, "every datagram answered")
-        assert 1 < max(per_wake_up) <= BATCH  # several per wake-up, never more than a batch: the loop gets its turn
+        wait_for(wake_up, 10, "every datagram answered")
         assert owner.seen == sent and owner.dropped == 1
-        assert [client.recv(100) for _ in sent[:-1]] == [b"re:" + p for p in sent[:-1]]
+        replies = [client.recv(100) for _ in sent[:-1]]
+        assert replies == [b"re:" + p for p in sent[:-1]]  # in order, each once
     finally:
         listener.close()
         client.close()
         loop.close()
     assert server.fileno() == -1  # closed with the listener
+    return [n for n in per_wake_up if n], replies, owner
+
+
+def test_one_wake_up_answers_at_most_a_batch_in_order_and_the_rest_later(monkeypatch):
+    monkeypatch.setattr(patrol_keepalive_udp, "BATCH_SECONDS", 60.0)  # the count bound alone
+    per_wake_up, _, _ = _wake_ups(2 * BATCH + 5)
+    assert 1 < max(per_wake_up) <= BATCH  # several per wake-up, never more than a batch: the loop gets its turn
+
+
+def test_a_wake_up_stops_once_its_time_is_up(monkeypatch):
+    """Slow answers (toggles are committed to the state file first) end a batch early."""
+    monkeypatch.setattr(patrol_keepalive_udp, "BATCH_SECONDS", 0.0)  # every answer takes all the time there is
+    per_wake_up, _, _ = _wake_ups(10)
+    assert per_wake_up == [1] * 11
 
 
 def test_a_larger_datagram_than_the_limit_is_seen_as_too_large():
