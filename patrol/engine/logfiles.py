@@ -36,6 +36,13 @@ MONTHS = (
 LOG_MODE = 0o640
 #: seconds between attempts to reopen a log file that could not be written
 RETRY_SECONDS = 1.0
+#: seconds without a write after which a log file's descriptor is closed (the next write
+#: opens it again). Most apps are quiet most of the time, and every descriptor Patrol
+#: holds is copied and closed again by the kernel at each spawn: two files held open per
+#: app made a respawn among 4,900 apps cost several times one among 500. rsyslog closes
+#: its per-name files after 10 minutes idle, node-logstash after 5: a log file is
+#: reopened at most this often per quiet app, which is cheap.
+IDLE_CLOSE_SECONDS = 30.0
 #: a current file, or one of its rotated generations
 LOG_NAME = re.compile(r"(\d{1,20})\.(stdout|stderr|stdmerge)\.log(?:\.(\d{1,4})(\.gz)?)?")
 
@@ -74,6 +81,10 @@ class LogSink:
       draining the app's pipe whatever happens here, so the app never blocks on the disk.
     * **Stays inside ``root``** (the log directory): the directories below it are opened
       one by one without following symlinks, for every open and every rotation.
+    * **Open only while in use:** the descriptor is closed once nothing was written for
+      ``idle_close`` seconds (by :meth:`check`, each tick) and opened again, through the
+      same checks, by the next write. A closed file that was deleted meanwhile is made
+      again by the next check, as an open one is.
     """
 
     path: str
@@ -89,6 +100,7 @@ class LogSink:
     clock: Callable[[], float] = time.monotonic
     #: (uid, gid) the files and the directories made for them belong to (an app with ``user``)
     owner: tuple[int, int] | None = None
+    idle_close: float = IDLE_CLOSE_SECONDS
     fd: int = -1
     size: int = 0
     inode: int = 0
@@ -97,6 +109,7 @@ class LogSink:
     failing: str | None = None  # the error of the current episode
     _episode_dropped: int = 0
     _retry_at: float = 0.0
+    _used_at: float = 0.0  # the last open or write (clock), for closing an idle descriptor
 
     @property
     def name(self) -> str:
@@ -128,6 +141,7 @@ class LogSink:
         if self.fd >= 0:
             os.close(self.fd)
         self.fd, self.size, self.inode = fd, st.st_size, st.st_ino
+        self._used_at = self.clock()
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -169,16 +183,22 @@ class LogSink:
                 return
             self.size += written
             view = view[written:]
+        self._used_at = self.clock()
         if self.failing is not None:
             log.info("writing the log file again", file=self.path, dropped_bytes=self._episode_dropped)
             self.failing = None
             self._episode_dropped = 0
 
     def check(self) -> None:
-        """Reopen the file when it was deleted or moved away by someone else (each tick)."""
+        """Each tick: reopen the file when it was deleted or moved away by someone else,
+        or could not be written; close its descriptor when it has been idle."""
         if self.fd < 0:
-            if self.reopen():
-                log.info("log file reopened", file=self.path)
+            if self.failing is not None:
+                if self.reopen():
+                    log.info("log file reopened", file=self.path)
+            elif not os.path.lexists(self.path):  # closed while idle, then deleted: made again
+                log.warning("log file was deleted or moved away; making it again", file=self.path)
+                self.make()
             return
         try:
             gone = os.fstat(self.fd).st_nlink == 0 or os.lstat(self.path).st_ino != self.inode
@@ -191,6 +211,24 @@ class LogSink:
             self.close()
             self._retry_at = 0.0
             self.reopen()
+        elif self.clock() - self._used_at >= self.idle_close:
+            self.close()
+
+    def make(self, *, exclusive: bool = False, keep_open: bool = False) -> bool:
+        """Create the file (or find it), closed again unless ``keep_open``: the next write
+        opens it. A failure starts a retry episode (logged, the file's problem reported).
+        ``exclusive``: it should be new; one of that name already there is appended to."""
+        try:
+            self.open(exclusive=exclusive)
+        except FileExistsError:
+            if not self.reopen():  # a file of that very start time exists: appended to
+                return False
+        except OSError as exc:
+            self.fail(exc)
+            return False
+        if not keep_open:
+            self.close()
+        return True
 
     def reopen(self) -> bool:
         """Open the file again unless the last failure was too recent; False if it cannot be."""

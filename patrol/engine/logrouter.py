@@ -22,7 +22,7 @@ import structlog
 
 from patrol.engine.item_state import LogFiles
 from patrol.engine.logcompress import compress_generation
-from patrol.engine.logfiles import LogSink, log_paths
+from patrol.engine.logfiles import IDLE_CLOSE_SECONDS, LogSink, log_paths
 from patrol.engine.logindex import LogIndex
 from patrol.engine.logpipes import PIPE_SIZE, READ_SIZE, READS_PER_WAKEUP, InstanceLogs, LogStream, OutputOrder, \
     find_pipe, make_pipe, stream_paths
@@ -51,8 +51,10 @@ class LogRouter:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, configs: Iterable["AppConfig"] = (), *,
                  on_problem: Callable[[str, str | None], None] | None = None, writer: LogWriter | None = None, prune_interval: float = PRUNE_INTERVAL,
-                 retention_every: float = RETENTION_EVERY) -> None:
+                 retention_every: float = RETENTION_EVERY, idle_close: float = IDLE_CLOSE_SECONDS) -> None:
         self.loop = loop
+        #: seconds without output after which a log file's descriptor is closed (LogSink)
+        self.idle_close = idle_close
         self.index = LogIndex(configs)
         self.writer = writer or LogWriter()
         self.prune_interval = prune_interval
@@ -135,7 +137,8 @@ class LogRouter:
         # the callbacks are the router's own, shared by every file (what they need to
         # know, the sink and the file carry): thousands of files are open at once
         sink = LogSink(path, config.log_root, config.log_max_bytes, config.log_max_files,
-                       on_rotated=self._on_rotated, compress=config.log_compress, owner=owner)
+                       on_rotated=self._on_rotated, compress=config.log_compress, owner=owner,
+                       idle_close=self.idle_close)
         queued = QueuedFile(sink, self.writer, app_id=config.id)
         if config.log_compress:
             sink.on_compress = partial(self._compress, queued)
@@ -153,10 +156,10 @@ class LogRouter:
             stream.order = order
             self.writing[stream.sink.path] = stream.sink.max_bytes
             if create:
-                stream.file.call(partial(_create, self.index.link_name(instance.app_id, stream.name)),
+                stream.file.call(partial(_create, self.index.link_name(instance.app_id, stream.name), stream.file),
                                  schedule_with=self._schedule_soon)
             else:
-                stream.file.call(_reopen, schedule_with=self._schedule_soon)
+                stream.file.call(partial(_reopen, stream.file), schedule_with=self._schedule_soon)
             stream.on_data = instance.output.feed
             self.streams.add(stream)
             self._owner[stream] = instance
@@ -308,20 +311,19 @@ class LogRouter:
         self._pruner.shutdown(wait=False, cancel_futures=True)
 
 
-def _create(link: str, sink: LogSink) -> None:
-    """The instance's program runs: make its file (new) and point the current-log link at it."""
-    try:
-        sink.open(exclusive=True)
-    except FileExistsError:
-        sink.reopen()  # a file of that very start time exists: append to it
-    except OSError as exc:
-        sink.fail(exc)
-        return
-    sink.update_link(link)
+def _create(link: str, queued: QueuedFile, sink: LogSink) -> None:
+    """The instance's program runs: make its file (new) and point the current-log link at
+    it. The file stays open only if output waits already: most apps write nothing most
+    of the time, and a descriptor held per file is copied at every spawn."""
+    if sink.make(exclusive=True, keep_open=queued.pending()):
+        sink.update_link(link)
 
 
-def _reopen(sink: LogSink) -> None:
-    sink.reopen()  # or the retry episode starts: the pipe is drained either way
+def _reopen(queued: QueuedFile, sink: LogSink) -> None:
+    """An adopted instance: its file must be writable (or the retry episode starts and the
+    problem is reported: the pipe is drained either way); kept open if output waits."""
+    if sink.reopen() and not queued.pending():
+        sink.close()
 
 
 def _wait_idle(files: list[QueuedFile], deadline: float) -> None:

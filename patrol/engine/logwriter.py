@@ -189,6 +189,12 @@ class QueuedFile:
         if schedule:
             (QueuedFile.run if here else self.writer.schedule)(self)
 
+    def pending(self) -> bool:
+        """Is output waiting to be written (in the writer running the file: behind the
+        current operation)?"""
+        with self._lock:
+            return self._queued > 0
+
     def _enqueue(self, item: bytes | Operation) -> bool:
         """Under the lock: queue ``item``; True when the file must be handed to a writer."""
         self._queue(item)
