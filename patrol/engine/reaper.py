@@ -10,6 +10,10 @@
   second item asking to watch the same pid is refused (and logged), never swapped in.
 * **pidfds for watching.** ``os.pidfd_open`` tells when a process that is *not* our child
   exits (an adopted daemon), without polling.
+* **No look more than needed.** ``waitpid(-1)`` walks every child of Patrol in the
+  kernel (0.14 ms at 4,900 children, 5 us at 500): an exit callback that reaps itself
+  (to collect the statuses already there) ends the reap that called it, which would
+  only walk every child once more to find nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class Reaper:
         self._watchers: dict[int, tuple[str, Callable[[ExitStatus], None]]] = {}
         self._reaped = reaped
         self._installed = False
+        self._drains = 0  # looks that found nothing more, so far
 
     def install(self) -> None:
         if not self._installed:
@@ -87,14 +92,17 @@ class Reaper:
         self._watchers.pop(pid, None)
 
     def reap(self) -> None:
+        """Reap every child that has exited (always looks)."""
         if self._before_reap is not None:
             self._before_reap()
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
+                self._drains += 1
                 return
             if pid == 0:
+                self._drains += 1
                 return
             exit_status = ExitStatus.from_wait_status(status)
             if self._reaped is not None:
@@ -103,10 +111,13 @@ class Reaper:
             if watcher is None:
                 log.debug("reaped", pid=pid, status=str(exit_status))
                 continue
+            drains = self._drains
             try:
                 watcher[1](exit_status)
             except Exception:  # noqa: BLE001 - the reaper must keep reaping
                 log.exception("exit callback failed", pid=pid)
+            if self._drains != drains:
+                return  # the callback reaped to the end itself: what exits later raises SIGCHLD
 
 
 class PidWatch:
