@@ -211,8 +211,8 @@ class LogSink:
             self.close()
             self._retry_at = 0.0
             self.reopen()
-        elif self.clock() - self._used_at >= self.idle_close:
-            self.close()
+        elif self.failing is None and self.clock() - self._used_at >= self.idle_close:
+            self.close()  # (reopened after a failure, it stays open until a write ends the episode)
 
     def make(self, *, exclusive: bool = False, keep_open: bool = False) -> bool:
         """Create the file (or find it), closed again unless ``keep_open``: the next write

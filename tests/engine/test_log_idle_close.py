@@ -9,12 +9,13 @@ quiet app must cost its pipes only, not its log files too.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from patrol.engine.logfiles import LogSink
+from patrol.engine.logfiles import RETRY_SECONDS, LogSink
 from patrol.engine.logrouter import LogRouter
 from patrol.engine.logwriter import LogWriter, QueuedFile
 from patrol.testing import load_item, wait_for
@@ -148,3 +149,24 @@ def test_patrol_holds_no_descriptor_for_the_log_files_of_a_quiet_app(patrol) -> 
     files = {os.path.realpath(link) for link in links}
     assert all(Path(f).is_file() and Path(f).stat().st_size == 0 for f in files)
     assert len(files) == 2 and not files & held_paths(p.pid)
+
+
+def test_a_file_reopened_after_a_failure_stays_open_until_a_write_ends_the_episode(tmp_path: Path) -> None:
+    """Closed while idle, a file still failing would be reopened (and logged) at each
+    check and closed again after each idle period, for as long as the app is quiet."""
+    now = [0.0]
+    path = tmp_path / "1.stdout.log"
+    sink = LogSink(str(path), str(tmp_path), clock=lambda: now[0], idle_close=30)
+    assert sink.make(exclusive=True)
+    sink.fail(OSError(errno.EIO, "Input/output error"))  # an episode, as a write error starts it
+    now[0] += RETRY_SECONDS
+    sink.check()
+    assert sink.fd >= 0 and sink.failing  # reopened; the episode ends with a write that works
+    now[0] += 60
+    sink.check()
+    assert sink.fd >= 0
+    sink.write(b"works\n")
+    assert sink.failing is None and path.read_bytes() == b"works\n"
+    now[0] += 30
+    sink.check()
+    assert sink.fd < 0
