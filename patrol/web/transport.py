@@ -45,7 +45,6 @@ from patrol.api.view import KernelView
 from patrol.plugin.model import Listen
 from patrol.web.bodies import Refused, cross_site, read_request
 from patrol.web.lazy_routes import LazyRoutes
-from patrol.web.logs_api import LogLines
 
 
 log = structlog.get_logger("patrol.http")
@@ -141,14 +140,20 @@ def build_app(view: KernelView, metrics: MetricsPage | None = None) -> Starlette
         Route("/status/{rest:path}", AnyMethod(status)),
         Route("/api", AnyMethod(slash_redirect)),
         Route("/api/", AnyMethod(api_endpoint)),
-        Route("/api/logs", AnyMethod(LogLines(view.supervisor).endpoint)),
+        LazyRoutes(lambda: log_routes(view), "the log browser", paths=("/api/logs",)),
         Route("/metrics", AnyMethod(metrics.endpoint)),
         Route("/events", AnyMethod(events_endpoint(view))),
     ]
-    routes.append(LazyRoutes(lambda: gui_routes(view)))  # the GUI's code loads with its first page
+    routes.append(LazyRoutes(lambda: gui_routes(view), "the GUI"))  # the GUI's code loads with its first page
     access = auth.Access(view)  # every route is behind the gate: rate limit, then http.auth
     return Starlette(routes=routes, exception_handlers={ClientDisconnect: client_left, Exception: internal_error},
                      middleware=[Middleware(auth.Gate, access=access)])
+
+
+def log_routes(view: KernelView) -> list[BaseRoute]:
+    from patrol.web.logs_api import LogLines  # the log reader: loaded by the first /api/logs
+
+    return [Route("/api/logs", AnyMethod(LogLines(view.supervisor).endpoint))]
 
 
 def gui_routes(view: KernelView) -> list[BaseRoute]:
