@@ -29,7 +29,10 @@ class AppControl:
     def __init__(self, runner: AppOwner, instance: Instance) -> None:
         self.runner = runner
         self.instance = instance
-        self.log = runner.log
+
+    @property
+    def log(self) -> Any:
+        return self.runner.log
 
     @property
     def config(self) -> AppConfig:

@@ -35,10 +35,12 @@ class AppOwner(Protocol):
     id: str
     key: str  # the owner name of its processes (``app/<id>``)
     state: State
-    log: Any  # a structlog logger bound to the app
     keepalive: KeepAlive
     plugin: str  # the keepalive's plugin, for messages
     health: Health  # readiness and liveness of the run
+
+    @property
+    def log(self) -> Any: ...  # a structlog logger bound to the app
 
     retired: bool
     fault_message: str | None

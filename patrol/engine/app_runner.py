@@ -47,6 +47,7 @@ class AppRunner(RunnerBase):
     """Supervises one app; implements :class:`patrol.plugin.keepalive.AppControl`."""
 
     group = "app"
+    logger = log
 
     def __init__(self, sup: Host, config: AppConfig, keepalive: type[KeepAlive]) -> None:
         self.sup = sup
@@ -57,7 +58,6 @@ class AppRunner(RunnerBase):
         self.state = State(history_limit=sup.config.history, disabled=config.disabled)
         with self.state.session() as s:
             s.replace_keyvalue(dict(config.keyvalue))
-        self.log = log.bind(app=self.id)
         self.instance = Instance(self)
         self.stopper = Stopper(self, self.instance)
         self.control = AppControl(self, self.instance)  # what the keepalive is handed

@@ -29,10 +29,12 @@ class TargetOwner(Protocol):
     group: str
     id: str
     state: State
-    log: Any
 
     @property
     def config(self) -> AppConfig | ServiceConfig: ...
+
+    @property
+    def log(self) -> Any: ...
 
 
 #: the environment a probe's program gets (None: Patrol's own, as service commands get)

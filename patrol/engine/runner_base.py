@@ -20,12 +20,22 @@ class RunnerBase:
     :class:`~patrol.engine.service_runner.ServiceRunner`."""
 
     sup: Host
+    group: str  # "app" or "service"
+    id: str
+    logger: Any  # the kind's logger (a class attribute), bound to the item by ``log``
     state: State
     starts: int
     start_failures: int = 0  # starts that failed: spawn or start command, or never seen running (metrics)
     health: Health  # readiness (and an app's liveness) of the current run
     #: how the last run ended while this Patrol ran (services never complete: always None)
     completion: ExitStatus | None = None
+
+    @property
+    def log(self) -> Any:
+        """The logger bound to this item (``app=<id>`` or ``service=<id>``), bound at each
+        use: a bound logger kept per item is ~300 B, and most items log a few lines in
+        their life."""
+        return self.logger.bind(**{self.group: self.id})
 
     @property
     def restarts(self) -> int:

@@ -53,6 +53,7 @@ class ServiceRunner(RunnerBase):
     """Supervises one system service through its backends (one per action)."""
 
     group = "service"
+    logger = log
 
     #: what an app has and a service never does (the read side shows both alike)
     last_exit = None
@@ -68,7 +69,6 @@ class ServiceRunner(RunnerBase):
         self.state = State(history_limit=sup.config.history, disabled=config.disabled)
         with self.state.session() as s:
             s.replace_keyvalue(dict(config.keyvalue))
-        self.log = log.bind(service=self.id)
         self.last_reason = ""
         self.starts = 0
         self.failures = 0  # failed starts in a row (backoff)

@@ -23,11 +23,13 @@ class GateOwner(Protocol):
     sup: Host
     group: str
     id: str
-    log: Any
     last_reason: str
 
     @property
     def config(self) -> AppConfig | ServiceConfig: ...
+
+    @property
+    def log(self) -> Any: ...
 
     @property
     def ping_transport(self) -> str | None: ...
