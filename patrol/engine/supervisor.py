@@ -52,6 +52,25 @@ Runner = AppRunner | ServiceRunner
 R = TypeVar("R", AppRunner, ServiceRunner)
 
 
+class Persist:
+    """An item's ``State.on_change``: its changes go to the state writer while that state
+    is still the item's (a reload may hand the runner another one).
+
+    One small object per item where ``partial(supervisor._persist, runner)`` was four
+    (the partial, its tuple and keyword dict, the bound method).
+    """
+
+    __slots__ = ("sup", "runner")
+
+    def __init__(self, sup: "Supervisor", runner: Runner) -> None:
+        self.sup, self.runner = sup, runner
+
+    def __call__(self, state: State, durable: bool) -> None:
+        writer = self.sup.writer
+        if writer is not None and state is self.runner.state:
+            writer.changed(self.runner, durable)
+
+
 class Supervisor:
     """Runs the apps and services of one config.
 
@@ -309,15 +328,11 @@ class Supervisor:
             if row is not None:
                 runner.restored(row)
         if self.writer is not None:
-            runner.state.on_change = partial(self._persist, runner)
+            runner.state.on_change = Persist(self, runner)
             # written with the first group commit: a fresh item's CAS, or one raised
             # after a crash, is then on disk before anyone can act on it
             self.writer.changed(runner, durable=True)
         return runner
-
-    def _persist(self, runner: Runner, state: State, durable: bool) -> None:
-        if self.writer is not None and state is runner.state:
-            self.writer.changed(runner, durable)
 
     def commit(self) -> bool:
         """Called before an answer is sent: every change made so far is written (one
