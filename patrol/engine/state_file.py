@@ -216,8 +216,9 @@ class Store:
     def _written(self, encoded: list[Encoded]) -> None:
         self._running_marked = True
         for item, _, _ in encoded:
-            self._saved_history[item.key] = item.state.history_total
-            self._reserve[item.key] = item.state.cas + CAS_RESERVE
+            key = item.key  # one tuple kept per item, not one per table
+            self._saved_history[key] = item.state.history_total
+            self._reserve[key] = item.state.cas + CAS_RESERVE
 
     def covers(self, group: str, item_id: str, cas: int) -> bool:
         """Is ``cas`` below the reserve on disk (so it may be shown before it is written)?"""
@@ -357,6 +358,7 @@ class Store:
         if found is None:
             return None
         row, total = json.loads(found[0]), found[1]
+        key = (group, item_id)  # one tuple kept for both tables
         for name in FIELDS:
             if name in row:
                 setattr(state, name, row[name])
@@ -364,7 +366,7 @@ class Store:
         if isinstance(reserve, int) and not isinstance(reserve, bool):
             if self.crashed:
                 state.cas = max(state.cas, reserve)  # above any CAS the crashed Patrol showed
-            self._reserve[(group, item_id)] = reserve
+            self._reserve[key] = reserve
         log = row.get("started_log")
         state.started_log = LogFiles(**log) if log else None
         records = self.db.execute(
@@ -373,7 +375,7 @@ class Store:
         ).fetchall()
         state.set_history(HistoryRecord(**json.loads(r[0])) for r in reversed(records))
         state.history_total = total
-        self._saved_history[(group, item_id)] = total
+        self._saved_history[key] = total
         return row
 
     def items(self) -> list[tuple[str, str]]:

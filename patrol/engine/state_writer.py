@@ -164,6 +164,8 @@ class StateWriter:
         for item in items:
             if item.key not in failed:
                 del self.dirty[item.key]
+        if not self.dirty:
+            self.dirty.clear()  # frees the table a start burst grew (deleted entries leave it as large)
         if failed:
             key, error = next(iter(failed.items()))
             self._failed(error, item=f"{key[0]} {key[1]}")
