@@ -92,6 +92,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
         return cmd_completion(parser, args.shell)
     if args.command in SERVER_COMMANDS:
+        del parser  # `patrol run` lives inside this call: every command's parser (~115 KiB) is not kept for its life
         from patrol.cli import server
 
         return server.COMMANDS[args.command](args)
