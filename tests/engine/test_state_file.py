@@ -366,3 +366,33 @@ def test_a_locked_state_file_is_shown_in_status_api_answers_and_the_gui(patrol):
     row = sqlite3.connect(str(state_db(p))).execute("SELECT state FROM item WHERE id = 'a'").fetchone()
     assert json.loads(row[0])["keyvalue"] == {"during": "lock", "after": "lock"}
     assert pid_alive(p.pid)
+
+
+def test_a_group_commit_larger_than_the_page_cache_is_written_whole(tmp_path):
+    """SQLite's page cache is bounded (it grew with the file: ~1.2 KB per item); a start
+    burst's one transaction then spills pages to the WAL before its commit, and every
+    item must still be on disk, once, with what was written."""
+    from patrol.engine.item_state import State
+    from patrol.engine.state_file import CAS_RESERVE, PAGE_CACHE_KIB, Item, Store
+
+    path = str(tmp_path / "state.db")
+    store = Store(path)
+    try:
+        assert store.db.execute("PRAGMA cache_size").fetchone()[0] == -PAGE_CACHE_KIB
+        count = 3000  # ~3.5 MB of rows: many times the cache
+        items = [Item("app", f"a{i:05d}", State(cas=i + 1, keyvalue={"pad": "x" * 600}, instance_id=f"i{i}"), {})
+                 for i in range(count)]
+        assert store.save_all(items) == {}
+        assert os.path.getsize(path) + os.path.getsize(path + "-wal") > 4 * PAGE_CACHE_KIB * 1024
+    finally:
+        store.close()
+    reopened = Store(path)
+    try:
+        assert len(reopened.items()) == count
+        for i in (0, 1234, count - 1):
+            state = State()
+            assert reopened.load("app", f"a{i:05d}", state) is not None
+            assert (state.instance_id, state.keyvalue["pad"]) == (f"i{i}", "x" * 600)
+            assert state.cas in (i + 1, i + 1 + CAS_RESERVE)  # raised to its reserve: not closed as on exit
+    finally:
+        reopened.close()
