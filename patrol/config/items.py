@@ -316,8 +316,12 @@ BACKOFF_LONGEST = 86400.0
 BACKOFF_FACTOR_MAX = 100.0
 
 
+#: the defaults, shared by every app that sets no ``backoff-*`` key (the dataclass is frozen)
+_DEFAULT_BACKOFF = Backoff()
+
+
 def _backoff(sec: Section) -> Backoff:
-    d = Backoff()
+    d = _DEFAULT_BACKOFF
     backoff = Backoff(
         base=_number(sec, "backoff-base", d.base, high=BACKOFF_LONGEST),
         factor=_number(sec, "backoff-factor", d.factor, low=1, high=BACKOFF_FACTOR_MAX),
@@ -328,7 +332,7 @@ def _backoff(sec: Section) -> Backoff:
     if backoff.max < backoff.base:
         sec.report.error(sec.at("backoff-max"),
                          f"must be at least backoff-base ({backoff.max:g} < {backoff.base:g})")
-    return backoff
+    return d if backoff == d else backoff
 
 
 #: the most rotated generations per log file (each rotation renames them all)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any, Iterable
 
-from patrol.config.reader import Section, kind_of
+from patrol.config.reader import Section, frozen_mapping, kind_of
 from patrol.plugin.model import Option
 
 _UNSET = object()
@@ -31,7 +31,7 @@ def read_options(sec: Section, options: Iterable[Option]) -> MappingProxyType[st
         if problem:
             sec.report.error(sec.at(option.key), problem)
         values[option.key] = _frozen(value)
-    return MappingProxyType(values)
+    return frozen_mapping(values)
 
 
 def _frozen(value: Any) -> Any:

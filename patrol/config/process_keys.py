@@ -15,7 +15,8 @@ import re
 from types import MappingProxyType
 from typing import Any
 
-from patrol.config.reader import INT, NAME_OR_INT, OBJECT, STRING, Section, child, got, is_int, show
+from patrol.config.reader import (INT, NAME_OR_INT, OBJECT, STRING, Section, child, frozen_mapping, got, is_int,
+                                  show)
 from patrol.config.rules import path_problem
 from patrol.plugin.model import LIMIT_NAMES, UNLIMITED, RunAs
 
@@ -122,7 +123,7 @@ def _limits(sec: Section) -> MappingProxyType[str, tuple[int, int]]:
         pair = _limit_pair(sec, path, value)
         if pair is not None:
             limits[name.lower()] = pair
-    return MappingProxyType(limits)
+    return frozen_mapping(limits)
 
 
 def _limit_pair(sec: Section, path: str, value: Any) -> tuple[int, int] | None:

@@ -110,12 +110,22 @@ def is_number(value: Any) -> bool:
     return (is_int(value) and abs(value) < 2**63) or (isinstance(value, float) and math.isfinite(value))
 
 
+#: the one empty read-only mapping that every item without such keys shares: a config of
+#: thousands of apps would otherwise keep an empty dict and its proxy per key per app
+EMPTY_MAPPING: MappingProxyType[str, Any] = MappingProxyType({})
+
+
+def frozen_mapping(values: Mapping[str, Any]) -> MappingProxyType[str, Any]:
+    """``values`` read-only (a copy when not empty; :data:`EMPTY_MAPPING` when empty)."""
+    return MappingProxyType(dict(values)) if values else EMPTY_MAPPING
+
+
 STRING = Kind("a string", lambda v: isinstance(v, str))
 BOOL = Kind("true or false", lambda v: isinstance(v, bool))
 INT = Kind("an integer", is_int)
 NUMBER = Kind("a number", is_number, float)
 OBJECT = Kind("an object", lambda v: isinstance(v, dict))
-MAPPING = Kind("an object", lambda v: isinstance(v, dict), lambda v: MappingProxyType(dict(v)))
+MAPPING = Kind("an object", lambda v: isinstance(v, dict), frozen_mapping)
 NAME_OR_INT = Kind("a name or an integer", lambda v: isinstance(v, str) or is_int(v))
 ANY = Kind("any value", lambda v: True)
 
