@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Protocol
 import structlog
 
 from patrol.engine.dirwatch import DirWatch
+from patrol.engine.item_state import State
 from patrol.engine.state_file import Item, Key, Store
 
 log = structlog.get_logger("patrol.statefile")
@@ -46,6 +47,22 @@ class Persistent(Protocol):
     state: Any
 
     def persist_extra(self) -> dict[str, Any]: ...
+
+
+class Persist:
+    """An item's ``State.on_change``: its changes go to the writer while that state is
+    still the item's (a reload may hand the runner another one). One small object per
+    item where ``partial(supervisor._persist, runner)`` was four (the partial, its tuple
+    and keyword dict, the bound method)."""
+
+    __slots__ = ("writer", "runner")
+
+    def __init__(self, writer: "StateWriter", runner: Persistent) -> None:
+        self.writer, self.runner = writer, runner
+
+    def __call__(self, state: State, durable: bool) -> None:
+        if state is self.runner.state:
+            self.writer.changed(self.runner, durable)
 
 
 class StateWriter:

@@ -22,6 +22,7 @@ from patrol.config.instances import expand_all
 from patrol.engine.app_runner import AppRunner
 from patrol.engine.app_stop import sweep_strays
 from patrol.engine.exit_with import main_ended
+from patrol.engine import heap_trim
 from patrol.engine.instance_sets import InstanceSets
 from patrol.plugin.model import AppConfig, PatrolConfig, ServiceConfig
 from patrol.engine import descriptors
@@ -38,7 +39,7 @@ from patrol.engine.spawn_batch import SpawnBatch
 from patrol.engine.host import Attached, EventSink
 from patrol.engine.item_state import State
 from patrol.engine.reload import adjust_config, apply_table, read_config
-from patrol.engine.state_writer import StateWriter
+from patrol.engine.state_writer import Persist, StateWriter
 from patrol.engine.state_file import Store
 
 log = structlog.get_logger("patrol.supervisor")
@@ -49,26 +50,10 @@ def _ignored(sig: int) -> None:
 
 
 Runner = AppRunner | ServiceRunner
+#: seconds from the end of a start or reload burst to handing back the memory it freed
+#: (:mod:`patrol.engine.heap_trim`): its follow-up work is over well before
+HEAP_SETTLE = 2.0
 R = TypeVar("R", AppRunner, ServiceRunner)
-
-
-class Persist:
-    """An item's ``State.on_change``: its changes go to the state writer while that state
-    is still the item's (a reload may hand the runner another one).
-
-    One small object per item where ``partial(supervisor._persist, runner)`` was four
-    (the partial, its tuple and keyword dict, the bound method).
-    """
-
-    __slots__ = ("sup", "runner")
-
-    def __init__(self, sup: "Supervisor", runner: Runner) -> None:
-        self.sup, self.runner = sup, runner
-
-    def __call__(self, state: State, durable: bool) -> None:
-        writer = self.sup.writer
-        if writer is not None and state is self.runner.state:
-            writer.changed(self.runner, durable)
 
 
 class Supervisor:
@@ -126,6 +111,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._freeze = False
+        self.heap_settle = HEAP_SETTLE  # seconds from a burst to handing back its freed memory
         #: what ``patrol run`` exits with: 0, or the exit of the ``exit-with`` app
         self.exit_code = 0
 
@@ -265,6 +251,7 @@ class Supervisor:
     def _freeze_heap(self) -> None:
         if self._freeze:
             freeze_heap()
+            self.loop.call_later(self.heap_settle, heap_trim.release_after_burst)
 
     def request_reload(self) -> None:
         """SIGHUP: reload soon. A burst of requests costs at most one more reload."""
@@ -328,7 +315,7 @@ class Supervisor:
             if row is not None:
                 runner.restored(row)
         if self.writer is not None:
-            runner.state.on_change = Persist(self, runner)
+            runner.state.on_change = Persist(self.writer, runner)
             # written with the first group commit: a fresh item's CAS, or one raised
             # after a crash, is then on disk before anyone can act on it
             self.writer.changed(runner, durable=True)

@@ -1,0 +1,61 @@
+"""Handing the C allocator's free memory back to the system once a burst of work is over.
+
+A start (or a reload) of hundreds of apps allocates and frees a lot at once: JSON of
+state rows, spawn arguments, log lines, the writer threads' buffers. glibc's malloc
+keeps what was freed for reuse, in the main heap and in the arenas of the threads
+that allocated it, and an idle Patrol never reuses most of it: at 500 and 1,000 apps
+``malloc_trim(0)`` gives back 1.0 and 1.5 MB of resident memory (the pages of free
+chunks, and each heap's free top). It is called once the burst has settled, on the
+loop: it walks the allocator's free lists, about a millisecond for Patrol's heap, and
+nothing in it waits on anything outside the process. Where the C library has no such
+call (musl), nothing is done.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from typing import Callable
+
+import structlog
+
+log = structlog.get_logger("patrol")
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _find_trim() -> Callable[[int], int] | None:
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_trim = _find_trim()
+
+
+def resident_bytes() -> int:
+    """This process's resident set (``/proc/self/statm``), in bytes."""
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+def release_free_memory() -> int | None:
+    """Give the allocator's free pages back; the bytes of resident memory it freed
+    (None where the C library cannot)."""
+    if _trim is None:
+        return None
+    before = resident_bytes()
+    _trim(0)
+    return before - resident_bytes()
+
+
+def release_after_burst() -> None:
+    """:func:`release_free_memory`, said in the debug log (how much, how long it took)."""
+    started = time.perf_counter()
+    freed = release_free_memory()
+    if freed is not None:
+        log.debug("released free memory", freed_bytes=freed, took_ms=round((time.perf_counter() - started) * 1e3, 2))
