@@ -196,7 +196,9 @@ class Run:
             before = now
         cpu, woke = procfs.cpu_seconds(self.pid), procfs.wakeups(self.pid)
         time.sleep(seconds)  # the measurement window itself
-        return procfs.cpu_seconds(self.pid) - cpu, procfs.wakeups(self.pid) - woke
+        spent = procfs.cpu_seconds(self.pid) - cpu
+        # whole clock ticks: 0.03 - 0.00 must not read 0.030000000000000027 (over a 0.03 s bound)
+        return round(spent * procfs.CLK_TCK) / procfs.CLK_TCK, procfs.wakeups(self.pid) - woke
 
     def status_times(self) -> tuple[list[float], int]:
         result = self.query("time", self.settings.status_queries, 0.1)

@@ -165,3 +165,13 @@ def test_scale_growth_from_below_the_resolution_counts_the_resolution() -> None:
     grew, _, verdict = report.scale_verdict(_metric("linear", resolution=0.01), 0.0, 0.03, 10.0)
     assert grew == pytest.approx(3.0)
     assert verdict == "ok"
+
+
+@pytest.mark.parametrize(("idle", "verdict"), [(0.03, "met"), (0.04, "MISSED")])
+def test_idle_cpu_of_exactly_the_bound_meets_it(idle: float, verdict: str) -> None:
+    # 0.03 * 30 / 30 is 0.029999999999999995 in floating point: three ticks must still be "met"
+    results = json.loads((ROOT / "bench" / "runs" / "2026-12-01-full-b.json").read_text())
+    for session in results["sessions"]["patrol"]["main"]:
+        session["idle_cpu_s"] = idle
+    row = next(line for line in report.targets(results).splitlines() if "idle CPU over 30 s" in line)
+    assert row.rstrip(" |").endswith(verdict), row
