@@ -97,15 +97,16 @@ def find_pipe(pid: int, inode: int) -> int | None:
 class LogStream:
     """One pipe Patrol reads and the file it goes to."""
 
-    __slots__ = ("name", "fd", "file", "inode", "on_data", "order")
+    __slots__ = ("name", "fd", "file", "inode", "instance", "order")
 
     def __init__(self, name: str, fd: int, file: QueuedFile) -> None:
         self.name = name  # stdout, stderr or stdmerge
         self.fd = fd
         self.file = file
         self.inode = os.fstat(fd).st_ino
-        #: told every chunk read, on the loop, right after the read (the run's output listeners)
-        self.on_data: Callable[[str, bytes], None] | None = None
+        #: whose pipe it is, once read: its output listeners are told every chunk read, on
+        #: the loop, right after the read (a reference, not a bound method per stream)
+        self.instance: InstanceLogs | None = None
         self.order: OutputOrder | None = None  # the instance's, shared by its streams
 
     @property
@@ -127,8 +128,8 @@ class LogStream:
             self.file.write(data)
             if self.order is not None:
                 self.order.saw(self.name, data.count(b"\n"))
-            if self.on_data is not None:
-                self.on_data(self.name, data)
+            if self.instance is not None:
+                self.instance.heard(self.name, data)
         return True
 
 
@@ -179,7 +180,7 @@ class InstanceLogs:
     directory that is not there) leaves no file and no directory behind.
     """
 
-    __slots__ = ("_attach", "app_id", "root", "files", "streams", "child_fds", "output")
+    __slots__ = ("_attach", "app_id", "root", "files", "streams", "child_fds", "_output")
 
     def __init__(self, attach: Callable[["InstanceLogs"], None], app_id: str, root: str, files: LogFiles) -> None:
         self._attach = attach  # the router's: read the pipes, create the files
@@ -188,8 +189,26 @@ class InstanceLogs:
         self.files = files
         self.streams: list[LogStream] = []
         self.child_fds: dict[str, int] = {}  # stream name -> the child's end, until spawned
-        #: who listens to the run's output lines (the log probe): fed from the pipe reads
-        self.output = OutputLines()
+        #: who listens to the run's output lines (the log probe), made when someone does:
+        #: most runs have no listener, and an OutputLines is ~170 bytes per app
+        self._output: OutputLines | None = None
+
+    @property
+    def output(self) -> OutputLines:
+        """The listeners of the run's output lines (made on first use)."""
+        if self._output is None:
+            self._output = OutputLines()
+        return self._output
+
+    def heard(self, stream: str, data: bytes) -> None:
+        """Bytes read from ``stream``'s pipe, for the listeners (if there are any)."""
+        if self._output is not None:
+            self._output.feed(stream, data)
+
+    def ended(self, stream: str) -> None:
+        """End of ``stream``'s pipe: its unfinished line is finished (if anyone listens)."""
+        if self._output is not None:
+            self._output.end(stream)
 
     @property
     def pipes(self) -> dict[str, int]:

@@ -28,6 +28,7 @@ from patrol.engine.logpipes import PIPE_SIZE, READ_SIZE, READS_PER_WAKEUP, Insta
     find_pipe, make_pipe, stream_paths
 from patrol.engine.logretention import Pruned, prune
 from patrol.engine.logwriter import LogWriter, QueuedFile
+from patrol.engine.pipepoll import PipePoll
 
 if TYPE_CHECKING:
     from patrol.plugin.model import AppConfig
@@ -59,10 +60,10 @@ class LogRouter:
         self.writer = writer or LogWriter()
         self.prune_interval = prune_interval
         self.retention_every = retention_every
-        self.streams: set[LogStream] = set()
+        #: the pipes being read (one epoll set for all: see PipePoll)
+        self._pipes: PipePoll[LogStream] = PipePoll(loop, self._readable)
         #: files of ended streams whose last writes and close are still queued (a shutdown waits for them too)
         self._finishing: set[QueuedFile] = set()
-        self._owner: dict[LogStream, InstanceLogs] = {}
         #: files being written -> the size they may reach (log-max-bytes): never pruned, and
         #: counted at that size. Changed in place on the loop (a copy per start made
         #: starting N apps cost O(N^2)); the pruning thread only looks paths up in it, which
@@ -85,6 +86,11 @@ class LogRouter:
         self._on_failing = self._failing
         self._attach_new = partial(self._attach, create=True)
         self._attach_adopted = partial(self._attach, create=False)
+
+    @property
+    def streams(self) -> list[LogStream]:
+        """The pipes being read now."""
+        return self._pipes.items()
 
     def reindex(self, configs: Iterable["AppConfig"]) -> None:
         """A reload: read the apps' log settings once (before new apps start), and check
@@ -160,10 +166,8 @@ class LogRouter:
                                  schedule_with=self._schedule_soon)
             else:
                 stream.file.call(partial(_reopen, stream.file), schedule_with=self._schedule_soon)
-            stream.on_data = instance.output.feed
-            self.streams.add(stream)
-            self._owner[stream] = instance
-            self.loop.add_reader(stream.fd, self._readable, stream)
+            stream.instance = instance
+            self._pipes.add(stream.fd, stream)
         self.prune_soon(instance.root)
 
     def _schedule_soon(self, queued: QueuedFile) -> None:
@@ -188,11 +192,11 @@ class LogRouter:
 
     def _end(self, stream: LogStream) -> None:
         """End of file: every process holding the pipe has exited. The files are done."""
-        self.loop.remove_reader(stream.fd)
+        self._pipes.remove(stream.fd)
         os.close(stream.fd)
-        self.streams.discard(stream)
-        instance = self._owner.pop(stream)
-        instance.output.end(stream.name)
+        instance = stream.instance
+        assert instance is not None  # set when it was attached, as every stream read is
+        instance.ended(stream.name)
         self._finishing.add(stream.file)
         stream.file.call(partial(self._close_file, instance, stream.file), last=True)
 
@@ -301,10 +305,12 @@ class LogRouter:
         for handle in [self._retention, *self._again.values()]:
             if handle is not None:
                 handle.cancel()
-        files = [stream.file for stream in self.streams] + list(self._finishing)
-        for stream in list(self.streams):
+        streams = self.streams
+        files = [stream.file for stream in streams] + list(self._finishing)
+        for stream in streams:
             stream.read_some(2 * PIPE_SIZE // READ_SIZE)
             self._end(stream)
+        self._pipes.close()
         deadline = time.monotonic() + SHUTDOWN_WAIT
         await self.loop.run_in_executor(None, _wait_idle, files, deadline)  # a thread: never the loop
         self.writer.close()
