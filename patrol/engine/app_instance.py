@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from typing import Any
 
 from patrol.engine import ownership, procfs
@@ -35,19 +34,19 @@ PASSED_ENV = ("LANG", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME")
 
 
 class ExitWatch:
-    """The reaper's callback for one process of a run: ``instance.on_exit(pid, proc, status)``.
+    """The reaper's callback for one process of a run: ``instance.on_exit(pid, status)``.
 
-    One small object where ``partial(instance.on_exit, pid, proc)`` is four (the partial,
+    One small object where ``partial(instance.on_exit, pid)`` is four (the partial,
     its tuple and keyword dict, the bound method): ~200 B less for every app that runs.
     """
 
-    __slots__ = ("instance", "pid", "proc")
+    __slots__ = ("instance", "pid")
 
-    def __init__(self, instance: "Instance", pid: int, proc: Any) -> None:
-        self.instance, self.pid, self.proc = instance, pid, proc
+    def __init__(self, instance: "Instance", pid: int) -> None:
+        self.instance, self.pid = instance, pid
 
     def __call__(self, status: ExitStatus) -> None:
-        self.instance.on_exit(self.pid, self.proc, status)
+        self.instance.on_exit(self.pid, status)
 
 
 class Instance:
@@ -81,8 +80,9 @@ class Instance:
 
     # -- spawning --------------------------------------------------------------------
 
-    def spawn(self, now_ns: int) -> subprocess.Popen[bytes] | str:
-        """Open the run's log pipes and start the program; the process, or why not."""
+    def spawn(self, now_ns: int) -> int | str:
+        """Open the run's log pipes and start the program; its pid, or why not (the
+        ``Popen`` is dropped: the reaper owns the exit status, see :class:`Child`)."""
         runner, host, config = self.runner, self.runner.sup, self.runner.config
         extra = self._keepalive_environment()
         if isinstance(extra, str):
@@ -114,9 +114,9 @@ class Instance:
         self.launcher_pid = proc.pid
         self.launching = True
         self.launch_start, self.groups, self.exits = None, {}, {}
-        return proc
+        return proc.pid
 
-    def spawned(self, proc: subprocess.Popen[bytes]) -> None:
+    def spawned(self, pid: int) -> None:
         """After :meth:`spawn` (at once, or at the end of a start burst: see
         :mod:`patrol.engine.spawn_batch`): prove, watch and read the new process."""
         runner, host = self.runner, self.runner.sup
@@ -124,9 +124,9 @@ class Instance:
             self.launch_status.spawned(host.loop)
         if self.logs is not None:
             self.logs.start()
-        self.launch_start = host.owners.spawned(runner.key, proc.pid)  # proof: Patrol spawned it
-        self.groups = {proc.pid: self.launch_start}  # its own session and group
-        host.reaper.watch(proc.pid, ExitWatch(self, proc.pid, proc), owner=runner.key)
+        self.launch_start = host.owners.spawned(runner.key, pid)  # proof: Patrol spawned it
+        self.groups = {pid: self.launch_start}  # its own session and group
+        host.reaper.watch(pid, ExitWatch(self, pid), owner=runner.key)
 
     def argv(self) -> list[str]:
         return [self.runner.config.program, *self.runner.config.args]
@@ -193,10 +193,8 @@ class Instance:
         numbers = [a for a in keepalive.aliases if isinstance(a, int)]
         return numbers[0] if numbers else keepalive.name
 
-    def on_exit(self, pid: int, proc: Any, status: ExitStatus) -> None:
+    def on_exit(self, pid: int, status: ExitStatus) -> None:
         """The reaper's report of a process of this app (the launcher or the app)."""
-        if proc is not None:
-            proc.returncode = status.code if status.code is not None else -(status.signal or 0)
         if pid == self.launcher_pid and self.launch_status is not None:
             self.launch_error = self.launch_status.read()  # written before it exited: there now
             self.launch_status.close()
@@ -236,7 +234,7 @@ class Instance:
         if not self.proven or info is None:
             return
         if pid not in self.exits and pid != self.launcher_pid:
-            self.runner.sup.reaper.watch(pid, ExitWatch(self, pid, None), owner=self.runner.key)
+            self.runner.sup.reaper.watch(pid, ExitWatch(self, pid), owner=self.runner.key)
         pgid = info.pgid
         if pgid and pgid not in self.groups and self._group_is_ours(pid, info):
             leader = procfs.stat(pgid)

@@ -20,7 +20,6 @@ plugin's name and traceback, and becomes the app's normal failure path.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from functools import partial
 from typing import Any
@@ -177,19 +176,19 @@ class AppRunner(RunnerBase):
             s.set(restart=False)
             if self.state.run_once:
                 s.set(run_once_consumed=True)
-        proc = self.instance.spawn(time.time_ns())
-        if isinstance(proc, str):
-            return self._start_failed(proc)
-        self.sup.spawns.after(self.id, partial(self._spawned, proc))
+        pid = self.instance.spawn(time.time_ns())
+        if isinstance(pid, str):
+            return self._start_failed(pid)
+        self.sup.spawns.after(self.id, partial(self._spawned, pid))
 
-    def _spawned(self, proc: subprocess.Popen[bytes]) -> None:
-        self.instance.spawned(proc)
+    def _spawned(self, pid: int) -> None:
+        self.instance.spawned(pid)
         self.stop_reason = ""
         self.plugin_error = ""
         with self.state.session() as s:
             s.set(started_log=self.instance.logs.files if self.instance.logs is not None else None)
-        self.log.info("spawned", pid=proc.pid, program=self.config.program)
-        self.control.call("spawned", proc.pid)
+        self.log.info("spawned", pid=pid, program=self.config.program)
+        self.control.call("spawned", pid)
         if self.config.execute_timeout > 0 and (self.state.running or self.instance.launching):
             self.control.call_later(self.config.execute_timeout, self.stopper.execute_timeout)
 

@@ -115,6 +115,20 @@ class LaunchStatus:
             self.write_fd = -1
 
 
+class Child(subprocess.Popen[bytes]):
+    """A started program whose exit status belongs to the reaper.
+
+    Patrol keeps only the pid of an app's process, not this object (~450 bytes and a
+    lock per app while it runs). A plain ``Popen`` dropped before its ``returncode`` is
+    set puts itself on ``subprocess``'s list of children to poll, and the next ``Popen``
+    anywhere in Patrol would then ``waitpid`` that pid and take its exit status from
+    the reaper; a ``Child`` never waits on, polls or reaps its process.
+    """
+
+    def __del__(self) -> None:
+        pass
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -125,11 +139,11 @@ def spawn(
     stdin: int | None = subprocess.DEVNULL,
     settings: ProcessSettings | None = None,
     status: LaunchStatus | None = None,
-) -> subprocess.Popen[bytes]:
+) -> Child:
     """Start a program in a new session (its own process group) and return at once.
 
     The caller owns the exit status through the :class:`Reaper`; the returned Popen is
-    never waited on. The child gets the soft descriptor limit Patrol was started with
+    never waited on, and may be dropped at once (see :class:`Child`). The child gets the soft descriptor limit Patrol was started with
     (:func:`patrol.engine.descriptors.hand_back`), not the one Patrol raised for itself,
     unless ``settings`` say otherwise. With ``settings`` that need the launcher, it is
     what starts (same pid); a step it fails is reported on ``status`` (which the caller
@@ -137,7 +151,7 @@ def spawn(
     """
     settings = settings or ProcessSettings()
     if not settings.launcher:
-        proc = subprocess.Popen(list(argv), executable=argv[0], env=dict(env), cwd=cwd, stdin=stdin, stdout=stdout,
+        proc = Child(list(argv), executable=argv[0], env=dict(env), cwd=cwd, stdin=stdin, stdout=stdout,
                                 stderr=stderr, start_new_session=True, close_fds=True,
                                 umask=-1 if settings.umask is None else settings.umask)
         descriptors.hand_back(proc.pid)
@@ -145,7 +159,7 @@ def spawn(
     if status is None:
         raise ValueError("a launch through the launcher needs a LaunchStatus")
     boot = [sys.executable, "-I", "-S", _LAUNCHER, *_launcher_arguments(settings, status.write_fd), *argv]
-    return subprocess.Popen(boot, env=dict(env), cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
+    return Child(boot, env=dict(env), cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
                             start_new_session=True, close_fds=True, pass_fds=(status.write_fd,),
                             umask=-1 if settings.umask is None else settings.umask)
 
