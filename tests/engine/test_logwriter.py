@@ -177,3 +177,35 @@ def test_the_ticks_checks_run_as_one_job_and_a_hung_check_holds_only_its_file(tm
     writer.close()
     for sink in (hung_sink, other_sink, gone_sink):
         sink.close()
+
+
+def test_the_files_of_one_writer_share_one_lock_never_held_while_a_file_is_written(tmp_path: Path) -> None:
+    """Every file's queue is guarded by the writer's one lock (a lock per file is ~90
+    bytes, thousands of files): a write that hangs on one file must not hold it, so the
+    loop still queues output for that file and another file's writes go on."""
+    writer = LogWriter(threads=2)
+    writing = threading.Event()
+    release = threading.Event()
+
+    def hung(_: LogSink) -> None:  # the first operation of the file hangs (a stuck disk)
+        writing.set()
+        release.wait(30)
+
+    sinks = [LogSink(str(tmp_path / f"{name}.log"), str(tmp_path)) for name in ("hung", "other")]
+    for sink in sinks:
+        sink.open(exclusive=True)
+    stuck, other = (QueuedFile(sink, writer) for sink in sinks)
+    assert stuck._lock is other._lock is writer.file_lock
+    stuck.call(hung)
+    assert writing.wait(30)
+    stuck.write(b"queued while its file hangs\n")  # the loop's side: never waits for the disk
+    assert stuck.pending()
+    other.write(b"written meanwhile\n")
+    assert other.wait_idle(30)
+    assert (tmp_path / "other.log").read_bytes() == b"written meanwhile\n"
+    release.set()
+    assert stuck.wait_idle(30)
+    assert (tmp_path / "hung.log").read_bytes() == b"queued while its file hangs\n"
+    writer.close()
+    for sink in sinks:
+        sink.close()
