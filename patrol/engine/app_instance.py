@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from patrol.engine import ownership, procfs
 from patrol.engine.app_owner import AppOwner
@@ -31,6 +32,8 @@ from patrol.util.dotenv import EnvFileError, read_env_file
 #: systemd gives a service.
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 PASSED_ENV = ("LANG", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME")
+#: what an instance not restored from the state file has (one read-only mapping for all)
+NO_LEADERS: Mapping[int, int | None] = MappingProxyType({})
 
 
 class ExitWatch:
@@ -74,7 +77,8 @@ class Instance:
         self.timers: list[Cancellable] = []  # the keepalive's, cancelled when the run closes
         self.pid_start: int | None = None  # the pid's start time (pid reuse guard)
         self.restored_trust = True
-        self.restored_leaders: dict[int, int | None] = {}
+        #: the state file's groups -> leader start times (shared and empty until restore())
+        self.restored_leaders: Mapping[int, int | None] = NO_LEADERS
         self.launch_status: LaunchStatus | None = None  # the launcher's report, while it may come
         self.launch_error = ""  # why the launcher could not start the program
 
@@ -286,10 +290,11 @@ class Instance:
         self.pid_start = row.get("pid-start")
         self.restored_trust = bool(row.get("trusted", True))  # a pid only a ping named stays unproven
         leaders = row.get("group-leaders") or {}
-        self.restored_leaders = {}
+        restored: dict[int, int | None] = {}
         for g in row.get("groups", ()):
             leader = leaders.get(str(g)) if isinstance(leaders, dict) else None
-            self.restored_leaders[int(g)] = int(leader) if isinstance(leader, int) else None
+            restored[int(g)] = int(leader) if isinstance(leader, int) else None
+        self.restored_leaders = restored
         pipes = row.get("log-pipes")
         self.log_pipes = {k: v for k, v in pipes.items() if isinstance(v, int)} if isinstance(pipes, dict) else {}
 

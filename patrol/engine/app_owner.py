@@ -36,8 +36,10 @@ class AppOwner(Protocol):
     key: str  # the owner name of its processes (``app/<id>``)
     state: State
     keepalive: KeepAlive
-    plugin: str  # the keepalive's plugin, for messages
     health: Health  # readiness and liveness of the run
+
+    @property
+    def plugin(self) -> str: ...  # the keepalive's plugin, for messages
 
     @property
     def log(self) -> Any: ...  # a structlog logger bound to the app

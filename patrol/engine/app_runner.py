@@ -53,7 +53,6 @@ class AppRunner(RunnerBase):
         self.config = config
         self.id = config.id
         self.key = f"app/{config.id}"  # the owner name of its processes (PATROL_ID=<id>)
-        self.plugin = sup.plugins.origin(sup.plugins.keepalives, config.keepalive)
         self.state = State(history_limit=sup.config.history, disabled=config.disabled)
         with self.state.session() as s:
             s.replace_keyvalue(dict(config.keyvalue))
@@ -76,6 +75,12 @@ class AppRunner(RunnerBase):
         self.stop_task: asyncio.Task[None] | None = None
         self.stop_reason = ""
         self._restarting = False
+
+    @property
+    def plugin(self) -> str:
+        """Which plugin (and distribution) the keepalive comes from, for messages: made
+        when one is written (a string kept per app was ~90 bytes, for rare messages)."""
+        return self.sup.plugins.origin(self.sup.plugins.keepalives, self.config.keepalive)
 
     @property
     def ping_transport(self) -> str | None:

@@ -15,11 +15,16 @@ crash, with the probe's message as the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from patrol.engine.probe_target import Environment, Output, RunTarget, TargetOwner
 from patrol.engine.probing import ProbeLoop
 from patrol.plugin.states import ItemState
+
+
+#: the probe loops of an item without a run or without probes (one empty mapping for all)
+NO_LOOPS: Mapping[str, ProbeLoop] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ class Health:
         self.environment = environment
         self.output = output
         self.reports_readiness = notified
-        self.loops: dict[str, ProbeLoop] = {}
+        self.loops: Mapping[str, ProbeLoop] = NO_LOOPS  # kind -> loop, during a run with probes
         self.live = False  # a run is on
         self.notified: bool | None = None  # the keepalive's word (reports_readiness only)
         self.notified_message = ""
@@ -78,6 +83,7 @@ class Health:
         self.live = True
         owner, plugins = self.owner, self.owner.sup.plugins
         specs = (("readiness", owner.config.readiness), ("liveness", getattr(owner.config, "liveness", None)))
+        loops: dict[str, ProbeLoop] = {}
         for kind, spec in specs:
             if spec is None:
                 continue
@@ -86,7 +92,8 @@ class Health:
             loop = ProbeLoop(kind, spec, cls, target, plugins.origin(plugins.probes, spec.probe), self._probed,
                              owner.log)
             target.poke = loop.check_now
-            self.loops[kind] = loop
+            loops[kind] = loop
+            self.loops = loops  # before the loop begins: a probe may answer at once
             loop.begin()
         self._update("")
 
@@ -94,7 +101,7 @@ class Health:
         """The run ended: its probes stop; what they said is forgotten with it."""
         for loop in self.loops.values():
             loop.end()
-        self.loops.clear()
+        self.loops = NO_LOOPS
         self.live = self.was_ready = False
         self.notified, self.notified_message, self.status_text = None, "", None
         self._update("")
