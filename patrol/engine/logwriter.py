@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, Iterator
 
 import structlog
 
@@ -123,7 +122,10 @@ class QueuedFile:
         self.app_id = app_id  # whose output it is (for messages)
         self.limit = limit
         self._lock = writer.file_lock  # shared by every file of the writer
-        self._ops: deque[bytes | Operation] | None = None  # None: nothing queued
+        #: what waits, in order (None: nothing). A list, taken whole by the writer: a start
+        #: burst queues a file creation for thousands of files at once, and a deque is
+        #: ~760 bytes from its first item (its first block), a list of one item ~90
+        self._ops: list[bytes | Operation] | None = None
         self._queued = 0  # bytes waiting
         self._scheduled = False
         self._check_pending = False
@@ -206,8 +208,9 @@ class QueuedFile:
 
     def _queue(self, item: bytes | Operation) -> None:
         if self._ops is None:
-            self._ops = deque()
-        self._ops.append(item)
+            self._ops = [item]
+        else:
+            self._ops.append(item)
 
     def _became_idle(self) -> None:
         """Under the lock: nothing is queued or running; wake whoever waits for that."""
@@ -226,30 +229,29 @@ class QueuedFile:
     def run(self) -> None:
         """In a writer thread: do what is queued, in order, until the queue is empty."""
         while True:
-            with self._lock:
-                if not self._ops:
+            with self._lock:  # take what is queued now; what is queued meanwhile comes after it
+                batch, self._ops = self._ops, None
+                if not batch:
                     self._became_idle()
                     return
-                first = self._ops.popleft()
-                if isinstance(first, bytes):  # one write for all the data queued in a row
-                    parts = [first]
-                    while self._ops and isinstance(self._ops[0], bytes):
-                        more = self._ops.popleft()
-                        assert isinstance(more, bytes)
-                        parts.append(more)
-                    self._queued -= sum(map(len, parts))
-            if isinstance(first, bytes):  # joined outside the lock every file shares
-                data = b"".join(parts)
-            failing = self.sink.failing
-            try:
-                if isinstance(first, bytes):
-                    self.sink.write(data)
-                else:
-                    first(self.sink)
-            except Exception:  # noqa: BLE001 - a bug here must not stop the other files' writes
-                log.exception("log file operation failed", file=self.sink.path)
-            if self.sink.failing != failing and self.on_failing is not None:
-                self.on_failing(self, self.sink.failing)
+            for item in _runs(batch):
+                if isinstance(item, bytes):
+                    with self._lock:  # counted as waiting until its write begins (see pending())
+                        self._queued -= len(item)
+                self._do(item)
+
+    def _do(self, item: bytes | Operation) -> None:
+        """One operation, or one write of the data queued in a row."""
+        failing = self.sink.failing
+        try:
+            if isinstance(item, bytes):
+                self.sink.write(item)
+            else:
+                item(self.sink)
+        except Exception:  # noqa: BLE001 - a bug here must not stop the other files' writes
+            log.exception("log file operation failed", file=self.sink.path)
+        if self.sink.failing != failing and self.on_failing is not None:
+            self.on_failing(self, self.sink.failing)
 
     def abandon(self) -> None:
         with self._lock:
@@ -282,6 +284,22 @@ class _Checks:
 
     def abandon(self) -> None:
         pass  # shutting down: nothing to check
+
+
+def _runs(batch: list[bytes | Operation]) -> Iterator[bytes | Operation]:
+    """The batch in order, the data queued in a row joined into one write. Consumed as
+    it goes: data already written is not kept alive by the batch."""
+    batch.reverse()
+    while batch:
+        item = batch.pop()
+        if isinstance(item, bytes) and batch and isinstance(batch[-1], bytes):
+            parts = [item]
+            while batch and isinstance(more := batch[-1], bytes):
+                batch.pop()
+                parts.append(more)
+            item = b"".join(parts)
+            del parts
+        yield item
 
 
 def _check(queued: QueuedFile) -> Operation:

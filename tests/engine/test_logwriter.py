@@ -209,3 +209,42 @@ def test_the_files_of_one_writer_share_one_lock_never_held_while_a_file_is_writt
     writer.close()
     for sink in sinks:
         sink.close()
+
+
+def test_what_is_queued_behind_a_running_operation_is_done_after_it_in_order(tmp_path: Path) -> None:
+    """The writer takes a file's whole queue at once (a list, not a deque: a start burst
+    queues thousands of creations): operations and data queued while it works come
+    after, in order, each once; data still behind an operation counts as pending."""
+    writer = LogWriter(threads=2)
+    sink = LogSink(str(tmp_path / "f.log"), str(tmp_path))
+    sink.open(exclusive=True)
+    queued = QueuedFile(sink, writer)
+    entered, release = threading.Event(), threading.Event()
+    seen: list[tuple[str, bytes, bool]] = []  # (operation, the file so far, pending then)
+
+    def note(name: str):
+        def operation(_: LogSink) -> None:
+            seen.append((name, (tmp_path / "f.log").read_bytes(), queued.pending()))
+        return operation
+
+    def held(_: LogSink) -> None:
+        entered.set()
+        release.wait(30)
+
+    queued.write(b"a\n")
+    queued.call(held)
+    queued.write(b"b\n")  # behind the held operation, in the same batch
+    assert entered.wait(30)
+    queued.call(note("first"))  # queued while the writer works: the next batch
+    queued.write(b"c\n")
+    queued.write(b"d\n")
+    queued.call(note("second"))
+    queued.write(b"e\n")
+    queued.call(note("third"))
+    release.set()
+    assert queued.wait_idle(30)
+    writer.close()
+    sink.close()
+    assert seen == [("first", b"a\nb\n", True), ("second", b"a\nb\nc\nd\n", True),
+                    ("third", b"a\nb\nc\nd\ne\n", False)]
+    assert (tmp_path / "f.log").read_bytes() == b"a\nb\nc\nd\ne\n"
