@@ -60,8 +60,7 @@ class AppRunner(RunnerBase):
         self.stopper = Stopper(self, self.instance)
         self.control = AppControl(self, self.instance)  # what the keepalive is handed
         self.keepalive = keepalive(self.control)
-        self.health = Health(self, fail=self.fail_run, notified=keepalive.reports_readiness,
-                             environment=self.instance.probe_environment, output=self.instance.output_lines)
+        self.health = Health(self, fail=self.fail_run, notified=keepalive.reports_readiness, run=self.instance)
         self.gate = StartGate(self, grace=self._grace)  # the startup grace, then depends-on
         self.completion: ExitStatus | None = None  # how the last run ended while this Patrol ran
         self.retired = False  # stopped for good (shutdown, or replaced by a reload)

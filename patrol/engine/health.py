@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from patrol.engine.probe_target import Environment, Output, RunTarget, TargetOwner
+from patrol.engine.output_lines import OutputLines
+from patrol.engine.probe_target import RunTarget, TargetOwner
 from patrol.engine.probing import ProbeLoop
 from patrol.plugin.states import ItemState
 
@@ -37,6 +38,14 @@ class ProbeStatus:
     passing: bool | None  # the streak's verdict (None: not decided yet)
 
 
+class RunSource(Protocol):
+    """What an app's probes run with: its run's environment and output lines."""
+
+    def probe_environment(self) -> Mapping[str, str]: ...
+
+    def output_lines(self) -> OutputLines | None: ...
+
+
 class HealthOwner(TargetOwner, Protocol):
     """The runner of an app or a service, as its health sees it: the probes' target,
     which also emits events."""
@@ -48,20 +57,20 @@ class Health:
     """Readiness and liveness of one item's current run (see the module docstring).
 
     ``fail(reason)`` ends the run as a failure (apps: liveness); ``notified``: the
-    item's keepalive reports readiness itself; ``environment`` and ``output``: the run's,
-    for probes (:class:`~patrol.engine.probe_target.RunTarget`).
+    item's keepalive reports readiness itself; ``run``: where the probes of an app get
+    its run's environment and output (:class:`~patrol.engine.probe_target.RunTarget`),
+    asked only when a run has probes (no bound methods kept per app).
     """
 
     #: one per app (thousands at once): no per-object __dict__
-    __slots__ = ("owner", "fail", "environment", "output", "reports_readiness", "loops", "live", "notified",
+    __slots__ = ("owner", "fail", "run", "reports_readiness", "loops", "live", "notified",
                  "notified_message", "status_text", "was_ready", "ready")
 
     def __init__(self, owner: HealthOwner, *, fail: Callable[[str], None] | None = None,
-                 notified: bool = False, environment: Environment = None, output: Output = None) -> None:
+                 notified: bool = False, run: RunSource | None = None) -> None:
         self.owner = owner
         self.fail = fail
-        self.environment = environment
-        self.output = output
+        self.run = run
         self.reports_readiness = notified
         self.loops: Mapping[str, ProbeLoop] = NO_LOOPS  # kind -> loop, during a run with probes
         self.live = False  # a run is on
@@ -87,7 +96,9 @@ class Health:
         for kind, spec in specs:
             if spec is None:
                 continue
-            target = RunTarget(owner, spec.timeout, self.environment, self.output)
+            run = self.run
+            target = RunTarget(owner, spec.timeout, run.probe_environment if run is not None else None,
+                               run.output_lines if run is not None else None)
             cls = plugins.probes.get(spec.probe)
             loop = ProbeLoop(kind, spec, cls, target, plugins.origin(plugins.probes, spec.probe), self._probed,
                              owner.log)
