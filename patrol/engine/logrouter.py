@@ -161,11 +161,8 @@ class LogRouter:
         for stream in instance.streams:
             stream.order = order
             self.writing[stream.sink.path] = stream.sink.max_bytes
-            if create:
-                stream.file.call(partial(_create, self.index.link_name(instance.app_id, stream.name), stream.file),
-                                 schedule_with=self._schedule_soon)
-            else:
-                stream.file.call(partial(_reopen, stream.file), schedule_with=self._schedule_soon)
+            link = self.index.link_name(instance.app_id, stream.name) if create else None
+            stream.file.call(_Opening(stream.file, link), schedule_with=self._schedule_soon)
             stream.instance = instance
             self._pipes.add(stream.fd, stream)
         self.prune_soon(instance.root)
@@ -315,6 +312,23 @@ class LogRouter:
         await self.loop.run_in_executor(None, _wait_idle, files, deadline)  # a thread: never the loop
         self.writer.close()
         self._pruner.shutdown(wait=False, cancel_futures=True)
+
+
+class _Opening:
+    """A file's first operation: :func:`_create` (``link``: a new instance's current-log
+    link) or :func:`_reopen` (None: an adopted instance). One small object, not a
+    ``partial`` (with its tuple and dict): a start burst queues one per file at once."""
+
+    __slots__ = ("queued", "link")
+
+    def __init__(self, queued: QueuedFile, link: str | None) -> None:
+        self.queued, self.link = queued, link
+
+    def __call__(self, sink: LogSink) -> None:
+        if self.link is None:
+            _reopen(self.queued, sink)
+        else:
+            _create(self.link, self.queued, sink)
 
 
 def _create(link: str, queued: QueuedFile, sink: LogSink) -> None:
