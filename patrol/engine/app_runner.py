@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from functools import partial
 from typing import Any
 
 import structlog
@@ -40,6 +39,20 @@ from patrol.plugin.model import AppConfig
 from patrol.plugin.states import ItemState
 
 log = structlog.get_logger("patrol.apps")
+
+
+class _AfterSpawn:
+    """What follows a spawn (``runner._spawned(pid)``), queued for the end of a start
+    burst: one small object, not a ``partial`` with its tuple and dict (~220 bytes per
+    app, all alive until the burst ends)."""
+
+    __slots__ = ("runner", "pid")
+
+    def __init__(self, runner: "AppRunner", pid: int) -> None:
+        self.runner, self.pid = runner, pid
+
+    def __call__(self) -> None:
+        self.runner._spawned(self.pid)
 
 
 class AppRunner(RunnerBase):
@@ -183,7 +196,7 @@ class AppRunner(RunnerBase):
         pid = self.instance.spawn(time.time_ns())
         if isinstance(pid, str):
             return self._start_failed(pid)
-        self.sup.spawns.after(self.id, partial(self._spawned, pid))
+        self.sup.spawns.after(self.id, _AfterSpawn(self, pid))
 
     def _spawned(self, pid: int) -> None:
         self.instance.spawned(pid)
