@@ -14,8 +14,9 @@ the connections themselves (uvicorn 0.54, h11 protocol; see its ``h11_impl.py`` 
   for every failed ``accept()`` (up to the backlog, 2048, per loop iteration): 42 MB of
   log in ten seconds, while crashed apps could not be restarted ("Too many open files").
 
-So Patrol accepts connections itself (:class:`Listener`) and runs uvicorn's h11
-protocol on each, subclassed (:class:`Connection`) to report where it is. A protocol
+So Patrol accepts connections itself (:class:`Listener`) and runs uvicorn's HTTP
+protocol on each (httptools' or h11's), subclassed (:class:`patrol.web.protocols.Connection`)
+to report where it is. A protocol
 subclass plus a small accounting layer keeps all of uvicorn's HTTP handling (parsing,
 keep-alive, flow control, ASGI) and adds only what it lacks:
 
@@ -51,15 +52,17 @@ import socket
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 import structlog
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from patrol.engine import descriptors
 from patrol.util.ratelog import QuietLog
+from patrol.web.protocols import CONNECTION_KEY, Connection, protocol_class
+
+__all__ = ["CONNECTION_KEY", "Connection", "Limits", "Listener"]
 
 #: connections accepted per wake-up of the listening socket (asyncio's own loop takes
 #: up to the backlog in one go, starving everything else on the loop meanwhile)
@@ -71,10 +74,6 @@ ACCEPT_RETRY = 0.5
 SHED_GRACE = 0.5
 #: on stop, answers in progress get this long to finish
 CLOSE_GRACE = 1.0
-#: where a handler finds its connection (the request scope's ``state``)
-CONNECTION_KEY = "patrol.connection"
-#: an event stream's send buffers: kernel and asyncio (a stalled reader shows soon)
-STREAM_BUFFER = 16 * 1024
 RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 log = structlog.get_logger("patrol.http")
 
@@ -87,126 +86,6 @@ class Limits:
     max_connections: int
     #: apps and services: each needs descriptors of its own (see patrol.engine.descriptors)
     items: int
-
-
-class Connection(H11Protocol):
-    """uvicorn's h11 protocol, reporting to its :class:`Listener` and keeping a deadline."""
-
-    def __init__(self, config: uvicorn.Config, server_state: ServerState, listener: "Listener") -> None:
-        super().__init__(config=config, server_state=server_state, app_state={}, _loop=listener.loop)
-        self.listener = listener
-        # its warnings, rate limited: a stand-in with the logging.Logger methods uvicorn calls
-        self.logger = listener.uvicorn_log  # type: ignore[assignment]
-        self.app_state[CONNECTION_KEY] = self  # handlers of long answers find it (stream(), drop())
-        #: inside a request: from a complete head until the end of its answer
-        self.in_request = False
-        self.streaming = False
-        self._deadline: asyncio.TimerHandle | None = None
-        self._stalled: asyncio.TimerHandle | None = None
-
-    # -- asyncio's calls -------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(cast(asyncio.Transport, transport))  # a TCP connection's transport
-        self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        if self._stalled is not None:
-            self._stalled.cancel()
-            self._stalled = None
-        super().connection_lost(exc)
-        self.listener.forget(self)
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._observe()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._observe()
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        if self._stalled is None:
-            self._stalled = self.loop.call_later(self.listener.limits().client_timeout, self._not_reading)
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        if self._stalled is not None:
-            self._stalled.cancel()
-            self._stalled = None
-
-    # -- the deadline ----------------------------------------------------------------
-
-    def _observe(self) -> None:
-        """Note where the connection is after h11 took what arrived (or an answer ended)."""
-        if self.transport is None or self.transport.is_closing():
-            return
-        cycle = self.cycle
-        active = cycle is not None and not cycle.response_complete
-        if active and not self.in_request:
-            self.in_request = True
-            self.listener.busy(self)
-        elif not active and self.in_request:
-            self.in_request = False
-            self.streaming = False  # a stream that ended (follow=0): the next answer is not one
-            self.listener.idle(self)
-            self._arm()  # the next request's head has the same time
-        if active and not cycle.more_body:
-            self._disarm()  # the whole request is in: its handler may take its time
-
-    def _arm(self) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(self.listener.limits().client_timeout, self._expired)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expired(self) -> None:
-        self._deadline = None
-        if self.transport is None or self.transport.is_closing():
-            return
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_complete and not cycle.more_body:
-            return  # complete, being answered
-        self.listener.note("timed-out", "closed HTTP connections that sent no complete request in time",
-                           timeout=self.listener.limits().client_timeout)
-        self.transport.close()  # a handler still reading the body gets http.disconnect
-
-    def _not_reading(self) -> None:
-        self._stalled = None
-        if self.transport is not None and not self.transport.is_closing():
-            self.listener.note("stalled", "dropped HTTP connections whose client stopped reading the answer",
-                               timeout=self.listener.limits().client_timeout)
-            self.transport.abort()  # close() would wait for the buffer to drain: never
-
-    def stream(self) -> None:
-        """The answer is an event stream: small send buffers, so that a client that stops
-        reading pauses it after kilobytes, not megabytes (then it is dropped)."""
-        self.streaming = True
-        if self.transport is not None:
-            self.transport.set_write_buffer_limits(high=STREAM_BUFFER)
-            sock = self.transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_BUFFER)
-
-    def drop(self) -> None:
-        """Cut an event stream whose client fell too far behind."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.listener.note("stream-dropped", "dropped event stream clients that did not keep up")
-            self.transport.abort()
-
-    def shed(self) -> None:
-        """Close an idle connection to make room for a new one."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
-
-    def shutdown(self) -> None:
-        if self.transport is not None:  # else not connected yet: its start is cancelled
-            super().shutdown()
 
 
 class Listener:
@@ -230,6 +109,8 @@ class Listener:
         self._accepting = False
         self._closing = False
         self._retry: asyncio.TimerHandle | None = None
+        #: the protocol each connection runs (patrol.web.protocols: httptools' or h11's)
+        self.protocol = protocol_class()
 
     def start(self) -> None:
         self._resume()
@@ -302,7 +183,7 @@ class Listener:
 
     def _serve(self, sock: socket.socket) -> None:
         sock.setblocking(False)
-        connection = Connection(self.config, self.state, self)
+        connection = self.protocol(self.config, self.state, self)
         self.open.add(connection)
         self.idle_since[connection] = time.monotonic()
         task = self.loop.create_task(self._connect(sock, connection))
@@ -329,6 +210,15 @@ class Listener:
             self.idle_since[connection] = time.monotonic()
             if not self._accepting:  # paused at the cap: this one may make room soon
                 self._pause(SHED_GRACE)
+
+    def replace(self, old: Connection, new: Connection) -> None:
+        """``new`` serves what was ``old``'s connection (patrol.web.protocols hands a
+        request h11 parses better over): it counts as the same open, idle connection."""
+        if old in self.open:
+            self.open.discard(old)
+            self.open.add(new)
+        if self.idle_since.pop(old, None) is not None:
+            self.idle_since[new] = time.monotonic()
 
     def forget(self, connection: Connection) -> None:
         was_open = connection in self.open

@@ -20,10 +20,18 @@ from typing import Iterator
 import pytest
 
 from patrol.testing import UNITTEST_ENV, PatrolFactory, PatrolProcess, wait_for
+from patrol.web.protocols import PARSER_ENV
 
 TOKEN = "tok-" + os.urandom(12).hex()
 SECRET = "ping-" + os.urandom(8).hex()
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(autouse=True, params=["httptools", "h11"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every defence, over both HTTP parsers (patrol run inherits the environment)."""
+    monkeypatch.setenv(PARSER_ENV, request.param)
+    return str(request.param)
 
 
 def address(p: PatrolProcess) -> tuple[str, int]:
