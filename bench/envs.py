@@ -131,9 +131,25 @@ def patrol_executable(explicit: str | None, fresh: bool, say: Say) -> str:
     path = BENCH / ".venv-patrol"
     exe = path / "bin" / "patrol"
     wanted = [str(REPO), *(str(REPO / "plugins" / p) for p in PATROL_PLUGINS)]
-    if fresh or not exe.exists() or not _editable(path):
+    if fresh or not exe.exists() or not _editable(path) or not _has_dependencies(path):
         _make_venv(path, [arg for source in wanted for arg in ("-e", source)], say)
     return str(exe)
+
+
+def _has_dependencies(path: Path) -> bool:
+    """Does the environment hold every dependency the checkout declares now? An editable
+    install follows the sources, not a dependency added later (httptools: without it
+    Patrol falls back to h11 quietly, and the run would measure the old parser)."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11: take the environment as it is
+        return True
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = [d.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip()
+             for d in declared if "python_version < " not in d]
+    probe = "import sys, importlib.metadata as m; [m.version(n) for n in sys.argv[1:]]"
+    done = subprocess.run([str(path / "bin" / "python"), "-c", probe, *names], capture_output=True, check=False)
+    return done.returncode == 0
 
 
 def _editable(path: Path) -> bool:
