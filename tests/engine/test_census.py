@@ -76,3 +76,51 @@ def test_who_asks_during_a_scan_gets_a_scan_that_starts_after_the_question(sleep
     found, late = asyncio.run(scenario())
     assert late in found
     assert scans[0] == 2
+
+
+def test_looks_that_can_wait_meet_at_one_moment_and_share_one_scan(sleepers, scans):
+    """Runs ending one after another (a respawn every few ms at 5,000 apps) each look for
+    what they left behind: they must share scans, not start one each, and each look
+    still waits at least the delay it asked for (the respawn goes first)."""
+    owners = ownership.Ownership()
+    apps = [f"app/a{i}" for i in range(5)]
+    mine = dict(zip(apps, sleepers(len(apps))))
+    for app, pid in mine.items():
+        owners.spawned(app, pid)
+    delay = 0.2
+
+    async def run_ended(app: str, after: float) -> tuple[dict[int, int], float]:
+        await asyncio.sleep(after)  # this run ends a little after the one before
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        await owners.census.settle(delay)
+        waited = loop.time() - asked
+        return await owners.children_of(app), waited
+
+    async def respawns() -> list[tuple[dict[int, int], float]]:
+        return await asyncio.gather(*(run_ended(app, 0.02 * n) for n, app in enumerate(apps)))
+
+    found = asyncio.run(respawns())
+    assert [sorted(f) for f, _ in found] == [[mine[app]] for app in apps]
+    assert all(waited >= delay - 0.005 for _, waited in found), [w for _, w in found]
+    assert scans[0] == 1, f"{scans[0]} scans for {len(apps)} runs that ended within {delay} s"
+
+
+def test_a_look_after_the_shared_moment_waits_for_a_new_one(sleepers, scans):
+    owners = ownership.Ownership()
+    owners.spawned("app/a", sleepers(1)[0])
+    delay = 0.05
+
+    async def twice() -> list[float]:
+        loop = asyncio.get_running_loop()
+        waited = []
+        for _ in range(2):
+            asked = loop.time()
+            await owners.census.settle(delay)
+            waited.append(loop.time() - asked)
+            await owners.children_of("app/a")
+        return waited
+
+    waited = asyncio.run(twice())
+    assert all(w >= delay - 0.005 for w in waited), waited
+    assert scans[0] == 2
