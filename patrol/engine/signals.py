@@ -6,6 +6,11 @@ of 1000 signals lost every SIGHUP, and could as well lose SIGTERM or SIGCHLD). H
 Python-level handler runs for every signal the kernel delivers (the interpreter keeps a
 flag per signal, which cannot overflow) and schedules the callback on the loop. Bursts of
 one signal collapse into fewer calls, which is what every callback here wants.
+
+Each signal's arrivals are counted (:attr:`SignalRouter.received`), at once in the
+handler, before its callback runs: whoever polls can tell whether anything happened since
+it last looked without a system call (the reaper: no SIGCHLD since its last complete
+look, no child has exited since then either).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ class SignalRouter:
         self.loop = loop
         self._callbacks: dict[int, Callable[[], None]] = {}
         self._previous: dict[int, Any] = {}
+        #: signal -> how many times its handler ran (several signals pending at once count once)
+        self.received: dict[int, int] = {}
 
     def add(self, sig: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` on the loop when ``sig`` arrives (main thread only)."""
@@ -38,6 +45,7 @@ class SignalRouter:
             self.remove(sig)
 
     def _deliver(self, signum: int, frame: FrameType | None) -> None:
+        self.received[signum] = self.received.get(signum, 0) + 1
         callback = self._callbacks.get(signum)
         if callback is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(callback)

@@ -66,3 +66,65 @@ def test_an_exit_callback_that_reaps_spares_the_reaper_a_further_look() -> None:
     killed, count = map(int, done.stdout.split())
     assert killed == 1, "the exit status should say SIGKILL"
     assert count == 2, f"{count} looks for one exit (the pid, then nothing more: 2)"
+
+
+#: A stop polls the reaper every few ms while it waits (N apps at shutdown: N pollers).
+POLLS = r"""
+import asyncio, os, signal, subprocess, sys
+from patrol.engine import reaper as reaper_module
+from patrol.engine.reaper import Reaper
+
+looks = [0]
+real = os.waitpid
+
+def counted(pid, options):
+    if pid == -1:
+        looks[0] += 1
+    return real(pid, options)
+
+reaper_module.os.waitpid = counted  # only counted, never replaced
+children = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(3)]
+
+def zombie(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0] == "Z"
+
+async def scenario():
+    reaper = Reaper(asyncio.get_running_loop())
+    got = []
+    reaper.watch(children[0].pid, got.append, owner="test")
+    reaper.install()
+    before = looks[0]
+    for _ in range(100):  # nothing exited: the polls look at nothing
+        reaper.reap_if_signalled()
+    quiet = looks[0] - before
+    children[0].kill()
+    while not zombie(children[0].pid):  # no await: the loop's own SIGCHLD callback cannot run
+        pass
+    reaper.reap_if_signalled()  # the handler has counted the signal: this poll looks
+    polled = len(got)
+    reaper.uninstall()
+    before = looks[0]
+    reaper.reap_if_signalled()  # no handler: nothing tells of exits, so it always looks
+    return quiet, polled, looks[0] - before, got[0].signal == signal.SIGKILL
+
+try:
+    print(*map(int, asyncio.run(scenario())))
+finally:
+    for proc in children[1:]:
+        proc.kill()
+        real(proc.pid, 0)
+"""
+
+
+def test_polls_look_for_exited_children_only_after_a_sigchld() -> None:
+    """A stop waiting for its processes polls the reaper: each look walks every child,
+    so with no SIGCHLD since the last complete look (no exit since) a poll looks at
+    nothing; after one, the very next poll collects the status (the loop's own callback
+    has not even run yet); without the handler it always looks."""
+    done = subprocess.run([sys.executable, "-c", POLLS], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    quiet, polled, uninstalled, killed = map(int, done.stdout.split())
+    assert quiet == 0, f"{quiet} looks in 100 polls while no child exited"
+    assert polled == 1 and killed == 1, "the poll after the SIGCHLD should have collected the SIGKILL status"
+    assert uninstalled >= 1
