@@ -231,3 +231,45 @@ def test_a_day_directory_swapped_for_a_symlink_is_never_followed(tmp_path: Path)
         LogSink(str(day / "2.stdout.log"), str(root)).open(exclusive=True)
     assert list(elsewhere.iterdir()) == []
     assert (day.with_name("moved") / "1.stdout.log").stat().st_size <= 100
+
+
+def test_prune_counts_files_being_written_right_across_walks(tmp_path: Path) -> None:
+    """Later walks count a file being written that an earlier walk found within its size
+    without looking at it again: whatever changes about it must still be seen."""
+    day = tmp_path / "2026" / "may" / "1"
+    day.mkdir(parents=True)
+    old = day / "100.stdout.log"
+    old.write_bytes(b"x" * 10)
+    growing = day / "200.stdout.log"
+    growing.write_bytes(b"x" * 5)
+    writing = {str(growing): 30}
+    assert prune(str(tmp_path), 0, writing).total == 40  # 10 + 30 (it may grow to that)
+    assert prune(str(tmp_path), 0, writing).total == 40  # counted without a look: the same
+
+    # it ends: its own size counts, and it may be deleted like any other
+    del writing[str(growing)]
+    assert prune(str(tmp_path), 0, writing).total == 15
+    assert prune(str(tmp_path), 12, writing).removed == [str(old)]
+    assert prune(str(tmp_path), 4, writing).removed == [str(growing)]
+
+    # another file is put in its place at a path being written (adopted: larger than the
+    # size it may reach): its real size counts, at every walk
+    day.mkdir(parents=True, exist_ok=True)
+    growing.write_bytes(b"x" * 5)
+    writing[str(growing)] = 30
+    assert prune(str(tmp_path), 0, writing).total == 30
+    replacement = day / "replacement"
+    replacement.write_bytes(b"x" * 50)
+    os.replace(replacement, growing)
+    assert prune(str(tmp_path), 0, writing).total == 50
+    assert prune(str(tmp_path), 0, writing).total == 50
+
+    # within its size again (rotated: a new file), then not a regular file any more
+    os.replace(growing, day / "200.stdout.log.1")
+    growing.write_bytes(b"")
+    assert prune(str(tmp_path), 0, writing).total == 80
+    assert prune(str(tmp_path), 0, writing).total == 80
+    fifo = day / "fifo"
+    os.mkfifo(fifo)
+    os.replace(fifo, growing)
+    assert prune(str(tmp_path), 0, writing).total == 50
