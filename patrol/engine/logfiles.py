@@ -352,8 +352,11 @@ class LogSink:
         temporary = f".{link}.{os.getpid()}.tmp"
         target = os.path.relpath(self.path, self.root or os.path.dirname(self.path))
         try:
-            _remove(temporary, root)
-            os.symlink(target, temporary, dir_fd=root)
+            try:
+                os.symlink(target, temporary, dir_fd=root)
+            except FileExistsError:  # left by a Patrol of this pid that died in between: made again
+                _remove(temporary, root)
+                os.symlink(target, temporary, dir_fd=root)
             os.rename(temporary, link, src_dir_fd=root, dst_dir_fd=root)
         except OSError as exc:
             _remove(temporary, root)

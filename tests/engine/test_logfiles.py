@@ -273,3 +273,17 @@ def test_prune_counts_files_being_written_right_across_walks(tmp_path: Path) -> 
     os.mkfifo(fifo)
     os.replace(fifo, growing)
     assert prune(str(tmp_path), 0, writing).total == 50
+
+
+def test_the_current_link_is_made_even_over_a_leftover_temporary(tmp_path: Path) -> None:
+    """The link is made under a temporary name and renamed over the old one; a temporary
+    left by a Patrol of the same pid that died in between is replaced, not an error."""
+    sink = sink_at(tmp_path / "2026" / "may" / "1" / "1.stdout.log", root=str(tmp_path))
+    sink.update_link("current.stdout.log")
+    assert os.readlink(tmp_path / "current.stdout.log") == "2026/may/1/1.stdout.log"
+    leftover = tmp_path / f".current.stdout.log.{os.getpid()}.tmp"
+    os.symlink("/etc/passwd", leftover)
+    second = sink_at(tmp_path / "2026" / "may" / "1" / "2.stdout.log", root=str(tmp_path))
+    second.update_link("current.stdout.log")
+    assert os.readlink(tmp_path / "current.stdout.log") == "2026/may/1/2.stdout.log"
+    assert not os.path.lexists(leftover)
