@@ -27,11 +27,11 @@ import os
 import sqlite3
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable
 
 from patrol.engine.item_state import HistoryRecord, LogFiles, State
 from patrol.engine.state_lock import REBUILD_INFIX, StateLock, identity, lock_path, unlink
+from patrol.engine.state_rows import FIELDS, Encoded, Item, Key, chunks, history_rows, item_row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS item (
@@ -50,41 +50,14 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 #: ``meta`` table and the rows' ``cas-reserve`` are not such a change: 0.1 ignores both,
 #: and a row it rewrites merely loses its reserve, which then is not applied.)
 SCHEMA_VERSION = 1
-#: State fields kept in the item row (the rest is derived or per-process).
-FIELDS = (
-    "cas", "keyvalue", "instance_id", "started", "lastseen", "disabled", "restart", "run_once",
-    "run_once_consumed", "pid", "exit_code",
-)
 #: How far above the written CAS the next Patrol starts after a crash: more than the
 #: CAS changes a ping flood can make between two flushes, far less than the CAS range.
 CAS_RESERVE = 10_000
 #: SQLite's page cache for the state file, in KiB. The default 2 MiB held the whole file up to
 #: ~1,700 items (~1.2 KB each); the OS's cache serves the pages a write needs beyond it.
 PAGE_CACHE_KIB = 256
-
-Key = tuple[str, str]
-
-
 class StateFileTooNew(Exception):
     """The state file was written by a newer Patrol, in a layout this one does not know."""
-
-
-@dataclass
-class Item:
-    """One app or service as the state file keeps it."""
-
-    group: str
-    id: str
-    state: State
-    extra: dict[str, Any]
-
-    @property
-    def key(self) -> Key:
-        return (self.group, self.id)
-
-
-#: an item, its row as JSON, and its history rows not yet written
-Encoded = tuple[Item, str, list[tuple[str, str, int, str]]]
 
 
 class Store:
@@ -163,17 +136,24 @@ class Store:
     def save_all(self, items: Iterable[Item]) -> dict[Key, Exception]:
         """Write every item in one transaction (a group commit).
 
+        Rows are encoded and written :data:`CHUNK` items at a time: a start burst's
+        thousands of rows are never all in memory at once (pymalloc keeps an arena while
+        any of its pools holds a block, so one burst's transients stayed in RSS for good).
         Items that cannot be encoded are left out and returned with their error: one bad
         item must not keep the others off the disk. A database error raises, and then
-        nothing of this call was written.
+        nothing of this call was written (nor marked written).
         """
-        encoded, failed = self._encode(items, full=False)
-        if not encoded:
-            return failed
-        with self.db:  # BEGIN ... COMMIT
+        failed: dict[Key, Exception] = {}
+        written: list[tuple[Key, State]] = []
+        with self.db:  # BEGIN ... COMMIT, or ROLLBACK on an error
             self.db.execute("BEGIN")
-            self._write(self.db, encoded, full=False)
-        self._written(encoded)
+            for chunk in chunks(items):
+                encoded, bad = self._encode(chunk, full=False)
+                failed.update(bad)
+                if encoded:
+                    self._write(self.db, encoded, full=False)
+                    written.extend((item.key, item.state) for item, _, _ in encoded)
+        self._written(written)
         return failed
 
     def _encode(self, items: Iterable[Item], *, full: bool) -> tuple[list[Encoded], dict[Key, Exception]]:
@@ -181,28 +161,11 @@ class Store:
         failed: dict[Key, Exception] = {}
         for item in items:
             try:
-                encoded.append((item, self._row(item), self._new_history(item, full=full)))
+                saved = 0 if full else self._saved_history.get(item.key, 0)
+                encoded.append((item, item_row(item, item.state.cas + CAS_RESERVE), history_rows(item, saved)))
             except (TypeError, ValueError, RecursionError) as exc:
                 failed[item.key] = exc
         return encoded, failed
-
-    def _row(self, item: Item) -> str:
-        state = item.state
-        row = {name: getattr(state, name) for name in FIELDS}
-        row["started_log"] = asdict(state.started_log) if state.started_log else None
-        row.update(item.extra)
-        row["cas-reserve"] = state.cas + CAS_RESERVE
-        return json.dumps(row)
-
-    def _new_history(self, item: Item, *, full: bool) -> list[tuple[str, str, int, str]]:
-        state = item.state
-        saved = 0 if full else self._saved_history.get(item.key, 0)
-        new = min(state.history_total - saved, len(state.history))
-        if new <= 0:
-            return []
-        first = state.history_total - new + 1
-        records = list(state.history)[-new:]
-        return [(item.group, item.id, first + i, json.dumps(_fields(r))) for i, r in enumerate(records)]
 
     def _write(self, db: sqlite3.Connection, encoded: list[Encoded], *, full: bool) -> None:
         if not self._running_marked or full:
@@ -217,12 +180,12 @@ class Store:
                 db.execute("DELETE FROM history WHERE grp = ? AND id = ? AND seq <= ?",
                            (*item.key, item.state.history_total - item.state.history_limit))
 
-    def _written(self, encoded: list[Encoded]) -> None:
+    def _written(self, written: list[tuple[Key, State]]) -> None:
+        """After the commit only: what is marked here is trusted to be on disk."""
         self._running_marked = True
-        for item, _, _ in encoded:
-            key = item.key  # one tuple kept per item, not one per table
-            self._saved_history[key] = item.state.history_total
-            self._reserve[key] = item.state.cas + CAS_RESERVE
+        for key, state in written:  # one key tuple kept per item, not one per table
+            self._saved_history[key] = state.history_total
+            self._reserve[key] = state.cas + CAS_RESERVE
 
     def covers(self, group: str, item_id: str, cas: int) -> bool:
         """Is ``cas`` below the reserve on disk (so it may be shown before it is written)?"""
@@ -319,7 +282,7 @@ class Store:
             pass
         self.db = self._connect()
         self._running_marked = False
-        self._written(encoded)
+        self._written([(item.key, item.state) for item, _, _ in encoded])
         for key in failed:
             self._saved_history.pop(key, None)
         return copied
@@ -384,11 +347,6 @@ class Store:
 
     def items(self) -> list[tuple[str, str]]:
         return [(grp, item_id) for grp, item_id in self.db.execute("SELECT grp, id FROM item")]
-
-
-def _fields(record: HistoryRecord) -> dict[str, Any]:
-    """A record's fields, shallow: json.dumps copies them anyway (asdict deep-copies)."""
-    return {f.name: getattr(record, f.name) for f in fields(record)}
 
 
 def default_path(config_source: str | None) -> str:

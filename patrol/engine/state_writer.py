@@ -29,7 +29,8 @@ import structlog
 
 from patrol.engine.dirwatch import DirWatch
 from patrol.engine.item_state import State
-from patrol.engine.state_file import Item, Key, Store
+from patrol.engine.state_file import Store
+from patrol.engine.state_rows import Item, Key
 
 log = structlog.get_logger("patrol.statefile")
 
@@ -172,15 +173,17 @@ class StateWriter:
         if not self.dirty:
             self._durable = False
             return
-        items = [self._item(runner) for runner in self.dirty.values()]
+        # the items are made as the store encodes them, a chunk at a time: a start burst's
+        # every item (and its extras) is never in memory at once
+        keys = list(self.dirty)
         try:
-            failed = self.store.save_all(items)
+            failed = self.store.save_all(self._item(self.dirty[key]) for key in keys)
         except Exception as exc:  # noqa: BLE001 - sqlite3.Error, OSError, ...
             self._failed(exc)
             return
-        for item in items:
-            if item.key not in failed:
-                del self.dirty[item.key]
+        for key in keys:
+            if key not in failed:
+                del self.dirty[key]
         if not self.dirty:
             self.dirty.clear()  # frees the table a start burst grew (deleted entries leave it as large)
         if failed:

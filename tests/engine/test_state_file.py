@@ -373,7 +373,8 @@ def test_a_group_commit_larger_than_the_page_cache_is_written_whole(tmp_path):
     burst's one transaction then spills pages to the WAL before its commit, and every
     item must still be on disk, once, with what was written."""
     from patrol.engine.item_state import State
-    from patrol.engine.state_file import CAS_RESERVE, PAGE_CACHE_KIB, Item, Store
+    from patrol.engine.state_file import CAS_RESERVE, PAGE_CACHE_KIB, Store
+    from patrol.engine.state_rows import Item
 
     path = str(tmp_path / "state.db")
     store = Store(path)
@@ -396,3 +397,50 @@ def test_a_group_commit_larger_than_the_page_cache_is_written_whole(tmp_path):
             assert state.cas in (i + 1, i + 1 + CAS_RESERVE)  # raised to its reserve: not closed as on exit
     finally:
         reopened.close()
+
+
+def test_a_group_commit_is_encoded_in_chunks_and_a_failure_in_a_late_chunk_writes_and_marks_nothing(tmp_path):
+    """A group commit encodes its rows a chunk at a time (a start burst's rows were all in
+    memory at once); the chunks are still one transaction: when the database refuses a row
+    of a later chunk, the earlier chunks are rolled back and nothing counts as written, or
+    the reserve would cover CAS values that are not on disk and history would be skipped."""
+    from patrol.engine.item_state import HistoryRecord, State
+    from patrol.engine.state_file import CAS_RESERVE, Store
+    from patrol.engine.state_rows import CHUNK, Item
+
+    count = 2 * CHUNK + 3
+    made: list[int] = []  # how many items the lazy source had handed out when each row was inserted
+    store = Store(str(tmp_path / "state.db"))
+    try:
+        store.db.create_function("made", 0, lambda: len(made))
+        store.db.execute("CREATE TABLE seen (made INTEGER)")
+        store.db.execute("CREATE TRIGGER watch AFTER INSERT ON item BEGIN INSERT INTO seen VALUES (made()); END")
+        store.db.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON item WHEN NEW.id = 'a{count - 1:04d}' "
+                         "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+
+        def items():
+            for i in range(count):
+                state = State(cas=i + 1, instance_id=f"i{i}")
+                state.set_history([HistoryRecord(f"h{i}", 1.0, 2.0)])
+                state.history_total = 1
+                made.append(i)
+                yield Item("app", f"a{i:04d}", state, {})
+
+        with pytest.raises(sqlite3.IntegrityError, match="refused"):
+            store.save_all(items())
+        assert store.db.execute("SELECT count(*) FROM item").fetchone()[0] == 0
+        assert store.db.execute("SELECT count(*) FROM history").fetchone()[0] == 0
+        assert not store.covers("app", "a0000", 1)  # nothing marked written
+
+        store.db.execute("DROP TRIGGER refuse")
+        store.db.execute("DELETE FROM seen")
+        made.clear()
+        assert store.save_all(items()) == {}
+        assert store.db.execute("SELECT count(*) FROM item").fetchone()[0] == count
+        assert store.db.execute("SELECT count(*) FROM history").fetchone()[0] == count
+        assert store.covers("app", f"a{count - 1:04d}", count - 1 + CAS_RESERVE)
+        # the first row went in before the source had made more than one chunk
+        assert store.db.execute("SELECT min(made) FROM seen").fetchone()[0] <= CHUNK
+    finally:
+        store.close()
+
