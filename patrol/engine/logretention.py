@@ -20,17 +20,20 @@ from __future__ import annotations
 import os
 import stat
 import time
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from patrol.engine.logfiles import LOG_NAME, MONTHS
 
 DAY = 86400.0
 
 #: log directory -> inodes of the files being written that the last walk found within
-#: the size they may reach (inodes, not paths: a third of the memory); replaced by each
-#: walk of that directory (one walk at a time per directory: the router's pruning thread)
-_WITHIN: dict[str, set[int]] = {}
+#: the size they may reach, sorted; replaced by each walk of that directory (one walk at
+#: a time per directory: the router's pruning thread). Inodes, not paths, in an array,
+#: not a set: 8 bytes each where a set of ints took ~90 (its table and an int object).
+_WITHIN: dict[str, array[int]] = {}
 
 
 @dataclass(frozen=True)
@@ -52,21 +55,17 @@ def prune(root: str, budget: int, writing: Mapping[str, int], max_age_days: floa
     directory stays within the budget while they grow, not only right after a prune.
     """
     files: list[tuple[int, int, str, int, float]] = []
-    within = _WITHIN.get(root, set())
-    seen_within: set[int] = set()
-    growing = 0  # bytes of the files being written that were counted without a stat
+    within = _WITHIN.get(root, _NONE)
+    seen_within = array("Q")
+    growing = 0  # bytes of the files being written (never deleted: not in ``files``)
     days = _day_dirs(root)
     for day in days:
-        try:
-            entries = list(os.scandir(day))
-        except OSError:
-            continue
-        for entry in entries:
+        for entry in _entries(day):  # one entry (and its stat) at a time: a walk's transients stay small
             path = entry.path
             limit = writing.get(path, 0)
-            if limit and entry.inode() in within and entry.is_file(follow_symlinks=False):
+            if limit and _holds(within, entry.inode()) and entry.is_file(follow_symlinks=False):
                 growing += limit  # being written: never deleted, so neither its age nor its size matters
-                seen_within.add(entry.inode())
+                seen_within.append(entry.inode())
                 continue
             match = LOG_NAME.fullmatch(entry.name)
             if match is None:
@@ -75,12 +74,15 @@ def prune(root: str, budget: int, writing: Mapping[str, int], max_age_days: floa
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if stat.S_ISREG(st.st_mode):
-                if limit and st.st_size <= limit:
-                    seen_within.add(st.st_ino)  # (one larger, say adopted after log-max-bytes shrank: stat again)
-                files.append((int(match.group(1)), -int(match.group(3) or 0), path, max(st.st_size, limit),
-                              st.st_mtime))
-    _WITHIN[root] = seen_within
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if limit:  # being written: counted, never listed for deletion
+                if st.st_size <= limit:
+                    seen_within.append(st.st_ino)  # (one larger, say adopted after log-max-bytes shrank: stat again)
+                growing += max(st.st_size, limit)
+                continue
+            files.append((int(match.group(1)), -int(match.group(3) or 0), path, st.st_size, st.st_mtime))
+    _WITHIN[root] = array("Q", sorted(seen_within))
     total = growing + sum(f[3] for f in files)
     removed: list[str] = []
     freed = 0
@@ -102,6 +104,24 @@ def prune(root: str, budget: int, writing: Mapping[str, int], max_age_days: floa
         freed += size
     emptied = _remove_empty(root, days, now()) if removed or too_old is not None else 0
     return Pruned(removed, freed, total, emptied)
+
+
+_NONE: array[int] = array("Q")
+
+
+def _entries(directory: str) -> Iterator[os.DirEntry[str]]:
+    """The entries of ``directory``, none when it cannot be listed (any more)."""
+    try:
+        with os.scandir(directory) as listing:
+            yield from listing
+    except OSError:
+        return
+
+
+def _holds(inodes: array[int], inode: int) -> bool:
+    """Is ``inode`` in the sorted array ``inodes``?"""
+    at = bisect_left(inodes, inode)
+    return at < len(inodes) and inodes[at] == inode
 
 
 def _remove_empty(root: str, days: list[str], now: float) -> int:

@@ -275,6 +275,37 @@ def test_prune_counts_files_being_written_right_across_walks(tmp_path: Path) -> 
     assert prune(str(tmp_path), 0, writing).total == 50
 
 
+
+def test_prune_remembers_many_files_being_written_and_finds_each_again(tmp_path: Path) -> None:
+    """The files a walk found within their size are remembered by inode in a sorted array
+    (a set of ints cost ~90 bytes per file): each must be found again by the next walk,
+    whatever the order the directory lists them in, and only those."""
+    day = tmp_path / "2026" / "may" / "1"
+    day.mkdir(parents=True)
+    adopted = day / "500.stdout.log"  # being written but larger than its size: never remembered
+    adopted.write_bytes(b"x" * 100)
+    writing = {str(adopted): 30}
+    for i in range(200):
+        path = day / f"{1000 + i}.stdout.log"
+        path.write_bytes(b"x" * 5)
+        writing[str(path)] = 30
+    done = day / "999.stdout.log"  # not being written: its own size, and deletable
+    done.write_bytes(b"x" * 7)
+    assert prune(str(tmp_path), 0, writing).total == 200 * 30 + 7 + 100
+    for path in list(writing)[1:]:  # someone else writes past the size: remembered files are not looked at
+        with open(path, "ab") as f:
+            f.write(b"y" * 100)
+    found = prune(str(tmp_path), 0, writing)
+    assert found.total == 200 * 30 + 7 + 100  # every one found in the array, none stat'ed again
+    adopted.write_bytes(b"x" * 120)  # not remembered: looked at again
+    assert prune(str(tmp_path), 200 * 30 + 1, writing).removed == [str(done)]  # never one being written
+    # a file put in at a remembered path has another inode: looked at, its real size counts
+    first = list(writing)[1]
+    replacement = day / "replacement"
+    replacement.write_bytes(b"x" * 50)
+    os.replace(replacement, first)
+    assert prune(str(tmp_path), 0, writing).total == 199 * 30 + 50 + 120
+
 def test_the_current_link_is_made_even_over_a_leftover_temporary(tmp_path: Path) -> None:
     """The link is made under a temporary name and renamed over the old one; a temporary
     left by a Patrol of the same pid that died in between is replaced, not an error."""
