@@ -168,21 +168,26 @@ def _items(path: str, raw: Mapping[str, Any], noun: str, report: Report,
     seen: dict[str, str] = {}
     warn_duplicates(report, path, raw)
     for item_id, body in raw.items():
+        # one string for the id, the key and the decoder's text when already lower-case
+        # (``lower()`` makes a new one each call: two more strings per item, kept for good)
+        lowered = item_id.lower()
+        if lowered == item_id:
+            lowered = item_id
         at = child(path, item_id)
         problem = id_problem(item_id)
         if problem:
             report.error(at, f"{noun} id {problem}")
-        elif item_id.lower() in seen:
+        elif lowered in seen:
             problem = f"duplicate {noun} id"
-            report.error(at, f'{problem} (ids are case-insensitive; also "{seen[item_id.lower()]}")')
+            report.error(at, f'{problem} (ids are case-insensitive; also "{seen[lowered]}")')
         else:
-            seen[item_id.lower()] = item_id
+            seen[lowered] = item_id
         if not isinstance(body, dict):
             report.error(at, f"must be an object {got(body)}")
             continue
-        item = read(Section(body, at, report), item_id.lower())
+        item = read(Section(body, at, report), lowered)
         if item is not None and problem is None:
-            items[item_id.lower()] = item
+            items[lowered] = item
     return MappingProxyType(items)
 
 

@@ -227,6 +227,16 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
     assert list(config.apps) == ["app"]
 
 
+
+def test_an_item_id_is_one_string_for_the_key_and_the_item_and_mixed_case_still_lowered(tmp_path):
+    """An id already in lower case is kept as the one string the decoder made: ``lower()``
+    made two more per item (the key and the config's id), kept as long as the config."""
+    config, _ = load(write(tmp_path, {"apps": {"web-01": APP, "Api": APP}}))
+    assert list(config.apps) == ["web-01", "api"]
+    for key, app in config.apps.items():
+        assert app.id == key
+        assert app.id is key
+
 # -- all errors at once, wrong types, warnings -----------------------------------------------------
 
 def test_every_error_of_a_file_is_reported_at_once(tmp_path):
