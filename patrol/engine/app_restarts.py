@@ -43,7 +43,7 @@ class Restarts:
         if requested:
             self.failures = 0
             self.delay = 0.0
-            runner.sup.loop.call_soon(runner.reconcile)
+            runner.sup.reaper.soon(runner.reconcile)  # ahead of what the exit queued
             return
         if not wanted(runner.config, runner.last_exit, runner.last_reason):
             self.exited = True
@@ -61,7 +61,7 @@ class Restarts:
             return
         self.delay = delay
         if delay == 0:
-            runner.sup.loop.call_soon(runner.reconcile)
+            runner.sup.reaper.soon(runner.reconcile)  # ahead of what the exit queued
         else:
             self.retry = runner.sup.loop.call_later(delay, self._retry_due)
 

@@ -17,6 +17,15 @@
   its processes, every few ms, each of N apps at shutdown) looks only if a SIGCHLD came
   since the last look that went to the end: with no signal, no child has exited since,
   and N polls of N children each were a shutdown's quadratic part.
+* **What an exit calls for comes before what it merely queued.** A restart an exit
+  asks for (:meth:`Reaper.soon`) runs at the end of the reap that reported the exit,
+  once every exit callback has returned: not behind the loop's ready queue, where the
+  exit's own state-file commit, log pipes' end of file and writer-thread hand-offs sit
+  already. Only the reap a SIGCHLD runs does this: it is called by the loop alone, while
+  a reap someone else calls (a keepalive reporting a death) has that caller on the stack,
+  which must not see a new run start under it. At 5,000 apps that queue delayed each
+  respawn by ~1 ms, and the ended run and the new one took a commit each; now the new
+  run's pid goes into the same commit.
 """
 
 from __future__ import annotations
@@ -66,10 +75,13 @@ class Reaper:
         self._drains = 0  # looks that found nothing more, so far
         #: SIGCHLDs received when the last look that went to the end began (None: none yet)
         self._drained_at: int | None = None
+        #: inside the reap a SIGCHLD runs: what exit callbacks ask for waits for its end
+        self._on_signal = False
+        self._after: list[Callable[[], None]] = []
 
     def install(self) -> None:
         if not self._installed:
-            self.signals.add(signal.SIGCHLD, self.reap)
+            self.signals.add(signal.SIGCHLD, self._signalled)
             self._installed = True
             self.reap()  # children that exited before the handler existed
 
@@ -106,6 +118,35 @@ class Reaper:
         if self._installed and self._drained_at == self.signals.received.get(signal.SIGCHLD, 0):
             return
         self.reap()
+
+    def soon(self, job: Callable[[], None]) -> None:
+        """Run ``job`` once the exit being reported is handled: inside the reap a SIGCHLD
+        runs, at its end (every exit callback returned, nothing but the loop on the
+        stack); anywhere else at the loop's next turn (``call_soon``), as before."""
+        if self._on_signal:
+            self._after.append(job)
+        else:
+            self.loop.call_soon(job)
+
+    def _signalled(self) -> None:
+        """The SIGCHLD handler: reap, then do what the exits asked for (see :meth:`soon`)."""
+        if self._on_signal:  # cannot happen (the loop calls handlers one at a time); stay plain
+            self.reap()
+            return
+        self._on_signal = True
+        try:
+            self.reap()
+        finally:
+            self._on_signal = False
+            self._run_after()
+
+    def _run_after(self) -> None:
+        while self._after:
+            job = self._after.pop(0)
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - one item's bug must not stop the others' jobs
+                log.exception("work after an exit failed")
 
     def reap(self) -> None:
         """Reap every child that has exited (always looks)."""
