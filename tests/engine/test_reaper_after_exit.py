@@ -7,6 +7,7 @@ the test process's own children), real SIGCHLD through Patrol's signal router.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -70,8 +71,6 @@ print(json.dumps(asyncio.run(scenario())))
 
 
 def _run() -> dict[str, list[str]]:
-    import json
-
     done = subprocess.run([sys.executable, "-c", SCENARIO], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     result: dict[str, list[str]] = json.loads(done.stdout)
@@ -85,6 +84,56 @@ def test_a_restart_an_exit_asks_for_runs_before_what_the_exit_queued() -> None:
     assert result["inside_caller"] == ["reported"], "the restart ran under the caller of reap()"
     assert result["after"] == ["reported", "restart"]
 
+
+#: Two children exited before the SIGCHLD's reap runs: the first one's restart is done,
+#: then what its exit queued, and only then is the second exit looked for.
+TWO_EXITS = r"""
+import asyncio, json, os, signal, subprocess
+from patrol.engine.reaper import Reaper
+from patrol.engine.signals import SignalRouter
+
+async def scenario():
+    loop = asyncio.get_running_loop()
+    reaper = Reaper(loop, SignalRouter(loop))
+    reaper.install()
+    order, children = [], [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(2)]
+    ended = loop.create_future()
+
+    def exited(name):
+        def report(status):
+            order.append(f"reported {name}")
+            def queued():
+                order.append(f"queued by {name}")
+                if len(order) == 6 and not ended.done():
+                    ended.set_result(None)
+            loop.call_soon(queued)
+            reaper.soon(lambda: order.append(f"restart {name}"))
+        return report
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # one SIGCHLD for both, one reap
+    for name, child in zip("ab", children):
+        reaper.watch(child.pid, exited(name), owner=name)
+        child.kill()
+    for child in children:  # both are zombies before the loop runs the SIGCHLD's reap
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+    await asyncio.wait_for(ended, 30)
+    return order
+
+print(json.dumps(asyncio.run(scenario())))
+"""
+
+
+def test_a_reap_that_restarted_leaves_its_next_look_to_the_loop() -> None:
+    """Apps crashing as fast as they start must not keep one reap (and the loop) busy:
+    after a restart the reap ends, and the next exit is reported at a later turn."""
+    done = subprocess.run([sys.executable, "-c", TWO_EXITS], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    order = json.loads(done.stdout)
+    first, second = (order[0][-1], order[3][-1])
+    assert {first, second} == {"a", "b"}, order
+    assert order == [f"reported {first}", f"restart {first}", f"queued by {first}",
+                     f"reported {second}", f"restart {second}", f"queued by {second}"]
 
 #: ``patrol run`` in this Python, each ``waitpid(-1)`` (a walk of every child) and each
 #: spawn written to $LOOKS_FILE as it happens; only recorded, never replaced.
