@@ -10,9 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-#: Played in a fresh interpreter: ``waitpid(-1)`` would also collect every child the test
-#: process has left from earlier tests, and each such collection is one more look.
-SCENARIO = r"""
+#: Every scenario's start: the reaper's ``waitpid(-1)`` calls are counted (``looks``)
+COUNTED = r"""
 import asyncio, os, signal, subprocess, sys
 from patrol.engine import reaper as reaper_module
 from patrol.engine.reaper import Reaper
@@ -26,6 +25,11 @@ def counted(pid, options):
     return real(pid, options)
 
 reaper_module.os.waitpid = counted  # only counted, never replaced
+"""
+
+#: Played in a fresh interpreter: ``waitpid(-1)`` would also collect every child the test
+#: process has left from earlier tests, and each such collection is one more look.
+SCENARIO = COUNTED + r"""
 child = subprocess.Popen(["sleep", "60"], start_new_session=True)
 others = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(2)]  # they stay
 
@@ -69,20 +73,7 @@ def test_an_exit_callback_that_reaps_spares_the_reaper_a_further_look() -> None:
 
 
 #: A stop polls the reaper every few ms while it waits (N apps at shutdown: N pollers).
-POLLS = r"""
-import asyncio, os, signal, subprocess, sys
-from patrol.engine import reaper as reaper_module
-from patrol.engine.reaper import Reaper
-
-looks = [0]
-real = os.waitpid
-
-def counted(pid, options):
-    if pid == -1:
-        looks[0] += 1
-    return real(pid, options)
-
-reaper_module.os.waitpid = counted  # only counted, never replaced
+POLLS = COUNTED + r"""
 children = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(3)]
 
 def zombie(pid):
