@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-from patrol.engine import descriptors, launcher
+from patrol.engine import descriptors, launcher, spawn_thread
 from patrol.engine.reaper import Reaper
 from patrol.engine.signalling import signal_group
 from patrol.plugin.keepalive import ExitStatus
@@ -148,20 +148,55 @@ def spawn(
     unless ``settings`` say otherwise. With ``settings`` that need the launcher, it is
     what starts (same pid); a step it fails is reported on ``status`` (which the caller
     then reads, see :class:`LaunchStatus`), and it exits 127.
+
+    The ``Popen`` itself runs in the spawn thread where there is one
+    (:mod:`patrol.engine.spawn_thread`: its small descriptor table keeps a spawn as
+    cheap with 5,000 apps as with one); ``stdin``, ``stdout``, ``stderr`` (``None``:
+    Patrol's own) and the status pipe are handed to it for the spawn.
     """
     settings = settings or ProcessSettings()
-    if not settings.launcher:
-        proc = Child(list(argv), executable=argv[0], env=dict(env), cwd=cwd, stdin=stdin, stdout=stdout,
-                                stderr=stderr, start_new_session=True, close_fds=True,
-                                umask=-1 if settings.umask is None else settings.umask)
-        descriptors.hand_back(proc.pid)
-        return proc
-    if status is None:
+    if settings.launcher and status is None:
         raise ValueError("a launch through the launcher needs a LaunchStatus")
-    boot = [sys.executable, "-I", "-S", _LAUNCHER, *_launcher_arguments(settings, status.write_fd), *argv]
+    streams = [_own(stdin, 0), _own(stdout, 1), _own(stderr, 2)]
+    spawner = spawn_thread.current() if subprocess.PIPE not in streams else None
+    proc: Child | None = None
+    if spawner is not None:
+        handed = [fd for fd in streams if fd >= 0]
+        if status is not None:
+            handed.append(status.write_fd)
+
+        def start(copies: list[int]) -> Child:
+            mine = iter(copies)
+            local = [next(mine) if fd >= 0 else fd for fd in streams]
+            return _start(argv, env, cwd, local, settings, next(mine) if status is not None else -1)
+
+        try:
+            proc = spawner.run(start, handed)
+        except spawn_thread.SpawnThreadGone:
+            proc = None  # it did not run: start the child here
+    if proc is None:
+        proc = _start(argv, env, cwd, streams, settings, status.write_fd if status is not None else -1)
+    if not settings.launcher:
+        descriptors.hand_back(proc.pid)
+    return proc
+
+
+def _own(fd: int | None, inherited: int) -> int:
+    """A child's standard stream: ``None`` is Patrol's own (descriptor ``inherited``)."""
+    return inherited if fd is None else fd
+
+
+def _start(argv: Sequence[str], env: Mapping[str, str], cwd: str, streams: list[int],
+           settings: ProcessSettings, status_fd: int) -> Child:
+    """The ``Popen`` of :func:`spawn`, with descriptors of the calling thread's table."""
+    stdin, stdout, stderr = streams
+    umask = -1 if settings.umask is None else settings.umask
+    if not settings.launcher:
+        return Child(list(argv), executable=argv[0], env=dict(env), cwd=cwd, stdin=stdin, stdout=stdout,
+                     stderr=stderr, start_new_session=True, close_fds=True, umask=umask)
+    boot = [sys.executable, "-I", "-S", _LAUNCHER, *_launcher_arguments(settings, status_fd), *argv]
     return Child(boot, env=dict(env), cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
-                            start_new_session=True, close_fds=True, pass_fds=(status.write_fd,),
-                            umask=-1 if settings.umask is None else settings.umask)
+                 start_new_session=True, close_fds=True, pass_fds=(status_fd,), umask=umask)
 
 
 def _launcher_arguments(settings: ProcessSettings, status_fd: int) -> list[str]:

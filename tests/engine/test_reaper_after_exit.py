@@ -158,7 +158,10 @@ def waitpid(pid, options):
 
 def execute_child(self, *args, **kwargs):
     real_execute(self, *args, **kwargs)
-    os.write(out, b"spawn %d\n" % self.pid)
+    # runs in the spawn thread, whose descriptor table has no ``out``: open it there
+    spawned = os.open(os.environ["LOOKS_FILE"], os.O_WRONLY | os.O_APPEND)
+    os.write(spawned, b"spawn %d\n" % self.pid)
+    os.close(spawned)
 
 os.waitpid = waitpid
 subprocess.Popen._execute_child = execute_child
