@@ -10,7 +10,6 @@ are refused, and text that is not valid Unicode is refused at the door.
 
 from __future__ import annotations
 
-import difflib
 import json
 import signal
 from dataclasses import dataclass
@@ -149,6 +148,8 @@ def _json_type(value: Any) -> str:
 
 
 def _did_you_mean(key: str) -> str:
+    import difflib  # here: only a request with a misspelt field needs it
+
     close = difflib.get_close_matches(key.lower(), FIELDS, n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -11,7 +11,6 @@ import datetime
 import json
 import os
 import re
-import tomllib
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -306,6 +305,8 @@ def _decode_json(text: str, source: str) -> tuple[Any, list[str]]:
 
 
 def _decode_toml(text: str, source: str) -> Any:
+    import tomllib  # here, not at the top: its compiled patterns stay for good, and a JSON config never needs them
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

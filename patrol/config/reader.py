@@ -8,7 +8,6 @@ reported as a likely typo.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -227,6 +226,8 @@ class Section:
         for key in self.data:
             if key.casefold() in self._read:
                 continue
+            import difflib  # here: only a config with an unknown key needs it (it would stay for the daemon's life)
+
             close = difflib.get_close_matches(key.casefold(), known, n=1)
             hint = f' (did you mean "{close[0]}"?)' if close else ""
             self.report.warn(self.at(key), f"unknown key, ignored{hint}")
