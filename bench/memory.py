@@ -24,6 +24,7 @@ import os
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the package importable
@@ -76,12 +77,19 @@ def vm_rss_kb(pid: int) -> int:
     raise ProcessLookupError(pid)
 
 
-def measure(patrol: Patrol, n: int, settings: Settings, snapshot: Path | None = None) -> int:
-    """RSS in KiB once ``n`` apps started and settled (and the snapshot, when traced)."""
+def measure(patrol: Patrol, n: int, settings: Settings, snapshot: Path | None = None,
+            look: Callable[[int], None] | None = None) -> int:
+    """RSS in KiB once ``n`` apps started and settled (and the snapshot, when traced).
+
+    ``look`` is called with Patrol's pid right after the RSS is read, while it still runs
+    (bench/rss_floor.py reads its smaps there, of the very process whose RSS it reports).
+    """
     with Run(patrol, settings) as run:
         run.wait_started(n)
         time.sleep(SETTLE)
         rss = vm_rss_kb(run.pid)
+        if look is not None:
+            look(run.pid)
         if snapshot is not None:
             Path(str(snapshot) + ".trigger").touch()
             done = Path(str(snapshot) + ".done")
