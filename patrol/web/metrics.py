@@ -19,9 +19,9 @@ import importlib
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from patrol.util import steps
+from patrol.web.chunked import chunked_response
 
 if TYPE_CHECKING:
     from patrol.api.metrics import Metrics
@@ -61,5 +61,4 @@ class MetricsPage:
             chunks = await metrics.scrape()
         from patrol.api.metrics import CONTENT_TYPE  # loaded by now
 
-        return StreamingResponse(steps.each(chunks), 200, media_type=CONTENT_TYPE,
-                                 headers={"Content-Length": str(sum(map(len, chunks)))})
+        return chunked_response(chunks, CONTENT_TYPE)

@@ -30,13 +30,12 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from patrol.web import auth
 from patrol.api.access import is_ping_only, secret_credential, too_many
-from patrol.util import steps
 from patrol.api.wire import dumps, request_from_query
 from patrol.web.connections import Limits, Listener
 from patrol.web.events import events_endpoint
@@ -44,6 +43,7 @@ from patrol.web.metrics import MetricsPage
 from patrol.api.view import KernelView
 from patrol.plugin.model import Listen
 from patrol.web.bodies import Refused, cross_site, read_request
+from patrol.web.chunked import chunked_response
 from patrol.web.lazy_routes import LazyRoutes
 
 
@@ -87,9 +87,7 @@ def build_app(view: KernelView, metrics: MetricsPage | None = None) -> Starlette
     metrics = metrics or MetricsPage(view)
     async def status(request: Request) -> Response:
         # built in steps and sent in chunks: with thousands of items, one go would stall the loop (patrol.util.steps)
-        chunks = await api.status_json()
-        return StreamingResponse(steps.each(chunks), 200, media_type="application/json; charset=utf-8",
-                                 headers={"Content-Length": str(sum(map(len, chunks)))})
+        return chunked_response(await api.status_json(), "application/json; charset=utf-8")
 
     def refuse(status: int, *messages: str) -> Response:
         """An API request refused before it reached the API: counted as its answers are."""

@@ -1,0 +1,46 @@
+"""``/status/`` as one plain body when it is one chunk, chunk by chunk when it is big.
+
+Through a real Patrol and real HTTP: the answer parses and its ``Content-Length`` is
+its length either way; a small answer does not pull in anyio's asyncio backend (which
+Starlette's streaming responses need, and which would stay in the daemon for good: see
+:mod:`patrol.web.chunked`), a big one still streams (and so does need it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+
+from patrol.util.steps import CHUNK_BYTES
+
+IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", re.MULTILINE)
+#: imported with anyio's asyncio backend, which a streaming response needs
+BACKEND = "anyio.streams.memory"
+
+
+def fetch(p, path: str) -> tuple[bytes, int]:
+    with urllib.request.urlopen(f"http://{p.http}{path}", timeout=30) as resp:
+        return resp.read(), int(resp.headers["Content-Length"])
+
+
+def test_a_one_chunk_status_is_one_plain_body(patrol):
+    p = patrol.start(patrol.config({"web": patrol.app()}), env={"PYTHONPROFILEIMPORTTIME": "1"})
+    p.running_pid("web")
+    body, length = fetch(p, "/status/")
+    assert len(body) == length < CHUNK_BYTES
+    assert "web" in json.loads(body)["apps"]
+    imported = set(IMPORT_LINE.findall(p.log()))
+    assert "starlette.responses" in imported  # the lines are there to read
+    assert BACKEND not in imported
+
+
+def test_a_status_bigger_than_a_chunk_is_streamed_whole(patrol):
+    apps = {f"big{i}": patrol.app(keyvalue={"blob": f"{i}" * 50_000}) for i in range(8)}
+    p = patrol.start(patrol.config(apps), env={"PYTHONPROFILEIMPORTTIME": "1"})
+    p.running_pid("big0")
+    body, length = fetch(p, "/status/")
+    assert len(body) == length > CHUNK_BYTES
+    answer = json.loads(body)
+    assert [answer["apps"][f"big{i}"]["keyvalue"]["blob"] for i in range(8)] == [f"{i}" * 50_000 for i in range(8)]
+    assert BACKEND in set(IMPORT_LINE.findall(p.log()))  # it took the streaming path
