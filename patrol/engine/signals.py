@@ -11,14 +11,35 @@ Each signal's arrivals are counted (:attr:`SignalRouter.received`), at once in t
 handler, before its callback runs: whoever polls can tell whether anything happened since
 it last looked without a system call (the reaper: no SIGCHLD since its last complete
 look, no child has exited since then either).
+
+The kernel may hand a signal to any thread of Patrol's, not only the loop's: a child's
+SIGCHLD goes to the thread that started it, the spawn thread
+(:mod:`patrol.engine.spawn_thread`). There the C handler only sets the interpreter's
+flag, and the loop, asleep in ``epoll_wait`` on the main thread, would run the Python
+handler at its next timer (measured: 20 s later). So the router also sets the signal
+wakeup descriptor, a socket pair whose read end the loop watches: whichever thread the
+signal lands on writes a byte to it, the loop wakes up, and the handler runs at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from types import FrameType
 from typing import Any, Callable
+
+
+#: the wakeup descriptor the newest router set (-1: none): what the spawn thread keeps
+_wakeup_set = -1
+#: how many wakeup descriptors routers have set: a number may be reused for a new socket
+_wakeup_generation = 0
+
+
+def wakeup_fd() -> tuple[int, int]:
+    """The signal wakeup descriptor a :class:`SignalRouter` set and still holds (-1:
+    none), and which one it is (a descriptor number can come back for another socket)."""
+    return _wakeup_set, _wakeup_generation
 
 
 class SignalRouter:
@@ -28,9 +49,13 @@ class SignalRouter:
         self._previous: dict[int, Any] = {}
         #: signal -> how many times its handler ran (several signals pending at once count once)
         self.received: dict[int, int] = {}
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        self._previous_wakeup = -1
 
     def add(self, sig: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` on the loop when ``sig`` arrives (main thread only)."""
+        if self._wakeup is None:
+            self._wake_on_signals()
         if sig not in self._previous:
             self._previous[sig] = signal.signal(sig, self._deliver)
         self._callbacks[sig] = callback
@@ -43,9 +68,43 @@ class SignalRouter:
     def close(self) -> None:
         for sig in list(self._previous):
             self.remove(sig)
+        global _wakeup_set, _wakeup_generation
+        if self._wakeup is not None:
+            reader, writer = self._wakeup
+            if signal.set_wakeup_fd(self._previous_wakeup) != writer.fileno():
+                signal.set_wakeup_fd(-1)  # someone else's since; theirs goes with our socket
+            if _wakeup_set == writer.fileno():
+                _wakeup_set, _wakeup_generation = self._previous_wakeup, _wakeup_generation + 1
+            if not self.loop.is_closed():
+                self.loop.remove_reader(reader.fileno())
+            reader.close()
+            writer.close()
+            self._wakeup = None
+
+    def _wake_on_signals(self) -> None:
+        """Make a signal handled on any thread wake the loop (see the module docstring)."""
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        # a full buffer means a wakeup is pending already: nothing is lost (the handler's flag stays set)
+        global _wakeup_set, _wakeup_generation
+        self._previous_wakeup = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        self._wakeup = (reader, writer)
+        _wakeup_set = writer.fileno()
+        _wakeup_generation += 1
+        self.loop.add_reader(reader.fileno(), _drain, reader)
 
     def _deliver(self, signum: int, frame: FrameType | None) -> None:
         self.received[signum] = self.received.get(signum, 0) + 1
         callback = self._callbacks.get(signum)
         if callback is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(callback)
+
+
+def _drain(reader: socket.socket) -> None:
+    """The wakeup bytes have done their work by waking the loop: throw them away."""
+    try:
+        while reader.recv(4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass

@@ -26,8 +26,10 @@ Two hazards come with a second table, and both are closed here:
   one). The thread allocates nothing while it waits, and turns the collector off while
   it serves a spawn (the loop is blocked waiting for it meanwhile);
 * a signal's C handler writes to the wakeup descriptor (``signal.set_wakeup_fd``) by
-  number, in whichever thread the kernel picked. The thread keeps its copy of the
-  wakeup descriptor Patrol had when it started, so such a write still reaches it.
+  number, in whichever thread the kernel picked, and the kernel sends a child's SIGCHLD
+  to the thread that started it: this one. The thread keeps its copy of the wakeup
+  descriptor (:class:`patrol.engine.signals.SignalRouter` sets one, so that the loop
+  wakes up), and a new one (a new loop's) makes :func:`current` start a new thread.
 
 Where ``unshare`` is refused (a seccomp profile, as Docker's default one without
 ``CAP_SYS_ADMIN``) or not available, :func:`current` is ``None`` and children are
@@ -47,6 +49,8 @@ import threading
 from typing import Callable, Sequence, TypeVar
 
 import structlog
+
+from patrol.engine import signals
 
 log = structlog.get_logger("patrol.engine")
 
@@ -76,12 +80,20 @@ def _unshare_files() -> None:
         raise OSError(code, os.strerror(code))
 
 
-def _wakeup_fd() -> int:
-    """The signal wakeup descriptor set now (-1: none); main thread only."""
+def _wakeup_fd() -> tuple[int, int]:
+    """The signal wakeup descriptor set now (-1: none) and which one it is; main thread only.
+
+    Patrol's own (a :class:`~patrol.engine.signals.SignalRouter`'s) is known without a
+    look. Another (``loop.add_signal_handler``'s) is read by setting it: for the moment
+    between the two calls a signal on another thread wakes nothing, but the main thread
+    is running Python right then, and so runs the signal's handler at once anyway."""
+    own = signals.wakeup_fd()
+    if own[0] >= 0:
+        return own
     fd = signal.set_wakeup_fd(-1)
     if fd >= 0:
         signal.set_wakeup_fd(fd)
-    return fd
+    return fd, -1
 
 
 class SpawnThread:
@@ -94,6 +106,8 @@ class SpawnThread:
     def __init__(self, *, keep: Sequence[int] = ()) -> None:
         self.pid = os.getpid()
         self._keep = tuple(fd for fd in keep if fd >= 0)
+        #: the signal wakeup descriptor it keeps (-1: none) and which one; see :func:`current`
+        self.wakeup = (keep[0] if keep else -1, -1)
         self._caller, thread_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._thread_fd = thread_end.detach()  # a number only: the thread makes its own socket of it
         self._request = threading.Lock()
@@ -249,8 +263,6 @@ def current() -> SpawnThread | None:
     where it cannot run (spawn on the caller's thread then)."""
     global _current, _refused
     pid = os.getpid()
-    if _current is not None and _current.pid == pid and _current.thread.is_alive():
-        return _current
     if _refused is not None and _refused[0] == pid:
         return None
     if os.environ.get("PATROL_SPAWN_THREAD", "1") == "0":
@@ -258,7 +270,13 @@ def current() -> SpawnThread | None:
         return None
     if threading.current_thread() is not threading.main_thread():
         return None  # the wakeup descriptor can only be read from the main thread
-    spawner = SpawnThread(keep=(_wakeup_fd(),))
+    wakeup = _wakeup_fd()
+    if _current is not None and _current.pid == pid and _current.thread.is_alive():
+        if _current.wakeup == wakeup:
+            return _current
+        _current.stop()  # a new wakeup descriptor (a new loop's): the thread's copy is the old one
+    spawner = SpawnThread(keep=(wakeup[0],))
+    spawner.wakeup = wakeup
     if not spawner.start():
         _refused = (pid, str(spawner.setup_error))
         log.info("children are started from the loop's thread (a separate descriptor table for spawning "
