@@ -22,7 +22,7 @@ import structlog
 
 from patrol.engine.item_state import LogFiles
 from patrol.engine.logcompress import compress_generation
-from patrol.engine.logfiles import IDLE_CLOSE_SECONDS, LogSink, log_paths
+from patrol.engine.logfiles import IDLE_CLOSE_SECONDS, LogPolicy, LogSink, log_paths
 from patrol.engine.logindex import LogIndex
 from patrol.engine.logpipes import PIPE_SIZE, READ_SIZE, READS_PER_WAKEUP, InstanceLogs, LogStream, OutputOrder, \
     find_pipe, make_pipe, stream_paths
@@ -86,6 +86,7 @@ class LogRouter:
         self._on_failing = self._failing
         self._attach_new = partial(self._attach, create=True)
         self._attach_adopted = partial(self._attach, create=False)
+        self._on_compress = self._compress
 
     @property
     def streams(self) -> list[LogStream]:
@@ -104,11 +105,12 @@ class LogRouter:
         """The instance's pipes (its files are made once it runs); raises ``OSError``."""
         instance = InstanceLogs(self._attach_new, config.id, config.log_root,
                                 log_paths(config.log_root, config.std_merge, when_ns))
+        policy = self._policy(config)
         try:
             for name, path in stream_paths(instance.files):
                 read_end, child_end = make_pipe()
                 instance.child_fds[name] = child_end
-                instance.streams.append(LogStream(name, read_end, self._file(config, path)))
+                instance.streams.append(LogStream(name, read_end, self._file(config, path, policy)))
         except BaseException:
             instance.abort()
             raise
@@ -122,6 +124,7 @@ class LogRouter:
                      "by Patrol): Patrol does not write or rotate its log files", app=config.id, pid=pid)
             return None
         instance = InstanceLogs(self._attach_adopted, config.id, config.log_root, files)
+        policy = self._policy(config)
         for name, path in stream_paths(files):
             inode = pipes.get(name)
             fd = find_pipe(pid, inode) if isinstance(inode, int) else None
@@ -130,7 +133,7 @@ class LogRouter:
                             "not the process Patrol started): that output is not read", app=config.id, pid=pid,
                             stream=name)
                 continue
-            instance.streams.append(LogStream(name, fd, self._file(config, path)))
+            instance.streams.append(LogStream(name, fd, self._file(config, path, policy)))
         if not instance.streams:
             return None
         self._attach(instance, create=False)
@@ -138,16 +141,18 @@ class LogRouter:
                  streams=[s.name for s in instance.streams])
         return instance
 
-    def _file(self, config: "AppConfig", path: str) -> QueuedFile:
+    def _policy(self, config: "AppConfig") -> LogPolicy:
+        """What the instance's sinks share (one for its streams). The callbacks are the
+        router's own, shared by every file (what they need to know, the sink and the
+        file carry): thousands of files are open at once."""
         owner = (config.run_as.uid, config.run_as.gid) if config.run_as is not None else None
-        # the callbacks are the router's own, shared by every file (what they need to
-        # know, the sink and the file carry): thousands of files are open at once
-        sink = LogSink(path, config.log_root, config.log_max_bytes, config.log_max_files,
-                       on_rotated=self._on_rotated, compress=config.log_compress, owner=owner,
-                       idle_close=self.idle_close)
-        queued = QueuedFile(sink, self.writer, app_id=config.id)
-        if config.log_compress:
-            sink.on_compress = partial(self._compress, queued)
+        return LogPolicy(config.log_root, config.log_max_bytes, config.log_max_files, on_rotated=self._on_rotated,
+                         compress=config.log_compress, on_compress=self._on_compress, owner=owner,
+                         idle_close=self.idle_close)
+
+    def _file(self, config: "AppConfig", path: str, policy: LogPolicy) -> QueuedFile:
+        """The stream's file: its sink is made when the writers need it (see QueuedFile)."""
+        queued = QueuedFile(path, self.writer, app_id=config.id, policy=policy)
         queued.on_failing = self._on_failing
         return queued
 
@@ -160,7 +165,7 @@ class LogRouter:
         order = self.orders[instance.app_id] = OutputOrder()
         for stream in instance.streams:
             stream.order = order
-            self.writing[stream.sink.path] = stream.sink.max_bytes
+            self.writing[stream.file.path] = stream.file.max_bytes
             link = self.index.link_name(instance.app_id, stream.name) if create else None
             stream.file.call(_Opening(stream.file, link), schedule_with=self._schedule_soon)
             stream.instance = instance

@@ -18,14 +18,16 @@ apps' pipes go on.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Callable, Iterator
 
 import structlog
 
-from patrol.engine.logfiles import LogSink
+from patrol.engine.logfiles import LogPolicy, LogSink
 
 log = structlog.get_logger("patrol.logs")
 
@@ -113,11 +115,22 @@ class QueuedFile:
     while something is queued, the event only while someone waits for the file to be idle.
     """
 
-    __slots__ = ("sink", "writer", "app_id", "limit", "_lock", "_ops", "_queued", "_scheduled", "_check_pending",
-                 "overflowed", "_overflowing", "_idle", "on_failing", "ended")
+    __slots__ = ("_sink", "_policy", "_path", "writer", "app_id", "limit", "_lock", "_ops", "_queued", "_scheduled",
+                 "_check_pending", "overflowed", "_overflowing", "_idle", "on_failing", "ended")
 
-    def __init__(self, sink: LogSink, writer: LogWriter, limit: int = QUEUE_BYTES, *, app_id: str = "") -> None:
-        self.sink = sink
+    def __init__(self, sink: LogSink | str, writer: LogWriter, limit: int = QUEUE_BYTES, *, app_id: str = "",
+                 policy: LogPolicy | None = None) -> None:
+        """``sink``: the file's sink, kept for good; or its path with the ``policy`` that
+        makes its sink, which is then made when an operation needs it and dropped again
+        while the file is closed and idle (see :meth:`_rest`)."""
+        if isinstance(sink, str):
+            if policy is None:
+                raise ValueError("a QueuedFile given a path needs the policy that makes its sink")
+            self._sink: LogSink | None = None
+            self._path = sink
+        else:
+            self._sink, self._path = sink, sink.path
+        self._policy = policy if self._sink is None else None
         self.writer = writer
         self.app_id = app_id  # whose output it is (for messages)
         self.limit = limit
@@ -139,12 +152,43 @@ class QueuedFile:
 
     @property
     def path(self) -> str:
-        return self.sink.path
+        return self._path
+
+    @property
+    def max_bytes(self) -> int:
+        """The size the file may reach (log-max-bytes; 0: unbounded)."""
+        return self._policy.max_bytes if self._policy is not None else self.sink.max_bytes
+
+    @property
+    def sink(self) -> LogSink:
+        """The file's sink, made if it is at rest. Only in the writer thread running the
+        file, or while the file is not scheduled (tests, before the program starts)."""
+        sink = self._sink
+        if sink is None:
+            policy = self._policy
+            assert policy is not None  # (a file without a policy keeps its sink)
+            sink = self._sink = policy.sink(self._path)
+            if policy.compress and policy.on_compress is not None:
+                sink.on_compress = partial(policy.on_compress, self)
+        return sink
+
+    @sink.setter
+    def sink(self, sink: LogSink) -> None:
+        """Replace the sink (tests): kept for good from now on."""
+        self._sink, self._policy = sink, None
+
+    def _rest(self) -> None:
+        """Under the lock, in the writer that ran the file, now idle: a sink made from the
+        policy that is closed with nothing to remember is dropped (made again by the next
+        operation that needs it). Thousands of files are quiet: their sinks (~190 bytes
+        each) and compression hooks would otherwise live as long as their apps."""
+        if self._policy is not None and self._sink is not None and self._sink.at_rest():
+            self._sink = None
 
     @property
     def dropped(self) -> int:
         """Bytes lost, in the queue (writers behind) or at the disk (write errors)."""
-        return self.overflowed + self.sink.dropped
+        return self.overflowed + (self._sink.dropped if self._sink is not None else 0)
 
     def write(self, data: bytes) -> None:
         """Queue output (on the loop); dropped and counted when the queue is full."""
@@ -154,11 +198,11 @@ class QueuedFile:
                 if not self._overflowing:
                     self._overflowing = True
                     log.warning("the log file's writes are behind (a slow or hung disk?); dropping the app's "
-                                "output until they catch up", file=self.sink.path, queued_bytes=self._queued)
+                                "output until they catch up", file=self._path, queued_bytes=self._queued)
                 return
             if self._overflowing:
                 self._overflowing = False
-                log.info("the log file's writes caught up", file=self.sink.path, dropped_bytes=self.overflowed)
+                log.info("the log file's writes caught up", file=self._path, dropped_bytes=self.overflowed)
             self._queued += len(data)
             schedule = self._enqueue(data)
         if schedule:
@@ -191,7 +235,7 @@ class QueuedFile:
             if self._check_pending or self.ended:  # a check after the close would reopen the file
                 return
             self._check_pending = True
-            schedule = self._enqueue(_check(self))
+            schedule = self._enqueue(_CHECK)
         if schedule:
             (QueuedFile.run if here else self.writer.schedule)(self)
 
@@ -232,6 +276,7 @@ class QueuedFile:
             with self._lock:  # take what is queued now; what is queued meanwhile comes after it
                 batch, self._ops = self._ops, None
                 if not batch:
+                    self._rest()
                     self._became_idle()
                     return
             for item in _runs(batch):
@@ -242,16 +287,28 @@ class QueuedFile:
 
     def _do(self, item: bytes | Operation) -> None:
         """One operation, or one write of the data queued in a row."""
-        failing = self.sink.failing
+        failing = self._sink.failing if self._sink is not None else None
         try:
-            if isinstance(item, bytes):
+            if item is _CHECK:
+                self._check_now()
+            elif isinstance(item, bytes):
                 self.sink.write(item)
             else:
                 item(self.sink)
         except Exception:  # noqa: BLE001 - a bug here must not stop the other files' writes
-            log.exception("log file operation failed", file=self.sink.path)
-        if self.sink.failing != failing and self.on_failing is not None:
-            self.on_failing(self, self.sink.failing)
+            log.exception("log file operation failed", file=self._path)
+        now = self._sink.failing if self._sink is not None else None
+        if now != failing and self.on_failing is not None:
+            self.on_failing(self, now)
+
+    def _check_now(self) -> None:
+        """The tick's check. A file at rest is closed and healthy: only whether it is still
+        there is looked at, without making its sink (every file is checked each tick)."""
+        with self._lock:
+            self._check_pending = False
+        if self._sink is None and os.path.lexists(self._path):
+            return
+        self.sink.check()
 
     def abandon(self) -> None:
         with self._lock:
@@ -302,10 +359,7 @@ def _runs(batch: list[bytes | Operation]) -> Iterator[bytes | Operation]:
         yield item
 
 
-def _check(queued: QueuedFile) -> Operation:
-    def check(sink: LogSink) -> None:
-        with queued._lock:
-            queued._check_pending = False
-        sink.check()
-
-    return check
+def _CHECK(sink: LogSink) -> None:
+    """The queued form of :meth:`QueuedFile.check` (one object for every file: the tick
+    queues a check per file); :meth:`QueuedFile._do` runs it as ``_check_now``."""
+    raise AssertionError("run by QueuedFile._do")  # pragma: no cover

@@ -45,11 +45,11 @@ def test_a_quiet_file_is_closed_and_the_next_write_opens_it_again_losing_nothing
     go_on = tmp_path / "go-on"
     closes = 0.2  # seconds idle before a file is closed
 
-    async def scenario() -> tuple[LogSink, LogSink, list[bool]]:
+    async def scenario() -> tuple[QueuedFile, QueuedFile, list[bool]]:
         loop = asyncio.get_running_loop()
         router = LogRouter(loop, [config], writer=LogWriter(threads=2), idle_close=closes)
         instance = router.open_instance(config, 1_000_000_000)
-        out, err = (stream.sink for stream in instance.streams)
+        out, err = (stream.file for stream in instance.streams)
         child = subprocess.Popen([sys.executable, "-c", TWO_LINES, str(go_on)], stdout=instance.child_stdout,
                                  stderr=instance.child_stderr)
         instance.close_child_ends()
@@ -71,7 +71,7 @@ def test_a_quiet_file_is_closed_and_the_next_write_opens_it_again_losing_nothing
         await until(lambda: Path(out.path).exists() and Path(out.path).read_bytes() == b"one\n", "the first line")
         assert err.path not in held_paths()  # nothing written to it: made, then closed at once
         await until(lambda: out.path not in held_paths(), "the quiet stdout file closed")
-        seen.append(out.fd >= 0)
+        seen.append(out._sink is not None and out._sink.fd >= 0)
         go_on.touch()
         await until(lambda: Path(out.path).read_bytes() == b"one\ntwo\n", "the next line, in a reopened file")
         assert await loop.run_in_executor(None, child.wait) == 0
@@ -80,8 +80,8 @@ def test_a_quiet_file_is_closed_and_the_next_write_opens_it_again_losing_nothing
 
     out, err, seen = asyncio.run(scenario())
     assert seen == [False]
-    assert Path(out.path).read_bytes() == b"one\ntwo\n" and out.dropped == 0 and out.failing is None
-    assert Path(err.path).read_bytes() == b"" and err.fd < 0 and out.fd < 0
+    assert Path(out.path).read_bytes() == b"one\ntwo\n" and out.dropped == 0
+    assert Path(err.path).read_bytes() == b"" and err._sink is None and out._sink is None  # closed, healthy: at rest
     assert not {out.path, err.path} & held_paths()
 
 
