@@ -37,6 +37,10 @@ from bench.sessions import Run, Settings
 from bench.workload import Workload, app_ids
 
 SETTLE = 3.0  # seconds after the last start: the state writes and log files of the burst are done
+#: the same under tracemalloc, where everything is several times slower: at 1,000 apps
+#: the writers were still making the burst's log files 3 s after the last start, so
+#: the list counted queued file creations that the untraced RSS no longer holds
+TRACED_SETTLE = 10.0
 #: run as ``python -c TRACER TRIGGER OUT run CONFIG``: Patrol under tracemalloc, which dumps
 #: a snapshot to OUT once the file TRIGGER exists
 TRACER = """
@@ -86,7 +90,7 @@ def measure(patrol: Patrol, n: int, settings: Settings, snapshot: Path | None = 
     """
     with Run(patrol, settings) as run:
         run.wait_started(n)
-        time.sleep(SETTLE)
+        time.sleep(SETTLE if snapshot is None else TRACED_SETTLE)
         rss = vm_rss_kb(run.pid)
         if look is not None:
             look(run.pid)
