@@ -73,8 +73,9 @@ class AppRunner(RunnerBase):
         self.stopper = Stopper(self, self.instance)
         self.control = AppControl(self, self.instance)  # what the keepalive is handed
         self.keepalive = keepalive(self.control)
-        self.health = Health(self, fail=self.fail_run, notified=keepalive.reports_readiness, run=self.instance)
-        self.gate = StartGate(self, grace=self._grace)  # the startup grace, then depends-on
+        # (the class's functions, called with this runner: no bound method kept per app)
+        self.health = Health(self, fail=type(self).fail_run, notified=keepalive.reports_readiness, run=self.instance)
+        self.gate = StartGate(self, grace=type(self)._grace)  # the startup grace, then depends-on
         self.completion: ExitStatus | None = None  # how the last run ended while this Patrol ran
         self.retired = False  # stopped for good (shutdown, or replaced by a reload)
         self.fault_message: str | None = None  # a problem that does not end the run

@@ -56,7 +56,9 @@ class HealthOwner(TargetOwner, Protocol):
 class Health:
     """Readiness and liveness of one item's current run (see the module docstring).
 
-    ``fail(reason)`` ends the run as a failure (apps: liveness); ``notified``: the
+    ``fail(owner, reason)`` ends the run as a failure (apps: liveness): a function
+    every item shares (``AppRunner.fail_run``), called with the owner, not a bound
+    method kept per item (~64 bytes each); ``notified``: the
     item's keepalive reports readiness itself; ``run``: where the probes of an app get
     its run's environment and output (:class:`~patrol.engine.probe_target.RunTarget`),
     asked only when a run has probes (no bound methods kept per app).
@@ -66,7 +68,7 @@ class Health:
     __slots__ = ("owner", "fail", "run", "reports_readiness", "loops", "live", "notified",
                  "notified_message", "status_text", "was_ready", "ready")
 
-    def __init__(self, owner: HealthOwner, *, fail: Callable[[str], None] | None = None,
+    def __init__(self, owner: HealthOwner, *, fail: Callable[[Any, str], None] | None = None,
                  notified: bool = False, run: RunSource | None = None) -> None:
         self.owner = owner
         self.fail = fail
@@ -136,7 +138,7 @@ class Health:
             if flipped and loop.passing is False and self.fail is not None:
                 self.owner.log.warning("liveness failed", failures=loop.failures, message=message)
                 self.owner.emit(f"{self.owner.group}.liveness_failed", error=message)
-                self.fail(f"liveness: {message}" if message else "liveness failed")
+                self.fail(self.owner, f"liveness: {message}" if message else "liveness failed")
             return
         if flipped:
             self._update(message)

@@ -42,13 +42,14 @@ class GateOwner(Protocol):
 class StartGate:
     """What one item waits for before it starts (see the module docstring).
 
-    ``grace()``: the startup grace in seconds (apps; None: the item has none).
+    ``grace(owner)``: the startup grace in seconds (apps; None: the item has none). A
+    function every item shares, called with the owner: not a bound method per item.
     """
 
     #: one per app (thousands at once): no per-object __dict__
     __slots__ = ("owner", "grace", "_grace", "reason")
 
-    def __init__(self, owner: GateOwner, grace: Callable[[], float] | None = None) -> None:
+    def __init__(self, owner: GateOwner, grace: Callable[[Any], float] | None = None) -> None:
         self.owner = owner
         self.grace = grace
         self._grace: asyncio.TimerHandle | None = None
@@ -68,7 +69,7 @@ class StartGate:
         if self.grace is None:
             return False
         owner = self.owner
-        left = owner.sup.started_mono + self.grace() - owner.sup.now()
+        left = owner.sup.started_mono + self.grace(owner) - owner.sup.now()
         if left <= 0:
             return False
         self._grace = owner.sup.loop.call_later(left, self._grace_over)
