@@ -26,6 +26,9 @@ from patrol.plugin.model import AppConfig, PatrolConfig
 class AppControl:
     """What one app's keepalive may see and do (see the module docstring)."""
 
+    #: one per app (thousands at once): no per-object __dict__
+    __slots__ = ("runner", "instance")
+
     def __init__(self, runner: AppOwner, instance: Instance) -> None:
         self.runner = runner
         self.instance = instance
@@ -69,15 +72,15 @@ class AppControl:
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
         handle = self.runner.sup.loop.call_later(delay, self.guarded, "a timer callback", callback)
         # forget cancelled timers: a keepalive re-arming one per period must not grow the list
-        timers = self.instance.timers
-        timers[:] = [t for t in timers if not (isinstance(t, asyncio.TimerHandle) and t.cancelled())]
+        timers = [t for t in self.instance.timers or () if not (isinstance(t, asyncio.TimerHandle) and t.cancelled())]
         timers.append(handle)
+        self.instance.timers = timers
         return handle
 
     def watch_pid(self, pid: int, callback: Callable[[], None]) -> Cancellable | None:
         watch = watch_pid(self.runner.sup.loop, pid, partial(self.guarded, "a watch_pid callback", callback))
         if watch is not None:
-            self.instance.timers.append(watch)
+            self.instance.timers = [*(self.instance.timers or ()), watch]
         return watch
 
     # -- reports ---------------------------------------------------------------------

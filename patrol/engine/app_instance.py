@@ -34,6 +34,9 @@ BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 PASSED_ENV = ("LANG", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME")
 #: what an instance not restored from the state file has (one read-only mapping for all)
 NO_LEADERS: Mapping[int, int | None] = MappingProxyType({})
+#: no exit seen in this run (shared: most runs see none while Patrol watches them, and an
+#: empty dict per app is 64 bytes)
+NO_EXITS: Mapping[int, ExitStatus] = MappingProxyType({})
 
 
 class ExitWatch:
@@ -69,12 +72,13 @@ class Instance:
         self.tentative = False  # the pid is the launcher's until the keepalive names the app's
         self.proven = False  # the pid is proven to be this app's (may be signalled)
         self.started_mono = 0.0
-        self.exits: dict[int, ExitStatus] = {}
+        self.exits: Mapping[int, ExitStatus] = NO_EXITS  # pid -> how it ended (a dict from the first)
         #: process groups of the run that Patrol may signal -> their leader's start time
         #: (None: the leader was gone when the group was recorded)
         self.groups: dict[int, int | None] = {}
         self.launch_start: int | None = None  # start time of the last launcher
-        self.timers: list[Cancellable] = []  # the keepalive's, cancelled when the run closes
+        #: the keepalive's, cancelled when the run closes (None: none, as for most keepalives)
+        self.timers: list[Cancellable] | None = None
         self.pid_start: int | None = None  # the pid's start time (pid reuse guard)
         self.restored_trust = True
         #: the state file's groups -> leader start times (shared and empty until restore())
@@ -117,7 +121,7 @@ class Instance:
         self.logs, self.log_pipes = logs, logs.pipes
         self.launcher_pid = proc.pid
         self.launching = True
-        self.launch_start, self.groups, self.exits = None, {}, {}
+        self.launch_start, self.groups, self.exits = None, {}, NO_EXITS
         return proc.pid
 
     def spawned(self, pid: int) -> None:
@@ -203,7 +207,9 @@ class Instance:
             self.launch_error = self.launch_status.read()  # written before it exited: there now
             self.launch_status.close()
             self.launch_status = None
-        self.exits[pid] = status
+        exits = self.exits if isinstance(self.exits, dict) else {}
+        exits[pid] = status
+        self.exits = exits
         try:
             self.runner.control.call("child_exited", pid, status)
         finally:
@@ -262,9 +268,9 @@ class Instance:
 
     def forget(self) -> None:
         """The run closed: its timers and watches end, its pid proves nothing any more."""
-        for timer in self.timers:
+        timers, self.timers = self.timers, None
+        for timer in timers or ():
             timer.cancel()
-        self.timers.clear()
         self.tentative = self.proven = False
 
     def record(self, reason: str, status: ExitStatus | None, *, restart: bool) -> HistoryRecord:
