@@ -23,7 +23,8 @@ from __future__ import annotations
 import fcntl
 import os
 from collections import deque
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import structlog
 
@@ -44,6 +45,9 @@ READS_PER_WAKEUP = 4
 ORDER_RUNS = 4096
 
 _pipe_size_warned = False
+#: an instance's child ends once spawned (or before any is made): shared, not an empty
+#: dict kept per running app
+NO_FDS: Mapping[str, int] = MappingProxyType({})
 
 
 def make_pipe() -> tuple[int, int]:
@@ -188,7 +192,8 @@ class InstanceLogs:
         self.root = root
         self.files = files
         self.streams: list[LogStream] = []
-        self.child_fds: dict[str, int] = {}  # stream name -> the child's end, until spawned
+        #: stream name -> the child's end, until spawned (the router fills a dict of its own)
+        self.child_fds: Mapping[str, int] = NO_FDS
         #: who listens to the run's output lines (the log probe), made when someone does:
         #: most runs have no listener, and an OutputLines is ~170 bytes per app
         self._output: OutputLines | None = None
@@ -225,9 +230,9 @@ class InstanceLogs:
 
     def close_child_ends(self) -> None:
         """After the spawn: the child holds them now (Patrol must not, or it never sees EOF)."""
-        for fd in self.child_fds.values():
+        fds, self.child_fds = self.child_fds, NO_FDS
+        for fd in fds.values():
             os.close(fd)
-        self.child_fds.clear()
 
     def start(self) -> None:
         """The program runs: create its files (in the writer threads) and read its pipes."""
