@@ -87,6 +87,8 @@ class LogRouter:
         self._attach_new = partial(self._attach, create=True)
         self._attach_adopted = partial(self._attach, create=False)
         self._on_compress = self._compress
+        #: the log settings of apps -> what their sinks share (see _policy)
+        self._policies: dict[tuple[str, int, int, bool, tuple[int, int] | None], LogPolicy] = {}
 
     @property
     def streams(self) -> list[LogStream]:
@@ -97,6 +99,7 @@ class LogRouter:
         """A reload: read the apps' log settings once (before new apps start), and check
         every log directory against its limits, which may be new."""
         self.index = LogIndex(configs)
+        self._policies.clear()  # (those of removed apps' settings go; files keep theirs)
         self.prune_all()
 
     # -- instances -------------------------------------------------------------------
@@ -106,10 +109,12 @@ class LogRouter:
         instance = InstanceLogs(self._attach_new, config.id, config.log_root,
                                 log_paths(config.log_root, config.std_merge, when_ns))
         policy = self._policy(config)
+        child_fds: dict[str, int] = {}
+        instance.child_fds = child_fds  # (closed by abort if a later pipe fails)
         try:
             for name, path in stream_paths(instance.files):
                 read_end, child_end = make_pipe()
-                instance.child_fds[name] = child_end
+                child_fds[name] = child_end
                 instance.streams.append(LogStream(name, read_end, self._file(config, path, policy)))
         except BaseException:
             instance.abort()
@@ -142,13 +147,18 @@ class LogRouter:
         return instance
 
     def _policy(self, config: "AppConfig") -> LogPolicy:
-        """What the instance's sinks share (one for its streams). The callbacks are the
-        router's own, shared by every file (what they need to know, the sink and the
-        file carry): thousands of files are open at once."""
+        """What the sinks of the apps with these log settings share. Most apps of a config
+        write to one log directory with the same limits: one policy serves them all (kept
+        until the next reload's :meth:`reindex`), not one per instance. The callbacks are
+        the router's own (what they need to know, the sink and the file carry)."""
         owner = (config.run_as.uid, config.run_as.gid) if config.run_as is not None else None
-        return LogPolicy(config.log_root, config.log_max_bytes, config.log_max_files, on_rotated=self._on_rotated,
-                         compress=config.log_compress, on_compress=self._on_compress, owner=owner,
-                         idle_close=self.idle_close)
+        key = (config.log_root, config.log_max_bytes, config.log_max_files, config.log_compress, owner)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = self._policies[key] = LogPolicy(
+                config.log_root, config.log_max_bytes, config.log_max_files, on_rotated=self._on_rotated,
+                compress=config.log_compress, on_compress=self._on_compress, owner=owner, idle_close=self.idle_close)
+        return policy
 
     def _file(self, config: "AppConfig", path: str, policy: LogPolicy) -> QueuedFile:
         """The stream's file: its sink is made when the writers need it (see QueuedFile)."""

@@ -115,3 +115,30 @@ def test_a_file_deleted_while_at_rest_is_made_again_and_a_failing_file_is_not_dr
 
     before, kept = asyncio.run(scenario())
     assert before == b"" and kept
+
+
+def test_apps_with_the_same_log_settings_share_one_policy_until_the_next_reload(tmp_path: Path) -> None:
+    def app(name: str, **more: object):
+        return load_item("apps", {"keepalive": 1, "name": name, "binary": "x", "working-directory": str(tmp_path),
+                                  "log-directory": "logs", "pid-path": f"{name}.pid", **more}, name)
+
+    one, two, big = app("one"), app("two"), app("big", **{"log-max-bytes": 4096})
+
+    async def scenario() -> None:
+        router = LogRouter(asyncio.get_running_loop(), [one, two, big], writer=LogWriter(threads=1))
+        instances = [router.open_instance(config, 1_000_000_000 + n) for n, config in enumerate((one, two, big))]
+        try:
+            policies = [stream.file._policy for instance in instances for stream in instance.streams]
+            assert policies[0] is policies[1] is policies[2] is policies[3]
+            assert policies[4] is policies[5] and policies[4] is not policies[0]
+            assert policies[4].max_bytes == 4096 and instances[2].streams[0].file.max_bytes == 4096
+            router.reindex([one, two, big])  # a reload: settings may have changed, new policies
+            again = router.open_instance(one, 2_000_000_000)
+            assert again.streams[0].file._policy is not policies[0]
+            instances.append(again)
+        finally:
+            for instance in instances:
+                instance.abort()
+            await router.close()
+
+    asyncio.run(scenario())
