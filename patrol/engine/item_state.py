@@ -15,12 +15,16 @@ import random
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 #: toggle numbers of the original API (``toggle`` in a request)
 ENABLE, DISABLE, RESTART, RUNONCE_ENABLE, RUNONCE_DISABLE = 1, 2, 3, 4, 5
 ENABLE_RUNONCE_ENABLE, ENABLE_RUNONCE_DISABLE = 6, 7
 TOGGLES = range(1, 8)
+
+#: no key-values (State.keyvalue): shared by every item that has none
+NO_KEYVALUE: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass
@@ -83,12 +87,16 @@ class Session:
                     self.durable = True
 
     def merge_keyvalue(self, values: dict[str, Any]) -> None:
-        self.state.keyvalue.update(values)
+        kv = self.state.keyvalue
+        if isinstance(kv, dict):
+            kv.update(values)  # (in place: pings may carry values, each one)
+        else:
+            self.state.keyvalue = dict(values)
         self.touch()
         self.durable = True
 
     def replace_keyvalue(self, values: dict[str, Any]) -> None:
-        self.state.keyvalue = dict(values)
+        self.state.keyvalue = dict(values) if values else NO_KEYVALUE
         self.touch()
         self.durable = True
 
@@ -131,7 +139,9 @@ class State:
 
     history_limit: int = 100
     cas: int = field(default_factory=lambda: random.randint(1, 100_000))
-    keyvalue: dict[str, Any] = field(default_factory=dict)
+    #: changed only through a session (merge/replace); none yet is a shared empty
+    #: mapping, not an empty dict per item (most apps have no key-values)
+    keyvalue: Mapping[str, Any] = field(default_factory=lambda: NO_KEYVALUE)
     instance_id: str = ""
     started: float | None = None
     lastseen: float | None = None

@@ -58,6 +58,8 @@ def item_row(item: Item, reserve: int) -> str:
     """The item's row as JSON; ``reserve`` is the CAS the next Patrol starts at after a crash."""
     state = item.state
     row = {name: getattr(state, name) for name in FIELDS}
+    if type(state.keyvalue) is not dict:  # the shared empty mapping (no key-values): not JSON as it is
+        row["keyvalue"] = dict(state.keyvalue)
     row["started_log"] = asdict(state.started_log) if state.started_log else None
     row.update(item.extra)
     row["cas-reserve"] = reserve

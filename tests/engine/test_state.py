@@ -122,3 +122,22 @@ def test_other_toggles_are_no_ops(toggle):
     with st.session() as s:
         s.toggle(toggle)
     assert (st.disabled, st.cas) == (True, cas)
+
+
+def test_no_keyvalues_is_one_shared_empty_mapping_that_sessions_replace_and_the_row_writes():
+    import json
+
+    from patrol.engine.state_rows import Item, item_row
+
+    a, b = State(), State()
+    assert a.keyvalue is b.keyvalue and dict(a.keyvalue) == {}  # shared while empty: never a dict per item
+    with a.session() as s:
+        s.merge_keyvalue({"k": 1})
+    assert a.keyvalue == {"k": 1} and dict(b.keyvalue) == {}  # the shared one is never written to
+    with a.session() as s:
+        s.merge_keyvalue({"j": 2})
+    assert a.keyvalue == {"k": 1, "j": 2}
+    with a.session() as s:
+        s.replace_keyvalue({})
+    assert a.keyvalue is b.keyvalue
+    assert json.loads(item_row(Item("app", "a", a, {}), 5))["keyvalue"] == {}
