@@ -68,7 +68,10 @@ class Instance:
         self.launcher_pid = 0  # the process Patrol spawned last (0 once it exited)
         self.launching = False  # spawned, not yet reported alive
         self.logs: InstanceLogs | None = None  # the pipes and files of the last spawn
-        self.log_pipes: dict[str, int] = {}  # stream -> pipe inode, to read it again after a restart
+        #: stream -> pipe inode, to read it again after a restart: the state file's (restore),
+        #: or None for those of ``logs``, the last spawn's (asked for at each state write:
+        #: not kept per app as a dict of their own)
+        self.log_pipes: dict[str, int] | None = {}
         self.tentative = False  # the pid is the launcher's until the keepalive names the app's
         self.proven = False  # the pid is proven to be this app's (may be signalled)
         self.started_mono = 0.0
@@ -118,7 +121,7 @@ class Instance:
         if self.launch_status is not None:
             self.launch_status.close()  # a launcher of an earlier run that never reported
         self.launch_status, self.launch_error = status, ""
-        self.logs, self.log_pipes = logs, logs.pipes
+        self.logs, self.log_pipes = logs, None
         self.launcher_pid = proc.pid
         self.launching = True
         self.launch_start, self.groups, self.exits = None, {}, NO_EXITS
@@ -308,7 +311,14 @@ class Instance:
         """What the state file needs beyond the item's state to adopt the run later."""
         return {"pid-start": self.pid_start, "groups": sorted(self.groups), "trusted": self.proven,
                 "group-leaders": {str(g): s for g, s in sorted(self.groups.items())},
-                "log-pipes": self.log_pipes}
+                "log-pipes": self.pipes}
+
+    @property
+    def pipes(self) -> dict[str, int]:
+        """The run's pipe inodes (see ``log_pipes``)."""
+        if self.log_pipes is not None:
+            return self.log_pipes
+        return self.logs.pipes if self.logs is not None else {}
 
     def adopt(self) -> bool:
         """Take over the run that was live when Patrol stopped, if it is the very same
@@ -333,5 +343,5 @@ class Instance:
     def reattach_logs(self) -> None:
         """Read an adopted run's output pipes again (Patrol restarted)."""
         runner = self.runner
-        self.logs = runner.sup.logs.reattach(runner.config, runner.state.started_log, self.log_pipes,
+        self.logs = runner.sup.logs.reattach(runner.config, runner.state.started_log, self.pipes,
                                              runner.state.pid)
