@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from patrol.engine import ownership, procfs
 from patrol.engine.app_owner import AppOwner
@@ -37,6 +37,8 @@ NO_LEADERS: Mapping[int, int | None] = MappingProxyType({})
 #: no exit seen in this run (shared: most runs see none while Patrol watches them, and an
 #: empty dict per app is 64 bytes)
 NO_EXITS: Mapping[int, ExitStatus] = MappingProxyType({})
+#: no group (before the first spawn, after a run's groups were cleaned up): shared
+NO_GROUPS: Mapping[int, int | None] = MappingProxyType({})
 
 
 class ExitWatch:
@@ -53,6 +55,35 @@ class ExitWatch:
 
     def __call__(self, status: ExitStatus) -> None:
         self.instance.on_exit(self.pid, status)
+
+
+class OneGroup(Mapping[int, "int | None"]):
+    """The groups of a run that made none of its own: the program's, pgid -> its
+    leader's start time. Nearly every run has just this one for its whole life, and a
+    dict of one item is ~220 bytes per app, this ~50. Read-only: a second group (or
+    forgetting this one) makes the run's groups a dict."""
+
+    __slots__ = ("pgid", "leader")
+
+    def __init__(self, pgid: int, leader: int | None) -> None:
+        self.pgid, self.leader = pgid, leader
+
+    def __getitem__(self, pgid: int) -> int | None:
+        if pgid != self.pgid:
+            raise KeyError(pgid)
+        return self.leader
+
+    def __contains__(self, pgid: object) -> bool:
+        return pgid == self.pgid
+
+    def __iter__(self) -> Iterator[int]:
+        yield self.pgid
+
+    def __len__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return f"{{{self.pgid}: {self.leader}}}"
 
 
 class Instance:
@@ -78,7 +109,7 @@ class Instance:
         self.exits: Mapping[int, ExitStatus] = NO_EXITS  # pid -> how it ended (a dict from the first)
         #: process groups of the run that Patrol may signal -> their leader's start time
         #: (None: the leader was gone when the group was recorded)
-        self.groups: dict[int, int | None] = {}
+        self.groups: Mapping[int, int | None] = NO_GROUPS  # (replaced whole, never changed in place)
         self.launch_start: int | None = None  # start time of the last launcher
         #: the keepalive's, cancelled when the run closes (None: none, as for most keepalives)
         self.timers: list[Cancellable] | None = None
@@ -124,7 +155,7 @@ class Instance:
         self.logs, self.log_pipes = logs, None
         self.launcher_pid = proc.pid
         self.launching = True
-        self.launch_start, self.groups, self.exits = None, {}, NO_EXITS
+        self.launch_start, self.groups, self.exits = None, NO_GROUPS, NO_EXITS
         return proc.pid
 
     def spawned(self, pid: int) -> None:
@@ -136,7 +167,7 @@ class Instance:
         if self.logs is not None:
             self.logs.start()
         self.launch_start = host.owners.spawned(runner.key, pid)  # proof: Patrol spawned it
-        self.groups = {pid: self.launch_start}  # its own session and group
+        self.groups = OneGroup(pid, self.launch_start)  # its own session and group
         host.reaper.watch(pid, ExitWatch(self, pid), owner=runner.key)
 
     def argv(self) -> list[str]:
@@ -251,7 +282,7 @@ class Instance:
         pgid = info.pgid
         if pgid and pgid not in self.groups and self._group_is_ours(pid, info):
             leader = procfs.stat(pgid)
-            self.groups[pgid] = leader.start if leader is not None else None
+            self.groups = {**self.groups, pgid: leader.start if leader is not None else None}
 
     def _group_is_ours(self, pid: int, info: Proc) -> bool:
         """May the process group of ``pid`` (proven this app's) be signalled as a whole?
@@ -328,7 +359,7 @@ class Instance:
         pid = runner.state.pid
         info = procfs.stat(pid) if pid else None
         if info is None or not info.alive or self.pid_start is None or info.start != self.pid_start:
-            self.groups = {}
+            self.groups = NO_GROUPS
             return False
         if self.restored_trust:  # it was proven before Patrol stopped: still the same process
             host.owners.restored(runner.key, pid, info.start)

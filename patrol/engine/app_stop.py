@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Protocol
 import structlog
 
 from patrol.engine import ownership, procfs
-from patrol.engine.app_instance import Instance
+from patrol.engine.app_instance import NO_GROUPS, Instance
 from patrol.engine.app_owner import AppOwner
 from patrol.engine.signalling import group_alive, live_groups, pid_alive, signal_group, signal_pid
 
@@ -105,11 +105,14 @@ class Stopper:
     def signal_groups(self, sig: int) -> None:
         """Signal the run's groups that are still the ones recorded."""
         groups = self.instance.groups
+        gone = []
         for pgid, leader in list(groups.items()):
             if ownership.group_is_still(pgid, leader):
                 signal_group(pgid, sig)
             else:  # emptied, and its number reused by someone else's group
-                del groups[pgid]
+                gone.append(pgid)
+        if gone:  # (the groups are replaced whole: see Instance.groups)
+            self.instance.groups = {g: s for g, s in groups.items() if g not in gone}
 
     async def wait(self, done: Callable[[], bool], deadline: float) -> bool:
         """Wait for ``done()`` until ``deadline``: a bounded wait used only while stopping."""
@@ -152,7 +155,7 @@ class Stopper:
         groups = {g: s for g, s in old.items() if ownership.group_is_still(g, s) and group_alive(g)}
         for g in old.keys() - groups.keys():
             owners.forget_session(g)
-        self.instance.groups = {}
+        self.instance.groups = NO_GROUPS
         if groups:
             self.runner.log.info("stopping leftover processes", groups=sorted(groups))
         # what left the session is looked for in the background too: started before now,
