@@ -64,33 +64,6 @@ def log_paths(root: str, merged: bool, when_ns: int) -> LogFiles:
 
 # -- one file Patrol writes ---------------------------------------------------------------
 
-class LogPolicy:
-    """How an app's log files are written: what every :class:`LogSink` of its instance
-    shares, kept once (per instance, for both streams) instead of in each sink.
-
-    A quiet app's file is made at its start and closed at once; its sink then holds
-    nothing that cannot be made again from the path and this (see
-    :class:`patrol.engine.logwriter.QueuedFile`, which drops it while it is idle).
-    """
-
-    __slots__ = ("root", "max_bytes", "max_files", "on_rotated", "compress", "on_compress", "owner", "idle_close")
-
-    def __init__(self, root: str, max_bytes: int, max_files: int, *,
-                 on_rotated: Callable[["LogSink"], None] | None = None, compress: bool = False,
-                 on_compress: Callable[..., None] | None = None, owner: tuple[int, int] | None = None,
-                 idle_close: float = IDLE_CLOSE_SECONDS) -> None:
-        self.root, self.max_bytes, self.max_files = root, max_bytes, max_files
-        self.on_rotated, self.compress, self.owner, self.idle_close = on_rotated, compress, owner, idle_close
-        #: told (file, sink, inode) after a rotation when ``compress``: the file is the
-        #: QueuedFile the sink writes for (the compression is finished in its order)
-        self.on_compress = on_compress
-
-    def sink(self, path: str) -> "LogSink":
-        """A sink for ``path`` (nothing is opened)."""
-        return LogSink(path, self.root, self.max_bytes, self.max_files, on_rotated=self.on_rotated,
-                       compress=self.compress, owner=self.owner, idle_close=self.idle_close)
-
-
 @dataclass(slots=True)  # one per stream of every running app
 class LogSink:
     """One log file Patrol appends an app's output to, rotated by rename.
@@ -141,11 +114,6 @@ class LogSink:
     @property
     def name(self) -> str:
         return os.path.basename(self.path)
-
-    def at_rest(self) -> bool:
-        """Closed, and nothing to remember: no failure episode, nothing dropped. Such a
-        sink is what :meth:`LogPolicy.sink` makes again (the next open reads the size)."""
-        return self.fd < 0 and self.failing is None and self.dropped == 0
 
     def _directory(self) -> int:
         directory = os.path.dirname(self.path)

@@ -22,8 +22,9 @@ import structlog
 
 from patrol.engine.item_state import LogFiles
 from patrol.engine.logcompress import compress_generation
-from patrol.engine.logfiles import IDLE_CLOSE_SECONDS, LogPolicy, LogSink, log_paths
+from patrol.engine.logfiles import IDLE_CLOSE_SECONDS, LogSink, log_paths
 from patrol.engine.logindex import LogIndex
+from patrol.engine.logpolicy import LogPolicy
 from patrol.engine.logpipes import PIPE_SIZE, READ_SIZE, READS_PER_WAKEUP, InstanceLogs, LogStream, OutputOrder, \
     find_pipe, make_pipe, stream_paths
 from patrol.engine.logretention import Pruned, prune

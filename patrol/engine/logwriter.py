@@ -27,7 +27,8 @@ from typing import Callable, Iterator
 
 import structlog
 
-from patrol.engine.logfiles import LogPolicy, LogSink
+from patrol.engine.logfiles import LogSink
+from patrol.engine.logpolicy import LogPolicy, at_rest
 
 log = structlog.get_logger("patrol.logs")
 
@@ -182,7 +183,7 @@ class QueuedFile:
         policy that is closed with nothing to remember is dropped (made again by the next
         operation that needs it). Thousands of files are quiet: their sinks (~190 bytes
         each) and compression hooks would otherwise live as long as their apps."""
-        if self._policy is not None and self._sink is not None and self._sink.at_rest():
+        if self._policy is not None and self._sink is not None and at_rest(self._sink):
             self._sink = None
 
     @property
