@@ -64,15 +64,24 @@ class SignalRouter:
         if sig in self._previous:
             signal.signal(sig, self._previous.pop(sig))
             self._callbacks.pop(sig, None)
+        if not self._previous:
+            self._release_wakeup()  # nothing routed any more: the descriptor goes back
 
     def close(self) -> None:
         for sig in list(self._previous):
             self.remove(sig)
+        self._release_wakeup()
+
+    def _release_wakeup(self) -> None:
         global _wakeup_set, _wakeup_generation
         if self._wakeup is not None:
             reader, writer = self._wakeup
-            if signal.set_wakeup_fd(self._previous_wakeup) != writer.fileno():
-                signal.set_wakeup_fd(-1)  # someone else's since; theirs goes with our socket
+            holder = signal.set_wakeup_fd(-1)
+            back = self._previous_wakeup if holder == writer.fileno() else holder  # someone else's since: theirs stays
+            try:
+                signal.set_wakeup_fd(back)
+            except (OSError, ValueError):
+                pass  # closed meanwhile by whoever set it: none now, rather than a stranger's descriptor
             if _wakeup_set == writer.fileno():
                 _wakeup_set, _wakeup_generation = self._previous_wakeup, _wakeup_generation + 1
             if not self.loop.is_closed():

@@ -196,9 +196,17 @@ def test_the_signal_wakeup_descriptor_stays_valid_in_the_thread() -> None:
         finally:
             spawner.stop()
     finally:
-        signal.set_wakeup_fd(old)
+        signal.set_wakeup_fd(old if old >= 0 and _is_open(old) else -1)
         reader.close()
         writer.close()
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def test_a_stopped_thread_refuses_and_spawn_starts_the_child_itself(thread: SpawnThread) -> None:
