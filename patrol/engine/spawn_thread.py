@@ -103,11 +103,11 @@ class SpawnThread:
     started or the start failed, exactly as it would on a ``Popen`` of its own.
     """
 
-    def __init__(self, *, keep: Sequence[int] = ()) -> None:
+    def __init__(self, *, wakeup: tuple[int, int] = (-1, -1)) -> None:
         self.pid = os.getpid()
-        self._keep = tuple(fd for fd in keep if fd >= 0)
-        #: the signal wakeup descriptor it keeps (-1: none) and which one; see :func:`current`
-        self.wakeup = (keep[0] if keep else -1, -1)
+        #: the signal wakeup descriptor it keeps a copy of (-1: none), and which one it
+        #: is (:func:`patrol.engine.signals.wakeup_fd`); see :func:`current`
+        self.wakeup = wakeup
         self._caller, thread_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._thread_fd = thread_end.detach()  # a number only: the thread makes its own socket of it
         self._request = threading.Lock()
@@ -195,15 +195,19 @@ class SpawnThread:
     # -- the thread's side -------------------------------------------------------------
 
     def _serve(self) -> None:
+        collecting = gc.isenabled()
+        gc.disable()  # as while serving (see _loop); the caller waits for _ready meanwhile
         try:
             _unshare_files()
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM, fileno=self._thread_fd)
             self._close_inherited(sock.fileno())
         except OSError as exc:
             self._setup_error = exc
-            self._ready.set()
             return
-        self._ready.set()
+        finally:
+            self._ready.set()  # allocates: still with the collector off
+            if collecting:
+                gc.enable()
         try:
             self._loop(sock)
         finally:
@@ -212,7 +216,7 @@ class SpawnThread:
     def _close_inherited(self, own: int) -> None:
         """Close the thread's copies of Patrol's descriptors, but 0-2, ``own`` and the
         ones to keep (the signal wakeup descriptor)."""
-        keep = sorted({0, 1, 2, own, *self._keep})
+        keep = sorted({0, 1, 2, own, *(self.wakeup[:1] if self.wakeup[0] >= 0 else ())})
         top = max(resource.getrlimit(resource.RLIMIT_NOFILE)[0], keep[-1] + 1)
         for low, high in zip(keep, [*keep[1:], top]):
             if high > low + 1:
@@ -275,8 +279,7 @@ def current() -> SpawnThread | None:
         if _current.wakeup == wakeup:
             return _current
         _current.stop()  # a new wakeup descriptor (a new loop's): the thread's copy is the old one
-    spawner = SpawnThread(keep=(wakeup[0],))
-    spawner.wakeup = wakeup
+    spawner = SpawnThread(wakeup=wakeup)
     if not spawner.start():
         _refused = (pid, str(spawner.setup_error))
         log.info("children are started from the loop's thread (a separate descriptor table for spawning "

@@ -187,7 +187,7 @@ def test_the_signal_wakeup_descriptor_stays_valid_in_the_thread() -> None:
     writer.setblocking(False)
     old = signal.set_wakeup_fd(writer.fileno())
     try:
-        spawner = SpawnThread(keep=(writer.fileno(),))
+        spawner = SpawnThread(wakeup=(writer.fileno(), -1))
         assert spawner.start()
         try:
             assert spawner.native_id is not None
