@@ -16,6 +16,7 @@ from patrol.engine.logrouter import LogRouter
 from patrol.engine.logwriter import LogWriter
 from patrol.engine.logpipes import LogStream
 from patrol.testing import load_item
+from patrol.testing.logrouter import ticking_until
 
 # Silent until the test lets it go on, then 40 numbered lines of 20 bytes (the log
 # file holds 5 of them), then it exits.
@@ -47,22 +48,15 @@ def test_a_silent_files_sink_rests_and_output_after_the_silence_is_written_and_r
         instance.start()
         out, err = instance.streams
 
-        async def until(condition, message: str) -> None:
-            for _ in range(3000):
-                if condition():
-                    return
-                router.tick()
-                await asyncio.sleep(0.01)
-            raise AssertionError(message)
 
-        await until(lambda: all(at_rest(s) for s in (out, err)) and (root / "current.stdout.log").exists()
+        await ticking_until(router, lambda: all(at_rest(s) for s in (out, err)) and (root / "current.stdout.log").exists()
                     and (root / "current.stderr.log").exists(), "both files made, linked, and at rest")
         made = [Path(s.file.path).exists() for s in (out, err)]
         links = [str((root / f"current.{s.name}.log").resolve()) for s in (out, err)]
         go_on.touch()
         assert await loop.run_in_executor(None, child.wait) == 0
-        await until(lambda: not router.streams, "the pipes read to their end")
-        await until(lambda: all(at_rest(s) for s in (out, err)), "the files at rest again")
+        await ticking_until(router, lambda: not router.streams, "the pipes read to their end")
+        await ticking_until(router, lambda: all(at_rest(s) for s in (out, err)), "the files at rest again")
         rested = [out.file.dropped == 0, err.file.dropped == 0, bool(pruned)]
         await router.close()
         return made, links, out.file.path, rested
@@ -92,23 +86,16 @@ def test_a_file_deleted_while_at_rest_is_made_again_and_a_failing_file_is_not_dr
         out = instance.streams[0]
         path = Path(out.file.path)
 
-        async def until(condition, message: str) -> None:
-            for _ in range(3000):
-                if condition():
-                    return
-                router.tick()
-                await asyncio.sleep(0.01)
-            raise AssertionError(message)
 
-        await until(lambda: at_rest(out) and path.exists(), "the file made, at rest")
+        await ticking_until(router, lambda: at_rest(out) and path.exists(), "the file made, at rest")
         path.unlink()
-        await until(lambda: path.exists() and at_rest(out), "the deleted file made again by the tick's check")
+        await ticking_until(router, lambda: path.exists() and at_rest(out), "the deleted file made again by the tick's check")
         # its directory replaced by a file: the next writes fail, and the failing sink is kept
         path.parent.rename(tmp_path / "day-moved")
         path.parent.write_bytes(b"")
         go_on.touch()
         assert await loop.run_in_executor(None, child.wait) == 0
-        await until(lambda: not router.streams and not out.file._scheduled, "the output read and dropped")
+        await ticking_until(router, lambda: not router.streams and not out.file._scheduled, "the output read and dropped")
         kept = out.file._sink is not None and out.file._sink.failing is not None and out.file.dropped > 0
         await router.close()
         return (tmp_path / "day-moved" / path.name).read_bytes(), kept

@@ -19,6 +19,7 @@ from patrol.engine.logfiles import RETRY_SECONDS, LogSink
 from patrol.engine.logrouter import LogRouter
 from patrol.engine.logwriter import LogWriter, QueuedFile
 from patrol.testing import load_item, wait_for
+from patrol.testing.logrouter import ticking_until
 
 
 def held_paths(pid: int | str = "self") -> set[str]:
@@ -56,24 +57,17 @@ def test_a_quiet_file_is_closed_and_the_next_write_opens_it_again_losing_nothing
         instance.start()
         seen: list[bool] = []  # was the stdout file open while the child was quiet, at each tick
 
-        async def until(condition, message: str) -> None:
-            for _ in range(3000):
-                if condition():
-                    return
-                router.tick()
-                await asyncio.sleep(0.01)
-            raise AssertionError(message)
 
         root = tmp_path / "logs"
-        await until(lambda: (root / "current.stderr.log").exists() and (root / "current.stdout.log").exists(),
+        await ticking_until(router, lambda: (root / "current.stderr.log").exists() and (root / "current.stdout.log").exists(),
                     "the current links at the start")
         assert os.path.realpath(root / "current.stderr.log") == err.path
-        await until(lambda: Path(out.path).exists() and Path(out.path).read_bytes() == b"one\n", "the first line")
+        await ticking_until(router, lambda: Path(out.path).exists() and Path(out.path).read_bytes() == b"one\n", "the first line")
         assert err.path not in held_paths()  # nothing written to it: made, then closed at once
-        await until(lambda: out.path not in held_paths(), "the quiet stdout file closed")
+        await ticking_until(router, lambda: out.path not in held_paths(), "the quiet stdout file closed")
         seen.append(out._sink is not None and out._sink.fd >= 0)
         go_on.touch()
-        await until(lambda: Path(out.path).read_bytes() == b"one\ntwo\n", "the next line, in a reopened file")
+        await ticking_until(router, lambda: Path(out.path).read_bytes() == b"one\ntwo\n", "the next line, in a reopened file")
         assert await loop.run_in_executor(None, child.wait) == 0
         await router.close()
         return out, err, seen
