@@ -191,10 +191,18 @@ class Reaper:
             if self._on_signal and self._depth == 1 and self._after:
                 self._run_after()  # the restart it asked for, before the next look
                 if self._drains == drains:  # the next look at the loop's next turn: apps
-                    self.loop.call_soon(self._signalled)  # crashing at once cannot starve it
+                    self._look_next_turn()  # crashing at once cannot starve it
                 return
             if self._drains != drains:
                 return  # the callback reaped to the end itself: what exits later raises SIGCHLD
+
+    def _look_next_turn(self) -> None:
+        """One more look at the loop's next turn, unless a SIGCHLD's is queued already:
+        one queued reap at a time, however many children exit meanwhile."""
+        if self._installed:
+            self.signals.again(signal.SIGCHLD)
+        else:
+            self.loop.call_soon(self._signalled)
 
 
 class PidWatch:

@@ -4,8 +4,12 @@ asyncio's ``add_signal_handler`` learns about a signal from a byte written to a 
 pair; in a burst that socket fills up and later signals are dropped (measured: a burst
 of 1000 signals lost every SIGHUP, and could as well lose SIGTERM or SIGCHLD). Here the
 Python-level handler runs for every signal the kernel delivers (the interpreter keeps a
-flag per signal, which cannot overflow) and schedules the callback on the loop. Bursts of
-one signal collapse into fewer calls, which is what every callback here wants.
+flag per signal, which cannot overflow) and schedules the callback on the loop, once: a
+signal whose callback is queued already queues nothing more, so a burst of one signal is
+one call, which is what every callback here wants. (Each SIGCHLD used to queue a reap of
+its own: with apps crashing as fast as they were restarted, the loop's ready queue grew
+by one reap per exit, each restart a spawn, and one turn of the loop ran them all, for
+seconds under load, with no turn left to answer ``/status/``.)
 
 Each signal's arrivals are counted (:attr:`SignalRouter.received`), at once in the
 handler, before its callback runs: whoever polls can tell whether anything happened since
@@ -49,6 +53,8 @@ class SignalRouter:
         self._previous: dict[int, Any] = {}
         #: signal -> how many times its handler ran (several signals pending at once count once)
         self.received: dict[int, int] = {}
+        #: signals whose callback is queued on the loop and has not started yet
+        self._queued: set[int] = set()
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
         self._previous_wakeup = -1
 
@@ -103,11 +109,28 @@ class SignalRouter:
         _wakeup_generation += 1
         self.loop.add_reader(reader.fileno(), _drain, reader)
 
+    def again(self, sig: int) -> None:
+        """Queue ``sig``'s callback as an arrival would, without counting one: a
+        callback that left work for the loop's next turn (unless one is queued already)."""
+        self._queue(sig)
+
     def _deliver(self, signum: int, frame: FrameType | None) -> None:
         self.received[signum] = self.received.get(signum, 0) + 1
+        self._queue(signum)
+
+    def _queue(self, signum: int) -> None:
+        # Python runs signal handlers on the main thread only, between two bytecodes of
+        # whatever it runs there (the loop's turn included): the set needs no lock.
+        if signum in self._queued or signum not in self._callbacks or self.loop.is_closed():
+            return
+        self._queued.add(signum)
+        self.loop.call_soon_threadsafe(self._run, signum)
+
+    def _run(self, signum: int) -> None:
+        self._queued.discard(signum)  # first: a signal from now on queues another call
         callback = self._callbacks.get(signum)
-        if callback is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(callback)
+        if callback is not None:
+            callback()
 
 
 def _drain(reader: socket.socket) -> None:
