@@ -25,7 +25,6 @@ import socket
 from typing import Any, Callable, Protocol, cast
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from patrol.web.coalesce import CoalescingTransport
@@ -208,9 +207,30 @@ class Connection(asyncio.Protocol):
 
 
 
+def h11_connection() -> type[Connection]:
+    """The h11 protocol class (:data:`H11Connection`), made on first use: with httptools
+    installed h11 serves only a request whose method llhttp does not know, and importing
+    h11 and uvicorn's protocol for it cost every Patrol ~0.4 MiB it mostly never uses."""
+    global _h11
+    if _h11 is None:
+        from uvicorn.protocols.http.h11_impl import H11Protocol
 
-class H11Connection(Connection, H11Protocol):
-    """Over h11 (pure Python): the fallback."""
+        class H11Connection(Connection, H11Protocol):
+            """Over h11 (pure Python): the fallback."""
+
+        H11Connection.__module__ = __name__
+        _h11 = H11Connection
+    return _h11
+
+
+_h11: type[Connection] | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``protocols.H11Connection``, made when first asked for (see :func:`h11_connection`)."""
+    if name == "H11Connection":
+        return h11_connection()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if HttpToolsProtocol is not None:
@@ -323,7 +343,7 @@ if HttpToolsProtocol is not None:
             """Hand the connection to h11 for good, from the read that began this request."""
             self._disarm()
             self.connections.discard(self)
-            successor = H11Connection(self.config, self.server_state, self.listener)
+            successor = h11_connection()(self.config, self.server_state, self.listener)
             self.listener.replace(self, successor)
             self.transport.set_protocol(successor)
             successor.connection_made(self.transport)
@@ -335,5 +355,5 @@ def protocol_class() -> type[Connection]:
     the environment asks for h11 (``PATROL_HTTP_PARSER=h11``)."""
     wanted = os.environ.get(PARSER_ENV, "").strip().lower()
     if wanted == "h11" or HttpToolsProtocol is None:
-        return H11Connection
+        return h11_connection()
     return HttpToolsConnection

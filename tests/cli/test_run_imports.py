@@ -21,7 +21,9 @@ IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", re.MULTILI
 KEPT_OUT = ("patrol.cli.client", "patrol.cli.remote", "patrol.cli.events", "patrol.cli.actions",
             "urllib.request", "packaging", "packaging.requirements",
             # needed only by a TOML config, and by a config or request with an unknown key
-            "tomllib", "difflib")
+            "tomllib", "difflib",
+            # h11 serves only what llhttp cannot parse, when httptools is installed (it is here)
+            "h11", "uvicorn.protocols.http.h11_impl")
 
 
 def test_patrol_run_does_not_import_the_client_packaging_or_rare_parsers(patrol):
