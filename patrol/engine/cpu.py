@@ -23,14 +23,16 @@ from typing import Callable
 from patrol.engine import procfs
 
 
-@dataclass(frozen=True)
+# slots: one reading and one answer per process asked about (500 apps: 500 of each,
+# kept from the first ``/status/`` on), each ~70 bytes smaller without a dict
+@dataclass(frozen=True, slots=True)
 class Usage:
     cpu_percent: float  # of one core
     rss: int  # resident memory, bytes
     cpu_seconds: float = 0.0  # CPU time the process used so far, all threads (a counter)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Reading:
     start: int  # the process's start time: a reused pid is another process
     ticks: int  # CPU time so far
