@@ -124,8 +124,12 @@ def start_order(items: Iterable[Any]) -> list[Any]:
 class Dependencies:
     """Who depends on whom, for the runners of one config (``find(group, id)``)."""
 
-    def __init__(self, find: Callable[[str, str], Any], config: PatrolConfig) -> None:
+    def __init__(self, find: Callable[[str, str], Any], config: PatrolConfig,
+                 members: Callable[[str], Iterable[Any]] = lambda set_id: ()) -> None:
         self.find = find
+        #: the copies of the set of instances with this id (an app's config names the set,
+        #: the runners are its copies ``ID-0`` ..)
+        self.members = members
         #: "group/id" -> the "group/id" of the items that depend on it
         self.dependents: dict[str, set[str]] = {}
         self.rebuild(config)
@@ -167,6 +171,9 @@ class Dependencies:
             waiting = self.find(g, i)
             if waiting is not None:
                 waiting.wake()
+            elif g == "app":  # a set of instances: each copy waits on its own
+                for copy in self.members(i):
+                    copy.wake()
 
     def stop_in_order(self, apps: Iterable[AppStop], services: Iterable[ServiceStop]
                       ) -> dict[str, Awaitable[None]]:

@@ -94,8 +94,8 @@ class Supervisor:
         self.owners = Ownership()  # which process is whose: the proof behind every signal
         self.spawns = SpawnBatch()  # start bursts: spawn all, then what each spawn needs
         self.cpu = CpuSampler()  # CPU and memory of the apps, for every reader
-        self.dependencies = Dependencies(self.find, config)  # depends-on: start order, stop order
         self.sets = InstanceSets(self)  # the sets of instances: their sizes, scaling, set-wide toggles
+        self.dependencies = Dependencies(self.find, config, self.sets.members)  # depends-on: start and stop order
         self.reload_lock = asyncio.Lock()  # one reload or set change at a time
         items = expand_all(config.apps, self.sets.load(config))
         self.apps: dict[str, AppRunner] = {i: self._app_runner(c) for i, c in sorted(items.items())}

@@ -155,8 +155,11 @@ def test_the_clients_instance_bound_is_the_kernels():
 
 
 def test_a_set_that_depends_on_an_app_starts_its_copies_after_it(patrol, tmp_path):
+    """The copies are woken when db runs, not at the next tick (the longest here, 120 s:
+    the set's copies were once found by the set's id only, which names no runner)."""
     db = patrol.app(1, **{"pid-path": "db.pid", "log-directory": "dblogs"})
-    p = patrol.start(patrol.config(apps={"db": db, "web": pool(patrol, 2, **{"depends-on": {"db": "started"}})}))
+    config = patrol.config(apps={"db": db, "web": pool(patrol, 2, **{"depends-on": {"db": "started"}})})
+    p = patrol.start({**config, "tick-every": 120})
     copies_ = running(p, "web", 2)
     assert p.app("db")["state"] == "running" and all(copies_.values())
     assert p.terminate() == 0  # the stop order knows the copies too
