@@ -160,7 +160,11 @@ def test_a_log_probe_makes_the_app_ready_when_its_line_appears(patrol: PatrolFac
     entry = wait_for(lambda: (e := p.app("app")).get("readiness") and e, 15, "the first check")
     assert entry["state"] == "running" and entry["ready"] is False
     assert entry["readiness"]["message"] == r"not seen yet: /ready on port \d+/"
-    assert p.app_log_has("booting")
+    # the first check may come before the app's first line: wait for it (the probe hears a
+    # line when the pipe is read, before the writer puts it in the file), then look again
+    wait_for(lambda: p.app_log_has("booting"), 15, "the app's first line in its log")
+    entry = p.app("app")
+    assert entry["ready"] is False and entry["readiness"]["message"] == r"not seen yet: /ready on port \d+/"
     flag.touch()
     # the period is an hour: only the line itself can bring the check that passes
     entry = wait_for(lambda: (e := p.app("app")).get("ready") and e, 15, "the app ready")
