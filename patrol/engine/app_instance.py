@@ -53,6 +53,11 @@ class ExitWatch:
     def __init__(self, instance: "Instance", pid: int) -> None:
         self.instance, self.pid = instance, pid
 
+    @property
+    def owner(self) -> str:
+        """Whose process it is (the reaper keeps this object as the pid's watcher)."""
+        return self.instance.runner.key
+
     def __call__(self, status: ExitStatus) -> None:
         self.instance.on_exit(self.pid, status)
 

@@ -38,7 +38,7 @@ import asyncio
 import ctypes
 import os
 import signal
-from typing import Callable
+from typing import Callable, Protocol, cast
 
 import structlog
 
@@ -59,6 +59,27 @@ def become_subreaper() -> bool:
         return False
 
 
+class Watcher(Protocol):
+    """An exit callback that knows whose it is."""
+
+    @property
+    def owner(self) -> str: ...
+
+    def __call__(self, status: ExitStatus) -> None: ...
+
+
+class _Owned:
+    """A callback and its owner's name, for callbacks that do not name it themselves."""
+
+    __slots__ = ("owner", "callback")
+
+    def __init__(self, owner: str, callback: Callable[[ExitStatus], None]) -> None:
+        self.owner, self.callback = owner, callback
+
+    def __call__(self, status: ExitStatus) -> None:
+        self.callback(status)
+
+
 class Reaper:
     """Reaps every child on SIGCHLD and hands the status to the pid's watcher.
 
@@ -73,7 +94,10 @@ class Reaper:
         #: (:mod:`patrol.engine.spawn_batch`), so no exit status finds nobody to take it
         self._before_reap = before_reap
         self.signals = signals or SignalRouter(loop)
-        self._watchers: dict[int, tuple[str, Callable[[ExitStatus], None]]] = {}
+        #: pid -> its watcher: a callback that names its owner (``.owner``), as an app's
+        #: own watch does, kept as it is (a tuple of owner and callback per running app
+        #: was 72 bytes); any other callback is kept with its owner in an :class:`_Owned`
+        self._watchers: dict[int, Watcher] = {}
         self._reaped = reaped
         self._installed = False
         self._drains = 0  # looks that found nothing more, so far
@@ -99,16 +123,17 @@ class Reaper:
         """Hand ``pid``'s exit status to ``callback``; False (and logged) when another
         owner watches it already: one watcher per pid, never replaced by someone else."""
         current = self._watchers.get(pid)
-        if current is not None and current[0] != owner:
-            log.warning("refused to watch a pid another item watches", pid=pid, owner=current[0], asked_by=owner)
+        if current is not None and current.owner != owner:
+            log.warning("refused to watch a pid another item watches", pid=pid, owner=current.owner, asked_by=owner)
             return False
-        self._watchers[pid] = (owner, callback)
+        named = getattr(callback, "owner", None) == owner  # it says whose it is: kept as it is
+        self._watchers[pid] = cast(Watcher, callback) if named else _Owned(owner, callback)
         return True
 
     def watcher(self, pid: int) -> str | None:
         """Who watches ``pid`` (None: nobody)."""
         current = self._watchers.get(pid)
-        return current[0] if current is not None else None
+        return current.owner if current is not None else None
 
     def unwatch(self, pid: int) -> None:
         self._watchers.pop(pid, None)
@@ -185,7 +210,7 @@ class Reaper:
                 continue
             drains = self._drains
             try:
-                watcher[1](exit_status)
+                watcher(exit_status)
             except Exception:  # noqa: BLE001 - the reaper must keep reaping
                 log.exception("exit callback failed", pid=pid)
             if self._on_signal and self._depth == 1 and self._after:
