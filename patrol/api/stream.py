@@ -57,9 +57,10 @@ MAX_ID = 64
 RETRY_MS = 1000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Frame:
-    """One event as every subscriber gets it."""
+    """One event as every subscriber gets it (up to :data:`BUFFER` are kept: a start of
+    500 apps keeps ~1,000; slotted, each is ~80 bytes smaller than with a dict)."""
 
     seq: int  # its number (0: a periodic event, not numbered)
     name: str
