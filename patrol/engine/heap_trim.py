@@ -9,10 +9,16 @@ chunks, and each heap's free top). It is called once the burst has settled, on t
 loop: it walks the allocator's free lists, about a millisecond for Patrol's heap, and
 nothing in it waits on anything outside the process. Where the C library has no such
 call (musl), nothing is done.
+
+A big answer is such a burst too: building ``/status/`` of 500 apps (150 KB) and sending
+it leaves ~0.2 MiB of free heap resident for good (measured: 40.1 -> 39.9 MiB after one
+trim). :func:`release_soon` trims a moment after one, at most once per
+:data:`SOON_EVERY`: a dashboard polling twice a second costs one trim a minute.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import time
@@ -59,3 +65,24 @@ def release_after_burst() -> None:
     freed = release_free_memory()
     if freed is not None:
         log.debug("released free memory", freed_bytes=freed, took_ms=round((time.perf_counter() - started) * 1e3, 2))
+
+
+#: seconds after a big answer before its free memory is handed back (it is sent by then)
+SOON_DELAY = 1.0
+#: at most one such release per this many seconds
+SOON_EVERY = 60.0
+#: the loop a release is scheduled on, and when the last one was scheduled (monotonic)
+_soon: tuple[asyncio.AbstractEventLoop, float] | None = None
+
+
+def release_soon(loop: asyncio.AbstractEventLoop, *, delay: float = SOON_DELAY, every: float = SOON_EVERY,
+                 clock: Callable[[], float] = time.monotonic) -> bool:
+    """Schedule :func:`release_after_burst` ``delay`` s from now on ``loop``, unless one
+    was scheduled on it less than ``every`` s ago; True when scheduled."""
+    global _soon
+    now = clock()
+    if _trim is None or (_soon is not None and _soon[0] is loop and now - _soon[1] < every):
+        return False
+    _soon = (loop, now)
+    loop.call_later(delay, release_after_burst)
+    return True

@@ -7,6 +7,7 @@ it happened and how much it gave back.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -55,3 +56,29 @@ def test_releasing_gives_back_freed_pages_in_this_process():
     freed = release_free_memory()
     assert freed is not None and freed > 4 * 1024 * 1024  # most of the 12.5 MiB of holes
     assert resident_bytes() < before
+
+
+def test_release_soon_is_scheduled_at_most_once_per_interval():
+    """A dashboard polling a big ``/status/`` twice a second must not trim twice a second."""
+    if heap_trim._trim is None:
+        pytest.skip("the C library has no malloc_trim")
+    now = [1000.0]
+
+    async def scenario() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        asked = [heap_trim.release_soon(loop, delay=0, every=60, clock=lambda: now[0])]
+        asked.append(heap_trim.release_soon(loop, delay=0, every=60, clock=lambda: now[0]))
+        now[0] += 59
+        asked.append(heap_trim.release_soon(loop, delay=0, every=60, clock=lambda: now[0]))
+        now[0] += 2
+        asked.append(heap_trim.release_soon(loop, delay=0, every=60, clock=lambda: now[0]))
+        await asyncio.sleep(0.01)  # the scheduled releases run (they must not raise)
+        return asked
+
+    assert asyncio.run(scenario()) == [True, False, False, True]
+    # another loop (a new Patrol in this process) is not held back by the last one's
+    assert asyncio.run(_ask_once(lambda: now[0])) is True
+
+
+async def _ask_once(clock) -> bool:
+    return heap_trim.release_soon(asyncio.get_running_loop(), delay=0, clock=clock)

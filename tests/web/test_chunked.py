@@ -12,6 +12,7 @@ import json
 import re
 import urllib.request
 
+from patrol.testing import wait_for
 from patrol.util.steps import CHUNK_BYTES
 
 IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", re.MULTILINE)
@@ -44,3 +45,21 @@ def test_a_status_bigger_than_a_chunk_is_streamed_whole(patrol):
     answer = json.loads(body)
     assert [answer["apps"][f"big{i}"]["keyvalue"]["blob"] for i in range(8)] == [f"{i}" * 50_000 for i in range(8)]
     assert BACKEND in set(IMPORT_LINE.findall(p.log()))  # it took the streaming path
+
+
+def test_a_big_answer_is_followed_by_a_release_of_free_memory(patrol):
+    """Building and sending ``/status/`` of a few hundred apps leaves free heap resident
+    for good: after an answer of at least ``BIG`` bytes it is handed back (the debug log
+    says so), as after the start."""
+    from patrol.web.chunked import BIG
+
+    def releases() -> int:
+        return sum(r.get("event") == "released free memory" for r in p.log_records())
+
+    apps = {f"kv{i}": patrol.app(keyvalue={"blob": f"{i}" * (BIG // 2)}) for i in range(3)}
+    p = patrol.start(patrol.config(apps))
+    p.running_pid("kv0")
+    wait_for(lambda: releases() == 1, 15, "the release after the start")
+    body, _ = fetch(p, "/status/")
+    assert len(body) >= BIG
+    wait_for(lambda: releases() == 2, 15, "a release after the big answer")
