@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import re
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Iterator
 import httpx
@@ -397,3 +398,19 @@ def test_head_requests_and_unknown_routes(live: PatrolProcess) -> None:
     assert c.get("/app/web/log/merged").status_code == 404  # std-merge is off: no merged log
     assert c.get("/static/nope.css").status_code == 404
 
+
+
+def test_the_current_log_page_waits_out_a_moment_without_its_file(patrol: PatrolFactory) -> None:
+    """Right after a start (a writer thread creates the file) and at each rotation (renamed
+    away, then made again) a running app's current log file is missing for a moment: the
+    page waits for it instead of answering 404 (a browser test met that 404 under load)."""
+    p = patrol.start(patrol.config(apps={"quiet": patrol.app(1, name="Quiet")}), env=UNITTEST_ENV)
+    p.running_pid("quiet", ready=True)
+    current = wait_for(lambda: next((p.workdir / "logs").rglob("[0-9]*.stdout.log"), None), 10, "the log file")
+    aside = current.with_name(current.name + ".aside")
+    current.rename(aside)  # a rotation's window, held open
+    with httpx.Client(base_url=f"http://{p.http}", timeout=30) as client, ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(client.get, "/app/quiet/log/stdout")
+        wait([answer], timeout=0.3)  # a 404 at once would come within this: the rename back is later
+        aside.rename(current)
+        assert answer.result().status_code == 200

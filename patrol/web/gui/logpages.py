@@ -44,6 +44,10 @@ TEXT = "text/plain; charset=utf-8"
 FILE_TIMEOUT = 5.0
 #: threads for log directory work (a hung disk can hold these, and nothing else)
 FILE_THREADS = 8
+#: a running app's current log file may be missing for a moment: right after the start
+#: (a writer thread creates it) and at each rotation (renamed away, then made again); the
+#: page looks this often, this many times, before it says the file is gone
+APPEARS_EVERY, APPEARS_TRIES = 0.05, 40
 T = TypeVar("T")
 
 
@@ -117,12 +121,18 @@ class LogPages:
             why = ("stdout and stderr of this app are separate files (std-merge is off)" if stream == "merged"
                    and files else "the app has not been started yet, so it has no log")
             return self.gui.error(request, 404, "No log", why)
-        try:
-            relative = await self._off_loop(_current, runner.config.log_root, path)
-        except FileTimeout as exc:
-            return self.gui.error(request, 503, "Log directory not answering", str(exc))
-        except OSError:
-            relative = None
+        relative = None
+        for _ in range(APPEARS_TRIES):
+            try:
+                relative = await self._off_loop(_current, runner.config.log_root, path)
+            except FileTimeout as exc:
+                return self.gui.error(request, 503, "Log directory not answering", str(exc))
+            except OSError:
+                relative = None
+            current = views.current_logs(runner)
+            if relative is not None or not runner.state.running or path not in current.values():
+                break  # there, or gone for good (the run ended, or a newer run has other files)
+            await asyncio.sleep(APPEARS_EVERY)
         if relative is None:
             return self.gui.error(request, 404, "No log", f"the log file {path} no longer exists or is no file")
         return await self._viewer(request, runner, relative, path, stream)
