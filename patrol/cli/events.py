@@ -21,6 +21,7 @@ import urllib.request
 from typing import Any, Iterator
 
 from patrol.cli.address import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, ClientError
+from patrol.cli.interrupt import stop_on_ctrl_c
 
 #: seconds between the heartbeats asked for; a stream silent for READ_TIMEOUT is dead
 HEARTBEAT = 15
@@ -41,6 +42,8 @@ def cmd_events(client: Any, args: argparse.Namespace) -> int:
         query.append(("follow", "0"))
     last_id: str | None = None
     delay = 0.5
+    if args.follow:
+        stop_on_ctrl_c()
     try:
         while True:
             try:

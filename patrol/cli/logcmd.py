@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from patrol.cli.address import EXIT_OK, EXIT_UNREACHABLE, ClientError
+from patrol.cli.interrupt import stop_on_ctrl_c
 from patrol.cli.remote import Client
 from patrol.cli.style import PREFIXES, Style, wanted
 from patrol.cli.targets import Target, resolve
@@ -53,6 +54,7 @@ def cmd_logs(client: Client, args: argparse.Namespace) -> int:
             cursors.update(_tail(client, args, printer, target.id, stream))
     if not args.follow:
         return EXIT_OK
+    stop_on_ctrl_c()
     try:
         _follow(client, args, printer, cursors)
     except KeyboardInterrupt:

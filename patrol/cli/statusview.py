@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from patrol.cli.address import EXIT_OK
+from patrol.cli.interrupt import stop_on_ctrl_c
 from patrol.cli.remote import Client
 from patrol.cli.style import Style, wanted
 from patrol.cli.tables import duration, print_table, size
@@ -181,6 +182,7 @@ def _last_lines(client: Client, target: Target, args: argparse.Namespace, style:
 def _watch(client: Client, args: argparse.Namespace, style: Style) -> int:
     """Refresh the table in place every ``--watch`` seconds (until Ctrl-C)."""
     every = args.watch or WATCH_EVERY
+    stop_on_ctrl_c()
     try:
         while True:
             status = client.status()

@@ -181,8 +181,11 @@ def test_status_watch_redraws_the_table_until_interrupted(patrol: PatrolFactory)
     p.running_pid("web")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_") and k != "NO_COLOR"}
     env["PATROL_URL"] = f"http://{p.http}"
+    # started with SIGINT ignored, as from a script's ``trap '' INT`` (or a test runner's
+    # worker that ignores it): Ctrl-C must still end the watch (a CI run met this)
     watch = subprocess.Popen([sys.executable, "-m", "patrol", "status", "--watch", "0.1"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
+                             stderr=subprocess.PIPE, text=True, env=env,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         assert watch.stdout is not None
         headers = 0
