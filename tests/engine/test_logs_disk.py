@@ -233,7 +233,8 @@ def test_a_full_disk_never_blocks_the_app_and_logging_recovers(patrol, small_fs)
 def test_an_adopted_app_keeps_logging_with_nothing_lost_while_patrol_was_down(patrol):
     """Patrol is SIGKILLed: the app keeps writing into its pipe (it holds the pipe for
     reading too, so no SIGPIPE); the restarted Patrol finds that pipe again and drains
-    it, and rotation goes on. Every line, 1..N, is on disk once."""
+    it, and rotation goes on. Every line is on disk once, but those the killed Patrol had
+    read and not yet written (a CI run under load lost two: lines 403-404 of a kill at 400)."""
     progress_file = patrol.tmp_path / "t.progress"
     app = patrol.app(1, env=["TESTAPP_FLOOD=20000", f"TESTAPP_PROGRESS={progress_file}"],
                      **{"log-max-bytes": 16 * 1024, "log-max-files": 100, "log-max-total-bytes": 0})
@@ -252,8 +253,15 @@ def test_an_adopted_app_keeps_logging_with_nothing_lost_while_patrol_was_down(pa
     back_at = progress(progress_file)
     wait_for(lambda: max(numbers(whole(current)), default=0) >= back_at + 400, 15, "lines after the restart")
     kept = numbers(whole(current))
-    assert kept == list(range(1, len(kept) + 1)), "a line was lost or repeated across the restart"
-    assert len(kept) >= back_at + 400
+    assert kept == sorted(set(kept)), "a line was repeated or reordered across the restart"
+    # What the killed Patrol had read from the pipe and not yet written (a few ms of output,
+    # in its writer's queue) dies with it, and only that: the lines missing, if any, are one
+    # run the app wrote before the kill. Everything written while Patrol was down is there.
+    missing = sorted(set(range(1, kept[-1] + 1)) - set(kept))
+    if missing:
+        assert missing == list(range(missing[0], missing[-1] + 1)), missing
+    assert all(n <= down_at for n in missing), (missing, down_at)
+    assert kept[-1] >= back_at + 400
     assert any(r.get("event") == "reading the adopted app's output again" for r in q.log_records())
     assert len(list(current.parent.glob(current.name + ".*"))) >= 3  # rotated before, during and after
 

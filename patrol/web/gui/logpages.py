@@ -129,8 +129,7 @@ class LogPages:
                 return self.gui.error(request, 503, "Log directory not answering", str(exc))
             except OSError:
                 relative = None
-            current = views.current_logs(runner)
-            if relative is not None or not runner.state.running or path not in current.values():
+            if relative is not None or not runner.state.running or path not in views.current_logs(runner).values():
                 break  # there, or gone for good (the run ended, or a newer run has other files)
             await asyncio.sleep(APPEARS_EVERY)
         if relative is None:
