@@ -167,13 +167,17 @@ class Dependencies:
         """An item changed in a way its dependents may wait for (a run began or ended,
         readiness, a toggle): they look again."""
         for dependent in sorted(self.dependents.get(key(item.group, item.id), ())):
-            g, _, i = dependent.partition("/")
-            waiting = self.find(g, i)
-            if waiting is not None:
+            for waiting in self._runners(dependent):
                 waiting.wake()
-            elif g == "app":  # a set of instances: each copy waits on its own
-                for copy in self.members(i):
-                    copy.wake()
+
+    def _runners(self, dependent: str) -> list[Any]:
+        """The runners a ``"group/id"`` of the config stands for: the item's, or each copy's
+        of a set of instances (the config names the set; no runner has its id)."""
+        g, _, i = dependent.partition("/")
+        runner = self.find(g, i)
+        if runner is not None:
+            return [runner]
+        return list(self.members(i)) if g == "app" else []
 
     def stop_in_order(self, apps: Iterable[AppStop], services: Iterable[ServiceStop]
                       ) -> dict[str, Awaitable[None]]:
@@ -186,7 +190,8 @@ class Dependencies:
 
         async def stop(name: str) -> None:
             try:
-                waits = [done[d] for d in self.dependents.get(name, ()) if d in done and d != name]
+                dependents = {key(r.group, r.id) for d in self.dependents.get(name, ()) for r in self._runners(d)}
+                waits = [done[d] for d in dependents if d in done and d != name]
                 if waits:
                     await asyncio.gather(*waits, return_exceptions=True)
                 await stops[name]()

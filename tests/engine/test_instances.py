@@ -163,3 +163,20 @@ def test_a_set_that_depends_on_an_app_starts_its_copies_after_it(patrol, tmp_pat
     copies_ = running(p, "web", 2)
     assert p.app("db")["state"] == "running" and all(copies_.values())
     assert p.terminate() == 0  # the stop order knows the copies too
+
+
+def test_at_shutdown_the_copies_of_a_dependent_set_stop_before_what_they_depend_on(patrol, tmp_path):
+    """The copies ignore SIGTERM, so each takes its stop timeout to end: db, which they
+    depend on, is stopped only after both (the stop order once looked for a runner with
+    the set's id, found none, and stopped db at once, beside them)."""
+    db = patrol.app(1, **{"pid-path": "db.pid", "log-directory": "dblogs"})
+    web = patrol.app(1, instances=2, env=["TESTAPP_IGNORE=SIGTERM"],
+                     **{"log-directory": "logs/{instance}", "stop-signal": "SIGTERM", "stop-timeout": 0.5,
+                        "depends-on": {"db": "started"}})
+    p = patrol.start(patrol.config(apps={"db": db, "web": web}))
+    running(p, "web", 2)
+    for copy in ("web-0", "web-1"):
+        p.running_pid(copy, ready=True)  # its handlers are installed: SIGTERM is ignored now
+    assert p.terminate() == 0
+    closed = [r["app"] for r in p.log_records() if r.get("event") == "closed"]
+    assert sorted(closed) == ["db", "web-0", "web-1"] and closed[-1] == "db", closed
