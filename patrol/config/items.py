@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from patrol.plugin.registry import Registry
-from patrol.plugin.model import ACTIONS, AppConfig, Backoff, Option, ServiceConfig, default_of
+from patrol.plugin.model import ACTIONS, AppConfig, Backoff, Option, ServiceConfig, default_of, joined
 from patrol.config.reader import (ANY, BOOL, INT, MAPPING, NAME_OR_INT, NUMBER, STRING, Kind, Section, child,
                      got, is_int, show)
 from patrol.config.instances import read_instance_keys, read_restart_keys
@@ -91,8 +91,9 @@ def read_app(sec: Section, app_id: str, keepalives: Registry[KeepAlive],
     if len(sec.report.errors) > errors:
         return None
     app = AppConfig(**_shared(values))
-    if app.log_root in SYSTEM_DIRECTORIES:
-        sec.report.warn(sec.at("log-directory"), f"is {app.log_root}, a directory of the system: the GUI's log "
+    log_root = joined(app.working_directory, app.log_directory)  # (not interned: not kept)
+    if log_root in SYSTEM_DIRECTORIES:
+        sec.report.warn(sec.at("log-directory"), f"is {log_root}, a directory of the system: the GUI's log "
                         "browser lists and serves every file below it to whoever may read this app's logs "
                         "(give the app a log directory of its own)")
     _plugin_checks(sec, [cls] if cls else [], app)
