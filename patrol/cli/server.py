@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         logger.warning("config", problem=line)
     if init:
         logger.info("running as a container's init", pid=os.getpid(), exit_with=config.exit_with or None)
-    from patrol.engine.reload import adjust_config
+    from patrol.config.load import adjust_config
 
     config = adjust_config(config)  # the original's unit-test mode, if asked for
     import asyncio

@@ -80,6 +80,18 @@ def load_config(path: str | os.PathLike[str], methods: Methods) -> tuple[PatrolC
     return replace(config, source=Path(path)), warnings + more
 
 
+#: ``PATROL_UNITTEST`` set to this: the original's unit-test mode (short tick and ping timeout)
+UNITTEST_VALUE = "I KNOW WHAT I AM DOING"
+
+
+def adjust_config(config: PatrolConfig) -> PatrolConfig:
+    """Apply run-time overrides (the original's unit-test mode) to a loaded config, at the
+    start and at each reload."""
+    if os.environ.get("PATROL_UNITTEST") == UNITTEST_VALUE:
+        return replace(config, tick_every=2, ping_timeout=3)
+    return config
+
+
 def parse_config(data: object, methods: Methods, *, source: str = "config",
                  base_dir: str = "") -> tuple[PatrolConfig, list[str]]:
     """Check a decoded document and build the model; raises ConfigError with every error.

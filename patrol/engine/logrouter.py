@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 import structlog
 
 from patrol.engine.item_state import LogFiles
-from patrol.engine.logcompress import compress_generation
 from patrol.engine.logfiles import IDLE_CLOSE_SECONDS, LogSink, log_paths
 from patrol.engine.logindex import LogIndex
 from patrol.engine.logpolicy import LogPolicy
@@ -242,6 +241,8 @@ class LogRouter:
 
     def _compress(self, queued: QueuedFile, sink: LogSink, inode: int) -> None:
         def job() -> None:
+            from patrol.engine.logcompress import compress_generation  # (only where logs are compressed)
+
             temporary = compress_generation(sink, inode)
             if temporary is not None:
                 queued.call(lambda s: s.finish_compression(temporary, inode))

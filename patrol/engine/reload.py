@@ -16,7 +16,6 @@ unchanged ones are not touched, and neither are those whose ``depends-on`` alone
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 from contextlib import nullcontext
 from pathlib import Path
@@ -31,20 +30,11 @@ from patrol.util.daemonthread import StillRunning, in_daemon_thread
 
 log = structlog.get_logger("patrol.supervisor")
 
-#: ``PATROL_UNITTEST`` set to this: the original's unit-test mode (short tick and ping timeout)
-UNITTEST_VALUE = "I KNOW WHAT I AM DOING"
 #: longest a reload waits for the config file to be read and checked
 RELOAD_READ_TIMEOUT = 60.0
 #: reading threads still running past their deadline: threads of this process, whichever
 #: supervisor started them; while one is left, a reload is refused instead of stacking more
 _stuck: list[threading.Thread] = []
-
-
-def adjust_config(config: PatrolConfig) -> PatrolConfig:
-    """Apply run-time overrides (the original's unit-test mode) to a loaded config."""
-    if os.environ.get("PATROL_UNITTEST") == UNITTEST_VALUE:
-        return dataclasses.replace(config, tick_every=2, ping_timeout=3)
-    return config
 
 
 async def read_config(source: Path, plugins: Plugins) -> tuple[PatrolConfig | None, list[str]]:

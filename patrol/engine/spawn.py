@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-from patrol.engine import descriptors, launcher, spawn_thread
+from patrol.engine import descriptors, spawn_thread
 from patrol.engine.reaper import Reaper
 from patrol.engine.signalling import signal_group
 from patrol.plugin.keepalive import ExitStatus
@@ -31,7 +31,8 @@ from patrol.plugin.model import LIMIT_NAMES, AppConfig, RunAs
 
 #: the launcher, run as a script by Patrol's own Python (``-I -S``: nothing from the
 #: environment or site-packages; it imports the standard library only)
-_LAUNCHER = os.path.abspath(launcher.__file__)
+#: (a path: the daemon imports the module only to build a launcher's arguments)
+_LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.py")
 
 
 #: the variables Patrol sets in an app's environment (nothing may change them)
@@ -203,6 +204,8 @@ def _launcher_arguments(settings: ProcessSettings, status_fd: int) -> list[str]:
     limits = {LIMIT_NAMES[name]: pair for name, pair in settings.limits.items()}
     if "RLIMIT_NOFILE" not in limits and (inherited := descriptors.inherited()) is not None:
         limits["RLIMIT_NOFILE"] = inherited  # what Patrol was started with, as for any child
+    from patrol.engine import launcher
+
     run_as = settings.run_as
     return launcher.arguments(status_fd, limits=limits, nice=settings.nice, env_file=settings.env_file,
                               keep=settings.keep, uid=run_as.uid if run_as else None,

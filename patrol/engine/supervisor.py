@@ -14,11 +14,12 @@ import signal
 import time
 import uuid
 from functools import partial
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import structlog
 
 from patrol.config.instances import expand_all
+from patrol.config.load import adjust_config
 from patrol.engine.app_runner import AppRunner
 from patrol.engine.app_stop import sweep_strays
 from patrol.engine.exit_with import main_ended
@@ -32,13 +33,10 @@ from patrol.engine.depends import Dependencies, start_order
 from patrol.engine.ownership import Ownership
 from patrol.plugin.loader import Plugins
 from patrol.engine.reaper import Reaper, become_subreaper
-from patrol.engine.service_backends import backend
-from patrol.engine.service_runner import ServiceRunner
 from patrol.engine.signals import SignalRouter
 from patrol.engine.spawn_batch import SpawnBatch
 from patrol.engine.host import Attached, EventSink
 from patrol.engine.item_state import State
-from patrol.engine.reload import adjust_config, apply_table, read_config
 from patrol.engine.state_writer import Persist, StateWriter
 from patrol.engine.state_file import Store
 
@@ -49,11 +47,15 @@ def _ignored(sig: int) -> None:
     log.debug("signal ignored", signal=signal.Signals(sig).name)
 
 
-Runner = AppRunner | ServiceRunner
+if TYPE_CHECKING:
+    # imported when a service is made: a Patrol without services never loads them
+    from patrol.engine.service_runner import ServiceRunner
+
+    Runner = AppRunner | ServiceRunner
+    R = TypeVar("R", AppRunner, ServiceRunner)
 #: seconds from the end of a start or reload burst to handing back the memory it freed
 #: (:mod:`patrol.engine.heap_trim`): its follow-up work is over well before
 HEAP_SETTLE = 2.0
-R = TypeVar("R", AppRunner, ServiceRunner)
 
 
 class Supervisor:
@@ -225,6 +227,8 @@ class Supervisor:
         touched (same pid). State (toggles, history, key/values, CAS) is carried over to
         a changed item, so runtime toggles survive a reload.
         """
+        from patrol.engine.reload import apply_table  # (loaded at the first reload)
+
         async with self.reload_lock:
             if self._freeze:
                 gc.unfreeze()  # what the reload drops must become collectable again
@@ -275,6 +279,8 @@ class Supervisor:
         """
         if self.config.source is None:
             return {"errors": ["this Patrol was not started from a config file"]}
+        from patrol.engine.reload import read_config  # (loaded at the first reload)
+
         config, errors = await read_config(self.config.source, self.plugins)
         if config is None:
             return {"errors": errors}
@@ -303,6 +309,9 @@ class Supervisor:
         return self._attach(runner, state)
 
     def _service_runner(self, config: ServiceConfig, state: State | None = None) -> ServiceRunner:
+        from patrol.engine.service_backends import backend
+        from patrol.engine.service_runner import ServiceRunner
+
         backends = {action: backend(config, name, self.plugins) for action, name in config.management.items()}
         return self._attach(ServiceRunner(self, config, backends), state)
 

@@ -5,6 +5,7 @@ coming back by accident (an import moved to the top of a module): the client com
 and the urllib/http.client/email stack they bring (the parser needs only their
 arguments), and ``packaging`` (plugins' plain kernel ranges are judged without it), ``tomllib`` for a
 JSON config and ``difflib`` until a key is misspelt (~0.3 MB of the daemon's RSS together).
+Features a config does not use stay out too (services, reloads, the launcher, compression).
 Observed through ``python -X importtime`` (``PYTHONPROFILEIMPORTTIME``), which writes
 every import of the real daemon to its stderr, not through timing.
 """
@@ -23,7 +24,11 @@ KEPT_OUT = ("patrol.cli.client", "patrol.cli.remote", "patrol.cli.events", "patr
             # needed only by a TOML config, and by a config or request with an unknown key
             "tomllib", "difflib",
             # h11 serves only what llhttp cannot parse, when httptools is installed (it is here)
-            "h11", "uvicorn.protocols.http.h11_impl")
+            "h11", "uvicorn.protocols.http.h11_impl",
+            # only with services, at the first reload, for an app that needs the launcher (a user,
+            # limits, nice), where logs are compressed
+            "patrol.engine.service_runner", "patrol.engine.service_backends", "patrol.engine.reload",
+            "patrol.engine.launcher", "patrol.engine.logcompress")
 
 
 def test_patrol_run_does_not_import_the_client_packaging_or_rare_parsers(patrol):
