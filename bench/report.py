@@ -240,6 +240,15 @@ def scale(results: dict[str, Any]) -> str:
     return markdown(header, rows)
 
 
+def memory_per_app(results: dict[str, Any]) -> float | None:
+    """Patrol's memory per extra app in KB (KiB) from the memory session (N and 2N apps)."""
+    found = results.get("memory")
+    if not found or len(found.get("rss_kib", [])) != 2:
+        return None
+    (small, large), (rss_small, rss_large) = found["n"], found["rss_kib"]
+    return (rss_large - rss_small) / (large - small)
+
+
 def rss_per_app(results: dict[str, Any]) -> float | None:
     """Patrol's memory per extra app in KB: (RSS at the scale N - RSS at N) / the extra apps."""
     sizes = results["sizes"]
@@ -353,6 +362,10 @@ def targets(results: dict[str, Any]) -> str:
     rows.append(["18", f"≥ {HTTP_TARGET:,} HTTP pings/s answered (at {HTTP_TARGET:,}/s offered)",
                  *_ping_target(ping_runs, "http", HTTP_TARGET, none_lost=False)])
     check("18", "RSS ≤ 40 MB", fig("main", "rss_mb"), 40, "MB")
+    if (per_app_memory := memory_per_app(results)) is not None:
+        small, large = results["memory"]["n"]
+        check("18", f"RSS per extra app ≤ 5 KB ((N={large} − N={small}) / {large - small}, "
+              f"{results['memory']['settle_s']:g} s after the last start)", per_app_memory, 5, "KB")
     per_app = rss_per_app(results)
     check("18", f"RSS per extra app ≤ 5 KB (N={sizes['main']} → {sizes['scale']})", per_app, 5, "KB")
     if peers.get("patrol-scale", {}).get("main"):

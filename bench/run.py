@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "bench"
 
-from bench import envs, procfs, report
+from bench import envs, memory, procfs, report
 from bench.daemons import PM2_VERSION, Circus, Daemon, Patrol, Pm2, Supervisor
 from bench.pings import ping_session
 from bench.sessions import BenchError, Settings, main_session, respawn_session, scale_session
@@ -185,6 +185,22 @@ class Bench:
             daemon.work.remove()  # also kept when the session failed
         return result
 
+    def memory_session(self) -> dict[str, Any]:
+        """Patrol's RSS at N and at 2N apps, each read :data:`bench.memory.SETTLE` seconds
+        after the last start (as ``bench/memory.py``): issue 18's cost of one more app is
+        (RSS at 1,000 - RSS at 500) / 500. Once, not per round: RSS is nearly deterministic."""
+        sizes, rss = [self.args.n, 2 * self.args.n], []
+        for n in sizes:
+            daemon = self.make("patrol", n)
+            assert isinstance(daemon, Patrol)
+            self.wait_quiet()
+            self.say(f"{self.labels['patrol']}: memory session, N={n}")
+            try:
+                rss.append(memory.measure(daemon, n, self.settings))
+            finally:
+                daemon.work.remove()
+        return {"n": sizes, "rss_kib": rss, "settle_s": memory.SETTLE}
+
     def run(self) -> dict[str, Any]:
         a = self.args
         names = list(a.only)
@@ -209,6 +225,7 @@ class Bench:
                     lambda apps: self.make("patrol", 0, apps), self.settings, duration=a.ping_duration,
                     procs=a.ping_procs, udp_rate=a.udp_rate, http_rate=a.http_rate, capacity=a.ping_capacity,
                     knee_duration=0 if a.no_knee else a.knee_duration))
+        per_app = self.memory_session() if "patrol" in names else None
         try:
             self.root.rmdir()  # empty unless an anomaly's workload was kept in it
         except OSError:
@@ -221,7 +238,7 @@ class Bench:
             "daemons": names, "labels": self.labels, "skipped": self.skipped,
             "status_queries": {"patrol": Patrol.status_query, "supervisor": Supervisor.status_query,
                                "circus": Circus.status_query, "pm2": Pm2.status_query},
-            "sessions": sessions, "seconds": time.monotonic() - self.t0,
+            "sessions": sessions, "memory": per_app, "seconds": time.monotonic() - self.t0,
             "patrol_source": [source, envs.source_digest()],
         }
 

@@ -175,3 +175,12 @@ def test_idle_cpu_of_exactly_the_bound_meets_it(idle: float, verdict: str) -> No
         session["idle_cpu_s"] = idle
     row = next(line for line in report.targets(results).splitlines() if "idle CPU over 30 s" in line)
     assert row.rstrip(" |").endswith(verdict), row
+
+
+@pytest.mark.parametrize(("rss_kib", "verdict"), [((40_000, 42_500), "met"), ((40_000, 42_501), "MISSED")])
+def test_the_cost_of_one_more_app_is_issue_18s_definition(rss_kib: tuple[int, int], verdict: str) -> None:
+    # (RSS at N=1000 - RSS at N=500) / 500, from the memory session: 2,500 KiB / 500 = 5 KB
+    results = json.loads((ROOT / "bench" / "runs" / "2026-12-01-full-b.json").read_text())
+    results["memory"] = {"n": [500, 1000], "rss_kib": list(rss_kib), "settle_s": 3.0}
+    row = next(line for line in report.targets(results).splitlines() if "(N=1000 − N=500) / 500" in line)
+    assert row.rstrip(" |").endswith(verdict), row
