@@ -125,6 +125,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 async def _serve(config: PatrolConfig, plugins: Plugins, store: Store) -> int:
     from patrol.daemon import Daemon
+    from patrol.engine import heap_trim
+
+    heap_trim.fix_mmap_threshold()  # (process-wide, as freeze_heap)
 
     daemon = Daemon(config, plugins, store=store)
     await daemon.run(daemon_signals=True, freeze_heap=True)

@@ -82,3 +82,36 @@ def test_release_soon_is_scheduled_at_most_once_per_interval():
 
 async def _ask_once(clock) -> bool:
     return heap_trim.release_soon(asyncio.get_running_loop(), delay=0, clock=clock)
+
+
+MAPPED_BLOCKS = """
+import ctypes, sys
+from patrol.engine import heap_trim
+
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+mallinfo2 = ctypes.CDLL(None).mallinfo2
+mallinfo2.restype = Info
+if sys.argv[1] == "fixed":
+    assert heap_trim.fix_mmap_threshold()
+first = bytearray(400_000)  # mapped on its own; freeing it raises glibc's threshold past 200 KB
+del first
+before = mallinfo2().hblks
+second = bytearray(200_000)
+print(mallinfo2().hblks - before)
+"""
+
+
+@pytest.mark.parametrize(("mode", "mapped"), [("default", "0"), ("fixed", "1")])
+def test_a_fixed_mmap_threshold_keeps_big_answers_out_of_the_heap(mode, mapped):
+    # glibc raises its threshold when a mapped block is freed: the next big answer then
+    # comes from the heap and its pages stay resident; with the threshold fixed it is
+    # mapped (and unmapped when freed). In a child: the setting is process-wide.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", MAPPED_BLOCKS, mode], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == mapped
