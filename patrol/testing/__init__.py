@@ -99,8 +99,9 @@ def item_errors(group: str, item: dict[str, Any], item_id: str = "x") -> list[st
     raise AssertionError(f"{group}.{item_id} loaded without errors: {item!r}")
 
 
-def wait_for(predicate: Callable[[], T | None], timeout: float = 10.0, message: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+def wait_for(predicate: Callable[[], T | None], timeout: float = 10.0, message: str = "condition",
+             max_delay: float = 0.1) -> T:
+    """Poll ``predicate``, at most ``max_delay`` s apart, until it is truthy; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     delay = 0.005
     while True:
@@ -110,7 +111,7 @@ def wait_for(predicate: Callable[[], T | None], timeout: float = 10.0, message: 
         if time.monotonic() > deadline:
             raise Timeout(f"timed out after {timeout}s waiting for {message} (last value: {value!r})")
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.1)
+        delay = min(delay * 1.5, max_delay)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -199,7 +200,7 @@ class PatrolProcess:
             cwd=self.workdir, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         if wait and self.http:
-            wait_for(self._up, 15, f"patrol to serve http://{self.http}/status/ (log: {self.log_path})")
+            wait_for(self._up, 15, f"patrol to serve {self.http}/status/ (log: {self.log_path})", max_delay=0.02)
         return self
 
     def _up(self) -> bool:
