@@ -94,6 +94,8 @@ def _float_text(value: float) -> str:
     return _float(value)
 
 
+float_text = _float_text  # (the status cache writes its live floats with it)
+
 #: how each kind of scalar is written, by its exact type (a subclass is _Unusual)
 _SCALARS: dict[type, Callable[[Any], str]] = {
     str: _string,

@@ -26,6 +26,7 @@ from patrol.plugin.states import ItemState
 
 #: the probe loops of an item without a run or without probes (one empty mapping for all)
 NO_LOOPS: Mapping[str, ProbeLoop] = MappingProxyType({})
+NO_ANSWERS: Mapping[str, "ProbeStatus"] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,8 @@ class Health:
 
     def probes(self) -> Mapping[str, ProbeStatus]:
         """kind -> the last answer (probes that answered at least once in this run)."""
+        if not self.loops:  # most items have no probe: every /status/ asks each one
+            return NO_ANSWERS
         return {kind: ProbeStatus(loop.last.ok, loop.last.message, loop.last_at, loop.passing)
                 for kind, loop in self.loops.items() if loop.last is not None}
 
