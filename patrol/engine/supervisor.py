@@ -228,7 +228,6 @@ class Supervisor:
         a changed item, so runtime toggles survive a reload.
         """
         from patrol.engine.reload import apply_table  # (loaded at the first reload)
-
         async with self.reload_lock:
             if self._freeze:
                 gc.unfreeze()  # what the reload drops must become collectable again
@@ -280,7 +279,6 @@ class Supervisor:
         if self.config.source is None:
             return {"errors": ["this Patrol was not started from a config file"]}
         from patrol.engine.reload import read_config  # (loaded at the first reload)
-
         config, errors = await read_config(self.config.source, self.plugins)
         if config is None:
             return {"errors": errors}
@@ -309,9 +307,8 @@ class Supervisor:
         return self._attach(runner, state)
 
     def _service_runner(self, config: ServiceConfig, state: State | None = None) -> ServiceRunner:
-        from patrol.engine.service_backends import backend
+        from patrol.engine.service_backends import backend  # (a Patrol without services never loads them)
         from patrol.engine.service_runner import ServiceRunner
-
         backends = {action: backend(config, name, self.plugins) for action, name in config.management.items()}
         return self._attach(ServiceRunner(self, config, backends), state)
 
