@@ -14,7 +14,7 @@ A big answer is such a burst too: building ``/status/`` of 500 apps (150 KB) and
 it leaves ~0.2 MiB of free heap resident for good (measured: 40.1 -> 39.9 MiB after one
 trim). :func:`release_soon` trims a moment after one, at most once per
 :data:`SOON_EVERY`: a dashboard polling twice a second costs one trim a minute. The
-answers after it are kept from growing the heap at all: :func:`fix_mmap_threshold`.
+big blocks of the answers after it are kept out of the heap: :func:`fix_mmap_threshold`.
 """
 
 from __future__ import annotations
@@ -32,16 +32,17 @@ log = structlog.get_logger("patrol")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _find_trim() -> Callable[[int], int] | None:
+def _glibc(name: str, *argtypes: type) -> Callable[..., int] | None:
+    """The C library's function ``name`` returning an int, or None where it has none (musl)."""
     try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
         return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
+    function.argtypes, function.restype = list(argtypes), ctypes.c_int
+    return function
 
 
-_trim = _find_trim()
+_trim = _glibc("malloc_trim", ctypes.c_size_t)
 
 #: ``mallopt``'s parameter number for the size from which a block gets a mapping of its own
 M_MMAP_THRESHOLD = -3
@@ -61,12 +62,8 @@ def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
     cost is a map and an unmap per such block, a few microseconds beside the
     milliseconds of building an answer that big. Process-wide: ``patrol run`` sets it.
     """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, size))
+    mallopt = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
+    return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, size))
 
 
 def resident_bytes() -> int:
