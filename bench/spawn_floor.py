@@ -48,17 +48,19 @@ def floor_once(root: Path, n: int, timeout: float) -> float:
     """Seconds from launching the bare starter to the last child's start stamp."""
     work = Workload(root, "floor")
     ids = app_ids(n)
-    pids: list[int] = []
+    launched = time.time()
+    starter = subprocess.Popen([sys.executable, "-I", "-S", "-c", STARTER, str(work.script), *ids],
+                               cwd=work.dir, env=work.env())
     try:
-        launched = time.time()
-        starter = subprocess.Popen([sys.executable, "-I", "-S", "-c", STARTER, str(work.script), *ids],
-                                   cwd=work.dir, env=work.env())
         starter.wait(timeout)
         if not work.log.wait(lambda log: log.started() >= n, timeout):
             raise RuntimeError(f"only {work.log.started()} of {n} children started within {timeout:g} s")
-        pids = [runs[0].pid for runs in work.log.starts.values()]
         return max(runs[0].at for runs in work.log.starts.values()) - launched
     finally:
+        starter.kill()  # (a starter past the timeout starts no more children)
+        starter.wait()
+        work.log.refresh()
+        pids = [runs[0].pid for runs in work.log.starts.values()]  # also those of a round that failed
         for pid in pids:  # by pid: every child logged its own
             try:
                 os.kill(pid, 9)
