@@ -188,9 +188,7 @@ class Api:
                 out.add(b"{}")
                 continue
             now = pretty(self._time(self.patrol.wall())).encode()  # "lastseen" of the apps without pings
-            for n, (item_id, runner) in enumerate(runners):
-                await steps.take(1 + len(runner.state.history))
-                out.add((b"{" if n == 0 else b",") + self.status_items.entry(item_id, runner, stats=stats, now=now))
+            await self.status_items.write(runners, stats=stats, now=now, steps=steps, out=out)
             out.add(b"\n\t}")
         self.status_items.forget_others(list(self.patrol.runners()))
         for key, value in (("started", self._time(self.patrol.started)), ("shutdown", self.patrol.shutting_down)):

@@ -9,7 +9,8 @@ history record (``history_total``), a new phase, restart count, backoff, exit, r
 fault, a new configuration (a reload makes new config objects), or a new
 ``json-timestamp`` layout. What changes without a change session is written fresh on
 every answer: ``uptime``, readiness and the probes' answers, ``cpu-percent`` and
-``rss-bytes`` (:meth:`Api.live_fields`, written last, so they are appended), and the
+``rss-bytes`` (:meth:`Api.live_fields`, written last, so they are appended; the usual
+ones written directly, without the dictionary), and the
 ``lastseen`` of a running app without pings (the original reports the current time):
 its text holds a random marker that is replaced on every answer.
 
@@ -21,13 +22,15 @@ from __future__ import annotations
 
 import operator
 import secrets
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from patrol.api import tabjson
 from patrol.api.wire import pretty
 
 if TYPE_CHECKING:
+    from patrol.engine.cpu import Usage
     from patrol.engine.readside import ItemView, Reader
+    from patrol.util.steps import Chunks, Steps
 
 #: the item state's fields an item's text depends on (``running`` is ``started``'s;
 #: ``history`` changes only with ``history_total``)
@@ -55,8 +58,6 @@ class Renderer(Protocol):
 
     def live_fields(self, runner: "ItemView", *, stats: bool) -> dict[str, Any]: ...
 
-    def _time(self, ts: float | None) -> str: ...
-
 
 class StatusItems:
     """The cache of one :class:`Api`'s ``/status/`` items (see the module docstring)."""
@@ -69,10 +70,34 @@ class StatusItems:
         self._now_text = tabjson.dumps(self._now)
         self._items: dict[Any, tuple[tuple[Any, ...], bytes, bytes | None]] = {}
 
-    def entry(self, item_id: str, runner: "ItemView", *, stats: bool, now: bytes | None = None) -> bytes:
-        """``"\\n\\t\\t" + pretty(item_id) + ": " + pretty(api.render(runner, proven=False,
-        stats=stats), level=2)``, encoded, from the cache. ``now``: the answer's time,
-        encoded (one per answer, not one per item; None: the current time)."""
+    async def write(self, runners: list[tuple[str, "ItemView"]], *, stats: bool, now: bytes, steps: "Steps",
+                    out: "Chunks") -> None:
+        """One table's items (``apps`` or ``service``) into ``out``, each
+        ``"\\n\\t\\t" + pretty(item_id) + ": " + pretty(api.render(runner, proven=False,
+        stats=stats), level=2)`` encoded, ``{`` before the first and ``,`` before the
+        others; ``now``: the answer's time, encoded (the ``lastseen`` of running apps
+        without pings); ``steps`` gives the loop a turn between items. One loop for the
+        table, the common live fields written without a dictionary: 11 -> 8.5 ms per
+        answer at 500 apps (in-process, 0.1 s apart as the benchmark asks)."""
+        wall = self.api.patrol.wall
+        usage_of = self.api.patrol.cpu.usage
+        separator = b"{"
+        for item_id, runner in runners:
+            await steps.take(1 + len(runner.state.history))
+            head = self._cached(item_id, runner, now)
+            if head is None:
+                out.add(separator + self._uncached(item_id, runner, stats))
+            else:
+                out.add(separator + head + self._live(runner, stats, wall, usage_of) + _CLOSE)
+            separator = b","
+
+    def _uncached(self, item_id: str, runner: "ItemView", stats: bool) -> bytes:
+        item = pretty(self.api.render(runner, proven=False, stats=stats), level=2)
+        return ("\n\t\t" + pretty(item_id) + ": " + item).encode()
+
+    def _cached(self, item_id: str, runner: "ItemView", now: bytes) -> bytes | None:
+        """The item's text up to its live fields, the cached one while its key holds;
+        None for an item this cache cannot split (rendered whole)."""
         api = self.api
         # one flat tuple (two nested ones cost ~110 bytes more per item, kept per item)
         key = (item_id, api.patrol.config, *_state_inputs(runner.state), *_runner_inputs(runner))
@@ -80,18 +105,35 @@ class StatusItems:
         if cached is None or cached[0] != key:
             cached = self._write(runner, key)
             if cached is None:
-                item = pretty(api.render(runner, proven=False, stats=stats), level=2)
-                return ("\n\t\t" + pretty(item_id) + ": " + item).encode()
+                return None
             self._items[runner] = cached
         _, head, after_now = cached
-        if after_now is not None:  # lastseen is "now": the one thing between head and the rest
-            if now is None:
-                now = pretty(api._time(api.patrol.wall())).encode()
-            head = head + now + after_now
-        live = api.live_fields(runner, stats=stats)
-        if not live:
-            return head + _CLOSE
-        # a loop, not a generator: ~4 live fields per item, 500 items per answer
+        # lastseen is "now": the one thing between head and the rest
+        return head if after_now is None else head + now + after_now
+
+    def _live(self, runner: "ItemView", stats: bool, wall: Callable[[], float],
+              usage_of: Callable[[int], "Usage | None"]) -> bytes:
+        """:meth:`Api.live_fields`, as the text that follows the item's other fields.
+
+        Most items have no probe answers, no status line of their own and are no copy of a set
+        (an instance copy's config says so): their live fields are ``uptime``, ``ready``
+        and the process's CPU and memory, written here directly; the others go through
+        the renderer's dictionary (tests compare both ways for each kind of field)."""
+        health = runner.health
+        if health.probes() or health.status_text is not None or getattr(runner.config, "instance_of", None):
+            return self._live_fields(runner, stats)
+        st = runner.state
+        started = st.started
+        text = "" if started is None else _UPTIME + _float_text(round(max(0.0, wall() - started), 1))
+        text += _READY if health.ready else _NOT_READY
+        if stats and st.pid and runner.group == "app":
+            usage = usage_of(st.pid)
+            if usage is not None:
+                text += _CPU + _float_text(usage.cpu_percent) + _RSS + _int_text(usage.rss)
+        return text.encode()
+
+    def _live_fields(self, runner: "ItemView", stats: bool) -> bytes:
+        live = self.api.live_fields(runner, stats=stats)
         text = []
         for name, value in live.items():
             kind = type(value)
@@ -102,7 +144,7 @@ class StatusItems:
                 text.append(tabjson.scalar(value))
             else:
                 text.append(pretty(value, level=3))
-        return head + "".join(text).encode() + _CLOSE
+        return "".join(text).encode()
 
     def forget_others(self, runners: list[Any]) -> None:
         """Drop the texts of items that are gone (a reload replaced them)."""
@@ -132,3 +174,6 @@ def _field(name: str) -> str:
 _FIELDS = {name: _field(name) for name in ("uptime", "ready", "cpu-percent", "rss-bytes", "readiness", "liveness",
                                            "status-text", "instance-of", "instance")}
 _float_text = tabjson.float_text
+_int_text = int.__repr__
+_UPTIME, _CPU, _RSS = _FIELDS["uptime"], _FIELDS["cpu-percent"], _FIELDS["rss-bytes"]
+_READY, _NOT_READY = _FIELDS["ready"] + "true", _FIELDS["ready"] + "false"

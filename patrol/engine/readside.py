@@ -87,6 +87,10 @@ class HealthView(Protocol):
     def has_source(self) -> bool:
         """It has a readiness probe, or a keepalive that reports readiness."""
 
+    @property
+    def ready(self) -> bool:
+        """The current run is ready (every source says so, or there is none)."""
+
     def probes(self) -> Mapping[str, ProbeStatus]:
         """``readiness`` / ``liveness`` -> the last answer in this run."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 from typing import Any, Callable, Coroutine
 
 import pytest
@@ -74,6 +75,11 @@ def end(runner: Any) -> None:
         s.set(started=None, pid=0, instance_id="", lastseen=None)
 
 
+def answered(*, ok: bool, message: str, at: float) -> Any:
+    """A probe loop as the status reads it: its last answer, and when that came."""
+    return types.SimpleNamespace(last=types.SimpleNamespace(ok=ok, message=message), last_at=at, passing=0)
+
+
 def changes(daemon: Daemon, clock: Clock) -> list[tuple[str, Callable[[], None]]]:
     """Every input of an item's text, changed the way the engine changes it."""
     sup = daemon.supervisor
@@ -110,7 +116,14 @@ def changes(daemon: Daemon, clock: Clock) -> list[tuple[str, Callable[[], None]]
         ("a's runner has a reason", field(a, last_reason="waiting for <x>")),
         ("a's runner has a fault", field(a, fault_message="log directory full")),
         ("a's last exit", field(a, last_exit=ExitStatus(code=None, signal=9))),
+        ("a is ready (no change session)", lambda: setattr(a.health, "ready", True)),
+        ("a's readiness probe answers (no change session)", lambda: setattr(a.health, "loops", {"readiness": answered(
+            ok=False, message="no <answer> & é", at=NOW - 3)})),
         ("a's own status line (no change session)", lambda: setattr(a.health, "status_text", "ok <b> & é")),
+        ("a's probes end", lambda: setattr(a.health, "loops", {})),
+        ("a is a copy of a set (a reload)", field(a, config=dataclasses.replace(a.config, instance_of="set",
+                                                                               instance=0))),
+        ("a is a plain app again", field(a, config=dataclasses.replace(a.config, instance_of=""))),
         ("a stops (phase)", field(a, stop_task=object())),
         ("b (with a secret) gets key/values", merge(b, {"private": "hunter2"})),
         ("b's secret is dropped by a reload", field(b, config=dataclasses.replace(b.config, secret=""))),

@@ -243,18 +243,16 @@ def test_at_most_two_big_answers_are_built_at_once_and_all_are_answered():
     api = daemon.api
     building: set[Any] = set()
     most = [0]
-    live_fields = api.live_fields  # asked once per item and answer, cached text or not
 
-    def tracking(runner: Any, **kwargs: Any) -> dict[str, Any]:
-        building.add(asyncio.current_task())
-        most[0] = max(most[0], len(building))
-        return live_fields(runner, **kwargs)
-
-    api.live_fields = tracking  # type: ignore[method-assign]
+    class Tracking(Steps):  # asked before every item
+        async def take(self, units: int = 1) -> None:
+            building.add(asyncio.current_task())
+            most[0] = max(most[0], len(building))
+            await super().take(units)
 
     async def one() -> bytes:
         try:
-            return b"".join(await api.status_json(Steps(STATUS_STEP, seconds=float("inf"))))
+            return b"".join(await api.status_json(Tracking(STATUS_STEP, seconds=float("inf"))))
         finally:
             building.discard(asyncio.current_task())
 
@@ -262,6 +260,5 @@ def test_at_most_two_big_answers_are_built_at_once_and_all_are_answered():
         return await asyncio.gather(*(one() for _ in range(5)))
 
     answers = asyncio.run(five())
-    api.live_fields = live_fields  # type: ignore[method-assign]
     assert most[0] == 2
     assert len(set(answers)) == 1 and answers[0] == dumps(api.status())
