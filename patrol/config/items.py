@@ -353,6 +353,7 @@ def _log_limits(sec: Section) -> dict[str, Any]:
     total = _number(sec, "log-max-total-bytes", LOG_BUDGET_FILES * max_bytes, kind=INT)
     age = _number(sec, "log-max-age-days", default_of(AppConfig, "log_max_age_days"), high=LOG_MAX_AGE_DAYS)
     return dict(log_max_bytes=max_bytes, log_max_files=max_files, log_max_total_bytes=total,
+                log_max_total_bytes_set=sec.raw("log-max-total-bytes") is not None,
                 log_max_age_days=age, log_compress=sec.get("log-compress", BOOL, False))
 
 

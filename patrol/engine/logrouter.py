@@ -312,13 +312,20 @@ class LogRouter:
             del self._again[root]
             self.prune_soon(root)
 
-    async def close(self) -> None:
-        """Shutdown: move what the pipes still hold to the files, wait (a bounded time)
-        for the writer threads to write it, then close everything."""
+    def stop_pruning(self) -> None:
+        """Shutdown begins: no more retention walks. The instances ending now would each
+        ask for one (a walk of the directory, in a thread the interpreter waits for at
+        exit: ~80 ms of a shutdown of 500 apps); the next start walks every directory."""
         self._closing = True
         for handle in [self._retention, *self._again.values()]:
             if handle is not None:
                 handle.cancel()
+        self._again.clear()
+
+    async def close(self) -> None:
+        """Shutdown: move what the pipes still hold to the files, wait (a bounded time)
+        for the writer threads to write it, then close everything."""
+        self.stop_pruning()
         streams = self.streams
         files = [stream.file for stream in streams] + list(self._finishing)
         for stream in streams:

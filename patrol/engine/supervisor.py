@@ -197,6 +197,7 @@ class Supervisor:
 
     async def _shutdown(self) -> None:
         self.shutting_down = True
+        self.logs.stop_pruning()
         self.emit("patrol.stopped")
         # Everything at once (transports close while the apps stop), except that an item
         # stops only once the items that depend on it have (reverse start order).

@@ -162,6 +162,10 @@ class AppConfig:
     #: (new) the most bytes the log files in the app's log directory may take together
     #: (current files never deleted); 0 = no limit. Default: 20 x log-max-bytes
     log_max_total_bytes: int = 20 * 50 * 1024 * 1024
+    #: the config set ``log-max-total-bytes``: a budget for the whole directory (the
+    #: smallest set among the apps sharing it applies); else the default is the app's
+    #: share, and a shared directory's budget is the sum of its apps' shares
+    log_max_total_bytes_set: bool = False
     #: (new) log files older than this many days are deleted (current files never); 0 = kept
     log_max_age_days: float = 0.0
     #: (new) rotated generations from ``.2`` on are gzip-compressed (``.1`` stays plain)

@@ -64,7 +64,8 @@ def app_settings(cfg: AppConfig) -> list[Setting]:
         rows.append(Setting("log-max-files", f"{cfg.log_max_files} rotated files kept" if cfg.log_max_files
                             else "none kept (a full file is deleted)"))
     budget = cfg.log_max_total_bytes
-    rows.append(Setting("log-max-total-bytes", f"{fmt.size(budget)} for the log directory" if budget else "no limit"))
+    whose = "for the log directory" if cfg.log_max_total_bytes_set else "as its share of the log directory's budget"
+    rows.append(Setting("log-max-total-bytes", f"{fmt.size(budget)} {whose}" if budget else "no limit"))
     return rows + health_settings(cfg) + _common_settings(cfg) + _other_settings(cfg, APP_SHOWN)
 
 
