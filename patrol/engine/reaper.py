@@ -30,6 +30,9 @@
   and starve the loop. At 5,000 apps this was ~2.5 ms of each respawn, and the ended
   run and the new one took a commit each; now the new run's pid goes into the same
   commit.
+* **A slice at a time.** A look the loop or a poll runs handles at most
+  :data:`REAP_SLICE` exits, and leaves the rest to the loop's next turn: when hundreds of
+  children end at once, requests and pings get turns between the slices.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ from patrol.plugin.keepalive import ExitStatus
 log = structlog.get_logger("patrol.process")
 
 PR_SET_CHILD_SUBREAPER = 36
+#: children one look that the loop or a poll runs reaps before the loop gets a turn (the
+#: rest at its next turn): the exits of 500 apps ending at once (a shutdown, a shared
+#: dependency gone) were one callback of ~300 ms, every request and ping waiting behind it
+REAP_SLICE = 32
 
 
 def become_subreaper() -> bool:
@@ -147,7 +154,7 @@ class Reaper:
         """
         if self._installed and self._drained_at == self.signals.received.get(signal.SIGCHLD, 0):
             return
-        self.reap()
+        self.reap(REAP_SLICE)
 
     def soon(self, job: Callable[[], None]) -> None:
         """Run ``job`` once the exit being reported is handled: inside the reap a SIGCHLD
@@ -165,7 +172,7 @@ class Reaper:
             return
         self._on_signal = True
         try:
-            self.reap()
+            self.reap(REAP_SLICE)
         finally:
             self._on_signal = False
             self._run_after()
@@ -178,25 +185,25 @@ class Reaper:
             except Exception:  # noqa: BLE001 - one item's bug must not stop the others' jobs
                 log.exception("work after an exit failed")
 
-    def reap(self) -> None:
-        """Reap every child that has exited (always looks)."""
+    def reap(self, limit: int | None = None) -> None:
+        """Reap every child that has exited (always looks); with ``limit``, at most that
+        many, and the next look at the loop's next turn (:data:`REAP_SLICE`)."""
         self._depth += 1
         try:
-            self._reap()
+            self._reap(limit)
         finally:
             self._depth -= 1
 
-    def _reap(self) -> None:
+    def _reap(self, limit: int | None) -> None:
         signalled = self.signals.received.get(signal.SIGCHLD, 0)  # before the look: later ones count
         if self._before_reap is not None:
             self._before_reap()
+        reaped = 0
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                self._drains += 1
-                self._drained_at = signalled
-                return
+                pid = 0
             if pid == 0:
                 self._drains += 1
                 self._drained_at = signalled
@@ -204,22 +211,26 @@ class Reaper:
             exit_status = ExitStatus.from_wait_status(status)
             if self._reaped is not None:
                 self._reaped(pid)
+            reaped += 1
             watcher = self._watchers.pop(pid, None)
             if watcher is None:
                 log.debug("reaped", pid=pid, status=str(exit_status))
-                continue
-            drains = self._drains
-            try:
-                watcher(exit_status)
-            except Exception:  # noqa: BLE001 - the reaper must keep reaping
-                log.exception("exit callback failed", pid=pid)
-            if self._on_signal and self._depth == 1 and self._after:
-                self._run_after()  # the restart it asked for, before the next look
-                if self._drains == drains:  # the next look at the loop's next turn: apps
-                    self._look_next_turn()  # crashing at once cannot starve it
+            else:
+                drains = self._drains
+                try:
+                    watcher(exit_status)
+                except Exception:  # noqa: BLE001 - the reaper must keep reaping
+                    log.exception("exit callback failed", pid=pid)
+                if self._on_signal and self._depth == 1 and self._after:
+                    self._run_after()  # the restart it asked for, before the next look
+                    if self._drains == drains:  # the next look at the loop's next turn: apps
+                        self._look_next_turn()  # crashing at once cannot starve it
+                    return
+                if self._drains != drains:
+                    return  # the callback reaped to the end itself: what exits later raises SIGCHLD
+            if limit is not None and reaped >= limit and self._depth == 1:
+                self._look_next_turn()  # the others at the loop's next turn (REAP_SLICE)
                 return
-            if self._drains != drains:
-                return  # the callback reaped to the end itself: what exits later raises SIGCHLD
 
     def _look_next_turn(self) -> None:
         """One more look at the loop's next turn, unless a SIGCHLD's is queued already:

@@ -119,3 +119,61 @@ def test_polls_look_for_exited_children_only_after_a_sigchld() -> None:
     assert quiet == 0, f"{quiet} looks in 100 polls while no child exited"
     assert polled == 1 and killed == 1, "the poll after the SIGCHLD should have collected the SIGKILL status"
     assert uninstalled >= 1
+
+
+#: 100 children end at once; the reaper's look runs as the loop's SIGCHLD callback does.
+SLICES = COUNTED + r"""
+from patrol.engine.reaper import REAP_SLICE
+children = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(100)]
+
+def zombie(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0] == "Z"
+
+async def scenario():
+    loop = asyncio.get_running_loop()
+    reaper = Reaper(loop)
+    events = []
+    for child in children:
+        reaper.watch(child.pid, lambda status: events.append("exit"), owner="test")
+    for child in children:
+        child.kill()
+    for child in children:
+        while not zombie(child.pid):
+            await asyncio.sleep(0.001)
+
+    def turn():  # another callback of the loop: a request, a ping
+        events.append("turn")
+        if events.count("exit") < len(children):
+            loop.call_soon(turn)
+
+    loop.call_soon(turn)
+    reaper.reap_if_signalled()  # no handler installed: it looks, as the SIGCHLD callback does
+    first = events.count("exit")
+    for _ in range(10_000):
+        if events.count("exit") == len(children):
+            break
+        await asyncio.sleep(0)
+    runs, current = [], 0  # exits handled back to back, between two turns of the loop
+    for event in events:
+        if event == "exit":
+            current += 1
+        elif current:
+            runs, current = runs + [current], 0
+    runs += [current] if current else []
+    return REAP_SLICE, first, events.count("exit"), max(runs), len(runs)
+
+print(*asyncio.run(scenario()))
+"""
+
+
+def test_the_exits_of_many_children_are_handled_a_slice_at_a_time() -> None:
+    """500 apps ending at once were one callback of ~300 ms: the loop (requests, pings)
+    waited for all of them. A look handles REAP_SLICE exits, and the next look comes at
+    the loop's next turn; every exit is handled."""
+    done = subprocess.run([sys.executable, "-c", SLICES], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    slice_, first, handled, longest, runs = map(int, done.stdout.split())
+    assert first == slice_ < 100, f"the first look handled {first} exits"
+    assert handled == 100, f"{handled} of 100 exits handled"
+    assert longest <= slice_ and runs >= 100 // slice_, f"{runs} runs of exits, the longest {longest}"
