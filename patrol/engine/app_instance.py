@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from patrol.engine import ownership, procfs
 from patrol.engine.app_owner import AppOwner
@@ -26,6 +26,9 @@ from patrol.engine.signalling import group_alive
 from patrol.engine.spawn import LaunchStatus, ProcessSettings, spawn
 from patrol.plugin.keepalive import Cancellable, ExitStatus
 from patrol.util.dotenv import EnvFileError, read_env_file
+
+if TYPE_CHECKING:
+    import asyncio
 
 #: The environment a child gets when ``env-parent`` is false. The original gave it
 #: nothing at all (no PATH at all, so a bare program name found nothing); this is what
@@ -97,7 +100,7 @@ class Instance:
     #: one per app (thousands at once): no per-object __dict__
     __slots__ = ("runner", "launcher_pid", "launching", "logs", "log_pipes", "tentative", "proven", "started_mono",
                  "exits", "groups", "launch_start", "timers", "pid_start", "restored_trust", "restored_leaders",
-                 "launch_status", "launch_error")
+                 "launch_status", "launch_error", "exit_waiters")
 
     def __init__(self, runner: AppOwner) -> None:
         self.runner = runner
@@ -124,6 +127,8 @@ class Instance:
         self.restored_leaders: Mapping[int, int | None] = NO_LEADERS
         self.launch_status: LaunchStatus | None = None  # the launcher's report, while it may come
         self.launch_error = ""  # why the launcher could not start the program
+        #: stops waiting for the run's processes to end: each exit wakes them (None: none waits)
+        self.exit_waiters: set[asyncio.Future[None]] | None = None
 
     # -- spawning --------------------------------------------------------------------
 
@@ -254,6 +259,9 @@ class Instance:
         finally:
             if pid == self.launcher_pid:
                 self.launcher_pid = 0
+            for waiter in self.exit_waiters or ():
+                if not waiter.done():
+                    waiter.set_result(None)
 
     # -- the pid of the run ----------------------------------------------------------
 

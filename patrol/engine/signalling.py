@@ -8,7 +8,7 @@ Every app runs in its own session, so a stop can reach its whole process group.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import Callable, Iterable
 
 import structlog
 
@@ -69,11 +69,15 @@ def group_alive(pgid: int) -> bool:
     return bool(live_groups([pgid]))
 
 
-def live_groups(pgids: Iterable[int]) -> set[int]:
+def live_groups(pgids: Iterable[int], reap: Callable[[], None] | None = None) -> set[int]:
     """The groups of ``pgids`` that have a member that is not a zombie (see group_alive).
 
     Cheap first: ``killpg(pgid, 0)`` drops empty groups, a live leader (pid == pgid)
     proves its group; one scan of ``/proc`` settles the rest, however many there are.
+    ``reap``: reaps the caller's exited children; called once before that scan, it makes
+    the groups whose only member was a zombie child empty, and they need no scan (a
+    child that died an instant ago, before its SIGCHLD was counted: at a shutdown of 500
+    apps that was 1-12 scans of ~1,000 processes, 15-180 ms).
     """
     live: set[int] = set()
     unsure: set[int] = set()
@@ -85,6 +89,9 @@ def live_groups(pgids: Iterable[int]) -> set[int]:
             live.add(pgid)
         else:
             unsure.add(pgid)
+    if unsure and reap is not None:
+        reap()
+        unsure = {pgid for pgid in unsure if signal_group(pgid, 0)}
     if not unsure:
         return live
     for pid in procfs.pids():
