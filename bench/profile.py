@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("phase", choices=PHASES)
     p.add_argument("--n", type=int, help="apps (default 500; respawn 100; pings: 10 ping apps)")
     p.add_argument("--seconds", type=float, default=8.0, help="how long to load Patrol (status, respawn, pings)")
+    p.add_argument("--settle", type=float, default=10.0,
+                   help="seconds between the start and the shutdown, as the benchmark leaves it (default 10)")
     p.add_argument("--patrol", help="patrol executable (default as bench/run.py)")
     p.add_argument("--out", type=Path, help="where to keep the raw stacks (default bench/results/profile-PHASE.txt)")
     p.add_argument("--top", type=int, default=40, help="rows to print")
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             os.kill(child_of(run.pid), signal.SIGKILL)
             run.exit.wait(60)  # type: ignore[union-attr]
         elif args.phase == "shutdown":
+            time.sleep(args.settle)  # the start's own work (log files made in the background) is done
             profiler = spy(pyspy, run.pid, out)
             time.sleep(1)  # py-spy attaches
             run.shutdown()
