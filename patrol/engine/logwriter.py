@@ -302,6 +302,12 @@ class QueuedFile:
         if now != failing and self.on_failing is not None:
             self.on_failing(self, now)
 
+    def settled(self, listed: Callable[[str], bool]) -> bool:
+        """Does the tick's check have nothing to do here: a file that ended, or one at rest
+        (closed, nothing queued) whose name ``listed`` finds in its directory? Read without
+        the lock: a file that becomes busy meanwhile is checked at the next tick."""
+        return self.ended or (self._sink is None and not self._scheduled and listed(self._path))
+
     def _check_now(self) -> None:
         """The tick's check. A file at rest is closed and healthy: only whether it is still
         there is looked at, without making its sink (every file is checked each tick)."""
@@ -337,11 +343,37 @@ class _Checks:
         self.files = files
 
     def run(self) -> None:
+        listed = _Listed()
         for queued in self.files:
-            queued.check(here=True)
+            if not queued.settled(listed):
+                queued.check(here=True)
 
     def abandon(self) -> None:
         pass  # shutting down: nothing to check
+
+
+class _Listed:
+    """Is a path's name in its directory? One listing per directory and tick: the files of
+    500 apps sharing a log directory were 1,000 ``lstat`` calls and as many passes through
+    each file's queue per tick, most of an idle Patrol's work. A file deleted after the
+    listing is noticed at the next tick; one made after it is checked in full."""
+
+    __slots__ = ("_names",)
+
+    def __init__(self) -> None:
+        self._names: dict[str, frozenset[str] | None] = {}
+
+    def __call__(self, path: str) -> bool:
+        directory, _, name = path.rpartition("/")
+        try:
+            names = self._names[directory]
+        except KeyError:
+            try:
+                names = frozenset(os.listdir(directory or "/"))
+            except OSError:
+                names = None  # (checked in full, file by file)
+            self._names[directory] = names
+        return names is not None and name in names
 
 
 def _runs(batch: list[bytes | Operation]) -> Iterator[bytes | Operation]:

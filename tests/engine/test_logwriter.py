@@ -8,6 +8,7 @@ real (the loop, the pipe, a child process flooding it, the files).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from patrol.engine.logfiles import LogSink
+from patrol.engine.logpolicy import LogPolicy
 from patrol.engine.logrouter import LogRouter
 from patrol.engine.logwriter import LogWriter, QueuedFile
 from patrol.testing import load_item, wait_for
@@ -248,3 +250,29 @@ def test_what_is_queued_behind_a_running_operation_is_done_after_it_in_order(tmp
     assert seen == [("first", b"a\nb\n", True), ("second", b"a\nb\nc\nd\n", True),
                     ("third", b"a\nb\nc\nd\ne\n", False)]
     assert (tmp_path / "f.log").read_bytes() == b"a\nb\nc\nd\ne\n"
+
+
+def test_the_ticks_check_of_files_at_rest_lists_their_directory_once(tmp_path: Path, monkeypatch) -> None:
+    """500 apps sharing a log directory are 1,000 files at rest most of the time: the
+    tick's check lists the directory once instead of looking at each file; a file that
+    is gone is still checked in full, and made again."""
+    writer = LogWriter(threads=2)
+    policy = LogPolicy(str(tmp_path), 1 << 20, 1)
+    files = []
+    for n in range(200):
+        path = tmp_path / f"{1_000 + n}.stdout.log"
+        path.write_bytes(b"")
+        files.append(QueuedFile(str(path), writer, policy=policy))
+    gone = Path(files[100].path)
+    gone.unlink()
+    listings: list[str] = []
+    looks: list[str] = []
+    real_listdir, real_lexists = os.listdir, os.path.lexists
+    monkeypatch.setattr(os, "listdir", lambda d=".": listings.append(str(d)) or real_listdir(d))  # counted only
+    monkeypatch.setattr(os.path, "lexists", lambda p: looks.append(str(p)) or real_lexists(p))
+    writer.check_all(files)
+    wait_for(gone.exists, 30, "the deleted file made again")
+    assert all(f.wait_idle(30) for f in files)
+    writer.close()
+    assert listings.count(str(tmp_path)) == 1, listings
+    assert set(looks) == {str(gone)}  # only the file the listing did not find was looked at
