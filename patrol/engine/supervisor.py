@@ -67,15 +67,8 @@ class Supervisor:
     :param wall: wall clock for timestamps.
     """
 
-    def __init__(
-        self,
-        config: PatrolConfig,
-        plugins: Plugins,
-        *,
-        store: Store | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, config: PatrolConfig, plugins: Plugins, *, store: Store | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self.config = config
         self.plugins = plugins
         self.store = store
