@@ -267,9 +267,10 @@ class Ownership:
         found = self.owner(pid)
         if found != owner:
             return False
-        info = stat(pid)
-        if info is not None and pid not in self._pids:
-            self._record(owner, pid, info.start)
+        if pid not in self._pids:  # (a recorded one was just proven by its start time)
+            info = stat(pid)
+            if info is not None:
+                self._record(owner, pid, info.start)
         return True
 
     def known(self, pid: int) -> bool:
