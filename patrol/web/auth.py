@@ -90,10 +90,6 @@ def client_of(scope: Scope) -> str:
     return host or "unknown"
 
 
-def _is_loopback_client(host: str) -> bool:
-    return client_key(host) == LOOPBACK
-
-
 @functools.lru_cache(maxsize=1024)
 def host_is_address(host: str) -> bool:
     """Does a ``Host`` header name an IP address or localhost (never a rebindable name)?"""
@@ -231,23 +227,34 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        scope[ACCESS_KEY] = self.access
-        conn = HTTPConnection(scope)
-        refusal = self._screen(conn)
-        if refusal is None:
-            refusal, receive = await self._authenticate(conn, receive)
+        refusal = self.check(scope)
+        if isinstance(refusal, BodyNeeded):
+            body, receive = await _buffer(receive)
+            refusal = self.check_ping(scope, body)
         if refusal is not None:
-            if scope["path"] == "/api/":  # an API request, refused: counted as the API's own answers
-                self.access.view.api.requests.count("http", refusal.status_code)
+            self.count(scope, refusal)
             await refusal(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def check(self, scope: Scope) -> "Response | None | BodyNeeded":
+        """The refusal of a request, or None to let it in, or :class:`BodyNeeded` (a
+        token-less ping: :meth:`check_ping` with its body decides)."""
+        scope[ACCESS_KEY] = self.access
+        conn = HTTPConnection(scope)
+        refusal = self._screen(conn)
+        return self._authenticate(conn) if refusal is None else refusal
+
+    def count(self, scope: Scope, refusal: Response) -> None:
+        """An API request refused: counted as the API's own answers are."""
+        if scope["path"] == "/api/":
+            self.access.view.api.requests.count("http", refusal.status_code)
 
     def _screen(self, conn: HTTPConnection) -> Response | None:
         """Refusals before any credential is looked at: the rate limit, DNS rebinding."""
         http = self.access.http
         client = client_of(conn.scope)
-        if http.rate_limit and not _is_loopback_client(client) and \
+        if http.rate_limit and client_key(client) != LOOPBACK and \
                 not self.access.rate.allow(client_key(client), http.rate_limit):
             return problem(429, f"Too Many Requests: at most {http.rate_limit:g} requests per second per client",
                            {"Retry-After": "1"})
@@ -259,26 +266,24 @@ class Gate:
                                "reach it through DNS rebinding); use the address, or set http.auth")
         return None
 
-    async def _authenticate(self, conn: HTTPConnection, receive: Receive) -> tuple[Response | None, Receive]:
-        """(the refusal or None, the ``receive`` to go on with); notes in the scope how
-        the request got in (``HOW_KEY``)."""
+    def _authenticate(self, conn: HTTPConnection) -> "Response | None | BodyNeeded":
+        """The refusal, None, or :class:`BodyNeeded`; notes in the scope how the request
+        got in (``HOW_KEY``)."""
         scope, auth, path = conn.scope, self.access.auth, conn.scope["path"]
         if auth is None or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             scope[HOW_KEY] = "open" if auth is None else None
-            return None, receive
+            return None
         client = client_of(scope)
         header = conn.headers.get("authorization")
         if header is not None:
             scope[HOW_KEY] = "token"
-            return self._check_header(header, client), receive
+            return self._check_header(header, client)
         if self.access.session_ok(conn.cookies.get(SESSION_COOKIE, "")):
             scope[HOW_KEY] = "session"
-            return None, receive
+            return None
         if scope["method"] == "POST" and path == "/api/":
-            body, receive = await _buffer(receive)
-            scope[HOW_KEY] = "ping"
-            return self._check_ping(body, client), receive
-        return self._unauthenticated(conn, self.access.login), receive
+            return BodyNeeded()
+        return self._unauthenticated(conn, self.access.login)
 
     def _check_header(self, header: str, client: str) -> Response | None:
         scheme, _, value = header.strip().partition(" ")
@@ -294,8 +299,11 @@ class Gate:
         self.access.failed(client, TOKEN)
         return problem(401, "Authentication failed: the token is wrong")
 
-    def _check_ping(self, body: bytes | None, client: str) -> Response | None:
-        """None when ``body`` is a ping carrying its app's right secret, else the refusal."""
+    def check_ping(self, scope: Scope, body: bytes | None) -> Response | None:
+        """None when ``body`` (None: over MAX_PING_BODY) is a ping carrying its app's
+        right secret, else the refusal."""
+        scope[HOW_KEY] = "ping"
+        client = client_of(scope)
         secret, runner = self._ping_of(body)
         if runner is None or secret is None:
             return problem(401, REQUIRED)
@@ -335,6 +343,10 @@ class Gate:
         if login and conn.scope["method"] in ("GET", "HEAD") and "text/html" in conn.headers.get("accept", ""):
             return RedirectResponse(f"/login?next={quote(here(conn), safe='/')}", 303)
         return problem(401, REQUIRED)
+
+
+class BodyNeeded:
+    """Only the request's body can tell whether it may come in (a token-less ping)."""
 
 
 REQUIRED = ("Authentication required: send Authorization: Bearer <token> (the token of http.auth "

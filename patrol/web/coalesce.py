@@ -50,6 +50,11 @@ class CoalescingTransport(asyncio.Transport):
         else:
             self._inner.write(data)
 
+    def write_whole(self, data: bytes) -> None:
+        """A whole answer (head and body): sent now, after what is held, never held itself."""
+        self.flush()
+        self._inner.write(data)
+
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))
 

@@ -92,7 +92,8 @@ class Listener:
     """Accepts connections on ``sock`` and runs a :class:`Connection` on each, within
     the :class:`Limits` that ``limits`` returns."""
 
-    def __init__(self, sock: socket.socket, config: uvicorn.Config, limits: Callable[[], Limits]) -> None:
+    def __init__(self, sock: socket.socket, config: uvicorn.Config, limits: Callable[[], Limits],
+                 shortcut: Any = None) -> None:
         self.sock = sock
         self.config = config
         self.limits = limits
@@ -111,6 +112,8 @@ class Listener:
         self._retry: asyncio.TimerHandle | None = None
         #: the protocol each connection runs (patrol.web.protocols: httptools' or h11's)
         self.protocol = protocol_class()
+        #: answers whole ``/api/`` requests inside their connection (patrol.web.shortcut), or None
+        self.shortcut = shortcut
 
     def start(self) -> None:
         self._resume()

@@ -58,6 +58,8 @@ class Limited(Protocol):
     loop: asyncio.AbstractEventLoop
     uvicorn_log: Any
     limits: Callable[[], Any]
+    #: answers whole ``/api/`` requests inside the connection (patrol.web.shortcut), or None
+    shortcut: Any
 
     def stream_room(self) -> int: ...
     def note(self, what: str, event: str, level: str = "info", **fields: Any) -> None: ...
@@ -283,6 +285,10 @@ if HttpToolsProtocol is not None:
             #: the read being parsed, when it began between requests; requests it began
             self._fresh = None
             self._begun = 0
+            #: the head being completed is the read's first request, none queued before it
+            self._first = False
+            #: the cycle of an /api/ request the shortcut answers once its body is in
+            self._waiting: Any = None
 
         def data_received(self, data: bytes) -> None:
             was_open = self._head is not None
@@ -297,6 +303,9 @@ if HttpToolsProtocol is not None:
                 # the whole read is head: it continued one, or began one between requests
                 whole = was_open or (self._fresh is data and self._begun == 1)
                 self._fresh = None
+            if self._waiting is not None:  # its body goes on in another read: the ASGI way
+                cycle, self._waiting = self._waiting, None
+                super()._start_asgi_task(cycle, self.app)
             if self._head is not None:
                 if whole:
                     self._head_read += len(data)
@@ -322,7 +331,11 @@ if HttpToolsProtocol is not None:
 
         def on_headers_complete(self) -> None:
             self._head = None
-            super().on_headers_complete()
+            self._first = self._begun == 1 and not self.pipeline
+            try:
+                super().on_headers_complete()
+            finally:
+                self._first = False
             if self.pipeline:  # a request waits behind the one being answered: read no more
                 self.flow.pause_reading()  # (resumed when an answer ends)
                 if len(self.pipeline) > MAX_PIPELINE:
@@ -330,6 +343,26 @@ if HttpToolsProtocol is not None:
                                        limit=MAX_PIPELINE)
                     self.pipeline.clear()
                     self.transport.abort()
+
+        # -- the shortcut (patrol.web.shortcut) ------------------------------------
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            shortcut = self.listener.shortcut
+            if self._first and app is self.app and shortcut is not None and not cycle.waiting_for_100_continue \
+                    and shortcut.takes(cycle.scope):
+                self._waiting = cycle  # answered when its body is in (on_message_complete)
+                return
+            super()._start_asgi_task(cycle, app)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            cycle = self._waiting
+            if cycle is not None and cycle is self.cycle and not cycle.more_body:
+                self._waiting = None
+                if self.flow.write_paused:  # the client does not read: wait for it, as the ASGI way does
+                    super()._start_asgi_task(cycle, self.app)
+                else:
+                    self.listener.shortcut.respond(self, cycle)
 
         def _count(self, *parts: bytes) -> None:
             """The parser hands over the URL and each header as they end: a head too long

@@ -43,6 +43,7 @@ from patrol.web.metrics import MetricsPage
 from patrol.api.view import KernelView
 from patrol.plugin.model import Listen
 from patrol.web.bodies import Refused, cross_site, read_request
+from patrol.web.shortcut import ApiShortcut
 from patrol.web.chunked import chunked_response
 from patrol.web.lazy_routes import LazyRoutes
 
@@ -68,7 +69,7 @@ def serve(sock: socket.socket, app: Starlette, limits: Callable[[], Limits]) -> 
         ws="none",  # no WebSocket route: an installed websockets must not take connections out of Listener's hands
     )
     config.load()
-    listener = Listener(sock, config, limits)
+    listener = Listener(sock, config, limits, getattr(app.state, "shortcut", None))
     listener.start()
     return listener
 
@@ -95,7 +96,10 @@ def build_app(view: KernelView, metrics: MetricsPage | None = None) -> Starlette
         return errors(status, *messages)
 
     async def api_endpoint(request: Request) -> Response:
-        parsed = await read_request(request, request_from_query)
+        return api_answer(request, await read_request(request, request_from_query))
+
+    def api_answer(request: Request, parsed: Any) -> Response:
+        """The answer to ``/api/`` once its request is read (:func:`read_request`)."""
         if isinstance(parsed, Refused):
             return refuse(parsed.status, *parsed.messages)
         token_less_ping = request.scope.get(auth.HOW_KEY) == "ping"
@@ -144,8 +148,11 @@ def build_app(view: KernelView, metrics: MetricsPage | None = None) -> Starlette
     ]
     routes.append(LazyRoutes(lambda: gui_routes(view), "the GUI"))  # the GUI's code loads with its first page
     access = auth.Access(view)  # every route is behind the gate: rate limit, then http.auth
-    return Starlette(routes=routes, exception_handlers={ClientDisconnect: client_left, Exception: internal_error},
-                     middleware=[Middleware(auth.Gate, access=access)])
+    app = Starlette(routes=routes, exception_handlers={ClientDisconnect: client_left, Exception: internal_error},
+                    middleware=[Middleware(auth.Gate, access=access)])
+    # whole pings (and other /api/ requests) are answered inside their connection: no task, no ASGI stack
+    app.state.shortcut = ApiShortcut(auth.Gate(app, access), api_answer, failed)
+    return app
 
 
 def log_routes(view: KernelView) -> list[BaseRoute]:
@@ -189,6 +196,10 @@ async def slash_redirect(request: Request) -> Response:
 
 async def internal_error(request: Request, exc: Exception) -> Response:
     """A bug must still answer in the API's shape (and never echo the request)."""
+    return failed(request, exc)
+
+
+def failed(request: Request, exc: Exception) -> Response:
     log.error("request failed", path=request.url.path, method=request.method, error=type(exc).__name__)
     return errors(500, "Internal Error: see Patrol's log")
 
