@@ -49,6 +49,8 @@ class HttpTransport(Transport):
         self._sock: socket.socket | None = None
         self._metrics_sock: socket.socket | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._limits_config: object = None
+        self._limits_made: dict[int, tuple[Listen, Limits]] = {}
 
     async def start(self) -> None:
         descriptors.raise_soft_limit()
@@ -90,11 +92,19 @@ class HttpTransport(Transport):
             gc.freeze()
 
     def _limits(self, listen: Listen) -> Limits:
-        from patrol.web.connections import Limits
-
+        """The limits of the running config. Every connection asks on every request, so
+        they are made once per config (a reload makes a new one) and listener section."""
         config = self.patrol.config
-        return Limits(client_timeout=listen.client_timeout, max_connections=listen.max_connections,
-                      items=len(config.apps) + len(config.services))
+        if self._limits_config is not config:
+            self._limits_config, self._limits_made = config, {}
+        made = self._limits_made.get(id(listen))
+        if made is None or made[0] is not listen:
+            from patrol.web.connections import Limits
+
+            made = self._limits_made[id(listen)] = (listen, Limits(
+                client_timeout=listen.client_timeout, max_connections=listen.max_connections,
+                items=len(config.apps) + len(config.services)))
+        return made[1]
 
     async def stop(self) -> None:
         self.kernel.stream.close()  # event streams end first: a stream would hold its connection open

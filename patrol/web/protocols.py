@@ -28,6 +28,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from patrol.web.coalesce import CoalescingTransport
+from patrol.web.deadline import Deadline
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -95,7 +96,7 @@ class Connection(asyncio.Protocol):
         #: inside a request: from a complete head until the end of its answer
         self.in_request = False
         self.streaming = False
-        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline = Deadline(self.loop, self._expired)
         self._stalled: asyncio.TimerHandle | None = None
 
     # -- asyncio's calls -------------------------------------------------------------
@@ -110,7 +111,7 @@ class Connection(asyncio.Protocol):
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._deadline.cancel()
         if self._stalled is not None:
             self._stalled.cancel()
             self._stalled = None
@@ -156,16 +157,12 @@ class Connection(asyncio.Protocol):
             self._disarm()  # the whole request is in: its handler may take its time
 
     def _arm(self) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(self.listener.limits().client_timeout, self._expired)
+        self._deadline.arm(self.listener.limits().client_timeout)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline.disarm()
 
     def _expired(self) -> None:
-        self._deadline = None
         if self.transport is None or self.transport.is_closing():
             return
         cycle = self.cycle
@@ -322,11 +319,11 @@ if HttpToolsProtocol is not None:
             self._begun += 1
 
         def on_url(self, url: bytes) -> None:
-            self._count(url)
+            self._count(len(url))
             super().on_url(url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
-            self._count(name, value)
+            self._count(len(name) + len(value))
             super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
@@ -364,17 +361,17 @@ if HttpToolsProtocol is not None:
                 else:
                     self.listener.shortcut.respond(self, cycle)
 
-        def _count(self, *parts: bytes) -> None:
+        def _count(self, size: int) -> None:
             """The parser hands over the URL and each header as they end: a head too long
             is refused here even when it arrived in a single read."""
             if self._head is not None:
-                self._head += sum(len(p) for p in parts)
+                self._head += size
                 if self._head > MAX_HEAD:
                     raise HeadTooLong  # the parser raises it on as its error: 400, closed
 
         def _to_h11(self, data: bytes) -> None:
             """Hand the connection to h11 for good, from the read that began this request."""
-            self._disarm()
+            self._deadline.cancel()
             self.connections.discard(self)
             successor = h11_connection()(self.config, self.server_state, self.listener)
             self.listener.replace(self, successor)
