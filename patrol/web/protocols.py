@@ -233,38 +233,7 @@ def __getattr__(name: str) -> Any:
 
 
 if HttpToolsProtocol is not None:
-    import httptools
-
-    class _MethodUnknown(Exception):
-        """llhttp refused the method of a request that began a read: h11 takes it."""
-
-    class _Llhttp(HttpToolsProtocol):
-        """uvicorn's httptools protocol, telling a method llhttp does not know from the
-        parser's other errors (uvicorn answers those with 400, as here)."""
-
-        _fresh: bytes | None
-        _begun: int
-
-        def data_received(self, data: bytes) -> None:
-            self._unset_keepalive_if_required()
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserInvalidMethodError:
-                if self._fresh is data and self._begun == 1:  # the read's first request: its
-                    raise _MethodUnknown from None            # bytes are all in ``data``
-                self._parser_error()
-            except httptools.HttpParserError:
-                self._parser_error()
-            except httptools.HttpParserUpgrade:
-                if self._should_upgrade():
-                    self.handle_websocket_upgrade()
-                else:
-                    self._unsupported_upgrade_warning()
-
-        def _parser_error(self) -> None:
-            msg = "Invalid HTTP request received."
-            self.logger.warning(msg)
-            self.send_400_response(msg)
+    from patrol.web.llhttp import Llhttp as _Llhttp, MethodUnknown as _MethodUnknown
 
     class HttpToolsConnection(Connection, _Llhttp):
         """Over httptools (llhttp), with the limits h11 has and uvicorn's httptools

@@ -94,7 +94,6 @@ class ApiShortcut:
         cycle.message_event.set()
         if not cycle.keep_alive:
             transport.close()
-        connection._unset_keepalive_if_required()  # (a timer an answer earlier in the read armed)
         cycle.on_response()
         if exc is not None:  # as uvicorn after a failed handler's answer: logged, closed
             connection.logger.error("Exception in ASGI application\n", exc_info=exc)
