@@ -237,11 +237,11 @@ class Gate:
             return
         await self.app(scope, receive, send)
 
-    def check(self, scope: Scope) -> "Response | None | BodyNeeded":
-        """The refusal of a request, or None to let it in, or :class:`BodyNeeded` (a
-        token-less ping: :meth:`check_ping` with its body decides)."""
+    def check(self, scope: Scope, conn: HTTPConnection | None = None) -> "Response | None | BodyNeeded":
+        """The refusal of a request (``conn``: its Request, if made already), or None to
+        let it in, or :class:`BodyNeeded` (a token-less ping: :meth:`check_ping` decides)."""
         scope[ACCESS_KEY] = self.access
-        conn = HTTPConnection(scope)
+        conn = HTTPConnection(scope) if conn is None else conn
         refusal = self._screen(conn)
         return self._authenticate(conn) if refusal is None else refusal
 

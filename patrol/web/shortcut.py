@@ -35,6 +35,8 @@ from patrol.api.wire import MAX_BODY, request_from_query
 from patrol.web.auth import MAX_PING_BODY, BodyNeeded, Gate
 from patrol.web.bodies import request_in
 
+#: header lines kept checked (content-length and the content-type: a few hundred kinds)
+MAX_LINES = 1024
 #: the largest body the shortcut takes: larger ones are refused (413) on the ASGI way
 MAX_SHORTCUT_BODY = min(MAX_BODY, MAX_PING_BODY)
 
@@ -48,6 +50,8 @@ class ApiShortcut:
         self.gate = gate
         self._answer = answer
         self._failed = failed
+        #: header lines that passed uvicorn's checks (the API's answers have few kinds)
+        self._lines: dict[tuple[bytes, bytes], bytes] = {}
 
     @staticmethod
     def takes(scope: Scope) -> bool:
@@ -68,7 +72,7 @@ class ApiShortcut:
         gate = self.gate
         request = Request(scope)
         try:
-            refusal = gate.check(scope)
+            refusal = gate.check(scope, request)  # (one Request: its headers are parsed once)
             if isinstance(refusal, BodyNeeded):
                 refusal = gate.check_ping(scope, body)
             if refusal is not None:
@@ -87,9 +91,14 @@ class ApiShortcut:
         cycle.body = bytearray()
         cycle.response_started = True
         transport = connection.transport  # a CoalescingTransport: nothing to wait for, it goes now
-        transport.write_whole(_head(response.status_code,
-                                    connection.server_state.default_headers + response.raw_headers, cycle)
-                              + response.body)
+        try:
+            head = self._head(response.status_code, connection.server_state.default_headers + response.raw_headers,
+                              cycle)
+        except RuntimeError as refused:  # a header uvicorn refuses: as there, no answer, logged, closed
+            connection.logger.error("Exception in ASGI application\n", exc_info=refused)
+            transport.close()
+            return
+        transport.write_whole(head + response.body)
         cycle.response_complete = True
         cycle.message_event.set()
         if not cycle.keep_alive:
@@ -99,23 +108,29 @@ class ApiShortcut:
             connection.logger.error("Exception in ASGI application\n", exc_info=exc)
             transport.close()
 
-
-def _head(status: int, headers: list[tuple[bytes, bytes]], cycle: Any) -> bytes:
-    """An answer's status line and headers, byte for byte as uvicorn's httptools cycle
-    writes those of an answer with a Content-Length (the API's always have one)."""
-    content = [STATUS_LINE[status]]
-    close = False
-    for name, value in headers:
-        if HEADER_RE.search(name):
-            raise RuntimeError("Invalid HTTP header name.")
-        if HEADER_VALUE_RE.search(value):
-            raise RuntimeError("Invalid HTTP header value.")
-        name = name.lower()
-        if name == b"connection" and b"close" in [token.lower().strip() for token in value.split(b",")]:
-            cycle.keep_alive = False
-            close = True
-        content.extend([name, b": ", value, b"\r\n"])
-    if not cycle.keep_alive and not close:
-        content.append(b"connection: close\r\n")
-    content.append(b"\r\n")
-    return b"".join(content)
+    def _head(self, status: int, headers: list[tuple[bytes, bytes]], cycle: Any) -> bytes:
+        """An answer's status line and headers, byte for byte as uvicorn's httptools
+        cycle writes those of an answer with a Content-Length (the API's always have
+        one), after the same checks of each header."""
+        content = [STATUS_LINE[status]]
+        close = False
+        lines = self._lines
+        for header in headers:
+            line = lines.get(header)
+            if line is None:
+                name, value = header
+                if HEADER_RE.search(name):
+                    raise RuntimeError("Invalid HTTP header name.")
+                if HEADER_VALUE_RE.search(value):
+                    raise RuntimeError("Invalid HTTP header value.")
+                line = name.lower() + b": " + value + b"\r\n"
+                if len(lines) < MAX_LINES:
+                    lines[header] = line
+            if line[:11] == b"connection:" and b"close" in [t.lower().strip() for t in header[1].split(b",")]:
+                cycle.keep_alive = False
+                close = True
+            content.append(line)
+        if not cycle.keep_alive and not close:
+            content.append(b"connection: close\r\n")
+        content.append(b"\r\n")
+        return b"".join(content)
