@@ -15,6 +15,11 @@ has not ended after :data:`MAX_HEAD` bytes is refused (400, and the connection c
 as uvicorn answers h11's own limit), and a client that pipelines requests is read no
 further while one is waiting (at most :data:`MAX_PIPELINE` parsed ahead, then dropped),
 so neither a long head nor a flood of pipelined requests can grow Patrol's memory.
+
+Over httptools, a request to ``/api/`` that came whole in one read (an HTTP ping) is
+answered where the parser completes it, without a task or the ASGI stack
+(:mod:`patrol.web.shortcut`); the deadlines and uvicorn's keep-alive timer are one timer
+per connection each (:mod:`patrol.web.deadline`), not one per request.
 """
 
 from __future__ import annotations
