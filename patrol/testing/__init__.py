@@ -159,9 +159,9 @@ def kill_marked(marker: str) -> list[int]:
 
 
 def write_testapp(directory: Path, name: str = "testapp") -> Path:
-    """An executable wrapper that execs the test app with this Python (same pid)."""
-    path = directory / name
-    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TESTAPP}" "$@"\n')
+    """An executable wrapper that execs the test app with this Python (same pid), ``-S``: no site."""
+    path = directory / name  # -S: stdlib only, so skip the venv's .pth files (~15 ms CPU a start, 20%)
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{TESTAPP}" "$@"\n')
     path.chmod(0o755)
     return path
 

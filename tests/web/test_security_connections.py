@@ -164,7 +164,9 @@ def test_idle_connections_cannot_starve_requests_or_pings(patrol: PatrolFactory,
     flood = IdleFlood(address(p), 600)
     worst = 0.0
     try:
-        attack_ends = time.monotonic() + 6.5  # longer than ping-timeout: an unpinged app would expire
+        # Longer than the ping-timeout (3 s: UNITTEST_ENV overrides the 5 above) and than the
+        # client-timeout (so Patrol closes idle ones): an app whose pings starve would expire.
+        attack_ends = time.monotonic() + 5.0
         while time.monotonic() < attack_ends:
             started = time.monotonic()
             status, _ = raw_request(p, get("/status/", BEARER), timeout + 1)  # answered within timeout + 1 s
