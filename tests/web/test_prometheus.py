@@ -148,20 +148,26 @@ class Prometheus:
         self.log.close()
 
 
-@pytest.fixture
-def scraped(patrol: PatrolFactory, tmp_path: Path) -> Iterator[tuple[PatrolProcess, Prometheus]]:
+@pytest.fixture(scope="module")
+def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PatrolProcess, Prometheus]]:
+    """One Patrol and its Prometheus for the module (a start and a first scrape cost ~5 s):
+    the restart test kills only its own web; the other test only reads metric names."""
     need(PROMETHEUS, "prometheus")
-    apps = {"web": patrol.app(1, name="Web"), "child": patrol.app(2), "pinger": patrol.app(3, env=PINGS),
-            "crash": patrol.app(1, env=["TESTAPP_EXIT=3"], **{"backoff-base": 30})}
-    p = patrol.start(patrol.config(apps=apps, **{"ping-timeout": 180}), env=UNITTEST_ENV)
-    storage = tmp_path / "prometheus"
-    storage.mkdir()
-    prometheus = Prometheus(storage, [p.http])
+    patrol = PatrolFactory(tmp_path_factory.mktemp("scraped"))
     try:
-        wait_for(lambda: prometheus.value('up{job="patrol"}') == 1, 30, "Prometheus to scrape Patrol")
-        yield p, prometheus
+        apps = {"web": patrol.app(1, name="Web"), "child": patrol.app(2), "pinger": patrol.app(3, env=PINGS),
+                "crash": patrol.app(1, env=["TESTAPP_EXIT=3"], **{"backoff-base": 30})}
+        p = patrol.start(patrol.config(apps=apps, **{"ping-timeout": 180}), env=UNITTEST_ENV)
+        storage = patrol.tmp_path / "prometheus"
+        storage.mkdir()
+        prometheus = Prometheus(storage, [p.http])
+        try:
+            wait_for(lambda: prometheus.value('up{job="patrol"}') == 1, 30, "Prometheus to scrape Patrol")
+            yield p, prometheus
+        finally:
+            prometheus.stop()
     finally:
-        prometheus.stop()
+        patrol.cleanup()
 
 
 def test_prometheus_sees_a_killed_app_restart_and_come_back(scraped):
