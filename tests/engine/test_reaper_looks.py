@@ -25,6 +25,10 @@ def counted(pid, options):
     return real(pid, options)
 
 reaper_module.os.waitpid = counted  # only counted, never replaced
+
+def zombie(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0] == "Z"
 """
 
 #: Played in a fresh interpreter: ``waitpid(-1)`` would also collect every child the test
@@ -44,9 +48,8 @@ async def scenario():
     reaper.watch(child.pid, exited, owner="test")
     child.kill()
     for _ in range(3000):  # the child is a zombie once /proc says so
-        with open(f"/proc/{child.pid}/stat") as f:
-            if f.read().rpartition(")")[2].split()[0] == "Z":
-                break
+        if zombie(child.pid):
+            break
         await asyncio.sleep(0.01)
     before = looks[0]
     reaper.reap()
@@ -76,9 +79,6 @@ def test_an_exit_callback_that_reaps_spares_the_reaper_a_further_look() -> None:
 POLLS = COUNTED + r"""
 children = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(3)]
 
-def zombie(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rpartition(")")[2].split()[0] == "Z"
 
 async def scenario():
     reaper = Reaper(asyncio.get_running_loop())
@@ -126,9 +126,6 @@ SLICES = COUNTED + r"""
 from patrol.engine.reaper import REAP_SLICE
 children = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(100)]
 
-def zombie(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rpartition(")")[2].split()[0] == "Z"
 
 async def scenario():
     loop = asyncio.get_running_loop()

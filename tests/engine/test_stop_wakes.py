@@ -56,47 +56,39 @@ def test_a_stop_is_woken_by_the_exit_of_the_run_s_process(tmp_path: Path, monkey
     assert took < 10  # (wait_for raised otherwise): it did not wait for a 30 s look
 
 
-def test_a_group_whose_only_member_is_an_unreaped_zombie_is_settled_by_reaping_it(monkeypatch):
+@pytest.fixture
+def zombie():
+    """A child of the test in a session of its own, killed and not reaped yet."""
+    child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    child.kill()
+    while procfs.state(child.pid) != "Z":
+        pass
+    yield child
+    child.wait()  # (reaped already by the test that settles it: then a no-op)
+
+
+@pytest.fixture
+def scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times every process is listed (each is a scan of all of them)."""
+    count = [0]
+    real = procfs.pids
+
+    def counted():  # type: ignore[no-untyped-def]
+        count[0] += 1
+        return real()
+
+    monkeypatch.setattr(procfs, "pids", counted)
+    return count
+
+
+def test_a_group_whose_only_member_is_an_unreaped_zombie_is_settled_by_reaping_it(zombie, scans):
     """The stop's group check: the leader died an instant ago and its SIGCHLD was not
     handled yet. Reaping it answers; no scan of every process (~15 ms at 1,000)."""
-    child = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    try:
-        child.kill()
-        while procfs.state(child.pid) != "Z":
-            pass
-        scans = [0]
-        real = procfs.pids
-
-        def counted():  # type: ignore[no-untyped-def]
-            scans[0] += 1
-            return real()
-
-        monkeypatch.setattr(procfs, "pids", counted)
-        assert signalling.live_groups([child.pid], reap=lambda: child.wait()) == set()
-        assert scans[0] == 0
-        assert child.returncode == -9
-    finally:
-        if child.returncode is None:
-            child.kill()
-            child.wait()
+    assert signalling.live_groups([zombie.pid], reap=lambda: zombie.wait()) == set()
+    assert scans[0] == 0
+    assert zombie.returncode == -9
 
 
-def test_without_a_reap_a_zombie_leader_s_group_is_settled_by_a_scan(monkeypatch):
-    child = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    try:
-        child.kill()
-        while procfs.state(child.pid) != "Z":
-            pass
-        scans = [0]
-        real = procfs.pids
-
-        def counted():  # type: ignore[no-untyped-def]
-            scans[0] += 1
-            return real()
-
-        monkeypatch.setattr(procfs, "pids", counted)
-        assert signalling.live_groups([child.pid]) == set()
-        assert scans[0] == 1
-    finally:
-        child.kill()
-        child.wait()
+def test_without_a_reap_a_zombie_leader_s_group_is_settled_by_a_scan(zombie, scans):
+    assert signalling.live_groups([zombie.pid]) == set()
+    assert scans[0] == 1
