@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 
 import structlog
 
+from patrol.engine.logchecks import Checks
 from patrol.engine.logfiles import LogSink
 from patrol.engine.logpolicy import LogPolicy, at_rest
 
@@ -51,7 +52,7 @@ class LogWriter:
     def __init__(self, threads: int = WRITER_THREADS) -> None:
         self._threads = threads
         self._workers: list[threading.Thread] = []
-        self._files: queue.SimpleQueue[QueuedFile | _Checks | None] = queue.SimpleQueue()
+        self._files: queue.SimpleQueue[QueuedFile | Checks | None] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)  # released by a writer each time it finished a file
         self._lock = threading.Lock()  # closing, against scheduling from a writer or compressing thread
         #: every file's queue (QueuedFile): one lock for all, not one per file (thousands
@@ -61,7 +62,7 @@ class LogWriter:
         self._compress = ThreadPoolExecutor(max_workers=1, thread_name_prefix="patrol-log-compress")
         self.closed = False
 
-    def schedule(self, queued: "QueuedFile | _Checks") -> None:
+    def schedule(self, queued: "QueuedFile | Checks") -> None:
         with self._lock:
             if self.closed:  # shut down: nothing more is written
                 queued.abandon()
@@ -91,7 +92,7 @@ class LogWriter:
         the other writers, and only their checks wait.
         """
         if files:
-            self.schedule(_Checks(files))
+            self.schedule(Checks(files))
 
     def compress(self, job: Callable[[], None]) -> None:
         try:
@@ -331,49 +332,6 @@ class QueuedFile:
                 self._idle = threading.Event()
             idle = self._idle
         return idle.wait(timeout)
-
-
-class _Checks:
-    """A writer job: the tick's checks of many files (see :meth:`LogWriter.check_all`)."""
-
-    __slots__ = ("files",)
-    path = "(the tick's checks of every log file)"
-
-    def __init__(self, files: list[QueuedFile]) -> None:
-        self.files = files
-
-    def run(self) -> None:
-        listed = _Listed()
-        for queued in self.files:
-            if not queued.settled(listed):
-                queued.check(here=True)
-
-    def abandon(self) -> None:
-        pass  # shutting down: nothing to check
-
-
-class _Listed:
-    """Is a path's name in its directory? One listing per directory and tick: the files of
-    500 apps sharing a log directory were 1,000 ``lstat`` calls and as many passes through
-    each file's queue per tick, most of an idle Patrol's work. A file deleted after the
-    listing is noticed at the next tick; one made after it is checked in full."""
-
-    __slots__ = ("_names",)
-
-    def __init__(self) -> None:
-        self._names: dict[str, frozenset[str] | None] = {}
-
-    def __call__(self, path: str) -> bool:
-        directory, _, name = path.rpartition("/")
-        try:
-            names = self._names[directory]
-        except KeyError:
-            try:
-                names = frozenset(os.listdir(directory or "/"))
-            except OSError:
-                names = None  # (checked in full, file by file)
-            self._names[directory] = names
-        return names is not None and name in names
 
 
 def _runs(batch: list[bytes | Operation]) -> Iterator[bytes | Operation]:

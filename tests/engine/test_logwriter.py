@@ -267,8 +267,8 @@ def test_the_ticks_check_of_files_at_rest_lists_their_directory_once(tmp_path: P
     gone.unlink()
     listings: list[str] = []
     looks: list[str] = []
-    real_listdir, real_lexists = os.listdir, os.path.lexists
-    monkeypatch.setattr(os, "listdir", lambda d=".": listings.append(str(d)) or real_listdir(d))  # counted only
+    real_scandir, real_lexists = os.scandir, os.path.lexists
+    monkeypatch.setattr(os, "scandir", lambda d=".": listings.append(str(d)) or real_scandir(d))  # counted only
     monkeypatch.setattr(os.path, "lexists", lambda p: looks.append(str(p)) or real_lexists(p))
     writer.check_all(files)
     wait_for(gone.exists, 30, "the deleted file made again")
@@ -276,3 +276,28 @@ def test_the_ticks_check_of_files_at_rest_lists_their_directory_once(tmp_path: P
     writer.close()
     assert listings.count(str(tmp_path)) == 1, listings
     assert set(looks) == {str(gone)}  # only the file the listing did not find was looked at
+
+
+def test_a_log_directory_filled_with_entries_is_not_listed_past_a_bound(tmp_path: Path, monkeypatch) -> None:
+    """Someone made 20,000 entries beside two log files: the tick's listing stops after a
+    bounded number of them and the files are looked at one by one (as before the
+    listing), so a huge directory costs neither memory nor a long walk every tick."""
+    writer = LogWriter(threads=1)
+    policy = LogPolicy(str(tmp_path), 1 << 20, 1)
+    for n in range(20_000):
+        (tmp_path / f"junk-{n}").touch()
+    files = []
+    for n in range(2):
+        path = tmp_path / f"{1_000 + n}.stdout.log"
+        path.write_bytes(b"")
+        files.append(QueuedFile(str(path), writer, policy=policy))
+    gone = Path(files[1].path)
+    gone.unlink()
+    looks: list[str] = []
+    real_lexists = os.path.lexists
+    monkeypatch.setattr(os.path, "lexists", lambda p: looks.append(str(p)) or real_lexists(p))  # counted only
+    writer.check_all(files)
+    wait_for(gone.exists, 30, "the deleted file made again")
+    assert all(f.wait_idle(30) for f in files)
+    writer.close()
+    assert str(tmp_path / "1000.stdout.log") in looks  # looked at one by one: the listing gave up
