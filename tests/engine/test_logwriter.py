@@ -252,46 +252,17 @@ def test_what_is_queued_behind_a_running_operation_is_done_after_it_in_order(tmp
     assert (tmp_path / "f.log").read_bytes() == b"a\nb\nc\nd\ne\n"
 
 
-def test_the_ticks_check_of_files_at_rest_lists_their_directory_once(tmp_path: Path, monkeypatch) -> None:
-    """500 apps sharing a log directory are 1,000 files at rest most of the time: the
-    tick's check lists the directory once instead of looking at each file; a file that
-    is gone is still checked in full, and made again."""
+def tick_check_at_rest(directory: Path, count: int, gone_at: int, monkeypatch) -> tuple[Path, list[str]]:
+    """``count`` log files at rest in ``directory``, the one at ``gone_at`` deleted, then
+    the tick's check of them all; the deleted file and the paths looked at one by one."""
     writer = LogWriter(threads=2)
-    policy = LogPolicy(str(tmp_path), 1 << 20, 1)
+    policy = LogPolicy(str(directory), 1 << 20, 1)
     files = []
-    for n in range(200):
-        path = tmp_path / f"{1_000 + n}.stdout.log"
+    for n in range(count):
+        path = directory / f"{1_000 + n}.stdout.log"
         path.write_bytes(b"")
         files.append(QueuedFile(str(path), writer, policy=policy))
-    gone = Path(files[100].path)
-    gone.unlink()
-    listings: list[str] = []
-    looks: list[str] = []
-    real_scandir, real_lexists = os.scandir, os.path.lexists
-    monkeypatch.setattr(os, "scandir", lambda d=".": listings.append(str(d)) or real_scandir(d))  # counted only
-    monkeypatch.setattr(os.path, "lexists", lambda p: looks.append(str(p)) or real_lexists(p))
-    writer.check_all(files)
-    wait_for(gone.exists, 30, "the deleted file made again")
-    assert all(f.wait_idle(30) for f in files)
-    writer.close()
-    assert listings.count(str(tmp_path)) == 1, listings
-    assert set(looks) == {str(gone)}  # only the file the listing did not find was looked at
-
-
-def test_a_log_directory_filled_with_entries_is_not_listed_past_a_bound(tmp_path: Path, monkeypatch) -> None:
-    """Someone made 20,000 entries beside two log files: the tick's listing stops after a
-    bounded number of them and the files are looked at one by one (as before the
-    listing), so a huge directory costs neither memory nor a long walk every tick."""
-    writer = LogWriter(threads=1)
-    policy = LogPolicy(str(tmp_path), 1 << 20, 1)
-    for n in range(20_000):
-        (tmp_path / f"junk-{n}").touch()
-    files = []
-    for n in range(2):
-        path = tmp_path / f"{1_000 + n}.stdout.log"
-        path.write_bytes(b"")
-        files.append(QueuedFile(str(path), writer, policy=policy))
-    gone = Path(files[1].path)
+    gone = Path(files[gone_at].path)
     gone.unlink()
     looks: list[str] = []
     real_lexists = os.path.lexists
@@ -300,4 +271,26 @@ def test_a_log_directory_filled_with_entries_is_not_listed_past_a_bound(tmp_path
     wait_for(gone.exists, 30, "the deleted file made again")
     assert all(f.wait_idle(30) for f in files)
     writer.close()
+    return gone, looks
+
+
+def test_the_ticks_check_of_files_at_rest_lists_their_directory_once(tmp_path: Path, monkeypatch) -> None:
+    """500 apps sharing a log directory are 1,000 files at rest most of the time: the
+    tick's check lists the directory once instead of looking at each file; a file that
+    is gone is still checked in full, and made again."""
+    listings: list[str] = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda d=".": listings.append(str(d)) or real_scandir(d))  # counted only
+    gone, looks = tick_check_at_rest(tmp_path, 200, 100, monkeypatch)
+    assert listings.count(str(tmp_path)) == 1, listings
+    assert set(looks) == {str(gone)}  # only the file the listing did not find was looked at
+
+
+def test_a_log_directory_filled_with_entries_is_not_listed_past_a_bound(tmp_path: Path, monkeypatch) -> None:
+    """Someone made 20,000 entries beside two log files: the tick's listing stops after a
+    bounded number of them and the files are looked at one by one (as before the
+    listing), so a huge directory costs neither memory nor a long walk every tick."""
+    for n in range(20_000):
+        (tmp_path / f"junk-{n}").touch()
+    _, looks = tick_check_at_rest(tmp_path, 2, 1, monkeypatch)
     assert str(tmp_path / "1000.stdout.log") in looks  # looked at one by one: the listing gave up
