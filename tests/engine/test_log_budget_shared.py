@@ -71,3 +71,32 @@ def test_an_ended_instance_s_file_survives_in_a_directory_shared_by_eleven_apps(
     assert all(os.path.exists(path) for path in writing)
     one_app_s = prune(root, 20 * 4 * KIB, writing)  # the budget a shared directory had before
     assert one_app_s.removed == [str(ended)] and not ended.exists()
+
+
+def test_once_shutdown_began_no_retention_walk_deletes_anything(tmp_path: Path):
+    """docs/logs.md: the budget is checked after each end of an instance, but not while
+    Patrol shuts down (each ended instance would ask for a walk; the next start does it).
+    An old file far over the budget stays until then."""
+    import asyncio
+
+    from patrol.engine.logrouter import LogRouter
+    from patrol.engine.logwriter import LogWriter
+    from patrol.testing import load_item
+
+    config = load_item("apps", app(str(tmp_path), **{"log-max-bytes": 1024, "log-max-total-bytes": 1024}), "a")
+    day = Path(day_directory(str(tmp_path), START))
+    day.mkdir(parents=True)
+    old = day / f"{START}.stdout.log"
+    old.write_bytes(b"x" * 4096)  # four times the budget
+
+    async def scenario() -> bool:
+        router = LogRouter(asyncio.get_running_loop(), [config], writer=LogWriter(threads=1), prune_interval=0)
+        router.stop_pruning()
+        router.prune_soon(str(tmp_path))  # what an instance ending now asks for
+        router.prune_all()
+        walking = bool(router._pruning) or bool(router._again)
+        await router.close()
+        return walking
+
+    assert asyncio.run(scenario()) is False
+    assert old.exists()
