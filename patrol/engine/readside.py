@@ -43,6 +43,10 @@ class ItemView(Protocol):
     def restarts(self) -> int: ...
 
     @property
+    def starts(self) -> int:
+        """Runs started so far (``restarts`` is one fewer)."""
+
+    @property
     def start_failures(self) -> int:
         """Starts that failed: a spawn, or a service's start command, failed, or the
         process ended before it was seen running."""

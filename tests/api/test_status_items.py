@@ -11,13 +11,16 @@ the renderer reads, so a field added to an item later cannot be served stale.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import random
 import types
 from typing import Any, Callable, Coroutine
 
 import pytest
 
-from patrol.api.status_items import RUNNER_INPUTS, STATE_INPUTS
+from patrol.api import tabjson
+from patrol.api.status_items import RUNNER_INPUTS, STATE_INPUTS, _tenths
 from patrol.api.wire import dumps
 from patrol.config import Methods, parse_config
 from patrol.daemon import Daemon
@@ -200,5 +203,18 @@ def test_the_cache_key_holds_everything_an_item_text_is_rendered_from(item: str)
     daemon.api.render_fields(Recorder(runner, runner_seen, {"state": state}), proven=False)
     daemon.api.live_fields(Recorder(runner, set(), {"state": Recorder(runner.state, set())}), stats=True)
     assert state_seen - {"running", "history"} <= set(STATE_INPUTS)  # running: started's; history: history_total's
-    assert runner_seen - {"state", "id"} <= set(RUNNER_INPUTS)  # id: the item's key
+    derived = {"restarts": "starts"}  # the key holds the input it is derived from
+    assert {derived.get(name, name) for name in runner_seen - {"state", "id"}} <= set(RUNNER_INPUTS)  # id: the key
     assert state_seen and runner_seen
+
+
+def test_a_live_tenth_is_written_as_the_renderer_writes_it():
+    """Uptimes and CPU shares are written with "%.1f" where the renderer rounds to a tenth
+    and prints the float: the same text over the whole range, the edges included (halves
+    that are not exact in binary, negative, huge, infinite and NaN values)."""
+    rng = random.Random(18)
+    values = [i / 100 for i in range(100_000)] + [k + 0.05 for k in range(0, 10**6, 7)]
+    values += [rng.uniform(0, 10.0 ** rng.randint(0, 15)) for _ in range(200_000)]
+    values += [-0.0, -0.04, -1.5, 1e15, 1e15 - 0.05, 2.5e16, 1e300, math.inf, -math.inf, math.nan]
+    for value in values:
+        assert _tenths(value) == tabjson.float_text(round(max(0.0, value), 1)), value

@@ -244,11 +244,11 @@ def test_at_most_two_big_answers_are_built_at_once_and_all_are_answered():
     building: set[Any] = set()
     most = [0]
 
-    class Tracking(Steps):  # asked before every item
-        async def take(self, units: int = 1) -> None:
+    class Tracking(Steps):  # asked before every item (take calls owed too)
+        def owed(self, units: int = 1) -> bool:
             building.add(asyncio.current_task())
             most[0] = max(most[0], len(building))
-            await super().take(units)
+            return super().owed(units)
 
     async def one() -> bytes:
         try:
