@@ -73,6 +73,9 @@ class AppRunner(RunnerBase):
         self.stopper = Stopper(self, self.instance)
         self.control = AppControl(self, self.instance)  # what the keepalive is handed
         self.keepalive = keepalive(self.control)
+        #: the transport whose pings keep the app alive (None: not ping-based), the
+        #: keepalive's for good (an attribute: /status/ reads it for every item)
+        self.ping_transport: str | None = self.keepalive.ping_transport
         # (the class's functions, called with this runner: no bound method kept per app)
         self.health = Health(self, fail=type(self).fail_run, notified=keepalive.reports_readiness, run=self.instance)
         self.gate = StartGate(self, grace=type(self)._grace)  # the startup grace, then depends-on
@@ -94,11 +97,6 @@ class AppRunner(RunnerBase):
         """Which plugin (and distribution) the keepalive comes from, for messages: made
         when one is written (a string kept per app was ~90 bytes, for rare messages)."""
         return self.sup.plugins.origin(self.sup.plugins.keepalives, self.config.keepalive)
-
-    @property
-    def ping_transport(self) -> str | None:
-        """The transport whose pings keep the app alive (None: not ping-based)."""
-        return self.keepalive.ping_transport
 
     def owns(self, pid: int) -> bool:
         """Is ``pid`` proven to be this app's (:mod:`patrol.engine.ownership`)?"""
@@ -319,7 +317,7 @@ class AppRunner(RunnerBase):
     @property
     def phase(self) -> ItemState:
         """The state operators see (new in the API, beside the original's flags)."""
-        if self.state.running:
+        if self.state.started is not None:  # running (read directly: /status/ asks per item)
             return ItemState.STOPPING if self.stop_task is not None else self.health.phase()
         if self.instance.launching:
             return ItemState.STARTING

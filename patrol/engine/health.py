@@ -168,7 +168,7 @@ class Health:
 
     def phase(self) -> ItemState:
         """The state of a running item: ``ready``/``unready`` once it has a readiness source."""
-        if not self.has_source:
+        if self.owner.config.readiness is None and not self.reports_readiness:  # has_source, inline
             return ItemState.RUNNING
         if self.ready:
             return ItemState.READY
