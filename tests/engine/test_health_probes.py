@@ -172,8 +172,10 @@ def test_a_log_probe_makes_the_app_ready_when_its_line_appears(patrol: PatrolFac
 
 
 def test_liveness_failures_count_toward_backoff_and_the_start_limit(patrol: PatrolFactory) -> None:
+    # backoff-reset an hour: on a loaded machine a run can last past the default 1 s before
+    # its probe fails, and a run that long is not a quick failure (the count starts over)
     app = patrol.app(1, liveness={"exec": ["false"], "period": 0.1, "failure-threshold": 1},
-                     **{"backoff-base": 0.05, "start-limit": 2, "stop-signal": "SIGTERM"})
+                     **{"backoff-base": 0.05, "backoff-reset": 3600, "start-limit": 2, "stop-signal": "SIGTERM"})
     p = patrol.start(patrol.config(apps={"t": app}))
     entry = wait_for(lambda: (e := p.app("t")).get("state") == "given-up" and e, 15, "given up")
     reasons = [record["reason"] for record in entry["history"]]
