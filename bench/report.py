@@ -66,7 +66,7 @@ ROWS: list[tuple[str, Metric]] = [
                     resolution=0.01)),
     ("main", Metric("idle_wakeups", "daemon wake-ups while idle (context switches)", "", per_round("idle_wakeups"),
                     digits=0, resolution=1)),
-    ("main", Metric("rss_mb", "daemon RSS", "MB", per_round("rss_mb"))),
+    ("main", Metric("rss_mb", "daemon RSS", "MiB", per_round("rss_mb"))),  # (key: rss_mb, as in older runs)
     ("main", Metric("status_ms", "one full status query", "ms", pooled("status_ms"))),
     ("main", Metric("status_kb", "size of that status reply", "kB",
                     lambda ss: [s["status_bytes"] / 1000 for s in ss if "status_bytes" in s], ratio=False, scaling="info")),
@@ -361,13 +361,15 @@ def targets(results: dict[str, Any]) -> str:
                  *_ping_target(ping_runs, "udp", UDP_TARGET, none_lost=True)])
     rows.append(["18", f"≥ {HTTP_TARGET:,} HTTP pings/s answered (at {HTTP_TARGET:,}/s offered)",
                  *_ping_target(ping_runs, "http", HTTP_TARGET, none_lost=False)])
-    check("18", "RSS ≤ 40 MB", fig("main", "rss_mb"), 40, "MB")
+    # the issue's MB and KB are this benchmark's MiB and KiB: it quotes the figures the
+    # benchmark printed (supervisor's 35.6 "MB" is 35.6 MiB), as top and ps show them
+    check("18", "RSS ≤ 40 MB (MiB, as the issue quotes this benchmark)", fig("main", "rss_mb"), 40, "MiB")
     if (per_app_memory := memory_per_app(results)) is not None:
         small, large = results["memory"]["n"]
         check("18", f"RSS per extra app ≤ 5 KB ((N={large} − N={small}) / {large - small}, "
-              f"{results['memory']['settle_s']:g} s after the last start)", per_app_memory, 5, "KB")
+              f"{results['memory']['settle_s']:g} s after the last start)", per_app_memory, 5, "KiB")
     per_app = rss_per_app(results)
-    check("18", f"RSS per extra app ≤ 5 KB (N={sizes['main']} → {sizes['scale']})", per_app, 5, "KB")
+    check("18", f"RSS per extra app ≤ 5 KB (N={sizes['main']} → {sizes['scale']})", per_app, 5, "KiB")
     if peers.get("patrol-scale", {}).get("main"):
         rows.append(["18", f"N={sizes['scale']}: every figure within 2× of linear growth (respawn: of flat)",
                      *_scale_target(results)])
