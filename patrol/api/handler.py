@@ -76,7 +76,7 @@ class Api:
         problems = validate_request(request)
         if problems:
             return error(*problems)
-        req = {k: v for k, v in request.items() if v is not None}
+        req = {k: v for k, v in request.items() if v is not None} if None in request.values() else request
         group = GROUPS.get(req.get("group", "").lower())
         if group is None:
             return error("Unknown Group")
