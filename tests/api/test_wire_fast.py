@@ -5,11 +5,13 @@ once."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from patrol.api import wire
+from patrol.util import strictjson
 
 VALUES: list[Any] = ["a", "é", "\ud800", "", 0, 1, -1, 255, 256, 2**32 - 1, 2**32, 2**64 - 1, 2**64, True, False,
                      None, 1.5, {}, [], {"a": 1}, {"\ud800": 1}]
@@ -32,3 +34,19 @@ def test_compact_answers_are_the_json_encoders_with_the_originals_escapes() -> N
     with pytest.raises(TypeError):
         wire.dumps({"x": object()}, pretty=False)
     assert wire.dumps({"x": 1}, pretty=False) == b'{"x":1}'  # nothing kept from the failed one
+
+
+@pytest.mark.parametrize("second", range(256))
+def test_a_body_starting_with_a_brace_is_read_as_json_loads_reads_it(second: int) -> None:
+    """:func:`patrol.util.strictjson.loads` tells UTF-8 at once from ``{`` and a non-zero byte."""
+    for data in (bytes([0x7B, second]), bytes([0x7B, second, 0, 0]), bytes([0x7B, second, 0x7D, 0x7D]),
+                 '{"é":1}'.encode("utf-16-le"), '{"é":1}'.encode("utf-32-le"), b'{"a":"\xed\xa0\x80"}'):
+        try:
+            expected: object = json.loads(data)
+        except ValueError as exc:
+            expected = type(exc)
+        try:
+            got: object = strictjson.loads(data)
+        except ValueError as exc:
+            got = type(exc)
+        assert got == expected or (got is expected is not None), data
