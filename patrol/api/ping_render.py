@@ -8,7 +8,7 @@ timestamps) was a fifth of Patrol's work per UDP ping; so the rendered fields ar
 with every input they were rendered from, and a ping whose app's inputs all compare
 equal copies them, with its ``lastseen`` and ``cas`` written in place. What changes
 without a change session (``uptime``, readiness, probes: :meth:`Api.live_fields`) is
-rendered fresh every time, as before.
+rendered fresh every time, as before (the usual ``uptime`` and ``ready`` directly).
 
 Anything this cannot reuse exactly is rendered whole: key/values (a merge changes them
 in place, under the same object; the answer shows a copy), a history, an app that is
@@ -82,5 +82,11 @@ class PingRenders:
                 if len(self._items) >= 2 * len(patrol.apps) + 16:
                     self._items.clear()  # runners a reload replaced: the pinged ones come back at once
                 self._items[runner] = (key, dict(body))
-        body.update(api.live_fields(runner, stats=False))
+        health = runner.health
+        if health.probes() or health.status_text or getattr(runner.config, "instance_of", None):
+            body.update(api.live_fields(runner, stats=False))
+        else:  # the usual live fields, written without their dictionary (as patrol.api.status_items)
+            if st.started is not None:
+                body["uptime"] = round(max(0.0, patrol.wall() - st.started), 1)
+            body["ready"] = runner.ready
         return body

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import types
 from typing import Any, Callable
 
 from patrol.api.ping_render import RUNNER_INPUTS, STATE_INPUTS
@@ -57,6 +58,11 @@ def ping(daemon: Daemon, app: str, **extra: Any) -> None:
     response = api.handle(request, "udp", history=False)
     assert response.status == 200, response.body
     assert dumps(response.body, pretty=False) == dumps(expected, pretty=False), (app, extra)
+
+
+def answered(*, ok: bool, message: str, at: float) -> Any:
+    """A probe loop as an answer reads it: its last answer, and when that came."""
+    return types.SimpleNamespace(last=types.SimpleNamespace(ok=ok, message=message), last_at=at, passing=0)
 
 
 def changes(daemon: Daemon) -> list[tuple[str, Callable[[], None]]]:
@@ -105,6 +111,11 @@ def changes(daemon: Daemon) -> list[tuple[str, Callable[[], None]]]:
         ("u's last exit", field(u, last_exit=ExitStatus(code=None, signal=9))),
         ("u is ready (no change session)", lambda: setattr(u.health, "ready", True)),
         ("u's own status line (no change session)", lambda: setattr(u.health, "status_text", "ok <b> & é")),
+        ("u's status line ends", lambda: setattr(u.health, "status_text", None)),
+        ("u's readiness probe answers (no change session)", lambda: setattr(u.health, "loops", {"readiness": answered(
+            ok=False, message="no <answer> & é", at=NOW - 3)})),
+        ("u's probes end", lambda: setattr(u.health, "loops", {})),
+        ("u is not ready", lambda: setattr(u.health, "ready", False)),
         ("u stops (phase)", field(u, stop_task=object())),
         ("u stopping no more", field(u, stop_task=None)),
         ("u is renamed by a reload", field(u, config=dataclasses.replace(u.config, name="U2 & more"))),
