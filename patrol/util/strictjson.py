@@ -48,4 +48,13 @@ def loads(data: bytes | str) -> Any:
         raise TypeError(f"the JSON object must be str, bytes or bytearray, not {type(data).__name__}")
     elif data.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
-    return _DECODER.decode(data)
+    if not data.startswith("{"):
+        return _DECODER.decode(data)
+    # JSONDecoder.decode without its two whitespace matches where there is none to skip
+    # (every request): the same value, the same errors
+    value, end = _DECODER.raw_decode(data)
+    if end != len(data):
+        end = len(data) - len(data[end:].lstrip(" \t\n\r"))  # past JSON's whitespace, as decode() skips it
+        if end != len(data):
+            raise json.JSONDecodeError("Extra data", data, end)
+    return value

@@ -50,3 +50,19 @@ def test_a_body_starting_with_a_brace_is_read_as_json_loads_reads_it(second: int
         except ValueError as exc:
             got = type(exc)
         assert got == expected or (got is expected is not None), data
+
+
+@pytest.mark.parametrize("text", ['{"a":1}', '{"a":1} \n', '{"a":1} x', '{"a":1}{}', '{', '{"a":}', '{"a":1', '{}  ]',
+                                  ' {"a":1}', '{"a":NaN}', '{"a":1e999}', '{"a":"\\ud800"}', '{"a":[1,{"b":null}]}\t'])
+def test_an_object_is_decoded_as_the_decoder_decodes_it(text: str) -> None:
+    """:func:`patrol.util.strictjson.loads` skips the decoder's whitespace matches for an
+    object: the same values, and the same errors, with the same messages."""
+    def outcome(decode: Any) -> object:
+        try:
+            return decode(text)
+        except ValueError as exc:
+            return type(exc), str(exc)
+
+    assert outcome(strictjson.loads) == outcome(strictjson._DECODER.decode)
+    assert outcome(lambda t: strictjson.loads(t.encode("utf-8", "surrogatepass"))) == outcome(
+        strictjson._DECODER.decode)
