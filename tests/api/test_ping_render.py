@@ -169,6 +169,10 @@ def test_every_change_shows_in_the_next_pings_answer():
                 clock.now += 0.37  # a new lastseen each time, sometimes in the same second
                 secret = {"secret": "s3cret"} if sup.apps[app].config.secret else {}
                 ping(daemon, app, **secret)
+                if secret:  # a wrong one: refused before anything is rendered, and nothing changes
+                    wrong = daemon.api.handle({"id": app, "group": "app", "ping": True, "secret": "guess"}, "udp",
+                                              history=False)
+                    assert wrong.body == {"errors": ["Secret Invalid"]}
                 ping(daemon, app, pid=me, **secret)
                 ping(daemon, app, cas=1, **secret)  # CAS invalid: answered, nothing changes
                 ping(daemon, app, cas=sup.apps[app].state.cas, **secret)
