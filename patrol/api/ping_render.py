@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 #: the item state's fields the rendered fields depend on, but ``lastseen`` and ``cas``
 #: (written in place) and ``keyvalue`` and ``history`` (never cached: see the docstring)
 STATE_INPUTS = ("instance_id", "pid", "started", "disabled", "restart", "run_once")
-#: the runner's properties they depend on (``config``: name, secret; as patrol.api.status_items)
-RUNNER_INPUTS = ("group", "config", "phase", "restarts", "backoff_delay", "last_exit", "last_reason", "fault_message",
+#: the runner's properties they depend on (``config``: name, secret; ``starts``: ``restarts``; as
+#: patrol.api.status_items)
+RUNNER_INPUTS = ("group", "config", "phase", "starts", "backoff_delay", "last_exit", "last_reason", "fault_message",
                  "ping_transport")
 
 _state_inputs = operator.attrgetter(*STATE_INPUTS)
