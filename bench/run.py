@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds all N apps may take to start (default 120); at the scale N, a miss is reported")
     p.add_argument("--only", default=",".join(DAEMONS), help="daemons to run, comma-separated")
     p.add_argument("--no-pings", action="store_true", help="skip Patrol's ping throughput")
+    p.add_argument("--pings-only", action="store_true",
+                   help="only Patrol's ping throughput (and knees): no main, respawn, scale or memory sessions")
     p.add_argument("--udp-rate", type=float, default=10000, help="offered UDP pings/s (default 10000)")
     p.add_argument("--http-rate", type=float, default=4000, help="offered HTTP pings/s (default 4000)")
     p.add_argument("--no-knee", action="store_true", help="skip the search for the ping knees")
@@ -212,10 +214,10 @@ class Bench:
         for r in range(a.rounds):
             self.say(f"round {r + 1} of {a.rounds}")
             order = names[r % len(names):] + names[: r % len(names)]
-            for name in order:
+            for name in order if not a.pings_only else ():
                 sessions[name]["main"].append(self.session(name, a.n, "main", main_session))
                 sessions[name]["respawn"].append(self.session(name, a.respawn_n, "respawn", respawn_session))
-            for name in [d for d in order if d in scaled]:
+            for name in [d for d in order if d in scaled and not a.pings_only]:
                 # main and respawn figures from one session: starting N apps twice would double the time
                 sessions[f"{name}-scale"]["main"].append(self.session(name, a.scale_n, "scale", scale_session))
             if "patrol" in names and not a.no_pings:
@@ -225,7 +227,7 @@ class Bench:
                     lambda apps: self.make("patrol", 0, apps), self.settings, duration=a.ping_duration,
                     procs=a.ping_procs, udp_rate=a.udp_rate, http_rate=a.http_rate, capacity=a.ping_capacity,
                     knee_duration=0 if a.no_knee else a.knee_duration))
-        per_app = self.memory_session() if "patrol" in names else None
+        per_app = self.memory_session() if "patrol" in names and not a.pings_only else None
         try:
             self.root.rmdir()  # empty unless an anomaly's workload was kept in it
         except OSError:

@@ -26,6 +26,7 @@ from patrol.api.sets import handle_set
 from patrol.api.details import app_details, health_fields, instance_fields
 from patrol.api.status_items import StatusItems
 from patrol.api.counts import RequestCounts
+from patrol.api.ping_render import PingRenders
 from patrol.api.visibility import visible_keyvalue
 from patrol.api.wire import (GROUPS, MAX_KEYVALUE_BYTES, Response, empty, error, omit_empty, pretty, signal_name,
                              validate_request)
@@ -52,6 +53,7 @@ class Api:
         #: ``/status/``'s items, each encoded once per change
         self.status_items = StatusItems(self)
         self.requests = RequestCounts()  # answers by transport and status, for the metrics
+        self.pings = PingRenders(self)  # a ping's answer without history, rendered once per change
 
     # -- requests --------------------------------------------------------------------
 
@@ -74,7 +76,7 @@ class Api:
         problems = validate_request(request)
         if problems:
             return error(*problems)
-        req = {k: v for k, v in request.items() if v is not None}
+        req = {k: v for k, v in request.items() if v is not None} if None in request.values() else request
         group = GROUPS.get(req.get("group", "").lower())
         if group is None:
             return error("Unknown Group")
@@ -113,7 +115,8 @@ class Api:
         keyvalue = req.get("keyvalue") or {}
         if keyvalue and not cas_invalid and (problem := self._keyvalue_problem(runner, req)):
             return error(problem)
-        body = self.render(runner, ids=True, history=history, proven=bool(secret), stats=not ping)
+        body = (self.pings.render(runner, proven=bool(secret)) if ping and not history
+                else self.render(runner, ids=True, history=history, proven=bool(secret), stats=not ping))
         toggle = req.get("toggle", 0) if not cas_invalid else 0
         with runner.state.session() as s:  # one request, one CAS bump
             if not cas_invalid:

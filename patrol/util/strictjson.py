@@ -40,9 +40,21 @@ def loads(data: bytes | str) -> Any:
     UTF-8 text) or ``RecursionError`` (nested too deeply). Bytes are read as ``json.loads``
     reads them (UTF-8, -16 or -32, told apart by their first bytes)."""
     if isinstance(data, (bytes, bytearray)):
-        data = data.decode(json.detect_encoding(data), "surrogatepass")
+        # an object that starts with "{" and a non-zero byte is UTF-8 to detect_encoding
+        # (no BOM starts so, nor UTF-16 or -32): every request, told at once
+        utf8 = data[:1] == b"{" and data[1:2] != b"\0"
+        data = data.decode("utf-8" if utf8 else json.detect_encoding(data), "surrogatepass")
     elif not isinstance(data, str):
         raise TypeError(f"the JSON object must be str, bytes or bytearray, not {type(data).__name__}")
     elif data.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
-    return _DECODER.decode(data)
+    if not data.startswith("{"):
+        return _DECODER.decode(data)
+    # JSONDecoder.decode without its two whitespace matches where there is none to skip
+    # (every request): the same value, the same errors
+    value, end = _DECODER.raw_decode(data)
+    if end != len(data):
+        end = len(data) - len(data[end:].lstrip(" \t\n\r"))  # past JSON's whitespace, as decode() skips it
+        if end != len(data):
+            raise json.JSONDecodeError("Extra data", data, end)
+    return value
