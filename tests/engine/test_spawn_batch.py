@@ -72,7 +72,10 @@ def test_apps_that_die_at_once_in_the_start_burst_are_each_seen_and_restarted(pa
     apps = {}
     for i in range(30):
         env = [f"TESTAPP_STARTLOG={tmp_path / f'a{i}.starts'}"] + (["TESTAPP_EXIT=3"] if i % 2 == 0 else [])
-        apps[f"a{i}"] = patrol.app(1, env=env, **{"backoff-base": 0.05, "backoff-reset": 0.05})
+        # backoff-reset 10: a crasher (up well under 10 s) backs off 0, 0.05, 0.1, ... s; a
+        # reset at its own start-up time restarted the 15 crashers back to back for the
+        # whole test, 15 Python starts at a time saturating the CPU the wait needs
+        apps[f"a{i}"] = patrol.app(1, env=env, **{"backoff-base": 0.05, "backoff-reset": 10})
     p = patrol.start(patrol.config(apps=apps))
     for i in range(0, 30, 2):
         wait_for(lambda i=i: starts(tmp_path / f"a{i}.starts") >= 3, 20, f"a{i} started again after its exits")
