@@ -12,6 +12,7 @@ configured index.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
@@ -125,8 +126,29 @@ def keepalive_source(method: str, marker: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheelhouse")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """One wheelhouse for the whole run, also across pytest-xdist workers.
+
+    Each worker is a session of its own: built per session, the build (the suite's
+    longest setup) ran once in every worker that got a packaging test. The workers'
+    temp dirs share a parent made for this run; the first worker builds there under a
+    lock, the others wait for it and use the same files (no test writes to them).
+    Outside xdist the parent is shared by every run, so the build stays in this one's.
+    """
+    if not hasattr(request.config, "workerinput"):
+        return build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+    shared = tmp_path_factory.getbasetemp().parent
+    with open(shared / "wheelhouse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also on a failed build
+        out = shared / "wheelhouse"
+        if not (out / "SHA256SUMS").exists():  # written last by scripts/wheelhouse.py
+            shutil.rmtree(out, ignore_errors=True)  # what a failed build of another worker left
+            out.mkdir()
+            build_wheelhouse(out)
+    return out
+
+
+def build_wheelhouse(out: Path) -> Path:
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "wheelhouse.py"), "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
