@@ -3,7 +3,9 @@
 pytest_plugins = ["patrol.testing", "patrol.testing.users"]
 
 import os
+from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 # On CI the property tests replay the same examples every run (a red CI must mean a
@@ -11,3 +13,31 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+#: Modules with the suite's longest tests, run first, longest first. pytest-xdist's
+#: worksteal hands each worker a contiguous share of the collection and lets an idle worker
+#: steal from the end of another's: tests collected late are the run's last, and one of
+#: 20-60 s there (mypy, a wheelhouse install, a browser walk-through) left the other core
+#: idle while it finished. Run first, they overlap with the other worker's share and the
+#: run ends on short tests. Only the order changes (each module's tests stay together, in
+#: their order, so module-scoped fixtures are still made once per worker).
+EARLY = (
+    "tests/project/test_types.py",
+    "tests/project/test_packaging.py",
+    "tests/web/test_gui_browser.py",
+    "tests/engine/test_state_file.py",
+    "tests/api/test_api_fuzz.py",
+    "tests/web/test_security_connections.py",
+    "tests/engine/test_logs_disk.py",
+    "tests/engine/test_persistence.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Move the tests of :data:`EARLY` to the front (a stable sort: the rest keep their order)."""
+    rank = {Path(config.rootpath, module): n for n, module in enumerate(EARLY)}
+    gone = [str(path) for path in rank if not path.exists()]
+    if gone:  # renamed or removed: say so, rather than let the order quietly go back
+        raise pytest.UsageError(f"conftest.EARLY names modules that do not exist: {gone}")
+    items.sort(key=lambda item: rank.get(item.path, len(EARLY)))
