@@ -57,8 +57,10 @@ def test_crash_loop_backs_off_exponentially_up_to_the_cap_and_resets(patrol, tmp
 
 def test_start_limit_gives_up_visibly_until_toggled(patrol, tmp_path):
     starts = tmp_path / "starts"
+    # backoff-reset 60: under load a crasher's Python start took 1.7 s, past the default
+    # reset (1 s), and that run no longer counted as a failure: 4 starts (seen with -n 4)
     app = patrol.app(1, env=["TESTAPP_EXIT=1", f"TESTAPP_STARTLOG={starts}"],
-                     **{"backoff-base": 0.05, "start-limit": 3})
+                     **{"backoff-base": 0.05, "start-limit": 3, "backoff-reset": 60})
     p = patrol.start(patrol.config(apps={"t": app}))
     wait_for(lambda: p.app("t").get("state") == "given-up", 10, "given-up state")
     assert len(start_times(starts)) == 3
