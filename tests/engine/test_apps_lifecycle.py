@@ -93,10 +93,14 @@ def test_app_ignoring_every_signal_is_killed_and_shutdown_is_bounded(patrol):
     assert not pid_alive(pid)
 
 
-def test_execute_timeout_kills_the_app_and_history_says_so(patrol):
-    app = patrol.app(1, **{"execute-timeout": 1})
+def test_execute_timeout_kills_the_app_and_history_says_so(patrol, tmp_path):
+    # the first instance's pid from the app itself: under load (-n 4) it was killed at its
+    # execute-timeout before a /status/ poll saw it, and running_pid gave the second one's
+    starts = tmp_path / "starts"
+    app = patrol.app(1, env=[f"TESTAPP_STARTLOG={starts}"], **{"execute-timeout": 1})
     p = patrol.start(patrol.config(apps={"t": app}))
-    pid = p.running_pid("t")
+    first = wait_for(lambda: starts.exists() and "\n" in (text := starts.read_text()) and text, 10, "the first start")
+    pid = int(first.split("\n")[0].split()[1])  # "<time> <pid>", a whole line
     record = wait_for(lambda: p.app("t").get("history") and p.app("t")["history"][0], 10)
     assert record["pid"] == pid and record["reason"] == "execute-timeout"
     assert record["exit-signal"] == "SIGKILL"
