@@ -28,13 +28,17 @@ def test_a_client_starts_once_web_is_ready_and_waits_visibly_until_then(patrol: 
                                                                         tmp_path: Path) -> None:
     port, log, starts, feed = free_port(), tmp_path / "answers", tmp_path / "client.starts", tmp_path / "events"
     period = 0.5
-    web = web_app(patrol, port, "WEB_DELAY=2", f"WEB_LOG={log}",
+    # web listens once the test opens its gate (it slept 2 s: under load the Patrol start
+    # took longer, web was ready before the first look, and the look failed)
+    gate = tmp_path / "gate"
+    web = web_app(patrol, port, f"WEB_GATE={gate}", f"WEB_LOG={log}",
                   readiness={"http": f"http://127.0.0.1:{port}/", "period": period})
     client = patrol.app(1, env=[f"TESTAPP_STARTLOG={starts}"], **{"depends-on": {"web": "ready"}})
     p = patrol.start(patrol.config(apps={"web": web, "client": client}), env={"PATROL_EVENTS_FILE": str(feed)})
     status, body = p.api(id="client", group="app")
     assert status == 200 and body["state"] == "waiting" and body["last-reason"] == "waiting for web: ready"
-    assert not starts.exists() and not answers(log)  # web sleeps 2 s before it listens
+    assert not starts.exists() and not answers(log)  # web does not listen yet
+    gate.touch()
     wait_for(lambda: stamps(starts), 15, "the client started")
     first_success = answers(log)[0][0]  # web's log holds successful answers only: the first is the probe's
     started = stamps(starts)[0]

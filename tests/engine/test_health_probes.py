@@ -16,10 +16,12 @@ from typing import Any
 from patrol.testing import PatrolFactory, free_port, pid_alive, wait_for
 
 WEB = """#!{python}
-# A web app: sleeps WEB_DELAY s, then answers GETs with 200, or 500 while WEB_FAIL_IF exists;
-# every answer is logged to WEB_LOG as "<time> <pid> <status>".
+# A web app: sleeps WEB_DELAY s (and waits until WEB_GATE exists), then answers GETs with
+# 200, or 500 while WEB_FAIL_IF exists; every answer is logged to WEB_LOG as "<time> <pid> <status>".
 import http.server, os, sys, time
 time.sleep(float(os.environ.get("WEB_DELAY", "0")))
+while os.environ.get("WEB_GATE") and not os.path.exists(os.environ["WEB_GATE"]):
+    time.sleep(0.02)
 fail, log = os.environ.get("WEB_FAIL_IF", ""), os.environ.get("WEB_LOG", "")
 
 class Handler(http.server.BaseHTTPRequestHandler):
