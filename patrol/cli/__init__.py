@@ -22,7 +22,10 @@ from typing import Sequence
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, clients: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; without ``clients``, only the server commands' (what
+    ``patrol run ...`` parses: the client commands' arguments, and the modules that
+    describe them, would stay in the daemon's memory for its whole life, ~45 KB)."""
     parser = argparse.ArgumentParser(
         prog="patrol",
         description="Keep apps and services alive; watch and steer them over HTTP, UDP and a web GUI.",
@@ -45,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list installed plugins, what they register, and failures")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
 
-    from patrol.cli import client_args
+    if clients:
+        from patrol.cli import client_args
 
-    client_args.add_commands(sub)
+        client_args.add_commands(sub)
     return parser
 
 
@@ -82,8 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    # a server command is always the first word (the only options before it, -h and
+    # --version, need the whole parser); its own arguments and errors are the same either way
+    parser = build_parser(clients=not given or given[0] not in SERVER_COMMANDS)
+    args = parser.parse_args(given)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

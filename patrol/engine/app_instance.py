@@ -25,7 +25,6 @@ from patrol.engine.procfs import Proc
 from patrol.engine.signalling import group_alive
 from patrol.engine.spawn import LaunchStatus, ProcessSettings, spawn
 from patrol.plugin.keepalive import Cancellable, ExitStatus
-from patrol.util.dotenv import EnvFileError, read_env_file
 
 if TYPE_CHECKING:
     import asyncio
@@ -42,6 +41,14 @@ NO_LEADERS: Mapping[int, int | None] = MappingProxyType({})
 NO_EXITS: Mapping[int, ExitStatus] = MappingProxyType({})
 #: no group (before the first spawn, after a run's groups were cleaned up): shared
 NO_GROUPS: Mapping[int, int | None] = MappingProxyType({})
+
+
+def _env_file_error() -> type[Exception]:
+    """:class:`patrol.util.dotenv.EnvFileError`, imported when an exception needs matching:
+    the first app with an ``env-file`` loads the parser, not every Patrol (~20 KB of RSS)."""
+    from patrol.util.dotenv import EnvFileError
+
+    return EnvFileError
 
 
 class ExitWatch:
@@ -142,7 +149,7 @@ class Instance:
         settings = ProcessSettings.of_app(config, extra=list(extra))
         try:  # without the launcher, Patrol reads the env file (the app runs as Patrol's user)
             env = {**self.environment(env_file=not settings.launcher), **extra}
-        except EnvFileError as exc:
+        except _env_file_error() as exc:  # (evaluated only when something was raised)
             return str(exc)
         try:  # the app writes into pipes; Patrol writes (and rotates) the files, made once it runs
             logs = host.logs.open_instance(config, now_ns)
@@ -187,7 +194,7 @@ class Instance:
         """The child's environment, in the original's order (later entries win): Patrol's
         (``env-parent``) or a minimal one, the user's ``HOME``, ``USER``, ``LOGNAME`` and
         ``SHELL`` (with ``user``), the ``env-file`` (if ``env_file``: else the launcher
-        reads it), ``env``, then Patrol's own variables. Raises :class:`EnvFileError`."""
+        reads it), ``env``, then Patrol's own variables. Raises :class:`~patrol.util.dotenv.EnvFileError`."""
         cfg, pcfg = self.runner.config, self.runner.sup.config
         if cfg.env_parent:
             env = dict(os.environ)
@@ -198,6 +205,8 @@ class Instance:
             user = cfg.run_as
             env.update(HOME=user.home, USER=user.user, LOGNAME=user.user, SHELL=user.shell)
         if env_file and cfg.env_file:
+            from patrol.util.dotenv import read_env_file  # (only a config with env files loads the parser)
+
             env.update(read_env_file(cfg.env_file_path))
         for entry in cfg.env:
             key, _, value = entry.partition("=")

@@ -16,16 +16,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 from patrol.engine.output_lines import OutputLines
-from patrol.engine.probe_target import RunTarget, TargetOwner
-from patrol.engine.probing import ProbeLoop
 from patrol.plugin.states import ItemState
+
+if TYPE_CHECKING:  # the probe machinery is imported by the first run with a probe (Health.begin)
+    from patrol.engine.probe_target import TargetOwner
+    from patrol.engine.probing import ProbeLoop
+
+    class HealthOwner(TargetOwner, Protocol):
+        """The runner of an app or a service, as its health sees it: the probes' target,
+        which also emits events."""
+
+        def emit(self, name: str, **extra: Any) -> None: ...
 
 
 #: the probe loops of an item without a run or without probes (one empty mapping for all)
-NO_LOOPS: Mapping[str, ProbeLoop] = MappingProxyType({})
+NO_LOOPS: Mapping[str, "ProbeLoop"] = MappingProxyType({})
 NO_ANSWERS: Mapping[str, "ProbeStatus"] = MappingProxyType({})
 
 
@@ -45,13 +53,6 @@ class RunSource(Protocol):
     def probe_environment(self) -> Mapping[str, str]: ...
 
     def output_lines(self) -> OutputLines | None: ...
-
-
-class HealthOwner(TargetOwner, Protocol):
-    """The runner of an app or a service, as its health sees it: the probes' target,
-    which also emits events."""
-
-    def emit(self, name: str, **extra: Any) -> None: ...
 
 
 class Health:
@@ -99,6 +100,11 @@ class Health:
         for kind, spec in specs:
             if spec is None:
                 continue
+            # here, not at the top: a Patrol whose items have no probes never loads the
+            # probe loop and its targets (~35 KB of RSS for every daemon otherwise)
+            from patrol.engine.probe_target import RunTarget
+            from patrol.engine.probing import ProbeLoop
+
             run = self.run
             target = RunTarget(owner, spec.timeout, run.probe_environment if run is not None else None,
                                run.output_lines if run is not None else None)
