@@ -60,6 +60,11 @@ class AppRunner(RunnerBase):
 
     group = "app"
     logger = log
+    #: one per app (thousands at once): no per-object __dict__ (~70 bytes less each)
+    __slots__ = ("sup", "config", "id", "key", "state", "instance", "stopper", "control", "keepalive", "ping_transport",
+                 "health", "gate", "completion", "retired", "fault_message", "known", "restarts_after", "starts",
+                 "start_failures", "last_exit", "last_reason", "plugin_error", "stop_task", "stop_reason",
+                 "_restarting")
 
     def __init__(self, sup: Host, config: AppConfig, keepalive: type[KeepAlive]) -> None:
         self.sup = sup
@@ -85,6 +90,7 @@ class AppRunner(RunnerBase):
         self.known = False  # the state file had this app
         self.restarts_after = Restarts(self)  # restart at once, back off, give up, or stay exited
         self.starts = 0
+        self.start_failures = 0  # (a slot: the class's default of 0 is not seen)
         self.last_exit: ExitStatus | None = None
         self.last_reason = ""
         self.plugin_error = ""  # the keepalive plugin failed for the current run

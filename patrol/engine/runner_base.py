@@ -19,6 +19,8 @@ class RunnerBase:
     """The shared answers of :class:`~patrol.engine.app_runner.AppRunner` and
     :class:`~patrol.engine.service_runner.ServiceRunner`."""
 
+    __slots__ = ()  # (AppRunner is slotted: thousands at once)
+
     sup: Host
     group: str  # "app" or "service"
     id: str
