@@ -174,11 +174,13 @@ class Ownership:
         info = stat(pid)
         if info is None:  # reaped already: nothing left to prove
             return None
-        self._record(owner, pid, info.start)
+        recorded = self._record(owner, pid, info.start)
         if info.sid == pid:
+            # the leader's record is the session's too: one tuple kept per app, not two (~60 B)
+            record = self._pids.get(pid) if recorded else None
             if len(self._sessions) >= self._prune_at:
                 self._prune()
-            self._sessions[pid] = (owner, info.start)
+            self._sessions[pid] = record if record is not None else (owner, info.start)
         return info.start
 
     def restored(self, owner: str, pid: int, start: int | None) -> bool:
