@@ -27,7 +27,7 @@ TOGGLES = range(1, 8)
 NO_KEYVALUE: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass
+@dataclass(slots=True)  # one per running app, and one per run in its history
 class LogFiles:
     """Where an instance's output went (``started_log`` of the original)."""
 
@@ -36,7 +36,7 @@ class LogFiles:
     merged: bool = False
 
 
-@dataclass
+@dataclass(slots=True)  # up to ``history`` (100) per item: thousands in a long-lived Patrol
 class HistoryRecord:
     """One closed instance, with the original's fields. Service records have no pid/exit code."""
 
