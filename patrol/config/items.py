@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from patrol.plugin.registry import Registry
 from patrol.plugin.model import ACTIONS, AppConfig, Backoff, Option, ServiceConfig, default_of, joined
-from patrol.config.reader import (ANY, BOOL, INT, MAPPING, NAME_OR_INT, NUMBER, STRING, Kind, Section, child,
-                     got, is_int, show)
+from patrol.config.reader import (ANY, BOOL, INT, MAPPING, NAME_OR_INT, NUMBER, STRING, Kind, Report, Section,
+                     child, got, is_int, show)
 from patrol.config.instances import read_instance_keys, read_restart_keys
 from patrol.config.options import read_options
 from patrol.config.probes import read_depends_on, read_probe
@@ -39,16 +39,20 @@ SHARED_TEXT = ("working_directory", "binary", "log_directory", "env_file")
 SHARED_TEXTS = ("env",)
 
 
-def _shared(values: dict[str, Any]) -> dict[str, Any]:
+def _shared(values: dict[str, Any], report: Report) -> dict[str, Any]:
     """The same text in many apps' configs kept once (the decoder makes a string per
-    occurrence; thousands of apps often share their directories and environment)."""
+    occurrence; thousands of apps often share their directories and environment). An
+    environment's tuple too: apps with the same ``env`` share one (``report.texts`` lives
+    as long as the load: a tuple cannot be interned, and a table kept for Patrol's life
+    would keep the environments of configs long replaced)."""
     for key in SHARED_TEXT:
         if type(values.get(key)) is str:
             values[key] = sys.intern(values[key])
     for key in SHARED_TEXTS:
         texts = values.get(key)
         if isinstance(texts, tuple):
-            values[key] = tuple(sys.intern(t) if type(t) is str else t for t in texts)
+            texts = tuple(sys.intern(t) if type(t) is str else t for t in texts)
+            values[key] = report.texts.setdefault(texts, texts)
     return values
 
 
@@ -90,7 +94,7 @@ def read_app(sec: Section, app_id: str, keepalives: Registry[KeepAlive],
     sec.warn_unread()
     if len(sec.report.errors) > errors:
         return None
-    app = AppConfig(**_shared(values))
+    app = AppConfig(**_shared(values, sec.report))
     log_root = joined(app.working_directory, app.log_directory)  # (not interned: not kept)
     if log_root in SYSTEM_DIRECTORIES:
         sec.report.warn(sec.at("log-directory"), f"is {log_root}, a directory of the system: the GUI's log "

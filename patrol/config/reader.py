@@ -25,6 +25,8 @@ class Report:
         self.base_dir = base_dir
         self.errors: list[str] = []
         self.warnings: list[str] = []
+        #: tuples of texts the items of this load share (see patrol.config.items._shared)
+        self.texts: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     def line(self, path: str, message: str) -> str:
         return f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}"
