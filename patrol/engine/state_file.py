@@ -59,6 +59,8 @@ CAS_RESERVE = 10_000
 #: those, and each KiB here is resident for good once the file outgrows it (at 500 apps,
 #: 256 KiB read 0.2 MiB more RSS than 64, with cold start and respawn unchanged).
 PAGE_CACHE_KIB = 64
+
+
 class StateFileTooNew(Exception):
     """The state file was written by a newer Patrol, in a layout this one does not know."""
 
