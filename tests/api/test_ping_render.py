@@ -23,6 +23,7 @@ from patrol.daemon import Daemon
 from patrol.engine.item_state import HistoryRecord
 from patrol.plugin.keepalive import ExitStatus
 from patrol.plugin.loader import Plugins
+from tests.api.test_status_items import attributes, in_session, merged
 
 NOW = 1_800_000_000.0
 APP = {"keepalive": 4, "binary": "b", "working-directory": "/srv", "log-directory": "l", "pid-path": "p"}
@@ -69,26 +70,13 @@ def changes(daemon: Daemon) -> list[tuple[str, Callable[[], None]]]:
     sup = daemon.supervisor
     u, v, k = sup.apps["u"], sup.apps["v"], sup.apps["k"]
 
-    def session(runner: Any, **fields: Any) -> Callable[[], None]:
-        def change() -> None:
-            with runner.state.session() as s:
-                s.set(**fields)
-        return change
-
-    def merge(runner: Any, values: dict[str, Any]) -> Callable[[], None]:
-        def change() -> None:
-            with runner.state.session() as s:
-                s.merge_keyvalue(values)
-        return change
+    session, merge, field = in_session, merged, attributes
 
     def replace(runner: Any, values: dict[str, Any]) -> Callable[[], None]:
         def change() -> None:
             with runner.state.session() as s:
                 s.replace_keyvalue(values)
         return change
-
-    def field(runner: Any, **values: Any) -> Callable[[], None]:
-        return lambda: [setattr(runner, name, value) for name, value in values.items()] and None
 
     def history(runner: Any) -> Callable[[], None]:
         def change() -> None:

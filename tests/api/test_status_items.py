@@ -83,27 +83,34 @@ def answered(*, ok: bool, message: str, at: float) -> Any:
     return types.SimpleNamespace(last=types.SimpleNamespace(ok=ok, message=message), last_at=at, passing=0)
 
 
+def in_session(runner: Any, **fields: Any) -> Callable[[], None]:
+    """A change of the item's state fields, made in a change session as the engine makes it."""
+    def change() -> None:
+        with runner.state.session() as ses:
+            ses.set(**fields)
+    return change
+
+
+def merged(runner: Any, values: dict[str, Any]) -> Callable[[], None]:
+    """Key/values merged into the item's (in place, as a ping's are), in a change session."""
+    def change() -> None:
+        with runner.state.session() as ses:
+            ses.merge_keyvalue(values)
+    return change
+
+
+def attributes(target: Any, **values: Any) -> Callable[[], None]:
+    """Attributes set without a change session (the runner's own, Patrol's)."""
+    return lambda: [setattr(target, k, v) for k, v in values.items()] and None
+
+
 def changes(daemon: Daemon, clock: Clock) -> list[tuple[str, Callable[[], None]]]:
     """Every input of an item's text, changed the way the engine changes it."""
     sup = daemon.supervisor
     a, b, u, s = sup.apps["a"], sup.apps["b"], sup.apps["u"], sup.services["s"]
     me = os.getpid()
 
-    def session(runner: Any, **fields: Any) -> Callable[[], None]:
-        def change() -> None:
-            with runner.state.session() as ses:
-                ses.set(**fields)
-        return change
-
-    def merge(runner: Any, values: dict[str, Any]) -> Callable[[], None]:
-        def change() -> None:
-            with runner.state.session() as ses:
-                ses.merge_keyvalue(values)
-        return change
-
-    def field(runner: Any, **values: Any) -> Callable[[], None]:
-        return lambda: [setattr(runner, k, v) for k, v in values.items()] and None
-
+    session, merge, field = in_session, merged, attributes
     return [
         ("a starts (running: lastseen is now, uptime, cpu and memory)", lambda: start(a, me)),
         ("the clock moves (now and uptime)", lambda: setattr(clock, "now", clock.now + 1.5)),
