@@ -58,6 +58,25 @@ def whole(current: Path) -> bytes:
     return b"".join(f.read_bytes() for f in rotated) + current.read_bytes()
 
 
+def whole_at_rest(current: Path) -> bytes:
+    """:func:`whole`, read between two rotations: an app that is still writing may have its
+    file rotated in the middle of a read (the current file renamed away, each generation
+    shifted up), which reads as a missing file or lines lost and repeated. Read again until
+    the files (names and inodes) are the same before and after the read."""
+    def files() -> list[tuple[str, int]]:
+        return sorted((f.name, f.stat().st_ino) for f in current.parent.glob(current.name + "*"))
+
+    def attempt() -> bytes | None:
+        try:
+            before = files()
+            data = whole(current)
+            return data if files() == before else None
+        except FileNotFoundError:  # renamed between the listing and the read
+            return None
+
+    return wait_for(attempt, 10, "a read of the log files between two rotations")
+
+
 def progress(path: Path) -> int:
     try:
         return int(path.read_text() or 0)
@@ -265,8 +284,9 @@ def test_an_adopted_app_keeps_logging_with_nothing_lost_while_patrol_was_down(pa
     q = patrol.start(config, env={k: v for k, v in p.env.items() if k.startswith("PATROL_UNITTEST")})
     assert q.app("t")["pid"] == pid
     back_at = progress(progress_file)
-    wait_for(lambda: max(numbers(whole(current)), default=0) >= back_at + 400, 15, "lines after the restart")
-    kept = numbers(whole(current))
+    # (the app is still writing: its files rotate while they are read)
+    wait_for(lambda: max(numbers(whole_at_rest(current)), default=0) >= back_at + 400, 15, "lines after the restart")
+    kept = numbers(whole_at_rest(current))
     assert kept == sorted(set(kept)), "a line was repeated or reordered across the restart"
     # What the killed Patrol had read from the pipe and not yet written (a few ms of output,
     # in its writer's queue) dies with it, and only that: the lines missing, if any, are one
