@@ -23,7 +23,7 @@ from patrol.daemon import Daemon
 from patrol.engine.item_state import HistoryRecord
 from patrol.plugin.keepalive import ExitStatus
 from patrol.plugin.loader import Plugins
-from tests.api.test_status_items import attributes, in_session, merged
+from tests.api.test_status_items import Recorder, attributes, in_session, merged
 
 NOW = 1_800_000_000.0
 APP = {"keepalive": 4, "binary": "b", "working-directory": "/srv", "log-directory": "l", "pid-path": "p"}
@@ -176,19 +176,6 @@ def test_every_change_shows_in_the_next_pings_answer():
                 timer.cancel()
 
     asyncio.run(scenario())
-
-
-class Recorder:
-    """Stands for an object and notes the name of every attribute read from it."""
-
-    def __init__(self, target: Any, seen: set[str], inner: dict[str, Any] | None = None) -> None:
-        object.__setattr__(self, "_target", target)
-        object.__setattr__(self, "_seen", seen)
-        object.__setattr__(self, "_inner", inner or {})
-
-    def __getattr__(self, name: str) -> Any:
-        self._seen.add(name)
-        return self._inner.get(name) or getattr(self._target, name)
 
 
 def test_the_inputs_hold_everything_a_pings_answer_is_rendered_from():
