@@ -33,7 +33,7 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
-class _Reading:
+class Reading:
     start: int  # the process's start time: a reused pid is another process
     ticks: int  # CPU time so far
     at: float  # when read (monotonic)
@@ -50,7 +50,8 @@ class CpuSampler:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self._readings: dict[int, _Reading] = {}
+        #: pid -> its last reading (read by ``/status/``'s hot loop: :meth:`usage` without a call)
+        self.readings: dict[int, Reading] = {}
         self._pruned = clock()
 
     def usage(self, pid: int) -> Usage | None:
@@ -58,12 +59,12 @@ class CpuSampler:
         if pid <= 0:
             return None
         now = self.clock()
-        last = self._readings.get(pid)
+        last = self.readings.get(pid)
         if last is not None and now - last.at < self.window:
             return last.usage  # no /proc read within the window
         info = procfs.stat(pid)
         if info is None or not info.alive:
-            self._readings.pop(pid, None)
+            self.readings.pop(pid, None)
             return None
         if last is not None and last.start == info.start:
             percent = (info.cpu_ticks - last.ticks) / procfs.CLK_TCK / (now - last.at) * 100
@@ -71,7 +72,7 @@ class CpuSampler:
             age = procfs.uptime() - info.start / procfs.CLK_TCK
             percent = info.cpu_ticks / procfs.CLK_TCK / age * 100 if age > 0 else 0.0
         usage = Usage(round(max(percent, 0.0), 1), info.rss, info.cpu_ticks / procfs.CLK_TCK)
-        self._readings[pid] = _Reading(info.start, info.cpu_ticks, now, usage)
+        self.readings[pid] = Reading(info.start, info.cpu_ticks, now, usage)
         self._forget(now)
         return usage
 
@@ -79,5 +80,5 @@ class CpuSampler:
         if now - self._pruned < self.forget_after:
             return
         self._pruned = now
-        for pid in [pid for pid, r in self._readings.items() if now - r.at > self.forget_after]:
-            del self._readings[pid]
+        for pid in [pid for pid, r in self.readings.items() if now - r.at > self.forget_after]:
+            del self.readings[pid]

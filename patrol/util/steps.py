@@ -87,6 +87,16 @@ class Chunks:
         if self._size >= CHUNK_BYTES:
             self._flush()
 
+    def extend(self, pieces: list[bytes]) -> None:
+        """:meth:`add` for a step's pieces at once (``/status/``: one call per step, not per
+        item); a chunk may then end up to a step's bytes past CHUNK_BYTES."""
+        size = sum(map(len, pieces))
+        self._pending += pieces
+        self._size += size
+        self.total += size
+        if self._size >= CHUNK_BYTES:
+            self._flush()
+
     def done(self) -> list[bytes]:
         self._flush()
         return self.chunks

@@ -10,11 +10,13 @@ the renderer reads, so a field added to an item later cannot be served stale.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import math
 import os
 import random
 import types
+from pathlib import Path
 from typing import Any, Callable, Coroutine
 
 import pytest
@@ -24,7 +26,7 @@ from patrol.api.status_items import RUNNER_INPUTS, STATE_INPUTS, _tenths
 from patrol.api.wire import dumps
 from patrol.config import Methods, parse_config
 from patrol.daemon import Daemon
-from patrol.engine.item_state import HistoryRecord, new_instance_id
+from patrol.engine.item_state import HistoryRecord, State, new_instance_id
 from patrol.plugin.keepalive import ExitStatus
 from patrol.plugin.loader import Plugins
 from patrol.util.steps import Steps
@@ -209,10 +211,67 @@ def test_the_cache_key_holds_everything_an_item_text_is_rendered_from(item: str)
     state = Recorder(runner.state, state_seen)
     daemon.api.render_fields(Recorder(runner, runner_seen, {"state": state}), proven=False)
     daemon.api.live_fields(Recorder(runner, set(), {"state": Recorder(runner.state, set())}), stats=True)
-    assert state_seen - {"running", "history"} <= set(STATE_INPUTS)  # running: started's; history: history_total's
     derived = {"restarts": "starts"}  # the key holds the input it is derived from
     assert {derived.get(name, name) for name in runner_seen - {"state", "id"}} <= set(RUNNER_INPUTS)  # id: the key
-    assert state_seen and runner_seen
+    assert STATE_INPUTS == ("cas",) and state_seen and runner_seen
+    # the key holds the state's cas for all its fields: a change to any field it was
+    # rendered from, made in a change session, moves cas (running: started's; history:
+    # history_total's)
+    state = runner.state
+    for name in sorted(state_seen - {"running", "history", "cas"}):
+        before = state.cas
+        with state.session() as ses:
+            if name == "keyvalue":
+                ses.merge_keyvalue({"new": name})
+            elif name == "history_total":
+                ses.append_history(HistoryRecord(instance_id="h", started=None, stopped=NOW))
+            else:
+                ses.set(**{name: other_than(getattr(state, name))})
+        assert state.cas == before + 1, name
+
+
+def other_than(value: Any) -> Any:
+    """A value of the field's kind that differs from ``value``."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if value is None:
+        return NOW
+    return str(value) + "x"
+
+
+#: the only modules that set an item state's fields outside a change session: the
+#: session itself, and the state file's restore (which runs before the first answer)
+STATE_WRITERS = {"patrol/engine/item_state.py", "patrol/engine/state_file.py"}
+
+
+def test_no_code_sets_an_item_states_fields_outside_a_change_session():
+    """The status cache reads a state's ``cas`` for all its fields: code that assigned
+    one directly (``runner.state.pid = ...``) would leave its item's text stale."""
+    fields = {f.name for f in dataclasses.fields(State)} - {"on_change"}  # (a hook, not shown)
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for path in sorted([*root.glob("patrol/**/*.py"), *root.glob("plugins/**/*.py")]):
+        relative = path.relative_to(root).as_posix()
+        if relative in STATE_WRITERS or "/testing/" in relative:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), relative)):
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            for target in targets:
+                if isinstance(target, ast.Attribute) and target.attr in fields and state_like(target.value):
+                    found.append(f"{relative}:{node.lineno}: {ast.unparse(target)}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr" \
+                    and node.args and state_like(node.args[0]):
+                found.append(f"{relative}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
+
+
+def state_like(node: ast.expr) -> bool:
+    """Does the expression name an item's state (``state``, ``st``, ``x.state``)?"""
+    name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+    return name in ("state", "st")
 
 
 def test_a_live_tenth_is_written_as_the_renderer_writes_it():
