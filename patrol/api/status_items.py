@@ -87,12 +87,13 @@ class StatusItems:
         separator = b"{"
         # (one function for the whole item: each call saved is ~1 % of the answer)
         for item_id, runner in runners:
-            st = runner.state
-            units = 1 + len(st.history)
-            if steps.owed(units):  # (no coroutine per item: Steps.take's cost, without it)
+            # one unit per item; one more per history record when its text is written
+            # (below): a cached text costs the same whatever its history
+            if steps.owed():  # (no coroutine per item: Steps.take's cost, without it)
                 out.extend(pieces)
                 pieces.clear()
-                await steps.turn(units)
+                await steps.turn()
+            st = runner.state
             # the text up to the live fields, the cached one while its key holds (one flat
             # tuple: two nested ones cost ~110 bytes more per item, kept per item); config:
             # Patrol's (a reload, or a new json-timestamp, makes a new one); the item's state
@@ -102,6 +103,7 @@ class StatusItems:
             key = (item_id, config, st.cas, *_runner_inputs(runner))
             entry = items.get(runner)
             if entry is None or entry[0] != key:
+                steps.spend(len(st.history))
                 entry = self._write(runner, key)
                 if entry is None:  # an item this cache cannot split: rendered whole
                     add(separator + self._uncached(item_id, runner, stats))
@@ -121,18 +123,16 @@ class StatusItems:
             # directly, the others through the renderer's dictionary (tests compare both
             # ways for each kind of field)
             health = runner.health
-            if health.probes() or health.status_text is not None or getattr(runner.config, "instance_of", None):
+            if (health.loops and health.probes()) or health.status_text is not None \
+                    or getattr(runner.config, "instance_of", None):
                 add(self._live_fields(runner, stats))
                 add(_CLOSE)
                 continue
-            started = st.started  # (_tenths's usual case inline)
-            if started is None:
-                text = _READY if health.ready else _NOT_READY
-            else:
+            started = st.started  # (_tenths's usual case inline, written as bytes)
+            if started is not None:
                 up = wall() - started
-                text = (_UPTIME + ("%.1f" % up if 0.0 < up < 1e15 else _tenths(up))
-                        + (_READY if health.ready else _NOT_READY))
-            add(text.encode())
+                add(_UPTIME_BYTES + (b"%.1f" % up if 0.0 < up < 1e15 else _tenths(up).encode()))
+            add(_READY_BYTES if health.ready else _NOT_READY_BYTES)
             pid = st.pid
             if stats and pid and runner.group == "app":
                 # the process's CPU share and memory: the sampler's last reading while it
@@ -212,4 +212,5 @@ def _tenths(value: float) -> str:
 
 _int_text = int.__repr__
 _UPTIME, _CPU, _RSS = _FIELDS["uptime"], _FIELDS["cpu-percent"], _FIELDS["rss-bytes"]
-_READY, _NOT_READY = _FIELDS["ready"] + "true", _FIELDS["ready"] + "false"
+_UPTIME_BYTES = _UPTIME.encode()
+_READY_BYTES, _NOT_READY_BYTES = (_FIELDS["ready"] + "true").encode(), (_FIELDS["ready"] + "false").encode()

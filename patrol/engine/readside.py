@@ -95,6 +95,11 @@ class HealthView(Protocol):
     def ready(self) -> bool:
         """The current run is ready (every source says so, or there is none)."""
 
+    @property
+    def loops(self) -> Mapping[str, object]:
+        """The probe loops of this run by kind (empty for most items: then
+        :meth:`probes` has no answer, and ``/status/`` does not ask it)."""
+
     def probes(self) -> Mapping[str, ProbeStatus]:
         """``readiness`` / ``liveness`` -> the last answer in this run."""
 

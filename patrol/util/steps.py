@@ -63,6 +63,11 @@ class Steps:
         self.used = used + units
         return False
 
+    def spend(self, units: int) -> None:
+        """Count ``units`` more of work in the current step (work that turned out larger
+        than asked for: the next :meth:`owed` sees it)."""
+        self.used += units
+
     async def turn(self, units: int = 1) -> None:
         """Give the loop its turn, then start a new step with ``units`` of work."""
         await asyncio.sleep(0)
@@ -89,13 +94,10 @@ class Chunks:
 
     def extend(self, pieces: list[bytes]) -> None:
         """:meth:`add` for a step's pieces at once (``/status/``: one call per step, not per
-        item); a chunk may then end up to a step's bytes past CHUNK_BYTES."""
-        size = sum(map(len, pieces))
-        self._pending += pieces
-        self._size += size
-        self.total += size
-        if self._size >= CHUNK_BYTES:
-            self._flush()
+        item; joined, which is cheaper than measuring each); a chunk may then end up to a
+        step's bytes past CHUNK_BYTES."""
+        if pieces:
+            self.add(b"".join(pieces))
 
     def done(self) -> list[bytes]:
         self._flush()

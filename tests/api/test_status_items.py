@@ -284,3 +284,5 @@ def test_a_live_tenth_is_written_as_the_renderer_writes_it():
     values += [-0.0, -0.04, -1.5, 1e15, 1e15 - 0.05, 2.5e16, 1e300, math.inf, -math.inf, math.nan]
     for value in values:
         assert _tenths(value) == tabjson.float_text(round(max(0.0, value), 1)), value
+        if 0.0 < value < 1e15:  # the usual case, written as bytes
+            assert (b"%.1f" % value).decode() == _tenths(value), value
