@@ -320,9 +320,11 @@ class AppRunner(RunnerBase):
 
     # -- reporting -------------------------------------------------------------------
 
-    @property
-    def phase(self) -> ItemState:
-        """The state operators see (new in the API, beside the original's flags)."""
+    def status_inputs(self) -> tuple[Any, ...]:  # (the backoff read without its property)
+        return (self.group, self.config, self.current_phase(), self.starts, self.restarts_after.delay,
+                self.last_exit, self.last_reason, self.fault_message, self.ping_transport)
+
+    def current_phase(self) -> ItemState:
         if self.state.started is not None:  # running (read directly: /status/ asks per item)
             return ItemState.STOPPING if self.stop_task is not None else self.health.phase()
         if self.instance.launching:
@@ -340,5 +342,5 @@ class AppRunner(RunnerBase):
         return ItemState.STOPPED
 
     @property
-    def backoff_delay(self) -> float:
+    def backoff_delay(self) -> float:  # type: ignore[override]  # (a service's is its attribute)
         return self.restarts_after.delay

@@ -8,7 +8,7 @@ runners without touching the pages. Both runners and the supervisor implement th
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from patrol.engine.cpu import CpuSampler
 from patrol.engine.health import ProbeStatus
@@ -38,6 +38,10 @@ class ItemView(Protocol):
 
     @property
     def phase(self) -> ItemState: ...
+
+    def status_inputs(self) -> tuple[Any, ...]:
+        """What the item's reported fields are computed from besides its state and
+        Patrol's config: the values of ``patrol.api.status_items.RUNNER_INPUTS``."""
 
     @property
     def restarts(self) -> int: ...

@@ -339,9 +339,7 @@ class ServiceRunner(RunnerBase):
 
     # -- reporting -------------------------------------------------------------------
 
-    @property
-    def phase(self) -> ItemState:
-        """The state operators see (new in the API, beside the original's flags)."""
+    def current_phase(self) -> ItemState:
         if self.action in ACTION_PHASES:
             return ACTION_PHASES[self.action]
         if self.state.running:

@@ -63,11 +63,6 @@ class Steps:
         self.used = used + units
         return False
 
-    def spend(self, units: int) -> None:
-        """Count ``units`` more of work in the current step (work that turned out larger
-        than asked for: the next :meth:`owed` sees it)."""
-        self.used += units
-
     async def turn(self, units: int = 1) -> None:
         """Give the loop its turn, then start a new step with ``units`` of work."""
         await asyncio.sleep(0)

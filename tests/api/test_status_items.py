@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
+import operator
 import os
 import random
 import types
@@ -155,10 +156,13 @@ def changes(daemon: Daemon, clock: Clock) -> list[tuple[str, Callable[[], None]]
 def test_every_change_to_an_item_shows_in_the_next_status_answer():
     clock = Clock()
     daemon = patrol(clock)
+    inputs = operator.attrgetter(*RUNNER_INPUTS)
     for name, change in changes(daemon, clock):
         cached_answer(daemon)  # every item's text is cached now
         change()
         assert cached_answer(daemon) == dumps(daemon.api.status()), name
+        for runner in daemon.supervisor.runners():  # the key's runner part: RUNNER_INPUTS, read without properties
+            assert runner.status_inputs() == inputs(runner), name
 
 
 def test_an_unchanged_item_is_served_from_its_cached_text():
