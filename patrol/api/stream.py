@@ -243,8 +243,10 @@ class EventStream:
     # -- publishing ------------------------------------------------------------------
 
     def wants(self, name: str) -> bool:
-        """Is an event named ``name`` worth building now? (Periodic ones only when asked for.)"""
-        return name not in PERIODIC or self._periodic > 0
+        """Is an event named ``name`` worth building now? (Periodic ones only when asked
+        for; none once the stream is closed: no client can subscribe again, and a
+        shutdown's 1,000 events of 500 apps were a fifth of its work.)"""
+        return not self._closed and (name not in PERIODIC or self._periodic > 0)
 
     def publish(self, event: Event, time: str) -> None:
         """Number, keep and hand out one event; ``time`` is when it happened, as the API
