@@ -116,6 +116,8 @@ class Stopper:
         groups = self.instance.groups
         gone = []
         for pgid, leader in list(groups.items()):
+            if not ownership.has_members(pgid):
+                continue  # empty, as after the run's exit: nothing to send, nothing to read
             if ownership.group_is_still(pgid, leader):
                 signal_group(pgid, sig)
             else:  # emptied, and its number reused by someone else's group
@@ -173,7 +175,8 @@ class Stopper:
         be reaped to tell (inside :meth:`wait` only, where reaping is expected; elsewhere
         an exit handled in the middle of the caller would change the run under it)."""
         groups = self.instance.groups
-        return bool(live_groups((g for g, leader in groups.items() if ownership.group_is_still(g, leader)),
+        return bool(live_groups((g for g, leader in groups.items()
+                                 if ownership.has_members(g) and ownership.group_is_still(g, leader)),
                                 reap=self.runner.sup.reaper.reap if reap else None))
 
     async def drain(self) -> None:

@@ -137,11 +137,12 @@ def group_is_still(pgid: int, leader_start: int | None) -> bool:
     return leader_start is not None and info.start == leader_start
 
 
-def _has_members(sid: int) -> bool:
-    """Has group ``sid`` (the first group of session ``sid``) a member?
+def has_members(sid: int) -> bool:
+    """Has group ``sid`` (the first group of session ``sid``) a member (a zombie counts)?
 
     A session whose first group is empty is forgotten when pruning; processes of it in
-    other groups are still found by their marker.
+    other groups are still found by their marker. One system call, where
+    :func:`group_is_still` reads ``/proc``: an empty group is nobody's to signal.
     """
     try:
         os.killpg(sid, 0)
@@ -224,7 +225,7 @@ class Ownership:
             if info is None or info.start != start or not info.alive:
                 del self._pids[pid]
         for sid, (_, leader) in list(self._sessions.items()):
-            if not group_is_still(sid, leader) or not _has_members(sid):
+            if not group_is_still(sid, leader) or not has_members(sid):
                 del self._sessions[sid]
         self._prune_at = max(PRUNE_AT, 2 * max(len(self._pids), len(self._sessions)))
 
