@@ -304,9 +304,8 @@ class Ownership:
         From a scan of every child that callers asking at the same time share
         (:mod:`patrol.engine.census`): the apps of a shutdown all ask at once.
         """
-        census = await self.census.take()
-        return {pid: start for pid, (start, who) in census.items()
-                if who == owner and (before is None or start < before)}
+        found = await self.census.owned(owner)
+        return found if before is None else {pid: start for pid, start in found.items() if start < before}
 
     def attributed(self, children: set[int], budget: int | None = None) -> list[tuple[int, int, str]]:
         """``(pid, start, owner)`` of each live child whose owner is proven.
