@@ -68,7 +68,12 @@ class Stopper:
             signal_pid(pid, sig)
         else:
             self.signal_groups(sig)  # all Patrol may address: the groups it made
-        if await self.wait(lambda: not (ours and self._alive(pid)), deadline):
+        # No reaping before the first look: the exits come with SIGCHLD, whose handler
+        # reaps them. At a shutdown every app's stop signals in the same turn of the loop;
+        # reaping (and closing the runs of) the exits so far after each signal made the
+        # last app's signal wait for hundreds of closes, and its exit with it, where the
+        # children can end on another core while the loop closes the runs.
+        if await self.wait(lambda: not (ours and self._alive(pid)), deadline, look=False):
             self.signal_groups(signal.SIGTERM)  # leftovers of a clean exit get a polite signal first
             if await self.wait(lambda: not self.groups_alive(reap=True), deadline):
                 await self.stop_escaped(deadline)
@@ -111,6 +116,8 @@ class Stopper:
         groups = self.instance.groups
         gone = []
         for pgid, leader in list(groups.items()):
+            if not ownership.has_members(pgid):
+                continue  # empty, as after the run's exit: nothing to send, nothing to read
             if ownership.group_is_still(pgid, leader):
                 signal_group(pgid, sig)
             else:  # emptied, and its number reused by someone else's group
@@ -118,7 +125,7 @@ class Stopper:
         if gone:  # (the groups are replaced whole: see Instance.groups)
             self.instance.groups = {g: s for g, s in groups.items() if g not in gone}
 
-    async def wait(self, done: Callable[[], bool], deadline: float) -> bool:
+    async def wait(self, done: Callable[[], bool], deadline: float, *, look: bool = True) -> bool:
         """Wait for ``done()`` until ``deadline``: a bounded wait used only while stopping.
 
         Each exit of one of the run's processes wakes it at once (:meth:`Instance.on_exit`);
@@ -126,12 +133,15 @@ class Stopper:
         what gives no signal (a process that is not Patrol's child, a group's other
         members). Timers alone made a shutdown of 500 apps look ~12 times per app, each
         look reading ``/proc``, and the last look of each came up to 50 ms after its exit.
+        ``look``: False skips reaping before the first check (see :meth:`terminate`).
         """
         runner, instance = self.runner, self.instance
         loop = runner.sup.loop
         delay = POLL_FIRST
         while True:
-            runner.sup.reaper.reap_if_signalled()  # zombies make the group checks read /proc
+            if look:
+                runner.sup.reaper.reap_if_signalled()  # zombies make the group checks read /proc
+            look = True
             if done():
                 return True
             if runner.now() >= deadline:
@@ -165,7 +175,8 @@ class Stopper:
         be reaped to tell (inside :meth:`wait` only, where reaping is expected; elsewhere
         an exit handled in the middle of the caller would change the run under it)."""
         groups = self.instance.groups
-        return bool(live_groups((g for g, leader in groups.items() if ownership.group_is_still(g, leader)),
+        return bool(live_groups((g for g, leader in groups.items()
+                                 if ownership.has_members(g) and ownership.group_is_still(g, leader)),
                                 reap=self.runner.sup.reaper.reap if reap else None))
 
     async def drain(self) -> None:

@@ -7,11 +7,11 @@ streams it in chunks so a start burst never holds every row in memory at once.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from itertools import islice
 from typing import Any, Iterable, Iterator
 
-from patrol.engine.item_state import HistoryRecord, State
+from patrol.engine.item_state import HistoryRecord, LogFiles, State
 
 #: State fields kept in the item row (the rest is derived or per-process).
 FIELDS = (
@@ -23,6 +23,10 @@ FIELDS = (
 #: only when every pool in it is empty: the transients of one burst-wide encoding were
 #: scattered over arenas that later allocations kept alive, ~1 KB of RSS per app for good.)
 CHUNK = 64
+#: the fields of a log-file record and of a history record, in their declared order (what
+#: ``asdict`` and ``fields`` gave, looked up once: per item they were half its encoding)
+LOG_FIELDS = tuple(f.name for f in fields(LogFiles))
+HISTORY_FIELDS = tuple(f.name for f in fields(HistoryRecord))
 
 Key = tuple[str, str]
 #: one history row: group, id, sequence number, the record as JSON
@@ -60,7 +64,8 @@ def item_row(item: Item, reserve: int) -> str:
     row = {name: getattr(state, name) for name in FIELDS}
     if type(state.keyvalue) is not dict:  # the shared empty mapping (no key-values): not JSON as it is
         row["keyvalue"] = dict(state.keyvalue)
-    row["started_log"] = asdict(state.started_log) if state.started_log else None
+    logs = state.started_log  # (plain strings and a bool: a shallow copy is asdict's deep one)
+    row["started_log"] = {name: getattr(logs, name) for name in LOG_FIELDS} if logs else None
     row.update(item.extra)
     row["cas-reserve"] = reserve
     return json.dumps(row)
@@ -79,4 +84,5 @@ def history_rows(item: Item, saved: int) -> list[HistoryRow]:
 
 def _fields(record: HistoryRecord) -> dict[str, Any]:
     """A record's fields, shallow: json.dumps copies them anyway (asdict deep-copies)."""
-    return {f.name: getattr(record, f.name) for f in fields(record)}
+    names = HISTORY_FIELDS if type(record) is HistoryRecord else tuple(f.name for f in fields(record))
+    return {name: getattr(record, name) for name in names}

@@ -124,3 +124,24 @@ def test_a_look_after_the_shared_moment_waits_for_a_new_one(sleepers, scans):
     waited = asyncio.run(twice())
     assert all(w >= delay - 0.005 for w in waited), waited
     assert scans[0] == 2
+
+
+def test_each_app_gets_its_own_children_from_the_scan_index_as_its_own_copy(sleepers, scans):
+    """The scan indexes its children by owner once; an answer is the caller's to keep
+    (a stop forgets what it stopped), and ``before`` leaves out the younger ones."""
+    owners = ownership.Ownership()
+    pids = sleepers(3)
+    starts = {pid: owners.spawned("app/a" if pid != pids[2] else "app/b", pid) for pid in pids}
+
+    async def ask() -> tuple[dict[int, int], dict[int, int], dict[int, int], dict[int, int]]:
+        return await asyncio.gather(owners.children_of("app/a"), owners.children_of("app/a"),
+                                    owners.children_of("app/b"), owners.children_of("app/none"))
+
+    first, second, other, none = asyncio.run(ask())
+    assert first == second == {p: starts[p] for p in pids[:2]} and other == {pids[2]: starts[pids[2]]}
+    assert none == {} and scans[0] == 1
+    first.clear()
+    assert second == {p: starts[p] for p in pids[:2]}  # not one shared dict
+    oldest = min(starts[p] for p in pids[:2])
+    younger = asyncio.run(owners.children_of("app/a", before=oldest + 1))
+    assert younger == {p: s for p, s in starts.items() if p in pids[:2] and s < oldest + 1}

@@ -178,6 +178,31 @@ def test_f2_the_signalling_functions_refuse_pid1_patrol_and_its_ancestors(target
             worker.join()
 
 
+def test_f2_a_process_is_told_from_a_thread_without_its_status_file(monkeypatch):
+    """A process (a thread group's leader) is its own tgid: proven by pidfd_open alone.
+    A thread id is not one, and its status file still names its process."""
+    import threading
+
+    done = threading.Event()
+    tids: list[int] = []
+    worker = threading.Thread(target=lambda: (tids.append(threading.get_native_id()), done.wait(5)))
+    worker.start()
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        wait_for(lambda: tids, 5)
+        read: list[int] = []
+        real_tgid = ownership.procfs.tgid
+        monkeypatch.setattr(ownership.procfs, "tgid", lambda pid: read.append(pid) or real_tgid(pid))
+        assert not ownership.is_protected(child.pid) and read == []  # a process: no read
+        assert ownership.is_protected(tids[0]) and read == [tids[0]]  # a thread of Patrol: read, refused
+        assert signal_pid(tids[0], signal.SIGCONT) is False
+    finally:
+        done.set()
+        worker.join()
+        child.kill()
+        child.wait()
+
+
 # -- F3: a FIFO at the pid-file path never freezes Patrol ----------------------------------
 
 

@@ -141,3 +141,23 @@ def test_no_keyvalues_is_one_shared_empty_mapping_that_sessions_replace_and_the_
         s.replace_keyvalue({})
     assert a.keyvalue is b.keyvalue
     assert json.loads(item_row(Item("app", "a", a, {}), 5))["keyvalue"] == {}
+
+
+def test_rows_encode_log_files_and_history_records_as_asdict_did():
+    """The rows name the fields once per class, not per item: same text as asdict's."""
+    import json
+    from dataclasses import asdict
+
+    from patrol.engine.item_state import HistoryRecord, LogFiles
+    from patrol.engine.state_rows import Item, history_rows, item_row
+
+    st = State(started=1.5, pid=42, started_log=LogFiles("out.log", "err.log", True))
+    with st.session() as s:
+        s.append_history(HistoryRecord("i1", 1.0, 2.0, pid=7, exit_signal=15, reason="stopped",
+                                       keyvalue={"k": [1, {"j": 2}]}, log="out.log"))
+    item = Item("app", "a", st, {})
+    row = json.loads(item_row(item, 5))
+    assert row["started_log"] == asdict(st.started_log)
+    assert list(row["started_log"]) == ["stdout", "stderr", "merged"]
+    rows = history_rows(item, 0)
+    assert [r[3] for r in rows] == [json.dumps(asdict(r)) for r in st.history]
