@@ -24,7 +24,7 @@ from typing import Iterator
 
 import pytest
 
-from patrol.testing import wait_for
+from patrol.testing import pid_alive, wait_for
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ def system_user() -> Iterator[SystemUser]:
         made.append(["groupdel", extra])
         subprocess.run(["useradd", "--create-home", "--user-group", "--groups", extra, "--shell", "/bin/sh", name],
                        check=True, capture_output=True)
-        made.append(["userdel", "--remove", name])
+        # --force: the user's processes are killed first, but one may stay a zombie for seconds
+        # (its parent gone, it waits for pid 1, which may reap late); userdel counts zombies too
+        made.append(["userdel", "--force", "--remove", name])
         entry = pwd.getpwnam(name)
         yield SystemUser(name, entry.pw_uid, entry.pw_gid, extra, grp.getgrnam(extra).gr_gid, entry.pw_dir)
     finally:
@@ -111,10 +113,14 @@ def python_for_everyone() -> Iterator[None]:
 
 
 def processes_of(uid: int) -> list[int]:
+    """Pids of the live processes of ``uid``. Zombies are not counted: they run nothing and
+    only their parent can remove them. One whose parent died is pid 1's, and a pid 1
+    that reaps late (this machine's does, after up to 7 s) kept every teardown that met
+    one waiting for the 5 s bound below (5-6 s a test of test_run_as in the suite)."""
     found = []
     for entry in os.listdir("/proc"):
         try:
-            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid and pid_alive(int(entry)):
                 found.append(int(entry))
         except OSError:
             continue
