@@ -50,21 +50,26 @@ class CpuSampler:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        #: pid -> its last reading (read by ``/status/``'s hot loop: :meth:`usage` without a call)
-        self.readings: dict[int, Reading] = {}
+        self._readings: dict[int, Reading] = {}  # pid -> its last reading
         self._pruned = clock()
 
     def usage(self, pid: int) -> Usage | None:
         """The process's CPU share and memory now, or None when it is gone (or a zombie)."""
+        reading = self.reading(pid)
+        return reading.usage if reading is not None else None
+
+    def reading(self, pid: int) -> Reading | None:
+        """:meth:`usage` with the reading it comes from: the same object until the next
+        reading, so a reader can keep what it made of it (``/status/`` its text)."""
         if pid <= 0:
             return None
         now = self.clock()
-        last = self.readings.get(pid)
+        last = self._readings.get(pid)
         if last is not None and now - last.at < self.window:
-            return last.usage  # no /proc read within the window
+            return last  # no /proc read within the window
         info = procfs.stat(pid)
         if info is None or not info.alive:
-            self.readings.pop(pid, None)
+            self._readings.pop(pid, None)
             return None
         if last is not None and last.start == info.start:
             percent = (info.cpu_ticks - last.ticks) / procfs.CLK_TCK / (now - last.at) * 100
@@ -72,13 +77,13 @@ class CpuSampler:
             age = procfs.uptime() - info.start / procfs.CLK_TCK
             percent = info.cpu_ticks / procfs.CLK_TCK / age * 100 if age > 0 else 0.0
         usage = Usage(round(max(percent, 0.0), 1), info.rss, info.cpu_ticks / procfs.CLK_TCK)
-        self.readings[pid] = Reading(info.start, info.cpu_ticks, now, usage)
+        reading = self._readings[pid] = Reading(info.start, info.cpu_ticks, now, usage)
         self._forget(now)
-        return usage
+        return reading
 
     def _forget(self, now: float) -> None:
         if now - self._pruned < self.forget_after:
             return
         self._pruned = now
-        for pid in [pid for pid, r in self.readings.items() if now - r.at > self.forget_after]:
-            del self.readings[pid]
+        for pid in [pid for pid, r in self._readings.items() if now - r.at > self.forget_after]:
+            del self._readings[pid]
