@@ -20,7 +20,7 @@ through the whole respawn benchmark, competing with the respawns themselves).
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from patrol.engine import procfs
 
@@ -32,17 +32,12 @@ SLICE = 32
 RECORDED_SLICE = 1024
 
 Attribute = Callable[[int], "tuple[int, str] | None"]
-
-
-class Scan(NamedTuple):
-    """One scan: every child with a proven owner, and the same children by owner."""
-
-    found: dict[int, tuple[int, str]]  # pid -> (start time, owner)
-    owned: dict[str, dict[int, int]]  # owner -> {pid: start time}
+#: one scan: every child with a proven owner, by owner (owner -> {pid: start time})
+Scan = dict[str, dict[int, int]]
 
 
 class ChildCensus:
-    """Scans of Patrol's children (pid -> (start time, owner)), shared (see the module
+    """Scans of Patrol's children (owner -> {pid: start time}), shared (see the module
     docstring). ``attribute`` proves one child's owner (None: unproven)."""
 
     def __init__(self, attribute: Attribute, recorded: Attribute = lambda pid: None) -> None:
@@ -53,15 +48,11 @@ class ChildCensus:
         self._runner: asyncio.Task[None] | None = None
         self._meeting = 0.0  # loop time of the next shared moment of :meth:`settle` (0: none)
 
-    async def take(self) -> dict[int, tuple[int, str]]:
-        """Every live child with a proven owner, from a scan that starts after this call."""
-        return dict((await self._answer()).found)
-
     async def owned(self, owner: str) -> dict[int, int]:
         """``owner``'s live children (pid -> start time), from a scan that starts after
         this call. The apps of a shutdown all ask: each gets its own from the scan's
         index, where each filtering every child made N apps' questions cost N x N."""
-        return dict((await self._answer()).owned.get(owner, {}))
+        return dict((await self._answer()).get(owner, {}))
 
     async def _answer(self) -> Scan:
         loop = asyncio.get_running_loop()
@@ -108,8 +99,7 @@ class ChildCensus:
 
     async def _scan(self) -> Scan:
         self.scans += 1
-        found: dict[int, tuple[int, str]] = {}
-        owned: dict[str, dict[int, int]] = {}
+        owned: Scan = {}
         looked = 0
         # On the loop: the kernel writes the list in the read itself (~1.5 ms at 5,000
         # children, at most one scan per ESCAPED_LOOK_AFTER outside a stop), and in a
@@ -126,9 +116,8 @@ class ChildCensus:
             elif n % RECORDED_SLICE == 0:
                 await asyncio.sleep(0)
             if got is not None:
-                found[pid] = got
                 owned.setdefault(got[1], {})[pid] = got[0]
-        return Scan(found, owned)
+        return owned
 
 
 def _wake(woken: asyncio.Future[None]) -> None:
